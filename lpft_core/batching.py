@@ -1,0 +1,85 @@
+"""Tokenise once, then pad per batch.
+
+Padding every batch to the dataset's (or the model's) maximum length wastes most of the
+compute on short texts; here each batch is padded only to its own longest row, and inference
+batches are formed from length-sorted rows so that rows of similar length share a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpft_core.data import Example
+
+#: Encoder inputs that are padded with 0 (everything except input_ids, which uses the pad id).
+_ZERO_PADDED = ("attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Token ids of a list of examples, unpadded.
+
+    Attributes:
+        columns: per encoder input (``input_ids``, ``attention_mask``, maybe ``token_type_ids``)
+            one list of token lists, all aligned with the examples.
+        lengths: tokens per example, shape (n,).
+        pad_token_id: the tokenizer's padding id.
+    """
+
+    columns: dict[str, list[list[int]]]
+    lengths: np.ndarray
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, indices: Sequence[int], device: torch.device | str = "cpu") -> dict[str, Any]:
+        """Right-padded tensors for the rows ``indices``, padded to their longest row."""
+        width = int(self.lengths[list(indices)].max())
+        batch = {}
+        for name, rows in self.columns.items():
+            fill = self.pad_token_id if name == "input_ids" else 0
+            array = np.full((len(indices), width), fill, dtype=np.int64)
+            for i, index in enumerate(indices):
+                row = rows[index]
+                array[i, : len(row)] = row
+            batch[name] = torch.from_numpy(array).to(device, non_blocking=True)
+        return batch
+
+
+def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> EncodedTexts:
+    """Tokenise ``examples`` (pairs as pairs), truncated to ``max_length`` tokens."""
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair else None
+    encoded = tokenizer(
+        texts,
+        pairs,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=True,
+    )
+    names = [n for n in ("input_ids", *_ZERO_PADDED) if n in encoded]
+    columns = {name: list(encoded[name]) for name in names}
+    lengths = np.array([len(ids) for ids in columns["input_ids"]], dtype=np.int64)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return EncodedTexts(columns=columns, lengths=lengths, pad_token_id=int(pad))
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Batches of row indices in order of decreasing length (the longest first, so a memory
+    problem shows at once rather than at the end)."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def shuffled_batches(n: int, batch_size: int, generator: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of shuffled row indices in batches of ``batch_size`` (the last may be short)."""
+    order = generator.permutation(n)
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]

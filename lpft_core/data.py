@@ -1,0 +1,392 @@
+"""Reading and validating text-classification datasets.
+
+A record has ``text``, an optional ``text_pair`` (sentence-pair tasks such as RTE are
+first-class) and a ``label`` (string or integer). Every rejected row raises a ``DataError``
+naming the file, the line, the field and the fix, because users meet these messages through
+the HTTP service and must be able to correct their file without reading our code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from lpft_core.errors import DataError
+
+Label = str | int
+
+#: Share of train held out for validation when no validation file is given (the paper's 9:1).
+HOLDOUT_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled input. ``text_pair`` is ``None`` for single-sentence tasks."""
+
+    text: str
+    label: Label
+    text_pair: str | None = None
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """Row and label counts of one split, and token lengths when a tokenizer was given."""
+
+    rows: int
+    label_counts: dict[str, int]
+    token_length_mean: float | None = None
+    token_length_p95: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a user checks before paying for a job: sizes, balance, pair or single, lengths."""
+
+    labels: list[Label]
+    pair: bool
+    validation_source: str
+    splits: dict[str, SplitSummary]
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train, validation and (optional) test examples over one label set taken from train.
+
+    Attributes:
+        labels: the sorted label set of train; class index ``i`` is ``labels[i]``.
+        validation_source: ``"file"`` or ``"holdout"`` (stratified, seeded 10 % of train).
+    """
+
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example] | None
+    labels: list[Label]
+    validation_source: str
+
+    @property
+    def pair(self) -> bool:
+        """Whether this is a sentence-pair task."""
+        return self.train[0].text_pair is not None
+
+    def label_ids(self, examples: Sequence[Example]) -> np.ndarray:
+        """Class indices of ``examples`` as an int64 array of shape (n,)."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        return np.array([index[e.label] for e in examples], dtype=np.int64)
+
+    @property
+    def evaluation(self) -> tuple[str, list[Example]]:
+        """The split that final metrics are reported on: test when given, else validation."""
+        return ("test", self.test) if self.test is not None else ("validation", self.validation)
+
+    def summary(self, tokenizer: Any = None, max_length: int | None = None) -> DatasetSummary:
+        """Per-split counts; token lengths (mean, p95) when a tokenizer is given."""
+        splits = {"train": self.train, "validation": self.validation}
+        if self.test is not None:
+            splits["test"] = self.test
+        return DatasetSummary(
+            labels=list(self.labels),
+            pair=self.pair,
+            validation_source=self.validation_source,
+            splits={
+                name: summarize_split(rows, tokenizer, max_length) for name, rows in splits.items()
+            },
+        )
+
+
+def summarize_split(
+    examples: Sequence[Example], tokenizer: Any = None, max_length: int | None = None
+) -> SplitSummary:
+    """Counts per label and, with a tokenizer, the mean and 95th percentile of token lengths
+    (before truncation, so users see how much ``max_length`` cuts)."""
+    counts = Counter(str(e.label) for e in examples)
+    mean = p95 = None
+    if tokenizer is not None and examples:
+        texts = [e.text for e in examples]
+        pairs = [e.text_pair for e in examples] if examples[0].text_pair is not None else None
+        encoded = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
+        lengths = np.array([len(ids) for ids in encoded], dtype=np.float64)
+        mean, p95 = float(lengths.mean()), float(np.percentile(lengths, 95))
+    return SplitSummary(
+        rows=len(examples),
+        label_counts=dict(sorted(counts.items())),
+        token_length_mean=mean,
+        token_length_p95=p95,
+    )
+
+
+def read_examples(path: str | Path, *, max_text_chars: int = 20_000) -> list[Example]:
+    """Read a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV (``.csv``) file of records.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, empty, or a row is invalid.
+    """
+    path = Path(path)
+    source = path.name
+    if not path.is_file():
+        raise DataError(f"file not found: {path}", source=str(path))
+    raw = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        records = _jsonl_records(raw, source)
+    elif suffix == ".csv":
+        records = _csv_records(raw, source)
+    else:
+        raise DataError(
+            f"unsupported file type {suffix!r}; use .jsonl (one JSON object per line) or .csv",
+            source=source,
+        )
+    return parse_records(records, source=source, max_text_chars=max_text_chars)
+
+
+def parse_records(
+    records: Iterable[tuple[int, Mapping[str, Any]]],
+    *,
+    source: str,
+    max_text_chars: int = 20_000,
+) -> list[Example]:
+    """Validate ``(line_number, record)`` pairs into examples.
+
+    A dataset is all-single or all-pair, and all its labels are strings or all integers, so
+    that a stray row cannot silently change the task.
+    """
+    examples: list[Example] = []
+    for line, record in records:
+        example = _parse_record(record, source, line, max_text_chars)
+        if examples:
+            first = examples[0]
+            if (example.text_pair is None) != (first.text_pair is None):
+                has = "has" if example.text_pair is not None else "has no"
+                raise DataError(
+                    f"this row {has} text_pair but the first row does not agree; a dataset "
+                    "must be all single texts or all pairs",
+                    source=source,
+                    line=line,
+                    field="text_pair",
+                )
+            if type(example.label) is not type(first.label):
+                raise DataError(
+                    f"label {example.label!r} is a {type(example.label).__name__} but earlier "
+                    f"labels are {type(first.label).__name__}s; use one type for all labels",
+                    source=source,
+                    line=line,
+                    field="label",
+                )
+        examples.append(example)
+    if not examples:
+        raise DataError("no rows; the file must hold at least one record", source=source)
+    return examples
+
+
+def build_splits(
+    train: list[Example],
+    validation: list[Example] | None = None,
+    test: list[Example] | None = None,
+    *,
+    seed: int = 0,
+    names: Mapping[str, str] | None = None,
+) -> DatasetSplits:
+    """Check the splits against each other and hold out validation data when none is given.
+
+    Args:
+        names: display names of the sources (``{"train": "train.jsonl", ...}``) for errors.
+
+    Raises:
+        DataError: train has one class or a class with fewer than 2 examples, the splits mix
+            single and pair inputs, or validation/test has a label that train lacks.
+    """
+    names = dict(names or {})
+    train_name = names.get("train", "train")
+    counts = Counter(e.label for e in train)
+    if len(counts) < 2:
+        raise DataError(
+            f"train has a single class ({next(iter(counts))!r}); a classifier needs at least 2",
+            source=train_name,
+            field="label",
+        )
+    rare = sorted((n, str(label)) for label, n in counts.items() if n < 2)
+    if rare:
+        n, label = rare[0]
+        raise DataError(
+            f"class {label!r} has {n} example; every class needs at least 2 examples in train "
+            "(for the stratified validation hold-out and the probe's cross-validation)",
+            source=train_name,
+            field="label",
+        )
+    labels = sorted(counts)
+    for split_name, split in (("validation", validation), ("test", test)):
+        if split is not None:
+            _check_against_train(split, train, set(labels), names.get(split_name, split_name))
+    validation_source = "file"
+    if validation is None:
+        train, validation = _stratified_holdout(train, seed)
+        validation_source = "holdout"
+    return DatasetSplits(train, validation, test, labels, validation_source)
+
+
+def _stratified_holdout(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    n_classes = len({e.label for e in train})
+    n_holdout = max(math.ceil(HOLDOUT_FRACTION * len(train)), n_classes)
+    index = np.arange(len(train))
+    keep, hold = train_test_split(
+        index,
+        test_size=n_holdout,
+        random_state=seed,
+        stratify=[str(e.label) for e in train],
+    )
+    return [train[i] for i in sorted(keep)], [train[i] for i in sorted(hold)]
+
+
+def _check_against_train(
+    split: list[Example], train: list[Example], labels: set[Label], name: str
+) -> None:
+    if (split[0].text_pair is None) != (train[0].text_pair is None):
+        kind = "pairs" if train[0].text_pair is not None else "single texts"
+        raise DataError(
+            f"train holds {kind} but this split does not; give every split the same fields",
+            source=name,
+            field="text_pair",
+        )
+    for row, example in enumerate(split, start=1):
+        if example.label not in labels:
+            raise DataError(
+                f"label {example.label!r} does not occur in train (labels: "
+                f"{sorted(map(str, labels))}); fix the label or add examples of it to train",
+                source=name,
+                line=example.line or row,
+                field="label",
+            )
+
+
+def _parse_record(record: Any, source: str, line: int, max_text_chars: int) -> Example:
+    if not isinstance(record, Mapping):
+        raise DataError(
+            'each row must be a JSON object like {"text": "...", "label": "..."}',
+            source=source,
+            line=line,
+        )
+    text = _parse_text(record.get("text"), "text", source, line, max_text_chars, required=True)
+    pair = _parse_text(
+        record.get("text_pair"), "text_pair", source, line, max_text_chars, required=False
+    )
+    return Example(text=text, label=_parse_label(record, source, line), text_pair=pair, line=line)
+
+
+def _parse_text(
+    value: Any, field: str, source: str, line: int, max_chars: int, *, required: bool
+) -> Any:
+    if value is None:
+        if required:
+            raise DataError(
+                f"missing {field!r}; every row needs a non-empty {field}",
+                source=source,
+                line=line,
+                field=field,
+            )
+        return None
+    if not isinstance(value, str):
+        raise DataError(
+            f"{field} must be a string, got {type(value).__name__}",
+            source=source,
+            line=line,
+            field=field,
+        )
+    if not value.strip():
+        raise DataError(
+            f"{field} is empty; remove the row or fill in the {field}",
+            source=source,
+            line=line,
+            field=field,
+        )
+    if len(value) > max_chars:
+        raise DataError(
+            f"{field} has {len(value)} characters, over the limit of {max_chars}; shorten it "
+            "or raise max_text_chars",
+            source=source,
+            line=line,
+            field=field,
+        )
+    return value
+
+
+def _parse_label(record: Mapping[str, Any], source: str, line: int) -> Label:
+    label = record.get("label")
+    if label is None or (isinstance(label, str) and not label.strip()):
+        raise DataError(
+            "missing label; every row needs a label (a string or an integer)",
+            source=source,
+            line=line,
+            field="label",
+        )
+    if isinstance(label, bool) or not isinstance(label, str | int):
+        raise DataError(
+            f"label must be a string or an integer, got {label!r}",
+            source=source,
+            line=line,
+            field="label",
+        )
+    return label.strip() if isinstance(label, str) else label
+
+
+def _decode(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8",
+            source=source,
+            line=line,
+        ) from None
+
+
+def _jsonl_records(raw: bytes, source: str) -> list[tuple[int, Any]]:
+    records = []
+    for line, text in enumerate(_decode(raw, source).splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            records.append((line, json.loads(text)))
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"invalid JSON ({exc.msg} at column {exc.colno}); each line must be one "
+                "JSON object",
+                source=source,
+                line=line,
+            ) from None
+    return records
+
+
+def _csv_records(raw: bytes, source: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(_decode(raw, source), newline=""))
+    header = reader.fieldnames or []
+    for required in ("text", "label"):
+        if required not in header:
+            raise DataError(
+                f"the CSV header has no {required!r} column (found {header}); name the columns "
+                "text, label and optionally text_pair",
+                source=source,
+                line=1,
+                field=required,
+            )
+    records = []
+    try:
+        for row in reader:
+            # CSV has no null: an empty text_pair cell means "no pair".
+            clean = {k: v for k, v in row.items() if k is not None}
+            if clean.get("text_pair") == "":
+                clean["text_pair"] = None
+            records.append((reader.line_num, clean))
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV ({exc})", source=source, line=reader.line_num) from None
+    return records

@@ -1,0 +1,66 @@
+"""Batched, gradient-free forward passes: probe features and logits."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpft_core.batching import EncodedTexts, length_sorted_batches
+from lpft_core.errors import CancelledError
+from lpft_core.events import StopCallback, never_stop
+
+
+def autocast_for(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; on the CPU nothing, so the CPU path stays exact fp32."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def forward_all(
+    model: torch.nn.Module,
+    encoded: EncodedTexts,
+    *,
+    batch_size: int,
+    device: torch.device,
+    output: str = "logits",
+    should_stop: StopCallback = never_stop,
+) -> np.ndarray:
+    """Run ``model`` in eval mode over every row of ``encoded`` in length-sorted batches.
+
+    Args:
+        output: ``"logits"`` (shape (n, C)) or ``"features"`` (phi(x), shape (n, hidden)).
+        should_stop: checked before every batch.
+
+    Raises:
+        CancelledError: ``should_stop()`` returned True.
+
+    Returns:
+        A float32 array in the original row order.
+    """
+    was_training = model.training
+    model.eval()
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out: np.ndarray | None = None
+    try:
+        for indices in length_sorted_batches(encoded.lengths, batch_size):
+            if should_stop():
+                raise CancelledError("stopped on request during a forward pass")
+            batch = encoded.batch(indices, device)
+            with autocast_for(device):
+                if output == "features":
+                    values = inner.features(**batch)
+                else:
+                    values = model(**batch).logits
+            values = values.float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(encoded), values.shape[1]), dtype=np.float32)
+            out[indices] = values
+    finally:
+        model.train(was_training)
+    assert out is not None, "forward_all needs at least one row"
+    return out

@@ -1,0 +1,316 @@
+"""``run_job``: data → (LP) → (FT | LoRA) → temperature scaling → artifact.
+
+The one entry point used by the CLI and the worker, so both train exactly the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpft_core.artifacts import ArtifactManifest, CalibrationRecord, save_artifact
+from lpft_core.batching import encode
+from lpft_core.calibration import (
+    TemperatureScaler,
+    classification_metrics,
+    nll_from_logits,
+    reliability_bins,
+    scaled_softmax,
+)
+from lpft_core.config import JobSpec
+from lpft_core.data import DatasetSplits, build_splits, read_examples
+from lpft_core.errors import CancelledError
+from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.inference import forward_all
+from lpft_core.lora import apply_lora
+from lpft_core.modeling import (
+    DEFAULT_MODEL,
+    build_classifier,
+    classifier_head,
+    default_pooling,
+    load_tokenizer,
+    resolve_device,
+    resolve_model,
+)
+from lpft_core.probe import LinearProbe, install_head, scale_head
+from lpft_core.results import (
+    Calibration,
+    Evaluation,
+    HeadNorm,
+    JobMetrics,
+    ParameterCounts,
+    ProbeSummary,
+    Reliability,
+)
+from lpft_core.training import TrainingOptions, TrainingResult, train
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Where the artifact was written, and what the job measured."""
+
+    output_dir: Path
+    metrics: JobMetrics
+
+
+def load_splits(spec: JobSpec) -> DatasetSplits:
+    """Read and cross-check the spec's dataset files."""
+    files = spec.data
+    read = lambda path: read_examples(path, max_text_chars=spec.max_text_chars)  # noqa: E731
+    return build_splits(
+        read(files.train),
+        read(files.validation) if files.validation else None,
+        read(files.test) if files.test else None,
+        seed=spec.hyperparameters.seed,
+        names={
+            "train": Path(files.train).name,
+            "validation": Path(files.validation).name if files.validation else "validation",
+            "test": Path(files.test).name if files.test else "test",
+        },
+    )
+
+
+def run_job(
+    spec: JobSpec,
+    progress: ProgressCallback = no_progress,
+    should_stop: StopCallback = never_stop,
+) -> JobResult:
+    """Train, calibrate, evaluate and save one model as ``spec`` says.
+
+    Args:
+        spec: the job.
+        progress: called with a ``ProgressEvent`` at every step of every stage.
+        should_stop: polled between steps; when it returns True the job raises
+            ``CancelledError`` within one step and writes nothing.
+
+    Returns:
+        The artifact directory and the job's metrics (also saved as ``metrics.json``).
+
+    Raises:
+        LpftError: a subclass that says what to fix (data, config, model) or that the job
+            was cancelled or diverged.
+    """
+    hp = spec.hyperparameters
+    timing: dict[str, float] = {}
+    seed_everything(hp.seed)
+    device = resolve_device(hp.device)
+
+    with _timed(timing, "load"):
+        progress(ProgressEvent("load", 0, 1))
+        splits = load_splits(spec)
+        model_ref = resolve_model(spec.model)
+        pooling = hp.pooling or default_pooling(model_ref)
+        tokenizer = load_tokenizer(model_ref)
+        model = build_classifier(model_ref, splits.labels, pooling, hp.seed).to(device)
+        eval_name, eval_examples = splits.evaluation
+        encoded = {
+            "train": encode(tokenizer, splits.train, hp.max_length),
+            "validation": encode(tokenizer, splits.validation, hp.max_length),
+            "evaluation": encode(tokenizer, eval_examples, hp.max_length),
+        }
+        y_train = splits.label_ids(splits.train)
+        y_validation = splits.label_ids(splits.validation)
+        y_eval = splits.label_ids(eval_examples)
+        summary = splits.summary(tokenizer)
+        progress(ProgressEvent("load", 1, 1))
+
+    head = classifier_head(model)
+    initial_norm = float(head.weight.detach().norm())
+    probe_summary = None
+    if spec.method.uses_probe:
+        with _timed(timing, "lp"):
+            probe_summary = _fit_probe(
+                model,
+                encoded,
+                y_train,
+                y_validation,
+                hp.batch_size,
+                hp.seed,
+                device,
+                progress,
+                should_stop,
+            )
+    after_lp = float(head.weight.detach().norm()) if probe_summary else None
+
+    training: TrainingResult | None = None
+    trained = model
+    if spec.method.finetunes:
+        stage = "lora" if spec.method.uses_lora else "ft"
+        with _timed(timing, stage):
+            if hp.head_norm_scale != 1.0:
+                scale_head(head, hp.head_norm_scale)
+            if spec.method.uses_lora:
+                trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
+            options = TrainingOptions(
+                epochs=hp.epochs,
+                batch_size=hp.batch_size,
+                learning_rate=hp.learning_rate_for(spec.method),
+                weight_decay=hp.weight_decay,
+                max_grad_norm=hp.max_grad_norm,
+                seed=hp.seed,
+            )
+            training = train(
+                trained,
+                encoded["train"],
+                y_train,
+                encoded["validation"],
+                y_validation,
+                options,
+                device=device,
+                stage=stage,
+                progress=progress,
+                should_stop=should_stop,
+            )
+    parameters = ParameterCounts(
+        total=sum(p.numel() for p in trained.parameters()),
+        trainable=sum(p.numel() for p in trained.parameters() if p.requires_grad)
+        if spec.method.finetunes
+        else sum(p.numel() for p in classifier_head(trained).parameters()),
+    )
+
+    with _timed(timing, "calibrate"):
+        progress(ProgressEvent("calibrate", 0, 1))
+        logits = {
+            name: forward_all(
+                trained,
+                encoded[name],
+                batch_size=hp.batch_size,
+                device=device,
+                should_stop=should_stop,
+            )
+            for name in ("validation", "evaluation")
+        }
+        scaler = TemperatureScaler().fit(logits["validation"], y_validation)
+        temperature = scaler.temperature_
+        calibration = Calibration(
+            temperature=temperature,
+            fitted_on="validation",
+            rows=len(y_validation),
+            ece_bins=hp.ece_bins,
+            nll_before=nll_from_logits(logits["validation"], y_validation),
+            nll_after=nll_from_logits(logits["validation"] / temperature, y_validation),
+        )
+        evaluation = _evaluate(eval_name, logits["evaluation"], y_eval, temperature, hp.ece_bins)
+        progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
+
+    if should_stop():
+        raise CancelledError("stopped on request before saving the model")
+    out = Path(spec.output_dir)
+    metrics = JobMetrics(
+        method=spec.method.value,
+        model=spec.model or DEFAULT_MODEL,
+        pooling=pooling,
+        device=device.type,
+        labels=list(splits.labels),
+        splits={name: s.rows for name, s in summary.splits.items()},
+        dataset=summary,
+        parameters=parameters,
+        lp=probe_summary,
+        head_norm=HeadNorm(
+            initial=initial_norm,
+            after_lp=after_lp,
+            final=float(classifier_head(trained).weight.detach().norm()),
+        ),
+        history=training.steps if training else [],
+        epochs=training.epochs if training else [],
+        best_epoch=training.best_epoch if training else None,
+        temperature=temperature,
+        calibration=calibration,
+        test=evaluation,
+        timing=timing,
+    )
+    with _timed(timing, "save"):
+        progress(ProgressEvent("save", 0, 1))
+        save_artifact(
+            out,
+            trained,
+            tokenizer,
+            ArtifactManifest(
+                format="lora" if spec.method.uses_lora else "full",
+                base_model=spec.model or DEFAULT_MODEL,
+                method=spec.method.value,
+                pair=splits.pair,
+                max_length=hp.max_length,
+            ),
+            list(splits.labels),
+            CalibrationRecord(
+                temperature=temperature,
+                fitted_on="validation",
+                rows=len(y_validation),
+                ece_bins=hp.ece_bins,
+            ),
+            metrics.to_dict(),
+            spec.to_dict(),
+        )
+        progress(ProgressEvent("save", 1, 1))
+    return JobResult(output_dir=out, metrics=metrics)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a job is repeatable on one machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fit_probe(
+    model, encoded, y_train, y_validation, batch_size, seed, device, progress, should_stop
+) -> ProbeSummary:
+    """Extract frozen features once, fit the cross-validated probe, install it as the head."""
+    features = {}
+    for step, name in enumerate(("train", "validation")):
+        progress(ProgressEvent("lp", step, 3))
+        features[name] = forward_all(
+            model,
+            encoded[name],
+            batch_size=batch_size,
+            device=device,
+            output="features",
+            should_stop=should_stop,
+        )
+    progress(ProgressEvent("lp", 2, 3))
+    probe = LinearProbe(random_state=seed).fit(features["train"], y_train)
+    install_head(classifier_head(model), *probe.head_parameters())
+    summary = ProbeSummary(
+        C=probe.C_,
+        cv_folds=probe.cv_folds_,
+        train_accuracy=float(probe.score(features["train"], y_train)),
+        validation_accuracy=float(probe.score(features["validation"], y_validation)),
+    )
+    progress(
+        ProgressEvent(
+            "lp", 3, 3, {"C": summary.C, "validation_accuracy": summary.validation_accuracy}
+        )
+    )
+    return summary
+
+
+def _evaluate(
+    split: str, logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int
+) -> Evaluation:
+    return Evaluation(
+        split=split,
+        rows=len(y),
+        uncalibrated=classification_metrics(logits, y, n_bins=n_bins),
+        calibrated=classification_metrics(logits, y, temperature=temperature, n_bins=n_bins),
+        reliability=Reliability(
+            uncalibrated=reliability_bins(scaled_softmax(logits, 1.0), y, n_bins),
+            calibrated=reliability_bins(scaled_softmax(logits, temperature), y, n_bins),
+        ),
+    )
+
+
+@contextmanager
+def _timed(timing: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[stage] = round(time.perf_counter() - started, 3)

@@ -1,0 +1,89 @@
+"""Calibrated predictions from a saved artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lpft_core.artifacts import load_model, read_calibration, read_labels, read_manifest
+from lpft_core.batching import encode
+from lpft_core.calibration import scaled_softmax
+from lpft_core.data import Example, Label
+from lpft_core.errors import DataError
+from lpft_core.inference import forward_all
+from lpft_core.modeling import load_tokenizer, resolve_device
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's label, its probabilities per label name, and the raw logits."""
+
+    label: Label
+    probabilities: dict[str, float]
+    logits: list[float]
+
+
+class Predictor:
+    """A loaded model that returns calibrated probabilities.
+
+    Args:
+        directory: an artifact directory written by ``run_job``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: rows per forward pass.
+    """
+
+    def __init__(self, directory: str | Path, device: str = "auto", batch_size: int = 64) -> None:
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        self.labels = read_labels(self.directory)
+        self.temperature = read_calibration(self.directory).temperature
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.tokenizer = load_tokenizer(str(self.directory))
+        self.model = load_model(self.directory, self.manifest).to(self.device)
+
+    def logits(self, inputs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Raw logits of shape (n, C) for ``{"text", "text_pair"?}`` inputs."""
+        examples = [self._example(i, item) for i, item in enumerate(inputs)]
+        if not examples:
+            return np.empty((0, len(self.labels)), dtype=np.float32)
+        encoded = encode(self.tokenizer, examples, self.manifest.max_length)
+        return forward_all(self.model, encoded, batch_size=self.batch_size, device=self.device)
+
+    def predict(
+        self, inputs: Sequence[Mapping[str, Any]], calibrated: bool = True
+    ) -> list[Prediction]:
+        """Label, probabilities (softmax(logits / T) with the fitted T unless
+        ``calibrated=False``) and logits per input."""
+        logits = self.logits(inputs)
+        temperature = self.temperature if calibrated else 1.0
+        probs = scaled_softmax(logits, temperature)
+        names = [str(label) for label in self.labels]
+        return [
+            Prediction(
+                label=self.labels[int(row.argmax())],
+                probabilities=dict(zip(names, map(float, row), strict=True)),
+                logits=[float(v) for v in logit_row],
+            )
+            for row, logit_row in zip(probs, logits, strict=True)
+        ]
+
+    def _example(self, index: int, item: Mapping[str, Any]) -> Example:
+        text, pair = item.get("text"), item.get("text_pair")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError("text must be a non-empty string", field=f"inputs[{index}].text")
+        if self.manifest.pair and not (isinstance(pair, str) and pair.strip()):
+            raise DataError(
+                "this model was trained on sentence pairs; give a non-empty text_pair",
+                field=f"inputs[{index}].text_pair",
+            )
+        if not self.manifest.pair and pair is not None:
+            raise DataError(
+                "this model was trained on single texts; remove text_pair",
+                field=f"inputs[{index}].text_pair",
+            )
+        return Example(text=text, label=self.labels[0], text_pair=pair)

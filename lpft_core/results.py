@@ -1,0 +1,101 @@
+"""Typed results of a job; ``JobMetrics.to_dict()`` is ``metrics.json`` and the service's
+``GET /jobs/{id}/metrics`` body."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from lpft_core.calibration import ClassificationMetrics, ReliabilityBin
+from lpft_core.data import DatasetSummary, Label
+from lpft_core.training import EpochRecord, StepRecord
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """The linear probe: chosen inverse L2 strength C and its accuracies."""
+
+    C: float
+    cv_folds: int
+    train_accuracy: float
+    validation_accuracy: float
+
+
+@dataclass(frozen=True)
+class HeadNorm:
+    """‖V‖_F of the head: fresh, after LP (``None`` without LP), and at the end."""
+
+    initial: float
+    after_lp: float | None
+    final: float
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Reliability-diagram bins before and after temperature scaling."""
+
+    uncalibrated: list[ReliabilityBin]
+    calibrated: list[ReliabilityBin]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics on the evaluation split (``test``, or ``validation`` when no test was given)."""
+
+    split: str
+    rows: int
+    uncalibrated: ClassificationMetrics
+    calibrated: ClassificationMetrics
+    reliability: Reliability
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted temperature, where it was fitted, and the NLL it bought on that split."""
+
+    temperature: float
+    fitted_on: str
+    rows: int
+    ece_bins: int
+    nll_before: float
+    nll_after: float
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Parameters of the classifier, and how many the FT/LoRA stage trained."""
+
+    total: int
+    trainable: int
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    """Everything measured in one job.
+
+    ``history`` has one entry per optimisation step; ``epochs`` one per epoch; ``timing`` the
+    wall seconds of each stage.
+    """
+
+    method: str
+    model: str
+    pooling: str
+    device: str
+    labels: list[Label]
+    splits: dict[str, int]
+    dataset: DatasetSummary
+    parameters: ParameterCounts
+    lp: ProbeSummary | None
+    head_norm: HeadNorm
+    history: list[StepRecord]
+    epochs: list[EpochRecord]
+    best_epoch: int | None
+    temperature: float
+    calibration: Calibration
+    test: Evaluation
+    timing: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return dataclasses.asdict(self)
