@@ -1,0 +1,153 @@
+"""Dataset reading and validation: every rejected row names file, line, field and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lpft_core.data import build_splits, parse_records, read_examples
+from lpft_core.errors import DataError
+from tests.conftest import toy_rows, write_jsonl
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "field", "fragment"),
+    [
+        ('{"text": "ok", "label": "a"}\n{"text": "  ", "label": "b"}\n', 2, "text", "empty"),
+        ('{"text": "ok", "label": "a"}\n{"label": "b"}\n', 2, "text", "missing 'text'"),
+        ('{"text": "ok", "label": "a"}\n{"text": "x"}\n', 2, "label", "missing label"),
+        ('{"text": "ok", "label": "a"}\n{"text": "x", "label": null}\n', 2, "label", "missing"),
+        ('{"text": "ok", "label": "a"}\n{"text": "x", "label": 1.5}\n', 2, "label", "string or"),
+        ('{"text": "ok", "label": "a"}\n{"text": "x", "label": 1}\n', 2, "label", "one type"),
+        ('{"text": "ok", "label": "a"}\n{"text": 3, "label": "a"}\n', 2, "text", "string"),
+        ('{"text": "ok", "label": "a"}\n\n{"text": "x", "label": "a"\n', 3, None, "invalid JSON"),
+        ('{"text": "ok", "label": "a"}\n["x", "a"]\n', 2, None, "JSON object"),
+        (
+            '{"text": "ok", "label": "a"}\n{"text": "x", "text_pair": "y", "label": "a"}\n',
+            2,
+            "text_pair",
+            "all single texts or all pairs",
+        ),
+        ('{"text": "ok", "text_pair": "", "label": "a"}\n', 1, "text_pair", "empty"),
+    ],
+)
+def test_bad_jsonl_rows_name_line_and_field(
+    tmp_path: Path, content: str, line: int, field: str | None, fragment: str
+) -> None:
+    path = write(tmp_path, "train.jsonl", content)
+    with pytest.raises(DataError) as info:
+        read_examples(path)
+    error = info.value
+    assert error.source == "train.jsonl"
+    assert error.line == line
+    assert error.field == field
+    assert fragment in str(error)
+    assert f"train.jsonl, line {line}" in str(error)
+
+
+def test_text_over_the_size_limit_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.jsonl", '{"text": "' + "a" * 51 + '", "label": "x"}\n')
+    with pytest.raises(DataError, match="51 characters, over the limit of 50") as info:
+        read_examples(path, max_text_chars=50)
+    assert info.value.field == "text"
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    content = b'{"text": "ok", "label": "a"}\n{"text": "caf\xe9", "label": "a"}\n'
+    with pytest.raises(DataError, match="not valid UTF-8") as info:
+        read_examples(write(tmp_path, "t.jsonl", content))
+    assert info.value.line == 2
+
+
+def test_empty_file_and_unknown_extension(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no rows"):
+        read_examples(write(tmp_path, "t.jsonl", "\n\n"))
+    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+        read_examples(write(tmp_path, "t.txt", "hello"))
+    with pytest.raises(DataError, match="file not found"):
+        read_examples(tmp_path / "missing.jsonl")
+
+
+def test_csv_reads_pairs_and_reports_physical_lines(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "d.csv",
+        'text,text_pair,label\n"a ""quoted""\nmultiline",b,yes\nc,d,no\n',
+    )
+    examples = read_examples(path)
+    assert [e.label for e in examples] == ["yes", "no"]
+    assert examples[0].text == 'a "quoted"\nmultiline'
+    assert examples[1].text_pair == "d"
+    bad = write(tmp_path, "bad.csv", "text,label\nfine,yes\n,no\n")
+    with pytest.raises(DataError, match="bad.csv, line 3, field 'text'"):
+        read_examples(bad)
+    with pytest.raises(DataError, match="no 'label' column"):
+        read_examples(write(tmp_path, "nolabel.csv", "text,category\na,b\n"))
+
+
+def test_single_class_and_rare_class_are_rejected() -> None:
+    one = parse_records([(i, {"text": "x", "label": "a"}) for i in range(1, 4)], source="s")
+    with pytest.raises(DataError, match="single class"):
+        build_splits(one)
+    rare = parse_records(
+        [
+            (1, {"text": "x", "label": "a"}),
+            (2, {"text": "y", "label": "a"}),
+            (3, {"text": "z", "label": "b"}),
+        ],
+        source="s",
+    )
+    with pytest.raises(DataError, match="class 'b' has 1 example"):
+        build_splits(rare)
+
+
+def test_unseen_validation_label_names_file_and_line(tmp_path: Path) -> None:
+    train = read_examples(write_jsonl(tmp_path / "train.jsonl", toy_rows(12, seed=0, classes=2)))
+    validation = read_examples(
+        write(
+            tmp_path,
+            "val.jsonl",
+            '{"text": "a", "label": "pos"}\n\n{"text": "b", "label": "meh"}\n',
+        )
+    )
+    with pytest.raises(DataError) as info:
+        build_splits(train, validation, names={"validation": "val.jsonl"})
+    assert "label 'meh' does not occur in train" in str(info.value)
+    assert info.value.line == 3 and info.value.source == "val.jsonl"
+
+
+def test_holdout_is_stratified_seeded_and_ten_percent() -> None:
+    rows = toy_rows(100, seed=0, classes=2)
+    train = parse_records(list(enumerate(rows, start=1)), source="t")
+    first = build_splits(train, seed=7)
+    again = build_splits(train, seed=7)
+    other = build_splits(train, seed=8)
+    assert first.validation_source == "holdout"
+    assert len(first.validation) == 10 and len(first.train) == 90
+    assert sorted(e.label for e in first.validation).count("pos") == 5
+    assert first.validation == again.validation
+    assert first.validation != other.validation
+    assert not set(map(id, first.validation)) & set(map(id, first.train))
+
+
+def test_summary_counts_labels_and_token_lengths(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    rows = toy_rows(20, seed=0, classes=2, pair=True)
+    splits = build_splits(parse_records(list(enumerate(rows, 1)), source="t"), seed=0)
+    summary = splits.summary(AutoTokenizer.from_pretrained(tiny_model_dir))
+    assert summary.pair and summary.labels == ["neg", "pos"]
+    assert summary.splits["train"].rows == 18 and summary.splits["validation"].rows == 2
+    assert summary.splits["train"].label_counts == {"neg": 9, "pos": 9}
+    # 6 + 3 words, [CLS] and two [SEP]: 12 tokens per row.
+    assert summary.splits["train"].token_length_mean == pytest.approx(12.0)

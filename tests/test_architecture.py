@@ -1,0 +1,43 @@
+"""House rules that code review alone would let slip."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lpft_core
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE_FRAMEWORKS = {"fastapi", "starlette", "celery", "redis", "uvicorn", "pydantic_settings"}
+
+
+def imported_roots(package: Path) -> set[str]:
+    roots = set()
+    paths = [package] if package.is_file() else package.rglob("*.py")
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_lpft_core_imports_no_service_framework() -> None:
+    assert not imported_roots(ROOT / "lpft_core") & SERVICE_FRAMEWORKS
+
+
+def test_model_code_copied_into_artifacts_is_self_contained() -> None:
+    # transformers copies modeling_lpft.py into every artifact; it must not need lpft_core.
+    assert imported_roots(ROOT / "lpft_core" / "modeling_lpft.py") <= {
+        "__future__",
+        "torch",
+        "transformers",
+    }
+
+
+def test_public_api_names_resolve() -> None:
+    # Ordering is ruff's RUF022; here: no duplicates and every name exists.
+    assert len(set(lpft_core.__all__)) == len(lpft_core.__all__)
+    for name in lpft_core.__all__:
+        assert getattr(lpft_core, name) is not None
