@@ -20,23 +20,28 @@ from lpft_core.results import JobMetrics
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for a user error)."""
-    args = _parser().parse_args(argv)
+    parser, _ = build_parser()
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Run the command parsed into ``args``; a user error (an ``LpftError`` or one of
+    ``user_errors``) prints its reason and returns 2."""
     _quiet_transformers()
     try:
         return args.run(args)
-    except LpftError as exc:
+    except (LpftError, *user_errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
 def _train(args: argparse.Namespace) -> int:
-    hyper = {name: getattr(args, name) for name in _hyperparameter_types()}
     spec = JobSpec(
         method=args.method,
         data=DataFiles(train=args.train, validation=args.validation, test=args.test),
         output_dir=args.out,
         model=args.model,
-        hyperparameters=Hyperparameters(**{k: v for k, v in hyper.items() if v is not None}),
+        hyperparameters=Hyperparameters(**hyperparameters_from(args)),
         max_text_chars=args.max_text_chars,
     )
     from lpft_core.pipeline import run_job  # heavy imports only when training
@@ -51,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from lpft_core.predictor import Predictor
 
+    if not args.model:
+        raise DataError("give --model DIR (a directory written by lpft train)")
     predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size)
     rows = read_jsonl_inputs(Path(args.input))
     predictions = predictor.predict(rows, calibrated=not args.uncalibrated)
@@ -129,13 +136,11 @@ class _ProgressBars:
         if event.stage != self.stage:
             self.close()
             self.stage = event.stage
-            self.bar = tqdm(total=event.total, desc=event.stage, unit="step", leave=True)
+            self.bar = tqdm(total=event.total, desc=event.stage, unit="step", mininterval=1.0)
         assert self.bar is not None
-        self.bar.total = event.total
-        self.bar.n = event.step
         if event.metrics:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in event.metrics.items()}, refresh=False)
-        self.bar.refresh()
+        self.bar.update(event.step - self.bar.n)  # redraws at most once per second
 
     def close(self) -> None:
         if self.bar is not None:
@@ -159,7 +164,8 @@ def _hyperparameter_types() -> dict[str, type]:
     return types
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The ``lpft`` parser and its subcommands (the service client adds its own)."""
     parser = argparse.ArgumentParser(prog="lpft", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -173,19 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, help="directory to write the model to")
     train.add_argument("--max-text-chars", type=int, default=20_000)
-    defaults = Hyperparameters()
-    for name, kind in _hyperparameter_types().items():
-        train.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            type=kind,
-            default=None,
-            help=f"default: {getattr(defaults, name)}",
-        )
+    add_hyperparameter_flags(train)
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", help="calibrated predictions from a saved model")
-    predict.add_argument("--model", required=True, help="a directory written by lpft train")
+    predict.add_argument("--model", help="a directory written by lpft train")
     predict.add_argument("--input", required=True, help="JSONL with text (and text_pair)")
     predict.add_argument("--output", required=True, help="JSONL to write, one object per input")
     predict.add_argument("--uncalibrated", action="store_true", help="use T = 1")
@@ -200,7 +198,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--test-rows", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo_data)
-    return parser
+    return parser, commands
+
+
+def add_hyperparameter_flags(command: argparse.ArgumentParser) -> None:
+    """``--epochs``, ``--batch-size``, ...: one flag per ``Hyperparameters`` field."""
+    defaults = Hyperparameters()
+    for name, kind in _hyperparameter_types().items():
+        command.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"default: {getattr(defaults, name)}",
+        )
+
+
+def hyperparameters_from(args: argparse.Namespace) -> dict[str, typing.Any]:
+    """The hyperparameter flags the user set."""
+    values = {name: getattr(args, name, None) for name in _hyperparameter_types()}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _quiet_transformers() -> None:

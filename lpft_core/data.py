@@ -132,21 +132,30 @@ def read_examples(path: str | Path, *, max_text_chars: int = 20_000) -> list[Exa
         DataError: the file is missing, not UTF-8, empty, or a row is invalid.
     """
     path = Path(path)
-    source = path.name
     if not path.is_file():
         raise DataError(f"file not found: {path}", source=str(path))
-    raw = path.read_bytes()
-    suffix = path.suffix.lower()
+    return examples_from_bytes(path.read_bytes(), path.name, max_text_chars=max_text_chars)
+
+
+def examples_from_bytes(
+    raw: bytes, filename: str, *, max_text_chars: int = 20_000
+) -> list[Example]:
+    """Parse the content of a JSONL or CSV file named ``filename`` (the extension decides).
+
+    Raises:
+        DataError: not UTF-8, empty, an unknown extension, or an invalid row.
+    """
+    suffix = Path(filename).suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        records = _jsonl_records(raw, source)
+        records = _jsonl_records(raw, filename)
     elif suffix == ".csv":
-        records = _csv_records(raw, source)
+        records = _csv_records(raw, filename)
     else:
         raise DataError(
             f"unsupported file type {suffix!r}; use .jsonl (one JSON object per line) or .csv",
-            source=source,
+            source=filename,
         )
-    return parse_records(records, source=source, max_text_chars=max_text_chars)
+    return parse_records(records, source=filename, max_text_chars=max_text_chars)
 
 
 def parse_records(

@@ -48,7 +48,7 @@ class Predictor:
 
     def logits(self, inputs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Raw logits of shape (n, C) for ``{"text", "text_pair"?}`` inputs."""
-        examples = [self._example(i, item) for i, item in enumerate(inputs)]
+        examples = self.validate(inputs)
         if not examples:
             return np.empty((0, len(self.labels)), dtype=np.float32)
         encoded = encode(self.tokenizer, examples, self.manifest.max_length)
@@ -71,6 +71,15 @@ class Predictor:
             )
             for row, logit_row in zip(probs, logits, strict=True)
         ]
+
+    def validate(self, inputs: Sequence[Mapping[str, Any]]) -> list[Example]:
+        """Check every input against the model (non-empty text; text_pair exactly when the
+        model was trained on pairs) before any of them is computed.
+
+        Raises:
+            DataError: naming ``inputs[i].text`` or ``inputs[i].text_pair``.
+        """
+        return [self._example(i, item) for i, item in enumerate(inputs)]
 
     def _example(self, index: int, item: Mapping[str, Any]) -> Example:
         text, pair = item.get("text"), item.get("text_pair")
