@@ -1,0 +1,79 @@
+"""Job and dataset records as stored in Redis and mirrored on the artifact volume."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    """``queued → running → succeeded | failed | cancelled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job can no longer change."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ErrorInfo(BaseModel):
+    """Why a job failed: a stable machine ``code`` and a message that says what to do."""
+
+    code: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    """One job. ``spec`` is the lpft_core ``JobSpec`` as plain data (paths on the volume)."""
+
+    id: str
+    tenant: str
+    status: JobStatus = JobStatus.QUEUED
+    method: str
+    model: str | None
+    dataset: dict[str, str | None]
+    hyperparameters: dict[str, Any]
+    queue: str
+    spec: dict[str, Any]
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    error: ErrorInfo | None = None
+    cancel_requested: bool = False
+
+
+class DatasetRecord(BaseModel):
+    """An uploaded, validated dataset; the rows live in ``path`` as JSONL."""
+
+    id: str
+    tenant: str
+    name: str
+    path: str
+    rows: int
+    pair: bool
+    label_counts: dict[str, int]
+    created_at: float = Field(default_factory=time.time)
+
+
+def worker_lost(worker: str | None) -> ErrorInfo:
+    """The failure recorded when a job's worker died (SIGKILL, OOM, lost machine)."""
+    return ErrorInfo(
+        code="worker_lost",
+        message=f"worker {worker} died while running this job, so it did not finish; "
+        "submit it again",
+    )
+
+
+def new_id(prefix: str) -> str:
+    """A random id such as ``job-3f2a…`` (the prefix tells ids apart in logs and URLs)."""
+    return f"{prefix}-{uuid.uuid4().hex[:20]}"

@@ -1,0 +1,66 @@
+"""Service settings, read from ``LPFT_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings shared by the API and the workers.
+
+    Every field is read from ``LPFT_<NAME>``, e.g. ``LPFT_REDIS_URL``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LPFT_", env_file=".env", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="job store and broker")
+    artifacts_dir: Path = Field(Path("runs/service"), description="models, datasets, records")
+    api_port: int = Field(8000, description="port of the HTTP API")
+    api_keys: str = Field(
+        "", description="comma-separated tenant:key pairs; empty (and no file) = open mode"
+    )
+    api_keys_file: Path | None = Field(None, description="a file of tenant:key lines")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="largest dataset upload")
+    max_text_chars: int = Field(20_000, description="longest accepted text in a dataset")
+    auto_queue: str = Field("cpu", description="queue for jobs with device 'auto'")
+    lease_seconds: float = Field(
+        30.0, description="a running job without heartbeat this long is lost"
+    )
+    heartbeat_seconds: float = Field(5.0, description="how often a worker renews its job lease")
+    cancel_grace_seconds: float = Field(
+        10.0, description="after a cancel, how long training may take to stop before it is killed"
+    )
+    visibility_timeout_seconds: int = Field(
+        7 * 24 * 3600, description="Redis broker redelivery timeout; must exceed the longest job"
+    )
+    model_cache_size: int = Field(3, description="trained models kept loaded for /predict")
+    predict_max_batch: int = Field(64, description="inputs per micro-batched forward pass")
+    predict_device: str = Field("auto", description="device of /predict models: auto, cpu, cuda")
+    max_predict_inputs: int = Field(1024, description="inputs per /predict request")
+
+    def tenant_keys(self) -> dict[str, str]:
+        """API key → tenant, from ``api_keys`` and ``api_keys_file``."""
+        lines = [part for part in self.api_keys.split(",") if part.strip()]
+        if self.api_keys_file is not None:
+            lines += [
+                line
+                for line in self.api_keys_file.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+        keys = {}
+        for line in lines:
+            tenant, sep, key = line.strip().partition(":")
+            if not sep or not tenant or not key:
+                raise ValueError(f"API key entry {line.strip()!r} is not of the form tenant:key")
+            keys[key] = tenant
+        return keys
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,309 @@
+"""The job store: Redis for live state, the artifact volume for what must outlive Redis.
+
+Redis holds job and dataset records, per-job event streams, cancel flags, worker leases and
+idempotency keys. Finished jobs (record, metrics, events) and uploaded datasets are also
+written to the artifact volume, so they survive a Redis flush. Celery's own result backend is
+never used for state: its entries expire.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
+
+PREFIX = "lpft"
+EVENTS_MAXLEN = 200_000
+
+
+class Store:
+    """All persistent state of the service.
+
+    Args:
+        client: a Redis client created with ``decode_responses=True``.
+        artifacts_dir: the shared artifact volume.
+    """
+
+    def __init__(self, client: redis.Redis, artifacts_dir: Path) -> None:
+        self.redis = client
+        self.artifacts_dir = Path(artifacts_dir)
+
+    # ---- paths on the artifact volume -------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        """Where a job's model and durable copies live."""
+        return self.artifacts_dir / "jobs" / job_id
+
+    def model_dir(self, job_id: str) -> Path:
+        """The artifact directory a job's model is written to."""
+        return self.job_dir(job_id) / "model"
+
+    def dataset_path(self, dataset_id: str) -> Path:
+        """The JSONL file of an uploaded dataset."""
+        return self.artifacts_dir / "datasets" / f"{dataset_id}.jsonl"
+
+    # ---- datasets ---------------------------------------------------------------------------
+
+    def save_dataset(self, record: DatasetRecord, rows: list[dict[str, Any]]) -> DatasetRecord:
+        """Write the rows and the record to the volume, then index the record in Redis."""
+        path = Path(record.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        path.with_suffix(".json").write_text(record.model_dump_json(indent=2))
+        self.redis.set(self._key("dataset", record.id), record.model_dump_json())
+        self.redis.zadd(self._key("datasets", record.tenant), {record.id: record.created_at})
+        return record
+
+    def get_dataset(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
+        """The dataset, if it exists and belongs to ``tenant``."""
+        raw = self.redis.get(self._key("dataset", dataset_id))
+        if raw is None:
+            copy = self.dataset_path(dataset_id).with_suffix(".json")
+            raw = copy.read_text() if _safe_id(dataset_id) and copy.is_file() else None
+        record = DatasetRecord.model_validate_json(raw) if raw else None
+        return record if record and record.tenant == tenant else None
+
+    def list_datasets(self, tenant: str, after: str | None, limit: int) -> list[DatasetRecord]:
+        """A page of the tenant's datasets, newest first, after the id ``after``."""
+        ids = self._page(self._key("datasets", tenant), after, limit)
+        return [r for r in (self.get_dataset(tenant, i) for i in ids) if r is not None]
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def create_job(self, record: JobRecord) -> JobRecord:
+        """Store a new queued job and its first event."""
+        self.redis.set(self._key("job", record.id), record.model_dump_json())
+        self.redis.zadd(self._key("jobs", record.tenant), {record.id: record.created_at})
+        self.append_event(record.id, "status", {"status": record.status.value})
+        return record
+
+    def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
+        """The job (from Redis, else its durable copy), if it belongs to ``tenant``."""
+        raw = self.redis.get(self._key("job", job_id))
+        if raw is None:
+            copy = self.job_dir(job_id) / "record.json"
+            raw = copy.read_text() if _safe_id(job_id) and copy.is_file() else None
+        record = JobRecord.model_validate_json(raw) if raw else None
+        if record is None or (tenant is not None and record.tenant != tenant):
+            return None
+        return record
+
+    def list_jobs(
+        self, tenant: str, after: str | None, limit: int, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]:
+        """A page of the tenant's jobs, newest first, and whether more follow."""
+        key = self._key("jobs", tenant)
+        jobs: list[JobRecord] = []
+        cursor = after
+        while len(jobs) <= limit:
+            ids = self._page(key, cursor, 200)
+            if not ids:
+                break
+            for job_id in ids:
+                record = self.get_job(job_id, tenant)
+                if record and (status is None or record.status == status):
+                    jobs.append(record)
+            cursor = ids[-1]
+        return jobs[:limit], len(jobs) > limit
+
+    def claim(self, job_id: str, worker: str) -> JobRecord | None:
+        """Move a queued job to running for ``worker``; ``None`` if it is not queued (another
+        worker has it, or it was cancelled). The atomic step that keeps two workers from
+        running one job."""
+        record = self._transition(
+            job_id,
+            {JobStatus.QUEUED},
+            lambda r: r.model_copy(
+                update={"status": JobStatus.RUNNING, "worker": worker, "started_at": time.time()}
+            ),
+        )
+        if record is not None:
+            self.heartbeat(job_id, worker, ttl=60)
+            self.redis.sadd(self._key("running"), job_id)
+            self.append_event(job_id, "status", {"status": "running", "worker": worker})
+        return record
+
+    def finish(
+        self, job_id: str, status: JobStatus, error: ErrorInfo | None = None
+    ) -> JobRecord | None:
+        """Move a queued or running job to a terminal ``status``; ``None`` if already final.
+
+        The record and the event log are also written to the artifact volume.
+        """
+        record = self._transition(
+            job_id,
+            {JobStatus.QUEUED, JobStatus.RUNNING},
+            lambda r: r.model_copy(
+                update={"status": status, "error": error, "finished_at": time.time()}
+            ),
+        )
+        if record is None:
+            return None
+        data: dict[str, Any] = {"status": status.value}
+        if error is not None:
+            data["error"] = error.model_dump()
+        self.append_event(job_id, "status", data)
+        self.redis.delete(self._key("job", job_id, "lease"))
+        self.redis.srem(self._key("running"), job_id)
+        directory = self.job_dir(job_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "record.json").write_text(record.model_dump_json(indent=2))
+        events, _ = self.events(job_id, after=None, limit=EVENTS_MAXLEN)
+        with (directory / "events.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(event) + "\n" for event in events)
+        return record
+
+    def request_cancel(self, job_id: str) -> JobRecord | None:
+        """Flag a running job for cancellation (a queued one is cancelled at once)."""
+        self.redis.set(self._key("job", job_id, "cancel"), "1")
+        record = self.get_job(job_id)
+        if record is None or record.status.is_terminal:
+            return record
+        if record.status == JobStatus.QUEUED:
+            return self.finish(job_id, JobStatus.CANCELLED) or self.get_job(job_id)
+        updated = self._transition(
+            job_id, {JobStatus.RUNNING}, lambda r: r.model_copy(update={"cancel_requested": True})
+        )
+        self.append_event(job_id, "message", {"message": "cancel requested"})
+        return updated or self.get_job(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked this job to stop."""
+        return bool(self.redis.exists(self._key("job", job_id, "cancel")))
+
+    # ---- leases: how a lost worker is noticed ----------------------------------------------
+
+    def heartbeat(self, job_id: str, worker: str, ttl: float) -> None:
+        """Renew the worker's lease on a running job for ``ttl`` seconds."""
+        self.redis.set(self._key("job", job_id, "lease"), worker, px=int(ttl * 1000))
+
+    def lease_alive(self, job_id: str) -> bool:
+        """Whether a worker has renewed the job's lease recently."""
+        return bool(self.redis.exists(self._key("job", job_id, "lease")))
+
+    def reap_lost_jobs(self) -> list[str]:
+        """Fail every running job whose lease expired: its worker died (SIGKILL, OOM, lost
+        machine) without recording an outcome. Returns the ids it failed."""
+        reaped = []
+        for job_id in self.redis.smembers(self._key("running")):
+            record = self.get_job(job_id)
+            if record is None or record.status != JobStatus.RUNNING:
+                self.redis.srem(self._key("running"), job_id)
+                continue
+            if not self.lease_alive(job_id):
+                if self.finish(job_id, JobStatus.FAILED, worker_lost(record.worker)):
+                    reaped.append(job_id)
+        return reaped
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def append_event(self, job_id: str, kind: str, data: dict[str, Any]) -> str:
+        """Append an event (``status``, ``stage``, ``step``, ``epoch``, ``message``,
+        ``warning``) to the job's log and return its id."""
+        payload = json.dumps({"type": kind, "created_at": time.time(), "data": data})
+        return self.redis.xadd(
+            self._key("job", job_id, "events"),
+            {"event": payload},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
+
+    def events(
+        self, job_id: str, after: str | None, limit: int, block_ms: int | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` events after the event id ``after``, and whether more follow.
+
+        With ``block_ms`` the call waits that long for a first new event.
+        """
+        key = self._key("job", job_id, "events")
+        if block_ms is not None:
+            found = self.redis.xread({key: after or "0-0"}, count=limit + 1, block=block_ms)
+            entries = found[0][1] if found else []
+        else:
+            start = f"({after}" if after else "-"
+            entries = self.redis.xrange(key, min=start, max="+", count=limit + 1)
+        if not entries and after is None and not self.redis.exists(key):
+            return self._events_from_volume(job_id, limit)
+        events = [{"id": entry_id, **json.loads(f["event"])} for entry_id, f in entries]
+        return events[:limit], len(events) > limit
+
+    def _events_from_volume(self, job_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        path = self.job_dir(job_id) / "events.jsonl"
+        if not _safe_id(job_id) or not path.is_file():
+            return [], False
+        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return events[:limit], len(events) > limit
+
+    # ---- idempotency ------------------------------------------------------------------------
+
+    def remember_idempotency(
+        self, tenant: str, key: str, fingerprint: str, job_id: str, ttl_s: int = 86_400
+    ) -> tuple[str, str]:
+        """Bind ``key`` to ``(fingerprint, job_id)`` unless already bound; return the binding
+        that holds (the earlier one on a retry)."""
+        redis_key = self._key("idempotency", tenant, key)
+        value = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
+        if not self.redis.set(redis_key, value, nx=True, ex=ttl_s):
+            value = self.redis.get(redis_key) or value
+        bound = json.loads(value)
+        return bound["fingerprint"], bound["job_id"]
+
+    def lookup_idempotency(self, tenant: str, key: str) -> tuple[str, str] | None:
+        """The ``(fingerprint, job_id)`` bound to ``key``, if any."""
+        value = self.redis.get(self._key("idempotency", tenant, key))
+        if value is None:
+            return None
+        bound = json.loads(value)
+        return bound["fingerprint"], bound["job_id"]
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        job_id: str,
+        allowed: set[JobStatus],
+        update: Callable[[JobRecord], JobRecord],
+    ) -> JobRecord | None:
+        key = self._key("job", job_id)
+
+        def attempt(pipe: redis.client.Pipeline) -> JobRecord | None:
+            raw = pipe.get(key)
+            if raw is None:
+                return None
+            record = JobRecord.model_validate_json(raw)
+            if record.status not in allowed:
+                return None
+            new = update(record)
+            pipe.multi()
+            pipe.set(key, new.model_dump_json())
+            return new
+
+        return self.redis.transaction(attempt, key, value_from_callable=True)
+
+    def _page(self, key: str, after: str | None, limit: int) -> list[str]:
+        if after is None:
+            return self.redis.zrevrange(key, 0, limit - 1)
+        rank = self.redis.zrevrank(key, after)
+        if rank is None:
+            return []
+        return self.redis.zrevrange(key, rank + 1, rank + limit)
+
+    @staticmethod
+    def _key(*parts: str) -> str:
+        return ":".join((PREFIX, *parts))
+
+
+def _safe_id(value: str) -> bool:
+    """Ids become file names; refuse anything that could leave the artifact directory."""
+    return value.replace("-", "").isalnum()
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for the store (string responses, short connect timeout)."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)

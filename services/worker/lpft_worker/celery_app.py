@@ -1,0 +1,41 @@
+"""The Celery application, configured for long ML jobs on a Redis broker.
+
+- ``acks_late`` with ``task_reject_on_worker_lost``: a job's message is acknowledged only
+  after the task returns, so a lost worker's message is not silently dropped.
+- prefetch 1: a worker holds only the job it runs; queued jobs stay available to idle workers.
+- a visibility timeout above the longest job, set in all three places Celery reads it, so a
+  long job is never redelivered to a second worker while it still runs.
+The job store, not Celery's result backend, holds job state (results expire).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+from lpft_contract.settings import Settings, get_settings
+from lpft_contract.tasks import Queue as JobQueue
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app bound to ``settings.redis_url`` with the ``gpu`` and ``cpu`` queues."""
+    app = Celery("lpft", broker=settings.redis_url, include=["lpft_worker.tasks"])
+    transport = {"visibility_timeout": settings.visibility_timeout_seconds}
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=settings.visibility_timeout_seconds,
+        task_ignore_result=True,
+        task_queues=[Queue(JobQueue.GPU.value), Queue(JobQueue.CPU.value)],
+        task_default_queue=JobQueue.CPU.value,
+        task_create_missing_queues=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_celery(get_settings())
