@@ -1,0 +1,1 @@
+"""The lpft HTTP API (FastAPI): datasets, jobs, events, metrics, artifacts and predictions."""

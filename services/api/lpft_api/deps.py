@@ -1,0 +1,68 @@
+"""Dependencies: settings, the store, the caller's tenant, and a job looked up for it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from lpft_contract.records import JobRecord
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+
+from lpft_api.enqueue import Enqueuer
+from lpft_api.errors import NotFound, Unauthorized
+from lpft_api.predictions import ModelCache
+
+OPEN_TENANT = "default"
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (set at creation, so tests can pass their own)."""
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    """The job store, created in the app's lifespan."""
+    return request.app.state.store
+
+
+def get_enqueuer(request: Request) -> Enqueuer:
+    """Sends tasks to the workers."""
+    return request.app.state.enqueuer
+
+
+def get_models(request: Request) -> ModelCache:
+    """Loaded models for /predict."""
+    return request.app.state.models
+
+
+def get_tenant(request: Request) -> str:
+    """The tenant of the caller's ``Authorization: Bearer <key>`` (open mode: ``default``)."""
+    keys: dict[str, str] = request.app.state.tenant_keys
+    if not keys:
+        return OPEN_TENANT
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    tenant = keys.get(key.strip())
+    if tenant is None:
+        raise Unauthorized("unknown API key")
+    return tenant
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
+ModelsDep = Annotated[ModelCache, Depends(get_models)]
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
+    """The caller's job ``job_id``; another tenant's job is reported as missing (404)."""
+    record = store.get_job(job_id, tenant)
+    if record is None:
+        raise NotFound(f"no job {job_id!r}", field="job_id")
+    return record
+
+
+JobDep = Annotated[JobRecord, Depends(get_job)]

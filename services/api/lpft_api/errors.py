@@ -1,0 +1,142 @@
+"""Errors as RFC 9457 ``application/problem+json``, rendered in one place.
+
+Routers raise ``ApiError`` subclasses or let lpft_core's ``LpftError`` through; the handlers
+below turn both, request-validation errors and unknown routes into problem documents with a
+stable ``code`` and, where a field is at fault, ``errors: [{field, message}]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lpft_core.errors import ConfigError, DataError, LpftError
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger("lpft.api")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a message that says what to do."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(ApiError):
+    """The resource does not exist (or belongs to another tenant)."""
+
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(ApiError):
+    """The resource is in a state that does not allow the request."""
+
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(ApiError):
+    """No or an unknown API key."""
+
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class PayloadTooLarge(ApiError):
+    """The upload exceeds the configured limit."""
+
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class Unprocessable(ApiError):
+    """Well-formed but invalid content."""
+
+    status, code, title = 422, "invalid_request", "Unprocessable content"
+
+
+#: lpft_core errors that reach the API are the user's to fix.
+CORE_STATUS = {DataError: 422, ConfigError: 422}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that make every error a problem document."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem(
+            exc.status, exc.title, exc.detail, exc.code, request.url.path, errors, headers
+        )
+
+    @app.exception_handler(LpftError)
+    async def core_error(request: Request, exc: LpftError) -> JSONResponse:
+        status = next((s for t, s in CORE_STATUS.items() if isinstance(exc, t)), 400)
+        field = getattr(exc, "field", None)
+        errors = [{"field": field, "message": str(exc)}] if field else None
+        return problem(status, type(exc).__name__, str(exc), exc.code, request.url.path, errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return problem(
+            500,
+            "Internal server error",
+            "an unexpected error occurred; it was logged",
+            "internal",
+            request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "HTTP error"),
+            str(exc.detail),
+            {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
+            request.url.path,
+        )

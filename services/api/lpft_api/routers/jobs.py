@@ -1,0 +1,260 @@
+"""Creating, listing, watching and cancelling jobs; their metrics, events and artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from lpft_contract.tasks import queue_for_device
+
+from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.errors import ApiError, Conflict, Unprocessable
+from lpft_api.schemas import (
+    EventList,
+    JobCreate,
+    JobList,
+    JobPublic,
+    LiveMetrics,
+    Problem,
+)
+from lpft_core.config import DataFiles, Hyperparameters, JobSpec
+from lpft_core.data import build_splits, read_examples
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem},
+    409: {"model": Problem},
+    422: {"model": Problem},
+}
+
+
+class QueueUnavailable(ApiError):
+    """The broker did not take the job."""
+
+    status, code, title = 503, "queue_unavailable", "Service unavailable"
+
+
+@router.post("", status_code=202, response_model=JobPublic, responses=PROBLEMS)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    store: StoreDep,
+    enqueuer: EnqueuerDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Create a fine-tuning job and queue it. A retry with the same ``Idempotency-Key`` and
+    body returns the same job."""
+    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    job_id = new_id("job")
+    if idempotency_key:
+        bound_fingerprint, bound_id = store.remember_idempotency(
+            tenant, idempotency_key, fingerprint, job_id
+        )
+        if bound_fingerprint != fingerprint:
+            raise Unprocessable(
+                "this Idempotency-Key was used with a different request body; use a new key",
+                field="Idempotency-Key",
+            )
+        if bound_id != job_id:
+            existing = _wait_for_job(store, bound_id, tenant)
+            response.headers["Location"] = f"/jobs/{existing.id}"
+            return JobPublic.from_record(existing)
+    record = _new_record(job_id, tenant, body, store, settings)
+    store.create_job(record)
+    try:
+        enqueuer.train(record.id, record.queue)
+    except Exception as exc:  # noqa: BLE001 - the job must not sit queued forever
+        store.finish(
+            record.id,
+            JobStatus.FAILED,
+            ErrorInfo(code="queue_unavailable", message=f"could not queue: {exc}"),
+        )
+        raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
+    response.headers["Location"] = f"/jobs/{record.id}"
+    return JobPublic.from_record(record)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    store: StoreDep,
+    tenant: TenantDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: JobStatus | None = None,
+) -> JobList:
+    """The caller's jobs, newest first; ``after`` is the last id of the previous page."""
+    records, has_more = store.list_jobs(tenant, after, limit, status)
+    data = [JobPublic.from_record(r) for r in records]
+    return JobList(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=has_more,
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=PROBLEMS)
+def get_job(job: JobDep) -> JobPublic:
+    """One job."""
+    return JobPublic.from_record(job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=PROBLEMS)
+def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
+    """Cancel a queued job at once, or stop a running one within seconds."""
+    if job.status.is_terminal:
+        raise Conflict(f"job {job.id} is already {job.status.value}; nothing to cancel")
+    record = store.request_cancel(job.id) or job
+    return JobPublic.from_record(record)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=EventList,
+    responses={
+        **PROBLEMS,
+        200: {"content": {"text/event-stream": {}}, "description": "JSON page or SSE stream"},
+    },
+)
+async def job_events(
+    request: Request,
+    job: JobDep,
+    store: StoreDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """The job's event log as JSON pages, or live as Server-Sent Events when the client sends
+    ``Accept: text/event-stream`` (resumable with ``Last-Event-ID``)."""
+    if "text/event-stream" in request.headers.get("accept", ""):
+        start = request.headers.get("last-event-id") or after
+        return StreamingResponse(
+            _event_stream(request, store, job.id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    events, has_more = await asyncio.to_thread(store.events, job.id, after, limit)
+    return EventList(data=events, last_id=events[-1]["id"] if events else after, has_more=has_more)
+
+
+@router.get(
+    "/{job_id}/metrics",
+    response_model=dict[str, Any] | LiveMetrics,
+    responses=PROBLEMS,
+)
+def job_metrics(job: JobDep, store: StoreDep) -> Any:
+    """The job's metrics: the full lpft_core metrics object once it succeeded, the live
+    per-step history and per-epoch validation while it runs (``partial: true``)."""
+    path = store.model_dir(job.id) / "metrics.json"
+    if job.status == JobStatus.SUCCEEDED and path.is_file():
+        return JSONResponse(json.loads(path.read_text()))
+    events, _ = store.events(job.id, after=None, limit=1_000_000)
+    stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
+    return LiveMetrics(
+        status=job.status,
+        method=job.method,
+        stage=stages[-1] if stages else None,
+        history=[e["data"] for e in events if e["type"] == "step"],
+        epochs=[e["data"] for e in events if e["type"] == "epoch"],
+    )
+
+
+@router.get(
+    "/{job_id}/artifacts",
+    response_class=FileResponse,
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": {}}}},
+)
+def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
+    """The trained model directory as a ``.tar.gz`` archive."""
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job.id} is {job.status.value}; artifacts exist once it succeeded")
+    archive = store.job_dir(job.id) / "model.tar.gz"
+    if not archive.is_file():
+        partial = archive.with_suffix(".partial")
+        shutil.make_archive(str(partial), "gztar", root_dir=store.job_dir(job.id), base_dir="model")
+        partial.with_suffix(".partial.tar.gz").rename(archive)
+    return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}.tar.gz")
+
+
+async def _event_stream(
+    request: Request, store: Store, job_id: str, after: str | None
+) -> AsyncIterator[str]:
+    cursor = after
+    while not await request.is_disconnected():
+        events, _ = await asyncio.to_thread(store.events, job_id, cursor, 200, 1000)
+        for event in events:
+            cursor = event["id"]
+            yield f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        if not events:
+            record = await asyncio.to_thread(store.get_job, job_id)
+            if record is None or record.status.is_terminal:
+                return
+            yield ": keep-alive\n\n"
+
+
+def _new_record(
+    job_id: str, tenant: str, body: JobCreate, store: Store, settings: Settings
+) -> JobRecord:
+    """Resolve dataset ids to files, check the splits together, and build the job spec."""
+    paths: dict[str, str | None] = {}
+    for split in ("train", "validation", "test"):
+        dataset_id = getattr(body.dataset, split)
+        if dataset_id is None:
+            paths[split] = None
+            continue
+        dataset = store.get_dataset(tenant, dataset_id)
+        if dataset is None:
+            raise Unprocessable(f"no dataset {dataset_id!r}", field=f"dataset.{split}")
+        paths[split] = dataset.path
+    read = {
+        k: read_examples(v, max_text_chars=settings.max_text_chars) if v else None
+        for k, v in paths.items()
+    }
+    build_splits(
+        read["train"],
+        read["validation"],
+        read["test"],
+        seed=body.seed,
+        names={k: v for k, v in body.dataset.model_dump().items() if v},
+    )
+    hyper = body.hyperparameters.model_dump()
+    spec = JobSpec(
+        method=body.method,
+        data=DataFiles(train=paths["train"], validation=paths["validation"], test=paths["test"]),
+        output_dir=str(store.model_dir(job_id)),
+        model=body.model,
+        hyperparameters=Hyperparameters(**hyper, seed=body.seed),
+        max_text_chars=settings.max_text_chars,
+    )
+    return JobRecord(
+        id=job_id,
+        tenant=tenant,
+        method=body.method.value,
+        model=body.model,
+        dataset=body.dataset.model_dump(),
+        hyperparameters={**hyper, "seed": body.seed},
+        queue=queue_for_device(hyper["device"], settings.auto_queue).value,
+        spec=spec.to_dict(),
+    )
+
+
+def _wait_for_job(store: Store, job_id: str, tenant: str) -> JobRecord:
+    """The job a concurrent request with the same Idempotency-Key is creating."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        record = store.get_job(job_id, tenant)
+        if record is not None:
+            return record
+        time.sleep(0.05)
+    raise Conflict("a request with this Idempotency-Key is still being processed; retry")

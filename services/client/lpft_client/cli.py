@@ -1,0 +1,205 @@
+"""``lpft``: the library's commands (train, predict, demo-data) plus the service's
+(``jobs submit|list|show|cancel|watch`` and ``predict --job``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+from lpft_client.client import LpftApiError, LpftClient
+from lpft_core import cli as core_cli
+from lpft_core.config import Method
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (2 for a user or API error)."""
+    parser, commands = core_cli.build_parser()
+    _add_service_commands(parser, commands)
+    return core_cli.run(parser.parse_args(argv), user_errors=(LpftApiError, httpx.HTTPError))
+
+
+def _client(args: argparse.Namespace) -> LpftClient:
+    return LpftClient(args.api_url, args.api_key)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        ids = {}
+        for split in ("train", "validation", "test"):
+            path = getattr(args, split)
+            if path:
+                dataset = client.upload_dataset(path)
+                ids[split] = dataset["id"]
+                print(
+                    f"uploaded {split}: {dataset['id']} ({dataset['rows']} rows, "
+                    f"labels {dataset['label_counts']})"
+                )
+        job = client.create_job(
+            args.method,
+            ids["train"],
+            ids.get("validation"),
+            ids.get("test"),
+            args.model,
+            core_cli.hyperparameters_from(args) | {},
+            seed=args.seed or 0,
+        )
+        print(f"job {job['id']} {job['status']} on queue {job['queue']}")
+        return _watch_job(client, job["id"]) if args.watch else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for job in client.list_jobs(status=args.status, limit=args.limit)["data"]:
+            print(f"{job['id']}  {job['status']:<10} {job['method']:<8} {job['model'] or '-'}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.get_job(args.job_id), indent=2))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.cancel_job(args.job_id)
+        print(f"job {job['id']} {job['status']} (cancel requested)")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _watch_job(client, args.job_id)
+
+
+def _watch_job(client: LpftClient, job_id: str) -> int:
+    """Print the job's progress live, then its metrics; 0 when it succeeded."""
+    for event in client.stream_events(job_id):
+        data = event["data"]
+        if event["type"] == "status":
+            print(
+                f"status: {data['status']}"
+                + (f" ({data['error']['message']})" if "error" in data else "")
+            )
+        elif event["type"] == "stage":
+            print(f"stage: {data['stage']}")
+        elif event["type"] == "epoch":
+            print(
+                f"  epoch {int(data['epoch'])}: validation accuracy "
+                f"{data['validation_accuracy']:.4f}, loss {data['validation_loss']:.4f}"
+            )
+        elif event["type"] == "step" and data["step"] % 25 == 0:
+            print(
+                f"  step {data['step']}/{data['total']}: loss {data['loss']:.4f}, "
+                f"head norm {data['head_weight_norm']:.4f}"
+            )
+    job = client.get_job(job_id)
+    if job["status"] != "succeeded":
+        return 1
+    metrics = client.metrics(job_id)
+    test = metrics["test"]
+    print(f"temperature T = {metrics['temperature']:.4f}")
+    for name in ("uncalibrated", "calibrated"):
+        m = test[name]
+        print(
+            f"{test['split']} {name:<12}: accuracy {m['accuracy']:.4f}  nll {m['nll']:.4f}  "
+            f"ece {m['ece']:.4f}  mce {m['mce']:.4f}"
+        )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    if not args.job:
+        return core_cli._predict(args)
+    rows = core_cli.read_jsonl_inputs(Path(args.input))
+    inputs = [{k: row[k] for k in ("text", "text_pair") if row.get(k)} for row in rows]
+    with _client(args) as client:
+        result = client.predict(args.job, inputs, calibrated=not args.uncalibrated)
+    with Path(args.output).open("w", encoding="utf-8") as handle:
+        for prediction in result["predictions"]:
+            handle.write(json.dumps(prediction) + "\n")
+    print(
+        f"{len(result['predictions'])} predictions (T = {result['temperature']:.4f}) "
+        f"written to {args.output}"
+    )
+    return 0
+
+
+def _service_demo(args: argparse.Namespace) -> int:
+    """The README's demo over HTTP: Rotten Tomatoes data, an lp_ft job watched live, its
+    metrics before/after calibration and a calibrated prediction."""
+    from lpft_core.demo import write_rotten_tomatoes
+
+    paths = write_rotten_tomatoes(Path(args.data))
+    with _client(args) as client:
+        ids = {split: client.upload_dataset(path)["id"] for split, path in paths.items()}
+        print(f"uploaded Rotten Tomatoes demo data: {ids}")
+        job = client.create_job("lp_ft", ids["train"], ids["validation"], ids["test"])
+        print(f"submitted job {job['id']} (lp_ft, all-MiniLM-L6-v2); streaming its progress")
+        if _watch_job(client, job["id"]) != 0:
+            print(f"job {job['id']} did not succeed: {client.get_job(job['id'])['error']}")
+            return 1
+        reviews = [
+            {"text": "A warm, funny and beautifully acted film."},
+            {"text": "Two hours of my life I will never get back."},
+        ]
+        calibrated = client.predict(job["id"], reviews)
+        raw = client.predict(job["id"], reviews, calibrated=False)
+        for review, cal, unc in zip(
+            reviews, calibrated["predictions"], raw["predictions"], strict=True
+        ):
+            print(
+                f"{review['text']!r}: {cal['label']}  calibrated {cal['probabilities']}  "
+                f"(T = {calibrated['temperature']:.3f}; uncalibrated {unc['probabilities']})"
+            )
+    return 0
+
+
+def _add_service_commands(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
+) -> None:
+    def api_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--api-url", default=os.environ.get("LPFT_API_URL", "http://127.0.0.1:8000")
+        )
+        command.add_argument("--api-key", default=os.environ.get("LPFT_API_KEY"))
+
+    predict = commands.choices["predict"]
+    predict.add_argument("--job", help="predict with a service job's model instead of --model")
+    api_options(predict)
+    predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo", help="run the demo job on a running lpft service")
+    demo.add_argument("--data", default="runs/demo/data", help="where to write the demo data")
+    api_options(demo)
+    demo.set_defaults(run=_service_demo)
+
+    jobs = commands.add_parser("jobs", help="jobs on an lpft service")
+    verbs = jobs.add_subparsers(required=True, metavar="VERB")
+    submit = verbs.add_parser("submit", help="upload data and start a job")
+    submit.add_argument("--train", required=True)
+    submit.add_argument("--validation")
+    submit.add_argument("--test")
+    submit.add_argument("--method", required=True, choices=[m.value for m in Method])
+    submit.add_argument("--model")
+    submit.add_argument("--watch", action="store_true", help="stream progress until done")
+    core_cli.add_hyperparameter_flags(submit)
+    submit.set_defaults(run=_submit)
+    listing = verbs.add_parser("list", help="recent jobs")
+    listing.add_argument("--status")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(run=_list)
+    for name, handler, text in (
+        ("show", _show, "one job as JSON"),
+        ("cancel", _cancel, "stop a job"),
+        ("watch", _watch, "stream a job's progress"),
+    ):
+        verb = verbs.add_parser(name, help=text)
+        verb.add_argument("job_id")
+        verb.set_defaults(run=handler)
+    for verb in (submit, listing, *(verbs.choices[n] for n in ("show", "cancel", "watch"))):
+        api_options(verb)
