@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo
 
-.PHONY: install lint format test demo clean
+.PHONY: install lint format test openapi up down demo clean
 
 # torch is installed on its own, pinned, first: pip takes 2.13.0 as a CPU wheel from local
 # disk here, and the pin keeps any later requirement from pulling a multi-GB CUDA build.
@@ -32,19 +32,22 @@ format: install
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The main job on embedded defaults: LP-FT of the offline all-MiniLM-L6-v2 on Rotten Tomatoes
-# reviews (2,000 train / 500 validation / 1,000 test), metrics before/after calibration, then
-# calibrated predictions for two new reviews.
-demo: install
-	$(BIN)/lpft demo-data --out $(DEMO_DIR)/data
-	$(BIN)/lpft train --method lp_ft --train $(DEMO_DIR)/data/train.jsonl \
-		--validation $(DEMO_DIR)/data/validation.jsonl --test $(DEMO_DIR)/data/test.jsonl \
-		--out $(DEMO_DIR)/model
-	printf '%s\n' '{"text": "A warm, funny and beautifully acted film."}' \
-		'{"text": "Two hours of my life I will never get back."}' > $(DEMO_DIR)/inputs.jsonl
-	$(BIN)/lpft predict --model $(DEMO_DIR)/model --input $(DEMO_DIR)/inputs.jsonl \
-		--output $(DEMO_DIR)/predictions.jsonl
-	cat $(DEMO_DIR)/predictions.jsonl
+openapi: install
+	$(BIN)/python -m lpft_api.openapi openapi/openapi.json
+
+# The local stack (Redis if none runs, one worker, the API); `make down` stops what `up` started.
+up: install
+	scripts/stack.sh up
+
+down:
+	scripts/stack.sh down
+
+# The main job on embedded defaults: start the stack, submit LP-FT of the offline
+# all-MiniLM-L6-v2 on Rotten Tomatoes reviews (2,000 train / 500 validation / 1,000 test),
+# stream its progress, print metrics before/after calibration and a calibrated prediction.
+demo: up
+	$(BIN)/lpft demo --api-url "$$(cat runs/stack/url)"
+	@echo "The stack is still running at $$(cat runs/stack/url); stop it with: make down"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

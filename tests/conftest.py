@@ -27,6 +27,16 @@ NEGATIVE = ["bad", "awful", "terrible", "horrible", "poor", "dreadful", "sad", "
 NEUTRAL = ["table", "window", "train", "paper", "river", "chair", "street", "cloud"]
 FILLER = ["the", "movie", "was", "really", "quite", "a", "story", "and", "very", "plot"]
 
+#: Options that make the tiny model train in about a second; learning_rate is high because the
+#: random encoder has nothing worth preserving.
+TINY_HYPERPARAMETERS = {
+    "epochs": 2,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "max_length": 32,
+    "pooling": "mean",
+}
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

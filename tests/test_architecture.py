@@ -41,3 +41,9 @@ def test_public_api_names_resolve() -> None:
     assert len(set(lpft_core.__all__)) == len(lpft_core.__all__)
     for name in lpft_core.__all__:
         assert getattr(lpft_core, name) is not None
+
+
+def test_api_never_imports_the_worker() -> None:
+    # The API enqueues tasks by name; its image must not need the worker's code.
+    assert "lpft_worker" not in imported_roots(ROOT / "services" / "api")
+    assert not imported_roots(ROOT / "services" / "contract") & {"lpft_api", "lpft_worker"}

@@ -22,19 +22,13 @@ from lpft_core import (
 )
 from lpft_core.calibration import classification_metrics
 from lpft_core.data import read_examples
+from tests.conftest import TINY_HYPERPARAMETERS
 
 
 def spec_for(
     files: dict[str, Path], model_dir: Path, out: Path, method: str, **hyper: object
 ) -> JobSpec:
-    options = {
-        "epochs": 2,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "max_length": 32,
-        "pooling": "mean",
-    }
-    options.update(hyper)
+    options = {**TINY_HYPERPARAMETERS, **hyper}
     return JobSpec(
         method=Method(method),
         data=DataFiles(**{k: str(v) for k, v in files.items()}),

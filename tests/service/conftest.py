@@ -1,0 +1,201 @@
+"""A real stack for the service tests: Redis on loopback, a uvicorn server and Celery workers
+as separate processes, talking exactly as in production.
+
+The API runs with ``LPFT_AUTO_QUEUE=gpu``: jobs with ``device: cpu`` go to the ``cpu`` queue,
+served by the session's worker, and jobs with ``device: auto`` to the ``gpu`` queue, which only
+the workers a test starts itself consume (no GPU is needed: ``auto`` trains on the CPU here).
+That lets a test kill its own worker without touching the others.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
+
+REDIS_DB = 13
+KEYS = {"alice": "key-alice", "bob": "key-bob"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("the service tests need Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    client.flushdb()
+    return {
+        **os.environ,
+        "LPFT_REDIS_URL": url,
+        "LPFT_ARTIFACTS_DIR": str(tmp_path_factory.mktemp("artifacts")),
+        "LPFT_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
+        "LPFT_AUTO_QUEUE": "gpu",
+        "LPFT_LEASE_SECONDS": "3",
+        "LPFT_HEARTBEAT_SECONDS": "0.5",
+        "LPFT_CANCEL_GRACE_SECONDS": "5",
+        "LPFT_MAX_UPLOAD_BYTES": "200000",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class Worker:
+    """A Celery worker process consuming one queue."""
+
+    def __init__(self, env: dict[str, str], queue: str, name: str, log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "lpft_worker.celery_app",
+                "worker",
+                "-Q",
+                queue,
+                "-P",
+                "solo",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            assert self.process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "worker did not start: " + log.read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "lpft_api.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=service_env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "API did not start: " + log.read_text()
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def cpu_worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    worker = Worker(service_env, "cpu", "cpu-worker", tmp_path_factory.mktemp("logs") / "w.log")
+    yield worker
+    worker.stop()
+
+
+def tenant_client(api_url: str, tenant: str) -> httpx.Client:
+    """An HTTP client that authenticates as ``tenant``."""
+    headers = {"Authorization": f"Bearer {KEYS[tenant]}"}
+    return httpx.Client(base_url=api_url, headers=headers, timeout=60)
+
+
+@pytest.fixture
+def alice(api_url: str) -> Iterator[httpx.Client]:
+    with tenant_client(api_url, "alice") as client:
+        yield client
+
+
+@pytest.fixture
+def bob(api_url: str) -> Iterator[httpx.Client]:
+    with tenant_client(api_url, "bob") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def toy_dataset_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("toy")
+    return {
+        "train": write_jsonl(directory / "train.jsonl", toy_rows(90, seed=1)),
+        "validation": write_jsonl(directory / "validation.jsonl", toy_rows(30, seed=2)),
+        "test": write_jsonl(directory / "test.jsonl", toy_rows(30, seed=3)),
+    }
+
+
+def upload(client: httpx.Client, path: Path) -> str:
+    with path.open("rb") as handle:
+        response = client.post("/datasets", files={"file": (path.name, handle)})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {job['status']}"
+        time.sleep(0.1)
+
+
+def job_body(dataset: dict[str, str], model: Path, **hyper: object) -> dict:
+    options = {**TINY_HYPERPARAMETERS, "device": "cpu", **hyper}
+    return {
+        "method": "lp_ft",
+        "dataset": dataset,
+        "model": str(model),
+        "hyperparameters": options,
+        "seed": 0,
+    }

@@ -1,0 +1,287 @@
+"""The job API end to end against a real server, real workers and a real Redis."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import SHARED_DATA
+from tests.service.conftest import REDIS_DB, Worker, job_body, upload, wait_for
+
+
+@pytest.fixture
+def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
+    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+
+
+def sse_events(client: httpx.Client, job_id: str) -> list[dict]:
+    events = []
+    headers = {"Accept": "text/event-stream"}
+    with client.stream("GET", f"/jobs/{job_id}/events", headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def test_upload_submit_watch_metrics_predict_artifacts(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    response = alice.post("/jobs", json=job_body(dataset, tiny_model_dir))
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["queue"] == "cpu"
+    assert job["hyperparameters"]["ece_bins"] == 15  # unset options get the defaults
+
+    events = sse_events(alice, job["id"])
+    statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
+    assert statuses == ["queued", "running", "succeeded"]
+    stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
+    assert stages == ["load", "lp", "ft", "calibrate", "save"]
+    assert sum(e["type"] == "step" for e in events) == 2 * 6
+    assert sum(e["type"] == "epoch" for e in events) == 2
+
+    page = alice.get(f"/jobs/{job['id']}/events", params={"limit": 5}).json()
+    assert len(page["data"]) == 5 and page["has_more"]
+    rest = alice.get(
+        f"/jobs/{job['id']}/events", params={"after": page["last_id"], "limit": 1000}
+    ).json()
+    assert [e["id"] for e in page["data"] + rest["data"]] == [e["id"] for e in events]
+
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert metrics["method"] == "lp_ft" and len(metrics["history"]) == 12
+    for side in ("uncalibrated", "calibrated"):
+        assert set(metrics["test"][side]) == {"accuracy", "macro_f1", "nll", "brier", "ece", "mce"}
+    assert len(metrics["test"]["reliability"]["calibrated"]) == 15
+    temperature = metrics["temperature"]
+    assert abs(temperature - 1) > 1e-3
+
+    inputs = [{"text": "the movie was good and great"}, {"text": "awful bad plot"}]
+    calibrated = alice.post("/predict", json={"job_id": job["id"], "inputs": inputs}).json()
+    raw = alice.post(
+        "/predict", json={"job_id": job["id"], "inputs": inputs, "calibrated": False}
+    ).json()
+    assert calibrated["temperature"] == pytest.approx(temperature) and raw["temperature"] == 1.0
+    for a, b in zip(calibrated["predictions"], raw["predictions"], strict=True):
+        assert sum(a["probabilities"].values()) == pytest.approx(1.0)
+        assert set(a["probabilities"]) == {"neg", "neu", "pos"}
+        assert a["logits"] == b["logits"] and a["label"] == b["label"]
+        assert a["probabilities"] != pytest.approx(b["probabilities"], abs=1e-6)
+
+    archive = alice.get(f"/jobs/{job['id']}/artifacts")
+    assert archive.status_code == 200
+    names = tarfile.open(fileobj=io.BytesIO(archive.content)).getnames()
+    for name in (
+        "model/config.json",
+        "model/model.safetensors",
+        "model/calibration.json",
+        "model/metrics.json",
+        "model/labels.json",
+        "model/spec.json",
+    ):
+        assert name in names
+
+    listed = alice.get("/jobs", params={"status": "succeeded"}).json()
+    assert job["id"] in [j["id"] for j in listed["data"]]
+
+
+def test_finished_job_survives_losing_its_redis_keys(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir, epochs=1)).json()
+    wait_for(alice, job["id"], {"succeeded"})
+    client = redis.Redis(db=REDIS_DB)
+    client.delete(f"lpft:job:{job['id']}", f"lpft:job:{job['id']}:events")
+    assert alice.get(f"/jobs/{job['id']}").json()["status"] == "succeeded"
+    assert "temperature" in alice.get(f"/jobs/{job['id']}/metrics").json()
+    events = alice.get(f"/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
+    assert events[-1]["data"]["status"] == "succeeded"
+    response = alice.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "good"}]})
+    assert response.status_code == 200
+
+
+def test_cancel_stops_a_running_job_within_seconds(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    body = job_body(dataset, tiny_model_dir, epochs=100, batch_size=1)
+    job = alice.post("/jobs", json=body).json()
+    wait_for_steps(alice, job["id"], 20)
+    requested = time.monotonic()
+    response = alice.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 200 and response.json()["cancel_requested"]
+    final = wait_for(alice, job["id"], {"cancelled", "failed", "succeeded"}, timeout=30)
+    elapsed = time.monotonic() - requested
+    assert final["status"] == "cancelled", final
+    assert elapsed < 5, f"cancel took {elapsed:.1f} s"
+    print(f"cancel: job left running {elapsed:.2f} s after the request")
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert metrics["partial"] and len(metrics["history"]) < 100 * 90
+    assert alice.post(f"/jobs/{job['id']}/cancel").status_code == 409
+
+
+def test_sigkill_of_the_worker_fails_the_job_with_a_reason(
+    alice: httpx.Client,
+    api_url: str,
+    service_env: dict[str, str],
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    worker = Worker(service_env, "gpu", "doomed", tmp_path / "doomed.log")
+    body = job_body(dataset, tiny_model_dir, epochs=100, batch_size=1, device="auto")
+    job = alice.post("/jobs", json=body).json()
+    assert job["queue"] == "gpu"
+    wait_for_steps(alice, job["id"], 20)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    final = wait_for(alice, job["id"], {"failed", "succeeded", "cancelled"}, timeout=30)
+    elapsed = time.monotonic() - killed
+    assert final["status"] == "failed" and final["error"]["code"] == "worker_lost", final
+    assert "died" in final["error"]["message"]
+    print(f"SIGKILL: job left running {elapsed:.2f} s after the kill")
+    assert elapsed < 10
+    # The orphaned training process notices and stops instead of training on.
+    deadline = time.monotonic() + 10
+    while runner_processes(job["id"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not runner_processes(job["id"])
+
+
+def test_two_workers_drain_one_queue_without_running_a_job_twice(
+    alice: httpx.Client,
+    service_env: dict[str, str],
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    workers = [Worker(service_env, "gpu", f"w{i}", tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        ids = [
+            alice.post(
+                "/jobs", json=job_body(dataset, tiny_model_dir, epochs=3, device="auto")
+            ).json()["id"]
+            for _ in range(4)
+        ]
+        for job_id in ids:
+            assert wait_for(alice, job_id, {"succeeded", "failed"})["status"] == "succeeded"
+        ran_on = []
+        for job_id in ids:
+            events = alice.get(f"/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+            running = [
+                e for e in events if e["type"] == "status" and e["data"]["status"] == "running"
+            ]
+            assert len(running) == 1
+            ran_on.append(running[0]["data"]["worker"])
+        assert len(set(ran_on)) == 2, ran_on
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_idempotency_key_returns_the_same_job(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    body = job_body(dataset, tiny_model_dir, epochs=1)
+    headers = {"Idempotency-Key": f"retry-{time.time()}"}
+    first = alice.post("/jobs", json=body, headers=headers)
+    again = alice.post("/jobs", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    changed = alice.post("/jobs", json={**body, "seed": 1}, headers=headers)
+    assert changed.status_code == 422
+    assert changed.json()["errors"][0]["field"] == "Idempotency-Key"
+    other = alice.post("/jobs", json=body, headers={"Idempotency-Key": "another"})
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_tenants_see_only_their_own_resources(
+    alice: httpx.Client,
+    bob: httpx.Client,
+    api_url: str,
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    cpu_worker: Worker,
+) -> None:
+    job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir, epochs=1)).json()
+    wait_for(alice, job["id"], {"succeeded"})
+    for path in (
+        f"/jobs/{job['id']}",
+        f"/jobs/{job['id']}/metrics",
+        f"/jobs/{job['id']}/events",
+        f"/datasets/{dataset['train']}",
+    ):
+        response = bob.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/problem+json"
+    assert bob.post(f"/jobs/{job['id']}/cancel").status_code == 404
+    predicted = bob.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "x"}]})
+    assert predicted.status_code == 404
+    stolen = bob.post("/jobs", json=job_body(dataset, tiny_model_dir))
+    assert stolen.status_code == 422 and stolen.json()["errors"][0]["field"] == "dataset.train"
+    assert job["id"] not in [j["id"] for j in bob.get("/jobs").json()["data"]]
+    assert httpx.get(f"{api_url}/jobs").status_code == 401
+    wrong = httpx.get(f"{api_url}/jobs", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
+
+
+def test_default_model_on_real_data_end_to_end(
+    alice: httpx.Client, cpu_worker: Worker, tmp_path: Path
+) -> None:
+    lines = (SHARED_DATA / "sst2" / "train.jsonl").read_text().splitlines(keepends=True)
+    train = tmp_path / "sst2-train.jsonl"
+    train.write_text("".join(lines[:300]))
+    body = {
+        "method": "lp_ft",
+        "dataset": {"train": upload(alice, train)},
+        "hyperparameters": {"epochs": 1, "max_length": 64, "device": "cpu"},
+    }
+    job = alice.post("/jobs", json=body).json()
+    assert wait_for(alice, job["id"], {"succeeded", "failed"}, timeout=600)["status"] == (
+        "succeeded"
+    )
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert metrics["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert metrics["test"]["split"] == "validation" and metrics["lp"]["C"] > 0
+    result = alice.post(
+        "/predict",
+        json={
+            "job_id": job["id"],
+            "inputs": [{"text": "a moving, beautifully made film"}, {"text": "dull and lifeless"}],
+        },
+    ).json()
+    assert [p["label"] for p in result["predictions"]] == ["positive", "negative"]
+
+
+def wait_for_steps(client: httpx.Client, job_id: str, steps: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        history = client.get(f"/jobs/{job_id}/metrics").json().get("history", [])
+        if len(history) >= steps:
+            return
+        assert time.monotonic() < deadline, "training never reached enough steps"
+        time.sleep(0.1)
+
+
+def runner_processes(job_id: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "lpft_worker.runner" in cmdline and job_id in cmdline:
+                found.append(int(entry.name))
+    return found
