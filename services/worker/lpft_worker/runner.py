@@ -7,9 +7,12 @@ started it dies, so an orphan never trains on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
 
 from lpft_contract.records import ErrorInfo, JobStatus, worker_lost
 from lpft_contract.settings import get_settings
@@ -45,6 +48,22 @@ class EventPublisher:
         self.store.append_event(self.job_id, kind, data)
 
 
+@contextlib.contextmanager
+def warnings_as_events(store: Store, job_id: str) -> Iterator[None]:
+    """Publish every warning raised while training (a probe that did not converge, a
+    truncated input...) as a ``warning`` event, once per place it comes from."""
+
+    def publish(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        store.append_event(
+            job_id, "warning", {"category": category.__name__, "message": str(message)}
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = publish
+        yield
+
+
 def main(job_id: str) -> int:
     """Run the job; the exit status is 0 whenever an outcome was recorded."""
     settings = get_settings()
@@ -61,11 +80,12 @@ def main(job_id: str) -> int:
         return orphaned() or store.cancel_requested(job_id)
 
     try:
-        run_job(
-            JobSpec.from_dict(record.spec),
-            progress=EventPublisher(store, job_id),
-            should_stop=should_stop,
-        )
+        with warnings_as_events(store, job_id):
+            run_job(
+                JobSpec.from_dict(record.spec),
+                progress=EventPublisher(store, job_id),
+                should_stop=should_stop,
+            )
     except CancelledError:
         if orphaned():
             store.finish(job_id, JobStatus.FAILED, worker_lost(record.worker))
