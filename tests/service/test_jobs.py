@@ -108,6 +108,9 @@ def test_finished_job_survives_losing_its_redis_keys(
     assert "temperature" in alice.get(f"/jobs/{job['id']}/metrics").json()
     events = alice.get(f"/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
     assert events[-1]["data"]["status"] == "succeeded"
+    assert sse_events(alice, job["id"]) == events
+    after = alice.get(f"/jobs/{job['id']}/events", params={"after": events[-3]["id"]}).json()
+    assert after["data"] == events[-2:]
     response = alice.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "good"}]})
     assert response.status_code == 200
 
@@ -195,6 +198,8 @@ def test_idempotency_key_returns_the_same_job(
 ) -> None:
     body = job_body(dataset, tiny_model_dir, epochs=1)
     headers = {"Idempotency-Key": f"retry-{time.time()}"}
+    invalid = alice.post("/jobs", json={**body, "dataset": {"train": "ds-nope"}}, headers=headers)
+    assert invalid.status_code == 422  # a rejected request does not use up the key
     first = alice.post("/jobs", json=body, headers=headers)
     again = alice.post("/jobs", json=body, headers=headers)
     assert first.status_code == again.status_code == 202

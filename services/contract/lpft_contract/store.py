@@ -222,22 +222,27 @@ class Store:
         With ``block_ms`` the call waits that long for a first new event.
         """
         key = self._key("job", job_id, "events")
+        if not self.redis.exists(key):
+            return self._events_from_volume(job_id, after, limit)
         if block_ms is not None:
             found = self.redis.xread({key: after or "0-0"}, count=limit + 1, block=block_ms)
             entries = found[0][1] if found else []
         else:
             start = f"({after}" if after else "-"
             entries = self.redis.xrange(key, min=start, max="+", count=limit + 1)
-        if not entries and after is None and not self.redis.exists(key):
-            return self._events_from_volume(job_id, limit)
         events = [{"id": entry_id, **json.loads(f["event"])} for entry_id, f in entries]
         return events[:limit], len(events) > limit
 
-    def _events_from_volume(self, job_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def _events_from_volume(
+        self, job_id: str, after: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The copy written when the job finished (its Redis stream may be gone)."""
         path = self.job_dir(job_id) / "events.jsonl"
         if not _safe_id(job_id) or not path.is_file():
             return [], False
         events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if after is not None:
+            events = [e for e in events if _stream_order(e["id"]) > _stream_order(after)]
         return events[:limit], len(events) > limit
 
     # ---- idempotency ------------------------------------------------------------------------
@@ -302,6 +307,12 @@ class Store:
 def _safe_id(value: str) -> bool:
     """Ids become file names; refuse anything that could leave the artifact directory."""
     return value.replace("-", "").isalnum()
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    """Redis stream ids ("<ms>-<seq>") in their numeric order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def connect(url: str) -> redis.Redis:

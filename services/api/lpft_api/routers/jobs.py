@@ -7,7 +7,9 @@ import hashlib
 import json
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -56,22 +58,21 @@ def create_job(
 ) -> JobPublic:
     """Create a fine-tuning job and queue it. A retry with the same ``Idempotency-Key`` and
     body returns the same job."""
-    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    job_id = new_id("job")
+    record = _new_record(new_id("job"), tenant, body, store, settings)  # validates first
     if idempotency_key:
+        fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         bound_fingerprint, bound_id = store.remember_idempotency(
-            tenant, idempotency_key, fingerprint, job_id
+            tenant, idempotency_key, fingerprint, record.id
         )
         if bound_fingerprint != fingerprint:
             raise Unprocessable(
                 "this Idempotency-Key was used with a different request body; use a new key",
                 field="Idempotency-Key",
             )
-        if bound_id != job_id:
+        if bound_id != record.id:
             existing = _wait_for_job(store, bound_id, tenant)
             response.headers["Location"] = f"/jobs/{existing.id}"
             return JobPublic.from_record(existing)
-    record = _new_record(job_id, tenant, body, store, settings)
     store.create_job(record)
     try:
         enqueuer.train(record.id, record.queue)
@@ -181,9 +182,15 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
         raise Conflict(f"job {job.id} is {job.status.value}; artifacts exist once it succeeded")
     archive = store.job_dir(job.id) / "model.tar.gz"
     if not archive.is_file():
-        partial = archive.with_suffix(".partial")
-        shutil.make_archive(str(partial), "gztar", root_dir=store.job_dir(job.id), base_dir="model")
-        partial.with_suffix(".partial.tar.gz").rename(archive)
+        # Built once under a unique name, then renamed: a concurrent download never sees a
+        # half-written archive.
+        partial = shutil.make_archive(
+            str(store.job_dir(job.id) / f".model-{uuid.uuid4().hex}"),
+            "gztar",
+            root_dir=store.job_dir(job.id),
+            base_dir="model",
+        )
+        Path(partial).replace(archive)
     return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}.tar.gz")
 
 
