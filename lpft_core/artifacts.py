@@ -9,7 +9,7 @@ head) and a reference to the base model, which keeps them a few hundred kB.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,14 @@ class ArtifactManifest:
 
 @dataclass(frozen=True)
 class CalibrationRecord:
-    """``calibration.json``: the temperature applied by default at prediction time."""
+    """``calibration.json``: the temperature applied by default at prediction time, and the
+    records it replaced (newest first) when the model was re-calibrated."""
 
     temperature: float
     fitted_on: str
     rows: int
     ece_bins: int
+    previous: list[dict[str, Any]] = field(default_factory=list)
 
 
 def save_artifact(
@@ -100,6 +102,13 @@ def read_labels(directory: Path) -> list[Label]:
 def read_calibration(directory: Path) -> CalibrationRecord:
     """``calibration.json``."""
     return CalibrationRecord(**json.loads((directory / CALIBRATION).read_text()))
+
+
+def write_calibration(directory: Path, record: CalibrationRecord) -> None:
+    """Replace ``calibration.json`` atomically (a predictor never reads half a file)."""
+    partial = directory / f".{CALIBRATION}.partial"
+    _write_json(partial, asdict(record))
+    partial.replace(directory / CALIBRATION)
 
 
 def load_model(directory: Path, manifest: ArtifactManifest) -> LpftForSequenceClassification:

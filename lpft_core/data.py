@@ -66,6 +66,8 @@ class DatasetSplits:
     Attributes:
         labels: the sorted label set of train; class index ``i`` is ``labels[i]``.
         validation_source: ``"file"`` or ``"holdout"`` (stratified, seeded 10 % of train).
+        eval_sets: extra labelled sets (out-of-distribution data, say) by name, each evaluated
+            in full beside the evaluation split.
     """
 
     train: list[Example]
@@ -73,6 +75,7 @@ class DatasetSplits:
     test: list[Example] | None
     labels: list[Label]
     validation_source: str
+    eval_sets: dict[str, list[Example]] = field(default_factory=dict)
 
     @property
     def pair(self) -> bool:
@@ -204,11 +207,13 @@ def build_splits(
     *,
     seed: int = 0,
     names: Mapping[str, str] | None = None,
+    eval_sets: Mapping[str, list[Example]] | None = None,
 ) -> DatasetSplits:
     """Check the splits against each other and hold out validation data when none is given.
 
     Args:
         names: display names of the sources (``{"train": "train.jsonl", ...}``) for errors.
+        eval_sets: extra labelled sets by name, checked like test.
 
     Raises:
         DataError: train has one class or a class with fewer than 2 examples, the splits mix
@@ -236,11 +241,13 @@ def build_splits(
     for split_name, split in (("validation", validation), ("test", test)):
         if split is not None:
             _check_against_train(split, train, set(labels), names.get(split_name, split_name))
+    for name, split in (eval_sets or {}).items():
+        _check_against_train(split, train, set(labels), names.get(name, name))
     validation_source = "file"
     if validation is None:
         train, validation = _stratified_holdout(train, seed)
         validation_source = "holdout"
-    return DatasetSplits(train, validation, test, labels, validation_source)
+    return DatasetSplits(train, validation, test, labels, validation_source, dict(eval_sets or {}))
 
 
 def _stratified_holdout(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:

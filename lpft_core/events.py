@@ -15,7 +15,8 @@ class ProgressEvent:
     """One progress report.
 
     Attributes:
-        stage: ``load``, ``lp``, ``ft``, ``lora``, ``calibrate`` or ``save``.
+        stage: ``load``, ``lp``, ``ntk``, ``ft``, ``lora``, ``calibrate`` or ``save``
+            (``<method>/<stage>`` within a comparison).
         step: steps done in this stage.
         total: steps this stage will take.
         metrics: numbers for this step (``loss``, ``head_weight_norm``, ...); may be empty.

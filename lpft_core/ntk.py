@@ -51,6 +51,7 @@ class NtkKernels:
         n_rows: number of row samples (the train samples; the first n_rows columns too).
         num_classes: C.
         parameter_count: trainable encoder parameters F runs over (the head is P's).
+        features: phi(x) of the column samples (train, then test), float64.
     """
 
     pretrain_effective: np.ndarray
@@ -58,6 +59,7 @@ class NtkKernels:
     n_rows: int
     num_classes: int
     parameter_count: int
+    features: np.ndarray
 
     @property
     def ntk(self) -> np.ndarray:
@@ -473,4 +475,5 @@ def exact_ntk(
         n_rows=n,
         num_classes=num_classes,
         parameter_count=sum(s.size for s in sites),
+        features=features,
     )

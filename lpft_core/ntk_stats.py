@@ -167,6 +167,7 @@ def kernel_regression_accuracy(
         Cs=10,
         cv=folds,
         l1_ratios=(0.0,),
+        scoring="accuracy",
         max_iter=10_000,
         use_legacy_attributes=False,
     ).fit(train / scale, targets)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lpft_core.artifacts import ArtifactManifest, CalibrationRecord, save_artifact
-from lpft_core.batching import encode
+from lpft_core.batching import encode, join_encoded, stratified_rows
 from lpft_core.calibration import (
     TemperatureScaler,
     classification_metrics,
@@ -28,6 +28,7 @@ from lpft_core.config import JobSpec
 from lpft_core.data import DatasetSplits, build_splits, read_examples
 from lpft_core.errors import CancelledError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.features import feature_change
 from lpft_core.inference import forward_all
 from lpft_core.lora import apply_lora
 from lpft_core.modeling import (
@@ -39,6 +40,8 @@ from lpft_core.modeling import (
     resolve_device,
     resolve_model,
 )
+from lpft_core.ntk import exact_ntk
+from lpft_core.ntk_stats import NtkStatistics, ntk_statistics
 from lpft_core.probe import LinearProbe, install_head, scale_head
 from lpft_core.results import (
     Calibration,
@@ -60,6 +63,16 @@ class JobResult:
     metrics: JobMetrics
 
 
+@dataclass(frozen=True)
+class FittedProbe:
+    """A fitted linear probe: its summary and the head (V, b) it installs. ``compare`` fits
+    one and shares it, so every LP method starts from the very same head."""
+
+    summary: ProbeSummary
+    weight: np.ndarray
+    bias: np.ndarray
+
+
 def load_splits(spec: JobSpec) -> DatasetSplits:
     """Read and cross-check the spec's dataset files."""
     files = spec.data
@@ -73,7 +86,9 @@ def load_splits(spec: JobSpec) -> DatasetSplits:
             "train": Path(files.train).name,
             "validation": Path(files.validation).name if files.validation else "validation",
             "test": Path(files.test).name if files.test else "test",
+            **{name: Path(path).name for name, path in files.eval_sets.items()},
         },
+        eval_sets={name: read(path) for name, path in files.eval_sets.items()},
     )
 
 
@@ -81,6 +96,8 @@ def run_job(
     spec: JobSpec,
     progress: ProgressCallback = no_progress,
     should_stop: StopCallback = never_stop,
+    *,
+    probe: FittedProbe | None = None,
 ) -> JobResult:
     """Train, calibrate, evaluate and save one model as ``spec`` says.
 
@@ -89,6 +106,8 @@ def run_job(
         progress: called with a ``ProgressEvent`` at every step of every stage.
         should_stop: polled between steps; when it returns True the job raises
             ``CancelledError`` within one step and writes nothing.
+        probe: a probe already fitted on the same data and model (``fit_probe``), used
+            instead of fitting one.
 
     Returns:
         The artifact directory and the job's metrics (also saved as ``metrics.json``).
@@ -118,36 +137,62 @@ def run_job(
         y_train = splits.label_ids(splits.train)
         y_validation = splits.label_ids(splits.validation)
         y_eval = splits.label_ids(eval_examples)
+        # The sets whose features and full metrics are reported: the evaluation split under
+        # its own name, then every extra eval set.
+        reported = {eval_name: ("evaluation", y_eval)}
+        for name, examples in splits.eval_sets.items():
+            encoded[name] = encode(tokenizer, examples, hp.max_length)
+            reported[name] = (name, splits.label_ids(examples))
         summary = splits.summary(tokenizer)
         progress(ProgressEvent("load", 1, 1))
+
+    def features_of(net: torch.nn.Module, key: str) -> np.ndarray:
+        return forward_all(
+            net,
+            encoded[key],
+            batch_size=hp.batch_size,
+            device=device,
+            output="features",
+            should_stop=should_stop,
+        )
+
+    pretrained_features = {name: features_of(model, key) for name, (key, _) in reported.items()}
 
     head = classifier_head(model)
     initial_norm = float(head.weight.detach().norm())
     probe_summary = None
     if spec.method.uses_probe:
         with _timed(timing, "lp"):
-            probe_summary = _fit_probe(
-                model,
-                encoded,
-                y_train,
-                y_validation,
-                hp.batch_size,
-                hp.seed,
-                device,
-                progress,
-                should_stop,
-            )
+            if probe is None:
+                probe = _fit_probe(
+                    model,
+                    encoded,
+                    y_train,
+                    y_validation,
+                    hp.batch_size,
+                    hp.seed,
+                    device,
+                    progress,
+                    should_stop,
+                )
+            install_head(head, probe.weight, probe.bias)
+            probe_summary = probe.summary
     after_lp = float(head.weight.detach().norm()) if probe_summary else None
 
     training: TrainingResult | None = None
+    ntk: NtkStatistics | None = None
     trained = model
     if spec.method.finetunes:
         stage = "lora" if spec.method.uses_lora else "ft"
+        if hp.head_norm_scale != 1.0:
+            scale_head(head, hp.head_norm_scale)
+        if spec.method.uses_lora:
+            trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
+        if spec.ntk_samples:
+            with _timed(timing, "ntk"):
+                ntk = _ntk_at_start(trained, encoded, y_train, y_eval, spec, device, should_stop)
+                progress(ProgressEvent("ntk", 1, 1, {"ft_ratio": ntk.ft_ratio}))
         with _timed(timing, stage):
-            if hp.head_norm_scale != 1.0:
-                scale_head(head, hp.head_norm_scale)
-            if spec.method.uses_lora:
-                trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
             options = TrainingOptions(
                 epochs=hp.epochs,
                 batch_size=hp.batch_size,
@@ -185,7 +230,7 @@ def run_job(
                 device=device,
                 should_stop=should_stop,
             )
-            for name in ("validation", "evaluation")
+            for name in ("validation", *(key for key, _ in reported.values()))
         }
         scaler = TemperatureScaler().fit(logits["validation"], y_validation)
         temperature = scaler.temperature_
@@ -197,8 +242,21 @@ def run_job(
             nll_before=nll_from_logits(logits["validation"], y_validation),
             nll_after=nll_from_logits(logits["validation"] / temperature, y_validation),
         )
-        evaluation = _evaluate(eval_name, logits["evaluation"], y_eval, temperature, hp.ece_bins)
+        evaluations = {
+            name: _evaluate(name, logits[key], y, temperature, hp.ece_bins)
+            for name, (key, y) in reported.items()
+        }
         progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
+
+    with _timed(timing, "features"):
+        features = {
+            name: feature_change(
+                pretrained_features[name],
+                features_of(trained, key) if spec.method.finetunes else pretrained_features[name],
+                y,
+            )
+            for name, (key, y) in reported.items()
+        }
 
     if should_stop():
         raise CancelledError("stopped on request before saving the model")
@@ -223,7 +281,10 @@ def run_job(
         best_epoch=training.best_epoch if training else None,
         temperature=temperature,
         calibration=calibration,
-        test=evaluation,
+        test=evaluations[eval_name],
+        eval_sets={name: evaluations[name] for name in splits.eval_sets},
+        features=features,
+        ntk=ntk,
         timing=timing,
     )
     with _timed(timing, "save"):
@@ -253,6 +314,38 @@ def run_job(
     return JobResult(output_dir=out, metrics=metrics)
 
 
+def fit_probe(
+    spec: JobSpec,
+    progress: ProgressCallback = no_progress,
+    should_stop: StopCallback = never_stop,
+) -> FittedProbe:
+    """The LP stage of ``spec`` alone, to share one probe between several jobs on the same
+    data, model and seed."""
+    hp = spec.hyperparameters
+    seed_everything(hp.seed)
+    device = resolve_device(hp.device)
+    splits = load_splits(spec)
+    model_ref = resolve_model(spec.model)
+    tokenizer = load_tokenizer(model_ref)
+    pooling = hp.pooling or default_pooling(model_ref)
+    model = build_classifier(model_ref, splits.labels, pooling, hp.seed).to(device)
+    encoded = {
+        name: encode(tokenizer, examples, hp.max_length)
+        for name, examples in (("train", splits.train), ("validation", splits.validation))
+    }
+    return _fit_probe(
+        model,
+        encoded,
+        splits.label_ids(splits.train),
+        splits.label_ids(splits.validation),
+        hp.batch_size,
+        hp.seed,
+        device,
+        progress,
+        should_stop,
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a job is repeatable on one machine."""
     random.seed(seed)
@@ -262,8 +355,8 @@ def seed_everything(seed: int) -> None:
 
 def _fit_probe(
     model, encoded, y_train, y_validation, batch_size, seed, device, progress, should_stop
-) -> ProbeSummary:
-    """Extract frozen features once, fit the cross-validated probe, install it as the head."""
+) -> FittedProbe:
+    """Extract frozen features once and fit the cross-validated probe."""
     features = {}
     for step, name in enumerate(("train", "validation")):
         progress(ProgressEvent("lp", step, 3))
@@ -277,7 +370,6 @@ def _fit_probe(
         )
     progress(ProgressEvent("lp", 2, 3))
     probe = LinearProbe(random_state=seed).fit(features["train"], y_train)
-    install_head(classifier_head(model), *probe.head_parameters())
     summary = ProbeSummary(
         C=probe.C_,
         cv_folds=probe.cv_folds_,
@@ -289,7 +381,37 @@ def _fit_probe(
             "lp", 3, 3, {"C": summary.C, "validation_accuracy": summary.validation_accuracy}
         )
     )
-    return summary
+    return FittedProbe(summary, *probe.head_parameters())
+
+
+def _ntk_at_start(
+    model, encoded, y_train, y_eval, spec: JobSpec, device, should_stop
+) -> NtkStatistics:
+    """The exact NTK of ``model`` as the FT stage starts, on stratified, seeded samples."""
+    seed = spec.hyperparameters.seed
+    train_rows = stratified_rows(y_train, spec.ntk_samples, seed)
+    test_rows = stratified_rows(y_eval, spec.ntk_samples, seed)
+    offset = len(y_train)
+    joined = join_encoded(encoded["train"], encoded["evaluation"])
+    kernels = exact_ntk(
+        model,
+        joined,
+        train_rows,
+        [offset + r for r in test_rows],
+        device=device,
+        should_stop=should_stop,
+    )
+    head = classifier_head(model)
+    logits = kernels.features[: len(train_rows)] @ head.weight.detach().double().cpu().numpy().T
+    logits += head.bias.detach().double().cpu().numpy()
+    return ntk_statistics(
+        kernels,
+        logits,
+        y_train[train_rows],
+        y_eval[test_rows],
+        epsilon=float(torch.finfo(head.weight.dtype).eps),
+        seed=seed,
+    )
 
 
 def _evaluate(

@@ -9,6 +9,8 @@ from typing import Any
 
 from lpft_core.calibration import ClassificationMetrics, ReliabilityBin
 from lpft_core.data import DatasetSummary, Label
+from lpft_core.features import FeatureChange
+from lpft_core.ntk_stats import NtkStatistics
 from lpft_core.training import EpochRecord, StepRecord
 
 
@@ -74,8 +76,10 @@ class ParameterCounts:
 class JobMetrics:
     """Everything measured in one job.
 
-    ``history`` has one entry per optimisation step; ``epochs`` one per epoch; ``timing`` the
-    wall seconds of each stage.
+    ``history`` has one entry per optimisation step; ``epochs`` one per epoch; ``test`` the
+    metrics on the evaluation split and ``eval_sets`` those on each extra set; ``features``
+    the feature change on each of them (keyed by set name); ``ntk`` the kernel statistics at
+    the start of the FT stage when asked for; ``timing`` the wall seconds of each stage.
     """
 
     method: str
@@ -94,6 +98,9 @@ class JobMetrics:
     temperature: float
     calibration: Calibration
     test: Evaluation
+    eval_sets: dict[str, Evaluation]
+    features: dict[str, FeatureChange]
+    ntk: NtkStatistics | None
     timing: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:

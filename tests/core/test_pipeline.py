@@ -165,3 +165,37 @@ def test_pair_task_runs_and_predictor_requires_pairs(tiny_model_dir: Path, tmp_p
     assert len(predictor.predict([{"text": "a", "text_pair": "b"}])) == 1
     with pytest.raises(DataError, match=r"inputs\[0\].text_pair"):
         predictor.predict([{"text": "a"}])
+
+
+def test_eval_sets_feature_change_and_ntk_at_the_start_of_ft(
+    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    files = {**toy_files}
+    spec = spec_for(files, tiny_model_dir, tmp_path / "m", "lp_ft")
+    spec = JobSpec(
+        method=spec.method,
+        data=DataFiles(
+            train=spec.data.train,
+            validation=spec.data.validation,
+            test=spec.data.test,
+            eval_sets={"shifted": spec.data.validation},
+        ),
+        output_dir=spec.output_dir,
+        model=spec.model,
+        hyperparameters=spec.hyperparameters,
+        ntk_samples=12,
+    )
+    metrics = run_job(spec).metrics
+    assert set(metrics.eval_sets) == {"shifted"} and metrics.eval_sets["shifted"].rows == 30
+    assert set(metrics.features) == {"test", "shifted"}
+    change = metrics.features["test"]
+    assert change.rows == 30 and change.difference > 0 and 0 < change.cka <= 1 + 1e-9
+    ntk = metrics.ntk
+    assert ntk is not None and ntk.samples_train == 12 and ntk.samples_test == 12
+    # P = (phi·phi' + 1) ⊗ I_C has rank at most C·(d + 1); F is over every encoder weight
+    assert 0 < ntk.pretrain_effective.rank <= 3 * 33
+    assert ntk.ft_effective.rank > 0 and 0 <= ntk.ft_ratio <= 1
+    assert ntk.ntk.spectrum[0] == 1.0 and len(ntk.ntk.spectrum) == 36
+    assert 0 <= ntk.ntk.accuracy.train_sample <= 1 and ntk.ntk.accuracy.test_pair is not None
+    saved = json.loads((Path(spec.output_dir) / "metrics.json").read_text())
+    assert saved["ntk"]["ft_ratio"] == ntk.ft_ratio

@@ -1,0 +1,213 @@
+"""Paper-style tables and a self-contained report (HTML with embedded pictures, plus a
+markdown twin that links the same PNG files) for one job or a comparison."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from lpft_core import plots
+from lpft_core.results import JobMetrics
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
+
+
+def _e(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def accuracy_table(methods: dict[str, JobMetrics]) -> Table:
+    """Accuracy and macro-F1 per method and evaluation set."""
+    first = next(iter(methods.values()))
+    sets = [first.test.split, *first.eval_sets]
+    header = ["method", *(f"{s} acc" for s in sets), *(f"{s} macro-F1" for s in sets)]
+    rows = []
+    for name, m in methods.items():
+        evaluations = [m.test, *m.eval_sets.values()]
+        rows.append(
+            [name]
+            + [_f(e.uncalibrated.accuracy) for e in evaluations]
+            + [_f(e.uncalibrated.macro_f1) for e in evaluations]
+        )
+    return header, rows
+
+
+def calibration_table(methods: dict[str, JobMetrics]) -> Table:
+    """ECE, MCE and NLL without and with temperature scaling, per method and set."""
+    header = ["method", "set", "T", "ECE w/o TS", "ECE w/ TS", "MCE w/o TS", "MCE w/ TS",
+              "NLL w/o TS", "NLL w/ TS"]  # fmt: skip
+    rows = []
+    for name, m in methods.items():
+        for e in (m.test, *m.eval_sets.values()):
+            before, after = e.uncalibrated, e.calibrated
+            rows.append(
+                [name, e.split, _f(m.temperature, 3), _f(before.ece), _f(after.ece),
+                 _f(before.mce), _f(after.mce), _f(before.nll), _f(after.nll)]
+            )  # fmt: skip
+    return header, rows
+
+
+def head_norm_table(methods: dict[str, JobMetrics]) -> Table:
+    """‖V‖_F fresh, after LP and at the end (Norm(C))."""
+    header = ["method", "fresh head", "after LP", "final", "LP C"]
+    rows = [
+        [name, _e(m.head_norm.initial), _e(m.head_norm.after_lp), _e(m.head_norm.final),
+         _e(m.lp.C) if m.lp else "–"]
+        for name, m in methods.items()
+    ]  # fmt: skip
+    return header, rows
+
+
+def feature_table(methods: dict[str, JobMetrics]) -> Table:
+    """Feature change against the pre-trained encoder on each evaluated set."""
+    header = ["method", "set", "CS(F)", "Diff(F)", "Diff/‖phi0‖", "cos to pre-trained",
+              "FDR(F)", "CKA"]  # fmt: skip
+    rows = []
+    first = next(iter(methods.values()))
+    for set_name, change in first.features.items():
+        p = change.pretrained
+        rows.append(["pre-trained", set_name, _f(p.mean_pairwise_cosine), "–", "–", "–",
+                     _e(p.fisher_ratio), "–"])  # fmt: skip
+    for name, m in methods.items():
+        for set_name, c in m.features.items():
+            rows.append(
+                [name, set_name, _f(c.trained.mean_pairwise_cosine), _e(c.difference),
+                 _e(c.relative_difference), _f(c.cosine_to_pretrained),
+                 _e(c.trained.fisher_ratio), _f(c.cka)]
+            )  # fmt: skip
+    return header, rows
+
+
+def ntk_table(methods: dict[str, JobMetrics]) -> Table:
+    """The paper's Tables 2/9: per kernel rank, Frobenius norm, kernel-regression accuracy
+    (per sample and per (sample, class) pair) and the FT ratio."""
+    header = ["method", "kernel", "rank", "FN", "acc train/test (sample)",
+              "acc train/test (pair)", "FT ratio", "tr F / tr P"]  # fmt: skip
+    rows = []
+    pretrain_done = False
+    for name, m in methods.items():
+        if m.ntk is None:
+            continue
+        kernels = [("FT E", m.ntk.ft_effective), ("NTK", m.ntk.ntk)]
+        if not pretrain_done:  # P depends only on the pre-trained features: one row for all
+            kernels.insert(0, ("Pre-train E", m.ntk.pretrain_effective))
+            pretrain_done = True
+        for kernel_name, k in kernels:
+            a = k.accuracy
+            rows.append(
+                ["–" if kernel_name == "Pre-train E" else name, kernel_name, str(k.rank),
+                 _e(k.frobenius_norm), f"{_pct(a.train_sample)}/{_pct(a.test_sample)}",
+                 f"{_pct(a.train_pair)}/{_pct(a.test_pair)}",
+                 _f(m.ntk.ft_ratio) if kernel_name == "FT E" else "",
+                 _e(m.ntk.trace_ratio) if kernel_name == "FT E" else ""]
+            )  # fmt: skip
+    return header, rows
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def tables(methods: dict[str, JobMetrics]) -> dict[str, Table]:
+    """Every table that has rows, by title."""
+    built = {
+        "Accuracy": accuracy_table(methods),
+        "Calibration (temperature scaling fitted on validation)": calibration_table(methods),
+        "Head norm ‖V‖_F": head_norm_table(methods),
+        "Feature change against the pre-trained encoder": feature_table(methods),
+        "NTK at the start of FT": ntk_table(methods),
+    }
+    return {title: table for title, table in built.items() if table[1]}
+
+
+def markdown_table(table: Table) -> str:
+    """A GitHub-flavoured markdown table."""
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pictures(methods: dict[str, JobMetrics]) -> dict[str, bytes]:
+    """PNG pictures by file stem."""
+    made: dict[str, Callable[[], bytes]] = {}
+    for name, m in methods.items():
+        prefix = "" if len(methods) == 1 else f"{name}-"
+        made[f"{prefix}reliability"] = lambda m=m: plots.reliability_diagram(m)
+        if m.history:
+            made[f"{prefix}training"] = lambda m=m: plots.training_curves(m)
+    if any(m.ntk for m in methods.values()):
+        made["ntk-spectra"] = lambda: plots.ntk_spectra(methods)
+    if len(methods) > 1:
+        made["comparison"] = lambda: plots.comparison_bars(methods)
+    return {stem: make() for stem, make in made.items()}
+
+
+def write_report(directory: Path, title: str, methods: dict[str, JobMetrics]) -> list[str]:
+    """Write ``report.html``, ``report.md`` and ``plots/<name>.png`` under ``directory``.
+
+    Returns:
+        The picture names written.
+    """
+    images = pictures(methods)
+    plot_dir = directory / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for stem, png in images.items():
+        (plot_dir / f"{stem}.png").write_bytes(png)
+    built = tables(methods)
+    first = next(iter(methods.values()))
+    intro = (
+        f"Model `{first.model}` ({first.pooling} pooling) on {first.splits.get('train')} "
+        f"training rows; metrics on {first.test.split} ({first.test.rows} rows)."
+    )
+    markdown = [f"# {title}", "", intro, ""]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline(intro)}</p>"]
+    for table_title, table in built.items():
+        markdown += [f"## {table_title}", "", markdown_table(table), ""]
+        body += [f"<h2>{html.escape(table_title)}</h2>", _html_table(table)]
+    markdown.append("## Pictures\n")
+    body.append("<h2>Pictures</h2>")
+    for stem, png in images.items():
+        markdown.append(f"![{stem}](plots/{stem}.png)\n")
+        encoded = base64.b64encode(png).decode()
+        body.append(
+            f'<figure><img alt="{stem}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{html.escape(stem)}</figcaption></figure>"
+        )
+    (directory / "report.md").write_text("\n".join(markdown), encoding="utf-8")
+    (directory / "report.html").write_text(_page(title, "\n".join(body)), encoding="utf-8")
+    return list(images)
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+def _html_table(table: Table) -> str:
+    header, rows = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:right}th{background:#f4f4f4}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+        f"</style></head><body>{body}</body></html>"
+    )
