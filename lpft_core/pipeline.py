@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lpft_core.artifacts import ArtifactManifest, CalibrationRecord, save_artifact
-from lpft_core.batching import encode, join_encoded, stratified_rows
+from lpft_core.batching import EncodedTexts, encode, join_encoded, stratified_rows
 from lpft_core.calibration import (
     TemperatureScaler,
     classification_metrics,
@@ -164,7 +164,7 @@ def run_job(
     if spec.method.uses_probe:
         with _timed(timing, "lp"):
             if probe is None:
-                probe = _fit_probe(
+                probe = fit_probe_on(
                     model,
                     encoded,
                     y_train,
@@ -190,7 +190,16 @@ def run_job(
             trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
         if spec.ntk_samples:
             with _timed(timing, "ntk"):
-                ntk = _ntk_at_start(trained, encoded, y_train, y_eval, spec, device, should_stop)
+                ntk = ntk_at_start(
+                    trained,
+                    encoded,
+                    y_train,
+                    y_eval,
+                    spec.ntk_samples,
+                    hp.seed,
+                    device,
+                    should_stop,
+                )
                 progress(ProgressEvent("ntk", 1, 1, {"ft_ratio": ntk.ft_ratio}))
         with _timed(timing, stage):
             options = TrainingOptions(
@@ -333,7 +342,7 @@ def fit_probe(
         name: encode(tokenizer, examples, hp.max_length)
         for name, examples in (("train", splits.train), ("validation", splits.validation))
     }
-    return _fit_probe(
+    return fit_probe_on(
         model,
         encoded,
         splits.label_ids(splits.train),
@@ -353,10 +362,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _fit_probe(
+def fit_probe_on(
     model, encoded, y_train, y_validation, batch_size, seed, device, progress, should_stop
 ) -> FittedProbe:
-    """Extract frozen features once and fit the cross-validated probe."""
+    """Extract frozen train and validation features once and fit the cross-validated probe
+    (``encoded`` holds ``train`` and ``validation``)."""
     features = {}
     for step, name in enumerate(("train", "validation")):
         progress(ProgressEvent("lp", step, 3))
@@ -384,13 +394,20 @@ def _fit_probe(
     return FittedProbe(summary, *probe.head_parameters())
 
 
-def _ntk_at_start(
-    model, encoded, y_train, y_eval, spec: JobSpec, device, should_stop
+def ntk_at_start(
+    model: torch.nn.Module,
+    encoded: dict[str, EncodedTexts],
+    y_train: np.ndarray,
+    y_eval: np.ndarray,
+    samples: int,
+    seed: int,
+    device: torch.device,
+    should_stop: StopCallback = never_stop,
 ) -> NtkStatistics:
-    """The exact NTK of ``model`` as the FT stage starts, on stratified, seeded samples."""
-    seed = spec.hyperparameters.seed
-    train_rows = stratified_rows(y_train, spec.ntk_samples, seed)
-    test_rows = stratified_rows(y_eval, spec.ntk_samples, seed)
+    """The exact NTK of ``model`` as it stands (build it as the FT stage starts) between
+    ``samples`` stratified, seeded train rows and as many ``evaluation`` rows."""
+    train_rows = stratified_rows(y_train, samples, seed)
+    test_rows = stratified_rows(y_eval, samples, seed)
     offset = len(y_train)
     joined = join_encoded(encoded["train"], encoded["evaluation"])
     kernels = exact_ntk(

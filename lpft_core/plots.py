@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and workers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lpft_core.ntk_stats import NtkStatistics  # noqa: E402
 from lpft_core.results import JobMetrics  # noqa: E402
 
 
@@ -71,16 +72,12 @@ def training_curves(metrics: JobMetrics) -> bytes:
     return _png(figure)
 
 
-def ntk_spectra(methods: dict[str, JobMetrics]) -> bytes:
-    """Normalised singular values of P and F (and their sum) at each method's FT start."""
+def ntk_spectra(kernels: dict[str, NtkStatistics]) -> bytes:
+    """Normalised singular values of P, F and P + F, one line per model."""
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.5), sharey=True)
-    for name, metrics in methods.items():
-        if metrics.ntk is None:
-            continue
+    for name, ntk in kernels.items():
         for ax, kernel in zip(
-            axes,
-            (metrics.ntk.pretrain_effective, metrics.ntk.ft_effective, metrics.ntk.ntk),
-            strict=True,
+            axes, (ntk.pretrain_effective, ntk.ft_effective, ntk.ntk), strict=True
         ):
             values = [max(v, 1e-18) for v in kernel.spectrum]
             ax.semilogy(range(1, len(values) + 1), values, label=name)

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lpft_core import plots
+from lpft_core.analysis import AnalysisResult
+from lpft_core.features import FeatureChange, FeatureStatistics
+from lpft_core.ntk_stats import NtkStatistics
 from lpft_core.results import JobMetrics
 
 Table = tuple[list[str], list[list[str]]]
@@ -67,18 +70,23 @@ def head_norm_table(methods: dict[str, JobMetrics]) -> Table:
     return header, rows
 
 
-def feature_table(methods: dict[str, JobMetrics]) -> Table:
-    """Feature change against the pre-trained encoder on each evaluated set."""
-    header = ["method", "set", "CS(F)", "Diff(F)", "Diff/‖phi0‖", "cos to pre-trained",
+def feature_table(
+    changes: dict[str, dict[str, FeatureChange]],
+    pretrained: dict[str, FeatureStatistics] | None = None,
+) -> Table:
+    """Feature change against the pre-trained encoder, per model and evaluated set, after
+    a ``pre-trained`` row per set (taken from the first model when not given)."""
+    header = ["model", "set", "CS(F)", "Diff(F)", "Diff/‖phi0‖", "cos to pre-trained",
               "FDR(F)", "CKA"]  # fmt: skip
     rows = []
-    first = next(iter(methods.values()))
-    for set_name, change in first.features.items():
-        p = change.pretrained
+    if pretrained is None:
+        first = next(iter(changes.values()), {})
+        pretrained = {name: change.pretrained for name, change in first.items()}
+    for set_name, p in pretrained.items():
         rows.append(["pre-trained", set_name, _f(p.mean_pairwise_cosine), "–", "–", "–",
                      _e(p.fisher_ratio), "–"])  # fmt: skip
-    for name, m in methods.items():
-        for set_name, c in m.features.items():
+    for name, by_set in changes.items():
+        for set_name, c in by_set.items():
             rows.append(
                 [name, set_name, _f(c.trained.mean_pairwise_cosine), _e(c.difference),
                  _e(c.relative_difference), _f(c.cosine_to_pretrained),
@@ -87,28 +95,26 @@ def feature_table(methods: dict[str, JobMetrics]) -> Table:
     return header, rows
 
 
-def ntk_table(methods: dict[str, JobMetrics]) -> Table:
+def ntk_table(kernels: dict[str, NtkStatistics]) -> Table:
     """The paper's Tables 2/9: per kernel rank, Frobenius norm, kernel-regression accuracy
     (per sample and per (sample, class) pair) and the FT ratio."""
     header = ["method", "kernel", "rank", "FN", "acc train/test (sample)",
               "acc train/test (pair)", "FT ratio", "tr F / tr P"]  # fmt: skip
     rows = []
     pretrain_done = False
-    for name, m in methods.items():
-        if m.ntk is None:
-            continue
-        kernels = [("FT E", m.ntk.ft_effective), ("NTK", m.ntk.ntk)]
-        if not pretrain_done:  # P depends only on the pre-trained features: one row for all
-            kernels.insert(0, ("Pre-train E", m.ntk.pretrain_effective))
+    for name, ntk in kernels.items():
+        parts = [("FT E", ntk.ft_effective), ("NTK", ntk.ntk)]
+        if not pretrain_done:  # P depends only on the features at FT start: one row for all
+            parts.insert(0, ("Pre-train E", ntk.pretrain_effective))
             pretrain_done = True
-        for kernel_name, k in kernels:
+        for kernel_name, k in parts:
             a = k.accuracy
             rows.append(
                 ["–" if kernel_name == "Pre-train E" else name, kernel_name, str(k.rank),
                  _e(k.frobenius_norm), f"{_pct(a.train_sample)}/{_pct(a.test_sample)}",
                  f"{_pct(a.train_pair)}/{_pct(a.test_pair)}",
-                 _f(m.ntk.ft_ratio) if kernel_name == "FT E" else "",
-                 _e(m.ntk.trace_ratio) if kernel_name == "FT E" else ""]
+                 _f(ntk.ft_ratio) if kernel_name == "FT E" else "",
+                 _e(ntk.trace_ratio) if kernel_name == "FT E" else ""]
             )  # fmt: skip
     return header, rows
 
@@ -117,14 +123,18 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+FEATURES_TITLE = "Feature change against the pre-trained encoder"
+NTK_TITLE = "NTK at the start of FT"
+
+
 def tables(methods: dict[str, JobMetrics]) -> dict[str, Table]:
-    """Every table that has rows, by title."""
+    """Every table of one or several finished jobs that has rows, by title."""
     built = {
         "Accuracy": accuracy_table(methods),
         "Calibration (temperature scaling fitted on validation)": calibration_table(methods),
         "Head norm ‖V‖_F": head_norm_table(methods),
-        "Feature change against the pre-trained encoder": feature_table(methods),
-        "NTK at the start of FT": ntk_table(methods),
+        FEATURES_TITLE: feature_table({name: m.features for name, m in methods.items()}),
+        NTK_TITLE: ntk_table({name: m.ntk for name, m in methods.items() if m.ntk}),
     }
     return {title: table for title, table in built.items() if table[1]}
 
@@ -145,30 +155,58 @@ def pictures(methods: dict[str, JobMetrics]) -> dict[str, bytes]:
         made[f"{prefix}reliability"] = lambda m=m: plots.reliability_diagram(m)
         if m.history:
             made[f"{prefix}training"] = lambda m=m: plots.training_curves(m)
-    if any(m.ntk for m in methods.values()):
-        made["ntk-spectra"] = lambda: plots.ntk_spectra(methods)
+    kernels = {name: m.ntk for name, m in methods.items() if m.ntk}
+    if kernels:
+        made["ntk-spectra"] = lambda: plots.ntk_spectra(kernels)
     if len(methods) > 1:
         made["comparison"] = lambda: plots.comparison_bars(methods)
     return {stem: make() for stem, make in made.items()}
 
 
-def write_report(directory: Path, title: str, methods: dict[str, JobMetrics]) -> list[str]:
-    """Write ``report.html``, ``report.md`` and ``plots/<name>.png`` under ``directory``.
-
-    Returns:
-        The picture names written.
-    """
-    images = pictures(methods)
-    plot_dir = directory / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for stem, png in images.items():
-        (plot_dir / f"{stem}.png").write_bytes(png)
-    built = tables(methods)
+def job_report(directory: Path, title: str, methods: dict[str, JobMetrics]) -> list[str]:
+    """The report of one finished job or of a comparison (see ``write_report``)."""
     first = next(iter(methods.values()))
     intro = (
         f"Model `{first.model}` ({first.pooling} pooling) on {first.splits.get('train')} "
         f"training rows; metrics on {first.test.split} ({first.test.rows} rows)."
     )
+    return write_report(directory, title, intro, tables(methods), pictures(methods))
+
+
+def analysis_report(directory: Path, title: str, result: AnalysisResult) -> list[str]:
+    """The report of an analysis job (see ``write_report``)."""
+    source = f"the finished model in `{result.model_dir}`" if result.model_dir else "the base model"
+    intro = f"Analysis of {source} (base `{result.model}`)."
+    built: dict[str, Table] = {}
+    if result.ntk:
+        built[NTK_TITLE if not result.model_dir else "NTK where training ended"] = ntk_table(
+            result.ntk
+        )
+    if result.feature_statistics:
+        built[FEATURES_TITLE] = feature_table(
+            {"trained": result.feature_change} if result.feature_change else {},
+            result.feature_statistics,
+        )
+    images = {"ntk-spectra": plots.ntk_spectra(result.ntk)} if result.ntk else {}
+    return write_report(directory, title, intro, built, images)
+
+
+def write_report(
+    directory: Path,
+    title: str,
+    intro: str,
+    built: dict[str, Table],
+    images: dict[str, bytes],
+) -> list[str]:
+    """Write ``report.html`` (pictures embedded), ``report.md`` and ``plots/<name>.png``.
+
+    Returns:
+        The picture names written.
+    """
+    plot_dir = directory / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for stem, png in images.items():
+        (plot_dir / f"{stem}.png").write_bytes(png)
     markdown = [f"# {title}", "", intro, ""]
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline(intro)}</p>"]
     for table_title, table in built.items():

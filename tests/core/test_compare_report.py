@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from lpft_core import DataFiles, Hyperparameters, Predictor
+from lpft_core.analysis import AnalysisSpec, analyze
 from lpft_core.compare import CompareSpec, compare
 from lpft_core.errors import ConfigError, DataError
 from lpft_core.recalibrate import recalibrate
-from lpft_core.report import tables, write_report
+from lpft_core.report import analysis_report, job_report, tables
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -67,7 +68,7 @@ def test_tables_hold_every_method_and_set(comparison) -> None:
 
 def test_report_embeds_its_pictures(comparison, tmp_path: Path) -> None:
     _, result, _ = comparison
-    names = write_report(tmp_path, "Comparison", result.methods)
+    names = job_report(tmp_path, "Comparison", result.methods)
     assert {"comparison", "ntk-spectra", "lp_ft-reliability", "lora-training"} <= set(names)
     for name in names:
         assert (tmp_path / "plots" / f"{name}.png").read_bytes().startswith(PNG)
@@ -101,3 +102,58 @@ def test_compare_rejects_unknown_or_repeated_methods(tmp_path: Path) -> None:
         CompareSpec(data=data, output_dir=str(tmp_path), methods=["lp", "sgd"])
     with pytest.raises(ConfigError, match="methods"):
         CompareSpec(data=data, output_dir=str(tmp_path), methods=["lp", "lp"])
+
+
+def test_analysis_of_a_base_model_gives_each_methods_starting_kernel(
+    comparison, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    spec, _, files = comparison
+    result = analyze(
+        AnalysisSpec(
+            data=spec.data,
+            output_dir=str(tmp_path),
+            model=str(tiny_model_dir),
+            methods=["ft", "lp_lora"],
+            ntk_samples=6,
+            hyperparameters=Hyperparameters(**TINY_HYPERPARAMETERS),
+        )
+    )
+    assert set(result.ntk) == {"ft", "lp_lora"} and not result.feature_change
+    assert set(result.feature_statistics) == {"test", "shifted"}
+    # P sees only the pre-trained features: the same for every method
+    ft, lp_lora = result.ntk["ft"], result.ntk["lp_lora"]
+    assert ft.pretrain_effective.frobenius_norm == lp_lora.pretrain_effective.frobenius_norm
+    assert lp_lora.parameters < ft.parameters
+    names = analysis_report(tmp_path, "Analysis", result)
+    assert (
+        names == ["ntk-spectra"]
+        and "NTK at the start of FT" in (tmp_path / "report.md").read_text()
+    )
+    assert json.dumps(result.to_dict())
+
+
+def test_analysis_of_a_finished_model_measures_its_feature_change(
+    comparison, tmp_path: Path
+) -> None:
+    spec, result, _ = comparison
+    analysis = analyze(
+        AnalysisSpec(
+            data=spec.data,
+            output_dir=str(tmp_path),
+            model_dir=str(Path(spec.output_dir) / "lp_ft"),
+            ntk_samples=6,
+        )
+    )
+    job_change = result.methods["lp_ft"].features["test"]
+    assert analysis.feature_change["test"].difference == pytest.approx(
+        job_change.difference, rel=1e-5
+    )
+    assert set(analysis.ntk) == {"trained"}
+
+
+def test_analysis_needs_something_to_do(tmp_path: Path) -> None:
+    data = DataFiles(train=str(tmp_path / "t.jsonl"))
+    with pytest.raises(ConfigError, match="ntk, features"):
+        AnalysisSpec(data=data, output_dir=str(tmp_path), ntk=False, features=False)
+    with pytest.raises(ConfigError, match="methods"):
+        AnalysisSpec(data=data, output_dir=str(tmp_path), methods=["lp"])
