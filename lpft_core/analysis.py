@@ -14,7 +14,7 @@ import torch
 
 from lpft_core.artifacts import load_model, read_labels, read_manifest
 from lpft_core.batching import encode
-from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method
+from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method, spec_from_dict
 from lpft_core.data import Example, Label
 from lpft_core.errors import ConfigError, DataError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
@@ -84,6 +84,11 @@ class AnalysisSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AnalysisSpec:
+        """The spec ``to_dict`` wrote."""
+        return spec_from_dict(cls, raw)
 
 
 @dataclass(frozen=True)

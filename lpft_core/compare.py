@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method
+from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method, spec_from_dict
 from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.pipeline import fit_probe, run_job
@@ -62,6 +62,11 @@ class CompareSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CompareSpec:
+        """The spec ``to_dict`` wrote."""
+        return spec_from_dict(cls, raw)
 
 
 @dataclass(frozen=True)

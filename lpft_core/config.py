@@ -176,10 +176,16 @@ class JobSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
         """Build a spec from plain data, naming any unknown or missing field."""
-        raw = dict(raw)
-        data = _build(DataFiles, raw.pop("data", None), "data")
-        hyper = _build(Hyperparameters, raw.pop("hyperparameters", None) or {}, "hyperparameters")
-        return _build(cls, {**raw, "data": data, "hyperparameters": hyper}, "")
+        return spec_from_dict(cls, raw)
+
+
+def spec_from_dict(cls: type, raw: dict[str, Any]) -> Any:
+    """A job spec dataclass (with ``data`` and ``hyperparameters``) from plain data, naming
+    any unknown or missing field."""
+    raw = dict(raw)
+    data = _build(DataFiles, raw.pop("data", None), "data")
+    hyper = _build(Hyperparameters, raw.pop("hyperparameters", None) or {}, "hyperparameters")
+    return _build(cls, {**raw, "data": data, "hyperparameters": hyper}, "")
 
 
 def hyperparameter_names() -> list[str]:

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from lpft_core.artifacts import load_model, read_calibration, read_labels, read_manifest
+from lpft_core.artifacts import (
+    CALIBRATION,
+    load_model,
+    read_calibration,
+    read_labels,
+    read_manifest,
+)
 from lpft_core.batching import encode
 from lpft_core.calibration import scaled_softmax
 from lpft_core.data import Example, Label
@@ -40,11 +46,23 @@ class Predictor:
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         self.labels = read_labels(self.directory)
+        self._calibration_stamp = self._calibration_file().stat().st_mtime_ns
         self.temperature = read_calibration(self.directory).temperature
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(str(self.directory))
         self.model = load_model(self.directory, self.manifest).to(self.device)
+
+    def refresh_calibration(self) -> None:
+        """Take up a temperature re-fitted since loading (``recalibrate``); a stat when
+        nothing changed."""
+        stamp = self._calibration_file().stat().st_mtime_ns
+        if stamp != self._calibration_stamp:
+            self.temperature = read_calibration(self.directory).temperature
+            self._calibration_stamp = stamp
+
+    def _calibration_file(self) -> Path:
+        return self.directory / CALIBRATION
 
     def logits(self, inputs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Raw logits of shape (n, C) for ``{"text", "text_pair"?}`` inputs."""

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lpft_core.errors import ConfigError, DataError, LpftError
+from lpft_core.jobs import JobKind
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("lpft.api")
@@ -112,10 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in exc.errors()
-        ]
+        errors = [{"field": _field(e), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
 
@@ -140,3 +138,15 @@ def install_error_handlers(app: FastAPI) -> None:
             {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
             request.url.path,
         )
+
+
+def _field(error: dict[str, Any]) -> str:
+    """The dotted request field an error is about. A job body is a union tagged by ``kind``:
+    the tag pydantic puts in the location is the branch taken, not a field, so it is left
+    out; an unknown ``kind`` is reported on ``kind``."""
+    parts = [str(p) for p in error["loc"] if p != "body"]
+    if parts and parts[0] in set(JobKind):
+        parts = parts[1:]
+    if error["type"] == "union_tag_invalid":
+        parts.append("kind")
+    return ".".join(parts)

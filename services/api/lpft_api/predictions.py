@@ -72,7 +72,9 @@ class ModelCache:
         """The model of ``job_id``, loaded from ``directory`` on first use."""
         if job_id in self.models:
             self.models.move_to_end(job_id)
-            return self.models[job_id]
+            model = self.models[job_id]
+            model.predictor.refresh_calibration()  # another API process may have re-fitted T
+            return model
         lock = self.loading.setdefault(job_id, asyncio.Lock())
         async with lock:
             if job_id not in self.models:

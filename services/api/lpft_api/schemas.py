@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from lpft_core.config import DEFAULT_LEARNING_RATES, Hyperparameters, Method
 
@@ -58,18 +67,111 @@ class DatasetRef(BaseModel):
     test: str | None = None
 
 
-class JobCreate(BaseModel):
-    """A fine-tuning job."""
+EvalSets = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")], str],
+    Field(
+        description="extra labelled datasets by name (out-of-distribution sets, say), each "
+        "evaluated in full beside the test split; names are letters, digits, '-' and '_'",
+    ),
+]
+NtkSamples = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=4096,
+        description="stratified train samples of the NTK (and as many test samples)",
+    ),
+]
+
+
+class JobCreateBase(BaseModel):
+    """What every job kind shares."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = Field(description="lp, ft, lp_ft, lora or lp_lora")
-    dataset: DatasetRef
     model: str | None = Field(
         None, description="Hugging Face id or server-side path; default all-MiniLM-L6-v2"
     )
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
     seed: int = Field(0, ge=0, description="seeds data order, head init and the hold-out")
+    eval_sets: EvalSets = Field(default_factory=dict)
+
+    @field_validator("eval_sets")
+    @classmethod
+    def _eval_set_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name in ("train", "validation", "test"):
+                raise ValueError(f"the name {name!r} is taken by a split; rename it")
+        return value
+
+
+class FinetuneJobCreate(JobCreateBase):
+    """Train one model with one method (``kind`` may be left out)."""
+
+    kind: Literal["finetune"] = "finetune"
+    method: Method = Field(description="lp, ft, lp_ft, lora or lp_lora")
+    dataset: DatasetRef
+
+
+class CompareJobCreate(JobCreateBase):
+    """Several methods on one dataset split with one shared linear probe; returns the
+    paper-style tables and a report."""
+
+    kind: Literal["compare"]
+    methods: list[Method] = Field(
+        default_factory=lambda: list(Method), min_length=1, description="default: all five"
+    )
+    dataset: DatasetRef
+    ntk_samples: int = Field(
+        256, ge=0, le=4096, description="NTK samples at each FT start; 0 skips the NTK"
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct(cls, value: list[Method]) -> list[Method]:
+        if len(set(value)) != len(value):
+            raise ValueError("a method is repeated; list each once")
+        return value
+
+
+class AnalysisJobCreate(JobCreateBase):
+    """NTK and/or feature statistics without training: of a base model on a dataset (the
+    kernel each of ``methods`` would start FT from), or of a finished finetune job
+    (``source_job``; its dataset unless ``dataset`` is given)."""
+
+    kind: Literal["analysis"]
+    analyses: list[Literal["ntk", "features"]] = Field(
+        default_factory=lambda: ["ntk", "features"], min_length=1
+    )
+    methods: list[Method] = Field(
+        default_factory=lambda: [m for m in Method if m.finetunes],
+        min_length=1,
+        description="base-model NTK: whose FT start (ft, lp_ft, lora, lp_lora)",
+    )
+    source_job: str | None = Field(None, description="a succeeded finetune job to analyse")
+    dataset: DatasetRef | None = None
+    ntk_samples: NtkSamples = 256
+
+    @field_validator("methods")
+    @classmethod
+    def _finetuning(cls, value: list[Method]) -> list[Method]:
+        if Method.LP in value:
+            raise ValueError("lp has no FT stage and so no FT kernel; drop it")
+        return value
+
+
+def _job_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("kind", "finetune")
+    return getattr(value, "kind", "finetune")
+
+
+JobCreate = Annotated[
+    Annotated[FinetuneJobCreate, Tag("finetune")]
+    | Annotated[CompareJobCreate, Tag("compare")]
+    | Annotated[AnalysisJobCreate, Tag("analysis")],
+    Discriminator(_job_kind),
+]
 
 
 class JobPublic(BaseModel):
@@ -77,10 +179,14 @@ class JobPublic(BaseModel):
 
     object: Literal["job"] = "job"
     id: str
+    kind: Literal["finetune", "compare", "analysis"]
     status: JobStatus
-    method: str
+    method: str | None = Field(description="finetune jobs")
+    methods: list[str] | None = Field(description="compare and analysis jobs")
+    source_job: str | None = Field(description="analysis of a finished job")
     model: str | None
     dataset: dict[str, str | None]
+    eval_sets: dict[str, str]
     hyperparameters: dict[str, Any]
     queue: str
     created_at: float
@@ -162,7 +268,8 @@ class LiveMetrics(BaseModel):
 
     partial: Literal[True] = True
     status: JobStatus
-    method: str
+    kind: str
+    method: str | None
     stage: str | None
     history: list[dict[str, Any]]
     epochs: list[dict[str, Any]]
@@ -230,3 +337,11 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class RecalibrateRequest(BaseModel):
+    """A labelled dataset to fit a new temperature on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="dataset id; its labels must be the model's")

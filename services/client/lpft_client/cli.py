@@ -27,25 +27,47 @@ def _client(args: argparse.Namespace) -> LpftClient:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.kind == "finetune" and not args.method:
+        raise SystemExit("lpft jobs submit: --method is needed for a finetune job")
     with _client(args) as client:
-        ids = {}
-        for split in ("train", "validation", "test"):
-            path = getattr(args, split)
-            if path:
-                dataset = client.upload_dataset(path)
-                ids[split] = dataset["id"]
-                print(
-                    f"uploaded {split}: {dataset['id']} ({dataset['rows']} rows, "
-                    f"labels {dataset['label_counts']})"
-                )
+
+        def upload(name: str, path: str) -> str:
+            dataset = client.upload_dataset(path)
+            print(
+                f"uploaded {name}: {dataset['id']} ({dataset['rows']} rows, "
+                f"labels {dataset['label_counts']})"
+            )
+            return dataset["id"]
+
+        ids = {
+            s: upload(s, getattr(args, s))
+            for s in ("train", "validation", "test")
+            if getattr(args, s)
+        }
+        eval_sets = {}
+        for item in args.eval_set or []:
+            name, _, path = item.partition("=")
+            eval_sets[name] = upload(f"eval set {name}", path)
+        options = {}
+        if args.kind != "finetune":
+            options["methods"] = args.methods or (
+                [m.value for m in Method]
+                if args.kind == "compare"
+                else [m.value for m in Method if m.finetunes]
+            )
+            if args.ntk_samples is not None:
+                options["ntk_samples"] = args.ntk_samples
         job = client.create_job(
-            args.method,
+            args.method if args.kind == "finetune" else None,
             ids["train"],
             ids.get("validation"),
             ids.get("test"),
             args.model,
             core_cli.hyperparameters_from(args) | {},
             seed=args.seed or 0,
+            kind=args.kind,
+            eval_sets=eval_sets,
+            **options,
         )
         print(f"job {job['id']} {job['status']} on queue {job['queue']}")
         return _watch_job(client, job["id"]) if args.watch else 0
@@ -54,7 +76,34 @@ def _submit(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for job in client.list_jobs(status=args.status, limit=args.limit)["data"]:
-            print(f"{job['id']}  {job['status']:<10} {job['method']:<8} {job['model'] or '-'}")
+            what = job["method"] or ",".join(job["methods"] or [])
+            print(
+                f"{job['id']}  {job['status']:<10} {job['kind']:<9} {what:<8} {job['model'] or '-'}"
+            )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        text = client.report(args.job_id, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _recalibrate(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        dataset = client.upload_dataset(args.data)
+        result = client.recalibrate(args.job_id, dataset["id"])
+    print(
+        f"temperature {result['previous_temperature']:.4g} → {result['temperature']:.4g} on "
+        f"{result['rows']} rows: NLL {result['previous']['nll']:.4f} → "
+        f"{result['calibrated']['nll']:.4f}, ECE {result['previous']['ece']:.4f} → "
+        f"{result['calibrated']['ece']:.4f}"
+    )
     return 0
 
 
@@ -181,10 +230,16 @@ def _add_service_commands(
     jobs = commands.add_parser("jobs", help="jobs on an lpft service")
     verbs = jobs.add_subparsers(required=True, metavar="VERB")
     submit = verbs.add_parser("submit", help="upload data and start a job")
+    submit.add_argument("--kind", choices=["finetune", "compare", "analysis"], default="finetune")
     submit.add_argument("--train", required=True)
     submit.add_argument("--validation")
     submit.add_argument("--test")
-    submit.add_argument("--method", required=True, choices=[m.value for m in Method])
+    submit.add_argument("--eval-set", action="append", metavar="NAME=FILE", help="repeatable")
+    submit.add_argument("--method", choices=[m.value for m in Method], help="finetune jobs")
+    submit.add_argument(
+        "--methods", nargs="+", choices=[m.value for m in Method], help="compare/analysis jobs"
+    )
+    submit.add_argument("--ntk-samples", type=int, help="compare/analysis jobs (default 256)")
     submit.add_argument("--model")
     submit.add_argument("--watch", action="store_true", help="stream progress until done")
     core_cli.add_hyperparameter_flags(submit)
@@ -193,13 +248,19 @@ def _add_service_commands(
     listing.add_argument("--status")
     listing.add_argument("--limit", type=int, default=20)
     listing.set_defaults(run=_list)
+    per_job = ("show", "cancel", "watch", "report", "recalibrate")
     for name, handler, text in (
         ("show", _show, "one job as JSON"),
         ("cancel", _cancel, "stop a job"),
         ("watch", _watch, "stream a job's progress"),
+        ("report", _report, "a finished job's report (HTML or markdown)"),
+        ("recalibrate", _recalibrate, "fit a new temperature on a labelled file"),
     ):
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("job_id")
         verb.set_defaults(run=handler)
-    for verb in (submit, listing, *(verbs.choices[n] for n in ("show", "cancel", "watch"))):
+    verbs.choices["report"].add_argument("--format", choices=["html", "md"], default="html")
+    verbs.choices["report"].add_argument("--out", help="write to this file instead of stdout")
+    verbs.choices["recalibrate"].add_argument("--data", required=True, help="labelled file")
+    for verb in (submit, listing, *(verbs.choices[n] for n in per_job)):
         api_options(verb)

@@ -51,7 +51,7 @@ class LpftClient:
 
     def create_job(
         self,
-        method: str,
+        method: str | None,
         train: str,
         validation: str | None = None,
         test: str | None = None,
@@ -59,14 +59,23 @@ class LpftClient:
         hyperparameters: dict[str, Any] | None = None,
         seed: int = 0,
         idempotency_key: str | None = None,
+        *,
+        kind: str = "finetune",
+        eval_sets: dict[str, str] | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
-        """Create a job from dataset ids; returns the queued job."""
+        """Create a job from dataset ids; returns the queued job. ``method`` is for finetune
+        jobs; ``options`` are the other kinds' fields (``methods``, ``ntk_samples``,
+        ``analyses``, ``source_job``)."""
         body = {
-            "method": method,
+            "kind": kind,
             "dataset": {"train": train, "validation": validation, "test": test},
             "model": model,
             "hyperparameters": hyperparameters or {},
             "seed": seed,
+            "eval_sets": eval_sets or {},
+            **({"method": method} if method else {}),
+            **options,
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._send("POST", "/jobs", json=body, headers=headers)
@@ -125,6 +134,17 @@ class LpftClient:
         """Labels and (calibrated) probabilities for ``inputs`` of ``{text, text_pair?}``."""
         body = {"job_id": job_id, "inputs": inputs, "calibrated": calibrated}
         return self._send("POST", "/predict", json=body)
+
+    def report(self, job_id: str, format: str = "html") -> str:
+        """The job's report: HTML with embedded pictures, or markdown (``format="md"``)."""
+        response = self.http.get(f"/jobs/{job_id}/report", params={"format": format})
+        if response.status_code >= 400:
+            raise LpftApiError(response.status_code, response.json())
+        return response.text
+
+    def recalibrate(self, job_id: str, dataset: str) -> dict[str, Any]:
+        """Fit a new temperature for a finished job's model on an uploaded dataset."""
+        return self._send("POST", f"/jobs/{job_id}/recalibrate", json={"dataset": dataset})
 
     def download_artifacts(self, job_id: str, path: str | Path) -> Path:
         """Save the model directory archive (``.tar.gz``) to ``path``."""

@@ -33,14 +33,19 @@ class ErrorInfo(BaseModel):
 
 
 class JobRecord(BaseModel):
-    """One job. ``spec`` is the lpft_core ``JobSpec`` as plain data (paths on the volume)."""
+    """One job. ``spec`` is the lpft_core spec of its ``kind`` as plain data (paths on the
+    volume): ``JobSpec``, ``CompareSpec`` or ``AnalysisSpec``."""
 
     id: str
     tenant: str
+    kind: str = "finetune"
     status: JobStatus = JobStatus.QUEUED
-    method: str
+    method: str | None
+    methods: list[str] | None = None
+    source_job: str | None = None
     model: str | None
     dataset: dict[str, str | None]
+    eval_sets: dict[str, str] = Field(default_factory=dict)
     hyperparameters: dict[str, Any]
     queue: str
     spec: dict[str, Any]

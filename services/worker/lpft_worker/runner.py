@@ -1,8 +1,8 @@
 """The training child process: ``python -m lpft_worker.runner JOB_ID``.
 
-Runs ``lpft_core.run_job`` for one claimed job, publishes its progress as job events, polls
-the cancel flag between steps, and records the outcome. It stops by itself if the worker that
-started it dies, so an orphan never trains on.
+Runs one claimed job (``lpft_core.jobs.execute``: finetune, compare or analysis), publishes
+its progress as job events, polls the cancel flag between steps, and records the outcome. It
+stops by itself if the worker that started it dies, so an orphan never trains on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from lpft_contract.records import ErrorInfo, JobStatus, worker_lost
 from lpft_contract.settings import get_settings
 from lpft_contract.store import Store, connect
 
-from lpft_core import CancelledError, JobSpec, LpftError, ProgressEvent, run_job
+from lpft_core import CancelledError, LpftError, ProgressEvent
+from lpft_core.jobs import execute
 
 
 class EventPublisher:
@@ -81,8 +82,10 @@ def main(job_id: str) -> int:
 
     try:
         with warnings_as_events(store, job_id):
-            run_job(
-                JobSpec.from_dict(record.spec),
+            execute(
+                record.kind,
+                record.spec,
+                f"Job {job_id} ({record.method or record.kind})",
                 progress=EventPublisher(store, job_id),
                 should_stop=should_stop,
             )

@@ -9,10 +9,10 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_contract.settings import Settings
@@ -20,17 +20,25 @@ from lpft_contract.store import Store
 from lpft_contract.tasks import queue_for_device
 
 from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
-from lpft_api.errors import ApiError, Conflict, Unprocessable
+from lpft_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from lpft_api.schemas import (
+    CompareJobCreate,
+    DatasetRef,
     EventList,
+    FinetuneJobCreate,
     JobCreate,
     JobList,
     JobPublic,
     LiveMetrics,
     Problem,
+    RecalibrateRequest,
 )
+from lpft_core.analysis import AnalysisSpec
+from lpft_core.compare import CompareSpec
 from lpft_core.config import DataFiles, Hyperparameters, JobSpec
 from lpft_core.data import build_splits, read_examples
+from lpft_core.jobs import JobKind
+from lpft_core.recalibrate import recalibrate
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -56,8 +64,8 @@ def create_job(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
-    """Create a fine-tuning job and queue it. A retry with the same ``Idempotency-Key`` and
-    body returns the same job."""
+    """Create a job and queue it: ``finetune`` (the default kind), ``compare`` or
+    ``analysis``. A retry with the same ``Idempotency-Key`` and body returns the same job."""
     record = _new_record(new_id("job"), tenant, body, store, settings)  # validates first
     if idempotency_key:
         fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
@@ -164,6 +172,7 @@ def job_metrics(job: JobDep, store: StoreDep) -> Any:
     stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
     return LiveMetrics(
         status=job.status,
+        kind=job.kind,
         method=job.method,
         stage=stages[-1] if stages else None,
         history=[e["data"] for e in events if e["type"] == "step"],
@@ -190,8 +199,79 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
             root_dir=store.job_dir(job.id),
             base_dir="model",
         )
-        Path(partial).replace(archive)
+        FsPath(partial).replace(archive)
     return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}.tar.gz")
+
+
+@router.get(
+    "/{job_id}/report",
+    response_class=FileResponse,
+    responses={**PROBLEMS, 200: {"content": {"text/html": {}, "text/markdown": {}}}},
+)
+def job_report(
+    job: JobDep, store: StoreDep, format: Literal["html", "md"] = "html"
+) -> FileResponse:
+    """The job's report: one self-contained HTML page with its pictures embedded, or its
+    markdown twin (``?format=md``, pictures linked as ``plots/<name>.png``)."""
+    path = _finished_file(job, store, f"report.{format}")
+    media_type = "text/html" if format == "html" else "text/markdown"
+    return FileResponse(path, media_type=f"{media_type}; charset=utf-8")
+
+
+@router.get(
+    "/{job_id}/plots/{name}.png",
+    response_class=FileResponse,
+    responses={**PROBLEMS, 200: {"content": {"image/png": {}}}},
+)
+def job_plot(
+    job: JobDep, store: StoreDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
+) -> FileResponse:
+    """One picture of the report (``reliability``, ``training``, ``ntk-spectra``,
+    ``comparison``; ``<method>-reliability`` in a comparison)."""
+    return FileResponse(_finished_file(job, store, f"plots/{name}.png"), media_type="image/png")
+
+
+@router.post("/{job_id}/recalibrate", responses=PROBLEMS)
+async def recalibrate_job(
+    job: JobDep,
+    body: RecalibrateRequest,
+    store: StoreDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Fit a new temperature for the job's model on a labelled dataset, without retraining.
+    Later predictions use it (every API process re-reads it); ``calibration.json`` keeps the
+    old one on record."""
+    if job.kind != JobKind.FINETUNE or job.status != JobStatus.SUCCEEDED:
+        raise Conflict(
+            f"job {job.id} is a {job.status.value} {job.kind} job; recalibrate a succeeded "
+            "finetune job"
+        )
+    dataset = store.get_dataset(tenant, body.dataset)
+    if dataset is None:
+        raise Unprocessable(f"no dataset {body.dataset!r}", field="dataset")
+    result = await asyncio.to_thread(
+        recalibrate,
+        store.model_dir(job.id),
+        dataset.path,
+        name=dataset.id,
+        max_text_chars=settings.max_text_chars,
+    )
+    store.append_event(
+        job.id,
+        "metrics",
+        {"stage": "recalibrate", "dataset": dataset.id, "temperature": result.temperature},
+    )
+    return result.to_dict()
+
+
+def _finished_file(job: JobRecord, store: Store, relative: str) -> FsPath:
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job.id} is {job.status.value}; its report exists once it succeeded")
+    path = store.model_dir(job.id) / relative
+    if not path.is_file():
+        raise NotFound(f"job {job.id} has no {relative}")
+    return path
 
 
 async def _event_stream(
@@ -213,46 +293,117 @@ async def _event_stream(
 def _new_record(
     job_id: str, tenant: str, body: JobCreate, store: Store, settings: Settings
 ) -> JobRecord:
-    """Resolve dataset ids to files, check the splits together, and build the job spec."""
-    paths: dict[str, str | None] = {}
-    for split in ("train", "validation", "test"):
-        dataset_id = getattr(body.dataset, split)
-        if dataset_id is None:
-            paths[split] = None
-            continue
-        dataset = store.get_dataset(tenant, dataset_id)
-        if dataset is None:
-            raise Unprocessable(f"no dataset {dataset_id!r}", field=f"dataset.{split}")
-        paths[split] = dataset.path
-    read = {
-        k: read_examples(v, max_text_chars=settings.max_text_chars) if v else None
-        for k, v in paths.items()
-    }
-    build_splits(
-        read["train"],
-        read["validation"],
-        read["test"],
-        seed=body.seed,
-        names={k: v for k, v in body.dataset.model_dump().items() if v},
-    )
+    """Resolve dataset ids to files, check the splits together, and build the job's spec."""
+    output_dir = str(store.model_dir(job_id))
     hyper = body.hyperparameters.model_dump()
-    spec = JobSpec(
-        method=body.method,
-        data=DataFiles(train=paths["train"], validation=paths["validation"], test=paths["test"]),
-        output_dir=str(store.model_dir(job_id)),
-        model=body.model,
-        hyperparameters=Hyperparameters(**hyper, seed=body.seed),
-        max_text_chars=settings.max_text_chars,
-    )
+    hyperparameters = Hyperparameters(**hyper, seed=body.seed)
+    source_job = getattr(body, "source_job", None)
+    model_dir = None
+    dataset = body.dataset
+    if source_job is None and dataset is None:
+        raise Unprocessable(
+            "give a dataset, or a source_job whose dataset is used", field="dataset"
+        )
+    if source_job is not None:
+        source = store.get_job(source_job, tenant)
+        if source is None:
+            raise Unprocessable(f"no job {source_job!r}", field="source_job")
+        if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
+            raise Unprocessable(
+                f"job {source_job} is a {source.status.value} {source.kind} job; analyse a "
+                "succeeded finetune job",
+                field="source_job",
+            )
+        model_dir = str(store.model_dir(source_job))
+        dataset = dataset or DatasetRef(**source.dataset)
+    data = _data_files(tenant, dataset, body.eval_sets, body.seed, store, settings)
+    if isinstance(body, FinetuneJobCreate):
+        spec: Any = JobSpec(
+            method=body.method,
+            data=data,
+            output_dir=output_dir,
+            model=body.model,
+            hyperparameters=hyperparameters,
+            max_text_chars=settings.max_text_chars,
+        )
+    elif isinstance(body, CompareJobCreate):
+        spec = CompareSpec(
+            data=data,
+            output_dir=output_dir,
+            model=body.model,
+            methods=body.methods,
+            hyperparameters=hyperparameters,
+            ntk_samples=body.ntk_samples,
+            max_text_chars=settings.max_text_chars,
+        )
+    else:
+        spec = AnalysisSpec(
+            data=data,
+            output_dir=output_dir,
+            model=body.model,
+            model_dir=model_dir,
+            ntk="ntk" in body.analyses,
+            features="features" in body.analyses,
+            methods=body.methods,
+            ntk_samples=body.ntk_samples,
+            hyperparameters=hyperparameters,
+            max_text_chars=settings.max_text_chars,
+        )
+    methods = getattr(body, "methods", None)
     return JobRecord(
         id=job_id,
         tenant=tenant,
-        method=body.method.value,
+        kind=body.kind,
+        method=body.method.value if isinstance(body, FinetuneJobCreate) else None,
+        methods=[m.value for m in methods] if methods is not None else None,
+        source_job=source_job,
         model=body.model,
-        dataset=body.dataset.model_dump(),
+        dataset=dataset.model_dump(),
+        eval_sets=body.eval_sets,
         hyperparameters={**hyper, "seed": body.seed},
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
         spec=spec.to_dict(),
+    )
+
+
+def _data_files(
+    tenant: str,
+    dataset: DatasetRef,
+    eval_sets: dict[str, str],
+    seed: int,
+    store: Store,
+    settings: Settings,
+) -> DataFiles:
+    """The files behind the dataset ids, checked against each other as the job will."""
+
+    def path_of(dataset_id: str, field: str) -> str:
+        record = store.get_dataset(tenant, dataset_id)
+        if record is None:
+            raise Unprocessable(f"no dataset {dataset_id!r}", field=field)
+        return record.path
+
+    paths = {
+        split: path_of(dataset_id, f"dataset.{split}") if dataset_id else None
+        for split, dataset_id in dataset.model_dump().items()
+    }
+    extra = {name: path_of(i, f"eval_sets.{name}") for name, i in eval_sets.items()}
+    read = lambda path: read_examples(path, max_text_chars=settings.max_text_chars)  # noqa: E731
+    build_splits(
+        read(paths["train"]),
+        read(paths["validation"]) if paths["validation"] else None,
+        read(paths["test"]) if paths["test"] else None,
+        seed=seed,
+        names={
+            **{k: v for k, v in dataset.model_dump().items() if v},
+            **{name: f"eval_sets.{name}" for name in eval_sets},
+        },
+        eval_sets={name: read(path) for name, path in extra.items()},
+    )
+    return DataFiles(
+        train=paths["train"],
+        validation=paths["validation"],
+        test=paths["test"],
+        eval_sets=extra,
     )
 
 

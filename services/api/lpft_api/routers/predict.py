@@ -27,6 +27,8 @@ async def predict(
     job = store.get_job(body.job_id, tenant)
     if job is None:
         raise NotFound(f"no job {body.job_id!r}", field="job_id")
+    if job.kind != "finetune":
+        raise Conflict(f"job {job.id} is a {job.kind} job; predict with a finetune job's id")
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; predict needs a succeeded job")
     model = await models.get(job.id, store.model_dir(job.id))

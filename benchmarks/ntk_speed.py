@@ -1,0 +1,160 @@
+"""Time and peak memory of the exact NTK (lpft_core.ntk.exact_ntk) against a naive
+per-sample full-Jacobian NTK, in one run.
+
+    python benchmarks/ntk_speed.py                       # default model, CPU, n = 64 128 256
+    python benchmarks/ntk_speed.py --geometry roberta-base --device cuda --n 256   # on a GPU
+
+Inputs are SST-2 train sentences (real length distribution). ``--geometry roberta-base``
+builds RoBERTa-base with random weights (speed does not depend on weight values) and feeds
+random token ids with the SST-2 lengths, so no download is needed. The kernel is the
+train×train one over n samples, C = 2, every encoder parameter (word embeddings included).
+The naive baseline materialises every sample's full Jacobian (torch.func.jacrev) and
+multiplies J·Jᵀ; it runs where J fits in ``--baseline-gb`` and is reported as skipped
+otherwise. Both kernels are compared (max relative difference) where both ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _results import append
+from torch.func import functional_call, jacrev
+from transformers import RobertaConfig, RobertaModel
+from transformers.utils import logging
+
+from lpft_core.batching import EncodedTexts, encode
+from lpft_core.data import parse_records
+from lpft_core.modeling import build_classifier, classifier_head, load_tokenizer, resolve_device
+from lpft_core.modeling import resolve_model as resolve_model_ref
+from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
+from lpft_core.ntk import exact_ntk
+
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
+
+def sst2_encoded(count: int, max_length: int) -> EncodedTexts:
+    lines = (SST2 / "train.jsonl").read_text().splitlines()[:count]
+    examples = parse_records(enumerate(map(json.loads, lines), 1), source="sst2")
+    return encode(load_tokenizer(resolve_model_ref(None)), examples, max_length)
+
+
+def roberta_random(device: torch.device) -> LpftForSequenceClassification:
+    """RoBERTa-base geometry, random weights, CLS pooling, a 2-class head."""
+    encoder = RobertaModel(RobertaConfig(), add_pooling_layer=False)
+    config = LpftConfig(encoder=encoder.config.to_dict(), pooling="cls", num_labels=2)
+    model = LpftForSequenceClassification(config)
+    model.encoder = encoder
+    return model.to(device)
+
+
+def random_ids(lengths: np.ndarray, vocab: int, seed: int) -> EncodedTexts:
+    """Token ids drawn at random (ids 3.. to avoid special tokens) with the given lengths."""
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(3, vocab, size=int(n)).tolist() for n in lengths]
+    return EncodedTexts(
+        columns={"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]},
+        lengths=lengths.copy(),
+        pad_token_id=1,
+    )
+
+
+def naive_ntk(model: torch.nn.Module, encoded: EncodedTexts, rows: list[int], device) -> np.ndarray:
+    """Every sample's full Jacobian over the encoder's parameters, then J·Jᵀ (float64)."""
+    model.eval()
+    head = {id(p) for p in classifier_head(model).parameters()}
+    params = {k: v.detach() for k, v in model.named_parameters() if id(v) not in head}
+
+    def logits(p, batch):
+        return functional_call(model, p, args=(), kwargs=batch, strict=False).logits[0]
+
+    jacobians = []
+    for row in rows:
+        jac = jacrev(logits)(params, encoded.batch([row], device))
+        jacobians.append(torch.cat([j.reshape(j.shape[0], -1) for j in jac.values()], dim=1))
+    stacked = torch.cat(jacobians)
+    return (stacked @ stacked.T).double().cpu().numpy()
+
+
+def peak_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--geometry", choices=["default", "roberta-base"], default="default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--baseline-gb", type=float, default=12.0)
+    args = parser.parse_args()
+    logging.set_verbosity_error()
+    device = resolve_device(args.device)  # 'cuda' without a GPU: a clear ModelError
+    torch.backends.cuda.matmul.allow_tf32 = False  # exact kernels, as the library computes
+    encoded = sst2_encoded(max(args.n), args.max_length)
+    if args.geometry == "roberta-base":
+        model = roberta_random(device)
+        encoded = random_ids(encoded.lengths, model.config.encoder_config().vocab_size, 0)
+        name = "RoBERTa-base geometry, random weights"
+    else:
+        model = build_classifier(resolve_model_ref(None), [0, 1], "mean", seed=0).to(device)
+        name = "all-MiniLM-L6-v2 (default)"
+    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
+    rows = [
+        "| n | tokens (mean) | exact NTK s | exact peak GB | naive s | naive peak GB | speed-up | "
+        "max rel. diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in args.n:
+        subset = list(range(n))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        kernels = exact_ntk(model, encoded, subset, [], device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        exact_s = time.perf_counter() - started
+        exact_gb = peak_gb(device)
+        needed = n * 2 * params * 4 / 2**30
+        naive = f"skipped (J needs {needed:.0f} GB)"
+        naive_s = naive_gb = speedup = diff = "–"
+        if needed <= args.baseline_gb:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            started = time.perf_counter()
+            reference = naive_ntk(model, encoded, subset, device)
+            seconds = time.perf_counter() - started
+            naive_s, naive_gb = f"{seconds:.1f}", f"{peak_gb(device):.1f}"
+            speedup = f"{seconds / exact_s:.1f}×"
+            error = np.abs(kernels.ft_effective - reference).max() / np.abs(reference).max()
+            diff = f"{error:.1e}"
+        else:
+            naive_s = naive
+        row = (
+            f"| {n} | {encoded.lengths[:n].mean():.1f} | {exact_s:.1f} | {exact_gb:.1f} | "
+            f"{naive_s} | {naive_gb} | {speedup} | {diff} |"
+        )
+        rows.append(row)
+        print(row, flush=True)
+    table = "\n".join(rows)
+    print(table)
+    append(
+        f"Exact NTK, {name}, {device.type}",
+        table,
+        f"{params / 1e6:.1f}M encoder parameters (word embeddings included), C = 2, train×train "
+        f"kernel on the first n SST-2 train sentences (max_length {args.max_length}). Peak GB "
+        "on the CPU is the process's peak RSS so far (it only grows over the run); on CUDA the "
+        "peak allocated memory of each step.",
+    )
+
+
+if __name__ == "__main__":
+    main()

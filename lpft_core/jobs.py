@@ -1,0 +1,75 @@
+"""The three job kinds behind one call, for the worker: run, then write ``metrics.json`` and
+the report into the job's output directory."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from lpft_core.analysis import AnalysisSpec, analyze
+from lpft_core.compare import CompareSpec, compare
+from lpft_core.config import JobSpec
+from lpft_core.events import ProgressCallback, StopCallback, never_stop, no_progress
+from lpft_core.pipeline import run_job
+from lpft_core.report import analysis_report, job_report, tables
+
+
+class JobKind(StrEnum):
+    """``finetune``: one method, one model. ``compare``: several methods on one split.
+    ``analysis``: NTK and feature statistics without training."""
+
+    FINETUNE = "finetune"
+    COMPARE = "compare"
+    ANALYSIS = "analysis"
+
+
+SPEC_CLASSES: dict[JobKind, type] = {
+    JobKind.FINETUNE: JobSpec,
+    JobKind.COMPARE: CompareSpec,
+    JobKind.ANALYSIS: AnalysisSpec,
+}
+
+
+def spec_for(kind: str, raw: dict[str, Any]) -> JobSpec | CompareSpec | AnalysisSpec:
+    """The spec object of a job kind from its plain data (``to_dict`` output)."""
+    return SPEC_CLASSES[JobKind(kind)].from_dict(raw)
+
+
+def execute(
+    kind: str,
+    raw_spec: dict[str, Any],
+    title: str,
+    progress: ProgressCallback = no_progress,
+    should_stop: StopCallback = never_stop,
+) -> Path:
+    """Run a job of any kind; return its output directory, which then holds
+    ``metrics.json``, ``report.html``, ``report.md`` and ``plots/``."""
+    spec = spec_for(kind, raw_spec)
+    out = Path(spec.output_dir)
+    if isinstance(spec, JobSpec):
+        metrics = run_job(spec, progress, should_stop).metrics
+        job_report(out, title, {spec.method.value: metrics})
+    elif isinstance(spec, CompareSpec):
+        result = compare(spec, progress, should_stop)
+        body = {
+            "kind": "compare",
+            "tables": {
+                name: {"header": header, "rows": rows}
+                for name, (header, rows) in tables(result.methods).items()
+            },
+            **result.to_dict(),
+        }
+        _write_json(out / "metrics.json", body)
+        job_report(out, title, result.methods)
+    else:
+        analysis = analyze(spec, progress, should_stop)
+        _write_json(out / "metrics.json", analysis.to_dict())
+        analysis_report(out, title, analysis)
+    return out
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

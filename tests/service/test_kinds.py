@@ -1,0 +1,156 @@
+"""compare and analysis jobs, reports, plots and re-calibration over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TINY_HYPERPARAMETERS
+from tests.service.conftest import Worker, job_body, upload, wait_for
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
+    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+
+
+def test_compare_job_returns_tables_and_a_report(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    body = {
+        "kind": "compare",
+        "methods": ["lp", "lp_ft", "lora"],
+        "dataset": dataset,
+        "eval_sets": {"shifted": dataset["validation"]},
+        "model": str(tiny_model_dir),
+        "hyperparameters": {**TINY_HYPERPARAMETERS, "device": "cpu"},
+        "ntk_samples": 8,
+    }
+    response = alice.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["kind"] == "compare" and job["methods"] == ["lp", "lp_ft", "lora"]
+    assert job["method"] is None and job["eval_sets"] == {"shifted": dataset["validation"]}
+    assert wait_for(alice, job["id"], {"succeeded", "failed"}, 300)["status"] == "succeeded"
+
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert metrics["kind"] == "compare" and set(metrics["methods"]) == {"lp", "lp_ft", "lora"}
+    accuracy = metrics["tables"]["Accuracy"]
+    assert accuracy["header"][:3] == ["method", "test acc", "shifted acc"]
+    assert "NTK at the start of FT" in metrics["tables"]
+    assert metrics["methods"]["lp_ft"]["ntk"]["samples_train"] == 8
+
+    report = alice.get(f"/jobs/{job['id']}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert report.text.count("data:image/png;base64,") >= 4
+    markdown = alice.get(f"/jobs/{job['id']}/report", params={"format": "md"})
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    for name in ("comparison", "ntk-spectra", "lp_ft-reliability"):
+        assert f"(plots/{name}.png)" in markdown.text
+        plot = alice.get(f"/jobs/{job['id']}/plots/{name}.png")
+        assert plot.status_code == 200 and plot.content.startswith(PNG)
+    assert alice.get(f"/jobs/{job['id']}/plots/nothing.png").status_code == 404
+
+    predict = alice.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "good"}]})
+    assert predict.status_code == 409 and "finetune" in predict.json()["detail"]
+
+
+def test_analysis_of_a_base_model_and_of_a_finished_job(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    hyper = {**TINY_HYPERPARAMETERS, "device": "cpu"}
+    base = alice.post(
+        "/jobs",
+        json={
+            "kind": "analysis",
+            "dataset": dataset,
+            "model": str(tiny_model_dir),
+            "methods": ["ft", "lp_ft"],
+            "ntk_samples": 6,
+            "hyperparameters": hyper,
+        },
+    )
+    assert base.status_code == 202, base.text
+    finetune = alice.post("/jobs", json=job_body(dataset, tiny_model_dir)).json()
+    assert wait_for(alice, base.json()["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    result = alice.get(f"/jobs/{base.json()['id']}/metrics").json()
+    assert result["kind"] == "analysis" and set(result["ntk"]) == {"ft", "lp_ft"}
+    assert set(result["feature_statistics"]) == {"test"} and result["feature_change"] == {}
+
+    assert wait_for(alice, finetune["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    of_job = alice.post(
+        "/jobs",
+        json={
+            "kind": "analysis",
+            "source_job": finetune["id"],
+            "analyses": ["features"],
+            "hyperparameters": {"device": "cpu"},
+        },
+    )
+    assert of_job.status_code == 202, of_job.text
+    assert of_job.json()["dataset"] == dataset  # the source job's dataset
+    assert wait_for(alice, of_job.json()["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    change = alice.get(f"/jobs/{of_job.json()['id']}/metrics").json()["feature_change"]
+    trained = alice.get(f"/jobs/{finetune['id']}/metrics").json()["features"]["test"]
+    assert change["test"]["difference"] == pytest.approx(trained["difference"], rel=1e-4)
+
+    unfinished = alice.post("/jobs", json={"kind": "analysis", "source_job": of_job.json()["id"]})
+    assert unfinished.status_code == 422
+    assert unfinished.json()["errors"][0]["field"] == "source_job"
+
+
+def test_recalibrate_changes_the_temperature_predict_uses(
+    alice: httpx.Client,
+    bob: httpx.Client,
+    cpu_worker: Worker,
+    dataset: dict[str, str],
+    toy_dataset_files: dict[str, Path],
+    tiny_model_dir: Path,
+) -> None:
+    job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir)).json()
+    assert wait_for(alice, job["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    inputs = {"job_id": job["id"], "inputs": [{"text": "a good and lovely story"}]}
+    before = alice.post("/predict", json=inputs).json()
+
+    response = alice.post(f"/jobs/{job['id']}/recalibrate", json={"dataset": dataset["test"]})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["previous_temperature"] == pytest.approx(before["temperature"])
+    assert result["fitted_on"] == dataset["test"] and result["rows"] == 30
+    assert result["calibrated"]["nll"] <= result["previous"]["nll"] + 1e-9
+    after = alice.post("/predict", json=inputs).json()
+    assert after["temperature"] == pytest.approx(result["temperature"])
+
+    missing = alice.post(f"/jobs/{job['id']}/recalibrate", json={"dataset": "ds-missing"})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "dataset"
+    # another tenant's dataset is as good as missing
+    other = upload(bob, toy_dataset_files["test"])
+    response = alice.post(f"/jobs/{job['id']}/recalibrate", json={"dataset": other})
+    assert response.status_code == 422
+
+
+def test_job_kind_options_are_validated(
+    alice: httpx.Client, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    cases = [
+        ({"kind": "compare", "dataset": dataset, "methods": ["lp", "lp"]}, "methods"),
+        ({"kind": "compare", "dataset": dataset, "methods": ["sgd"]}, "methods"),
+        ({"kind": "analysis"}, "dataset"),
+        ({"kind": "analysis", "dataset": dataset, "methods": ["lp"]}, "methods"),
+        ({"kind": "analysis", "dataset": dataset, "analyses": []}, "analyses"),
+        ({"kind": "training", "dataset": dataset}, "kind"),
+        (
+            {**job_body(dataset, tiny_model_dir), "eval_sets": {"test": dataset["test"]}},
+            "eval_sets",
+        ),
+        ({**job_body(dataset, tiny_model_dir), "eval_sets": {"ood": "ds-nope"}}, "eval_sets"),
+    ]
+    for body, field in cases:
+        response = alice.post("/jobs", json=body)
+        assert response.status_code == 422, (body, response.text)
+        fields = [e["field"] for e in response.json().get("errors") or []]
+        assert any(field in f for f in fields), (body, fields)
