@@ -73,11 +73,13 @@ def naive_ntk(model: torch.nn.Module, encoded: EncodedTexts, rows: list[int], de
     def logits(p, batch):
         return functional_call(model, p, args=(), kwargs=batch, strict=False).logits[0]
 
-    jacobians = []
-    for row in rows:
+    stacked = None
+    for i, row in enumerate(rows):
         jac = jacrev(logits)(params, encoded.batch([row], device))
-        jacobians.append(torch.cat([j.reshape(j.shape[0], -1) for j in jac.values()], dim=1))
-    stacked = torch.cat(jacobians)
+        flat = torch.cat([j.detach().reshape(j.shape[0], -1) for j in jac.values()], dim=1)
+        if stacked is None:  # filled in place: no second copy of J
+            stacked = flat.new_empty(len(rows) * flat.shape[0], flat.shape[1])
+        stacked[i * flat.shape[0] : (i + 1) * flat.shape[0]] = flat
     return (stacked @ stacked.T).double().cpu().numpy()
 
 
