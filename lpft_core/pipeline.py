@@ -190,6 +190,7 @@ def run_job(
             trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
         if spec.ntk_samples:
             with _timed(timing, "ntk"):
+                progress(ProgressEvent("ntk", 0, 1))
                 ntk = ntk_at_start(
                     trained,
                     encoded,
