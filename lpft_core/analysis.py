@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def analyze(
     job = JobSpec(Method.LP, spec.data, spec.output_dir, base, hp, spec.max_text_chars)
     splits = load_splits(job)
     labels = labels or list(splits.labels)
-    index = _label_index(labels, splits)
+    index = _label_index(labels)
     eval_name, eval_examples = splits.evaluation
     encoded = {
         "train": encode(tokenizer, splits.train, max_length),
@@ -222,7 +223,7 @@ def analyze(
     )
 
 
-def _label_index(labels: list[Label], splits: Any):
+def _label_index(labels: list[Label]) -> Callable[[list[Example]], np.ndarray]:
     """Class indices in the model's label order; a label the model lacks is an error."""
     position = {label: i for i, label in enumerate(labels)}
 
