@@ -197,7 +197,9 @@ def analyze(
         if trained is not None:
             starts = {"trained": lambda: trained}
         else:
-            starts = _method_starts(spec, encoded, y, base, labels, pooling, device, progress)
+            starts = _method_starts(
+                spec, pretrained, encoded, y, base, labels, pooling, device, progress
+            )
         for step, (name, start) in enumerate(starts.items()):
             progress(ProgressEvent("ntk", step, len(starts)))
             kernels[name] = ntk_at_start(
@@ -241,14 +243,14 @@ def _label_index(labels: list[Label]) -> Callable[[list[Example]], np.ndarray]:
     return index
 
 
-def _method_starts(spec, encoded, y, base, labels, pooling, device, progress):
-    """For each method, a builder of the model as its FT stage starts (one shared probe)."""
+def _method_starts(spec, pretrained, encoded, y, base, labels, pooling, device, progress):
+    """For each method, a builder of the model as its FT stage starts (one shared probe,
+    fitted on the features of ``pretrained``, the untouched base classifier)."""
     hp = spec.hyperparameters
     probe = None
     if any(m.uses_probe for m in spec.methods):
-        reference = build_classifier(resolve_model(base), labels, pooling, hp.seed).to(device)
         probe = fit_probe_on(
-            reference,
+            pretrained,
             encoded,
             y["train"],
             y["validation"],
