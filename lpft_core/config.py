@@ -76,6 +76,9 @@ class Hyperparameters:
         weight_decay: AdamW weight decay (the paper's Trainer default is 0).
         max_grad_norm: gradient clipping threshold (Trainer default 1.0); 0 disables it.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        group_by_length: train on batches of rows of similar length (in random order) instead
+            of fully random batches; the same data and steps with far less padding, so 2x or
+            more faster on data of varied length. Off reproduces the paper's random batches.
     """
 
     epochs: int = 3
@@ -91,6 +94,7 @@ class Hyperparameters:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     device: str = "auto"
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1")
@@ -108,6 +112,7 @@ class Hyperparameters:
         _check(self.weight_decay >= 0, "weight_decay", "must be non-negative")
         _check(self.max_grad_norm >= 0, "max_grad_norm", "must be non-negative (0 disables)")
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+        _check(isinstance(self.group_by_length, bool), "group_by_length", "must be true or false")
 
     def learning_rate_for(self, method: Method) -> float:
         """The learning rate of the FT/LoRA stage for ``method``."""

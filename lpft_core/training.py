@@ -10,13 +10,21 @@ import numpy as np
 import torch
 from torch.nn.functional import cross_entropy
 
-from lpft_core.batching import EncodedTexts, shuffled_batches
+from lpft_core.batching import (
+    EncodedTexts,
+    length_grouped_batches,
+    shuffled_batches,
+    to_device,
+)
 from lpft_core.calibration import nll_from_logits
 from lpft_core.errors import CancelledError, TrainingDivergedError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.inference import autocast_for, forward_all
 from lpft_core.lora import trainable_parameters
 from lpft_core.modeling import classifier_head
+
+#: Steps between reads of the step metrics on CUDA (each read waits for the GPU).
+LOG_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class TrainingOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
+    group_by_length: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,56 @@ class TrainingResult:
     best_epoch: int
 
 
+class _StepLog:
+    """Step metrics kept as device tensors until ``flush`` reads them all in one transfer."""
+
+    def __init__(self, stage: str, total: int, progress: ProgressCallback) -> None:
+        self.stage = stage
+        self.total = total
+        self.progress = progress
+        self.records: list[StepRecord] = []
+        self.pending: list[tuple[int, int, torch.Tensor, float]] = []
+
+    def add(self, step: int, epoch: int, values: torch.Tensor, learning_rate: float) -> None:
+        """Record (loss, ‖V‖_F, ‖b‖) of ``step`` without reading them."""
+        self.pending.append((step, epoch, values, learning_rate))
+
+    def flush(self) -> None:
+        """Read the pending steps, publish the latest, and stop on a non-finite loss.
+
+        Raises:
+            TrainingDivergedError: a pending loss is NaN or infinite.
+        """
+        if not self.pending:
+            return
+        values = torch.stack([v for _, _, v, _ in self.pending]).cpu().tolist()
+        for (step, epoch, _, learning_rate), (loss, weight_norm, bias_norm) in zip(
+            self.pending, values, strict=True
+        ):
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"the {self.stage} loss became {loss} at step {step}; lower learning_rate "
+                    "or head_norm_scale"
+                )
+            self.records.append(
+                StepRecord(step, epoch, loss, weight_norm, bias_norm, learning_rate)
+            )
+        self.pending.clear()
+        last = self.records[-1]
+        self.progress(
+            ProgressEvent(
+                self.stage,
+                last.step,
+                self.total,
+                {
+                    "loss": last.loss,
+                    "head_weight_norm": last.head_weight_norm,
+                    "head_bias_norm": last.head_bias_norm,
+                },
+            )
+        )
+
+
 def train(
     model: torch.nn.Module,
     train_data: EncodedTexts,
@@ -79,8 +138,11 @@ def train(
     """Train the parameters of ``model`` that require grad, in place.
 
     The weights of the epoch with the best validation accuracy (the first, on ties) are
-    restored at the end, as the paper's Trainer setup does. On CUDA the forward pass runs
-    under bf16 autocast and AdamW is fused; on the CPU everything stays fp32.
+    restored at the end, as the paper's Trainer setup does. Batches are length-grouped unless
+    ``options.group_by_length`` is off. On CUDA the forward pass runs under bf16 autocast,
+    AdamW is fused, batches travel through pinned memory and the step loop never waits for
+    the GPU except to read the step metrics every ``LOG_EVERY`` steps; on the CPU everything
+    stays fp32 and every step is published as it ends.
 
     Raises:
         CancelledError: ``should_stop()`` returned True (checked before every step).
@@ -100,22 +162,28 @@ def train(
     torch.manual_seed(options.seed)
     labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
     head = classifier_head(model)
+    # Reading a loss or a norm back to the host waits for the GPU to finish the step, so on
+    # CUDA the step metrics stay on the device and are read in blocks of LOG_EVERY steps.
+    log_every = LOG_EVERY if device.type == "cuda" else 1
+    log = _StepLog(stage, total, progress)
 
-    steps: list[StepRecord] = []
     epochs: list[EpochRecord] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
     step = 0
     for epoch in range(1, options.epochs + 1):
         started = time.perf_counter()
         model.train()
-        epoch_losses = []
-        for indices in shuffled_batches(len(train_data), options.batch_size, order):
+        if options.group_by_length:
+            batches = length_grouped_batches(train_data.lengths, options.batch_size, order)
+        else:
+            batches = shuffled_batches(len(train_data), options.batch_size, order)
+        for indices in batches:
             if should_stop():
                 raise CancelledError(f"stopped on request at {stage} step {step} of {total}")
             batch = train_data.batch(indices, device)
             with autocast_for(device):
                 logits = model(**batch).logits
-            loss = cross_entropy(logits.float(), labels[indices].to(device))
+            loss = cross_entropy(logits.float(), to_device(labels[indices], device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.max_grad_norm > 0:
@@ -123,34 +191,17 @@ def train(
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainingDivergedError(
-                    f"the {stage} loss became {loss_value} at step {step}; lower learning_rate "
-                    "or head_norm_scale"
-                )
-            epoch_losses.append(loss_value)
-            record = StepRecord(
-                step=step,
-                epoch=epoch,
-                loss=loss_value,
-                head_weight_norm=float(head.weight.detach().norm()),
-                head_bias_norm=float(head.bias.detach().norm()),
-                learning_rate=float(scheduler.get_last_lr()[0]),
-            )
-            steps.append(record)
-            progress(
-                ProgressEvent(
-                    stage,
+            with torch.no_grad():
+                log.add(
                     step,
-                    total,
-                    {
-                        "loss": record.loss,
-                        "head_weight_norm": record.head_weight_norm,
-                        "head_bias_norm": record.head_bias_norm,
-                    },
+                    epoch,
+                    torch.stack([loss.detach(), head.weight.norm(), head.bias.norm()]),
+                    float(scheduler.get_last_lr()[0]),
                 )
-            )
+            if step % log_every == 0:
+                log.flush()
+        log.flush()
+        epoch_losses = [record.loss for record in log.records if record.epoch == epoch]
         validation_logits = forward_all(
             model,
             validation_data,
@@ -190,4 +241,4 @@ def train(
             for name, p in model.named_parameters():
                 if name in best_state:
                     p.copy_(best_state[name])
-    return TrainingResult(steps=steps, epochs=epochs, best_epoch=best_epoch)
+    return TrainingResult(steps=log.records, epochs=epochs, best_epoch=best_epoch)

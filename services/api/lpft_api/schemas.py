@@ -49,6 +49,11 @@ class HyperparametersIn(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         _DEFAULTS.device, description="also picks the queue: cuda → gpu, cpu → cpu"
     )
+    group_by_length: bool = Field(
+        _DEFAULTS.group_by_length,
+        description="batches of similar-length rows in random order (far less padding); "
+        "false gives fully random batches as in the paper",
+    )
 
 
 # The service's names are lpft_core's names: a new core option must appear here too.
