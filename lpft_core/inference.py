@@ -45,22 +45,22 @@ def forward_all(
     was_training = model.training
     model.eval()
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    out: np.ndarray | None = None
+    # Outputs stay on the device until the end: reading each batch back would make the host
+    # wait for the GPU every batch instead of preparing the next one meanwhile.
+    order, outputs = [], []
     try:
         for indices in length_sorted_batches(encoded.lengths, batch_size):
             if should_stop():
                 raise CancelledError("stopped on request during a forward pass")
             batch = encoded.batch(indices, device)
             with autocast_for(device):
-                if output == "features":
-                    values = inner.features(**batch)
-                else:
-                    values = model(**batch).logits
-            values = values.float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(encoded), values.shape[1]), dtype=np.float32)
-            out[indices] = values
+                values = inner.features(**batch) if output == "features" else model(**batch).logits
+            order.append(indices)
+            outputs.append(values.float())
     finally:
         model.train(was_training)
-    assert out is not None, "forward_all needs at least one row"
+    assert outputs, "forward_all needs at least one row"
+    values = torch.cat(outputs).cpu().numpy()
+    out = np.empty_like(values)
+    out[np.concatenate(order)] = values
     return out

@@ -156,7 +156,8 @@ def run_job(
             should_stop=should_stop,
         )
 
-    pretrained_features = {name: features_of(model, key) for name, (key, _) in reported.items()}
+    with _timed(timing, "features"):
+        pretrained_features = {name: features_of(model, key) for name, (key, _) in reported.items()}
 
     head = classifier_head(model)
     initial_norm = float(head.weight.detach().norm())
@@ -210,6 +211,7 @@ def run_job(
                 weight_decay=hp.weight_decay,
                 max_grad_norm=hp.max_grad_norm,
                 seed=hp.seed,
+                group_by_length=hp.group_by_length,
             )
             training = train(
                 trained,
@@ -232,15 +234,27 @@ def run_job(
 
     with _timed(timing, "calibrate"):
         progress(ProgressEvent("calibrate", 0, 1))
+        # The reported sets' logits come from their features (one forward pass gives both;
+        # in eval mode the head sees phi(x) unchanged); before FT the features are the
+        # pre-trained ones already computed.
+        trained_features = {
+            name: features_of(trained, key) if spec.method.finetunes else pretrained_features[name]
+            for name, (key, _) in reported.items()
+        }
+        final_head = classifier_head(trained)
+        weight = final_head.weight.detach().float().cpu().numpy()
+        bias = final_head.bias.detach().float().cpu().numpy()
         logits = {
-            name: forward_all(
+            "validation": forward_all(
                 trained,
-                encoded[name],
+                encoded["validation"],
                 batch_size=hp.batch_size,
                 device=device,
                 should_stop=should_stop,
-            )
-            for name in ("validation", *(key for key, _ in reported.values()))
+            ),
+            **{
+                key: trained_features[name] @ weight.T + bias for name, (key, _) in reported.items()
+            },
         }
         scaler = TemperatureScaler().fit(logits["validation"], y_validation)
         temperature = scaler.temperature_
@@ -258,14 +272,10 @@ def run_job(
         }
         progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
 
-    with _timed(timing, "features"):
+    with _timed(timing, "feature_change"):
         features = {
-            name: feature_change(
-                pretrained_features[name],
-                features_of(trained, key) if spec.method.finetunes else pretrained_features[name],
-                y,
-            )
-            for name, (key, y) in reported.items()
+            name: feature_change(pretrained_features[name], trained_features[name], y)
+            for name, (_, y) in reported.items()
         }
 
     if should_stop():
