@@ -79,6 +79,10 @@ class Hyperparameters:
         group_by_length: train on batches of rows of similar length (in random order) instead
             of fully random batches; the same data and steps with far less padding, so 2x or
             more faster on data of varied length. Off reproduces the paper's random batches.
+        compile: run the FT/LoRA training forward and backward through ``torch.compile``
+            (dynamic shapes, so length-grouped batches do not recompile). The first steps wait
+            for compilation, so it pays only on long enough runs; benchmarks/train_speed.py
+            measures both ways on the device at hand.
     """
 
     epochs: int = 3
@@ -95,6 +99,7 @@ class Hyperparameters:
     max_grad_norm: float = 1.0
     device: str = "auto"
     group_by_length: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1")
@@ -113,6 +118,7 @@ class Hyperparameters:
         _check(self.max_grad_norm >= 0, "max_grad_norm", "must be non-negative (0 disables)")
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         _check(isinstance(self.group_by_length, bool), "group_by_length", "must be true or false")
+        _check(isinstance(self.compile, bool), "compile", "must be true or false")
 
     def learning_rate_for(self, method: Method) -> float:
         """The learning rate of the FT/LoRA stage for ``method``."""

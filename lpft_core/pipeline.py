@@ -212,6 +212,7 @@ def run_job(
                 max_grad_norm=hp.max_grad_norm,
                 seed=hp.seed,
                 group_by_length=hp.group_by_length,
+                compile=hp.compile,
             )
             training = train(
                 trained,

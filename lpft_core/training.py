@@ -38,6 +38,7 @@ class TrainingOptions:
     max_grad_norm: float = 1.0
     seed: int = 0
     group_by_length: bool = True
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,9 @@ def train(
     # CUDA the step metrics stay on the device and are read in blocks of LOG_EVERY steps.
     log_every = LOG_EVERY if device.type == "cuda" else 1
     log = _StepLog(stage, total, progress)
+    # Only the training call is compiled; evaluation and everything that reads the model's
+    # attributes (head, parameters, best-epoch state) use the module itself.
+    forward = torch.compile(model, dynamic=True) if options.compile else model
 
     epochs: list[EpochRecord] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
@@ -182,7 +186,7 @@ def train(
                 raise CancelledError(f"stopped on request at {stage} step {step} of {total}")
             batch = train_data.batch(indices, device)
             with autocast_for(device):
-                logits = model(**batch).logits
+                logits = forward(**batch).logits
             loss = cross_entropy(logits.float(), to_device(labels[indices], device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from lpft_core.batching import GROUP_BATCHES, length_grouped_batches, shuffled_batches
+from lpft_core.batching import GROUP_BATCHES, encode, length_grouped_batches, shuffled_batches
 from lpft_core.cli import build_parser
 from lpft_core.config import Hyperparameters
+from lpft_core.data import read_examples
 from lpft_core.errors import ConfigError, TrainingDivergedError
 from lpft_core.events import ProgressEvent
-from lpft_core.training import _StepLog
+from lpft_core.modeling import build_classifier, load_tokenizer
+from lpft_core.training import TrainingOptions, _StepLog, train
 
 
 def padded_tokens(lengths: np.ndarray, batches: list[np.ndarray]) -> int:
@@ -77,3 +81,24 @@ def test_group_by_length_is_a_true_boolean_flag() -> None:
     assert parser.parse_args([*base, "--group-by-length"]).group_by_length is True
     with pytest.raises(ConfigError, match="group_by_length"):
         Hyperparameters(group_by_length="no")  # type: ignore[arg-type]
+
+
+def test_compiled_training_follows_the_eager_run(
+    toy_files: dict[str, Path], tiny_model_dir: Path
+) -> None:
+    """torch.compile (inductor, CPU here) must change speed only: the same losses. Dropout is
+    off, since compiled kernels draw their dropout masks from another random stream."""
+    losses = {}
+    for compiled in (False, True):
+        model = build_classifier(str(tiny_model_dir), ["neg", "neu", "pos"], "mean", seed=0)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        tokenizer = load_tokenizer(str(tiny_model_dir))
+        examples = read_examples(toy_files["train"])
+        encoded = encode(tokenizer, examples, 32)
+        y = np.array([["neg", "neu", "pos"].index(e.label) for e in examples])
+        options = TrainingOptions(epochs=1, batch_size=16, learning_rate=1e-3, compile=compiled)
+        result = train(model, encoded, y, encoded, y, options, device=torch.device("cpu"))
+        losses[compiled] = [s.loss for s in result.steps]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)

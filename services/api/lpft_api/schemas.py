@@ -54,6 +54,11 @@ class HyperparametersIn(BaseModel):
         description="batches of similar-length rows in random order (far less padding); "
         "false gives fully random batches as in the paper",
     )
+    compile: bool = Field(
+        _DEFAULTS.compile,
+        description="torch.compile the training step (dynamic shapes); compilation delays "
+        "the first steps, so it pays only on long enough runs",
+    )
 
 
 # The service's names are lpft_core's names: a new core option must appear here too.
