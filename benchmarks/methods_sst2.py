@@ -11,32 +11,17 @@ appends the table to RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
+from _models import DATA, stratified_sample
 from _results import append
 from transformers.utils import logging
 
 from lpft_core import DataFiles, Hyperparameters, JobSpec, run_job
 
-SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
-
-
-def stratified_sample(path: Path, rows: int, seed: int) -> list[str]:
-    by_label = defaultdict(list)
-    for line in path.read_text().splitlines():
-        by_label[json.loads(line)["label"]].append(line)
-    total = sum(len(v) for v in by_label.values())
-    rng = random.Random(seed)
-    picked = []
-    for lines in by_label.values():
-        picked += rng.sample(lines, round(rows * len(lines) / total))
-    rng.shuffle(picked)
-    return picked
+SST2 = DATA / "sst2"
 
 
 def main() -> None:

@@ -16,52 +16,29 @@ otherwise. Both kernels are compared (max relative difference) where both ran.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _models import (
+    benchmark_device,
+    classifier,
+    encoded_examples,
+    peak_gb,
+    random_ids,
+    real_examples,
+)
 from _results import append
 from torch.func import functional_call, jacrev
-from transformers import RobertaConfig, RobertaModel
 from transformers.utils import logging
 
-from lpft_core.batching import EncodedTexts, encode
-from lpft_core.data import parse_records
-from lpft_core.modeling import build_classifier, classifier_head, load_tokenizer, resolve_device
-from lpft_core.modeling import resolve_model as resolve_model_ref
-from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
+from lpft_core.batching import EncodedTexts
+from lpft_core.modeling import classifier_head
 from lpft_core.ntk import exact_ntk
-
-SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
 
 def sst2_encoded(count: int, max_length: int) -> EncodedTexts:
-    lines = (SST2 / "train.jsonl").read_text().splitlines()[:count]
-    examples = parse_records(enumerate(map(json.loads, lines), 1), source="sst2")
-    return encode(load_tokenizer(resolve_model_ref(None)), examples, max_length)
-
-
-def roberta_random(device: torch.device) -> LpftForSequenceClassification:
-    """RoBERTa-base geometry, random weights, CLS pooling, a 2-class head."""
-    encoder = RobertaModel(RobertaConfig(), add_pooling_layer=False)
-    config = LpftConfig(encoder=encoder.config.to_dict(), pooling="cls", num_labels=2)
-    model = LpftForSequenceClassification(config)
-    model.encoder = encoder
-    return model.to(device)
-
-
-def random_ids(lengths: np.ndarray, vocab: int, seed: int) -> EncodedTexts:
-    """Token ids drawn at random (ids 3.. to avoid special tokens) with the given lengths."""
-    rng = np.random.default_rng(seed)
-    ids = [rng.integers(3, vocab, size=int(n)).tolist() for n in lengths]
-    return EncodedTexts(
-        columns={"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]},
-        lengths=lengths.copy(),
-        pad_token_id=1,
-    )
+    return encoded_examples(real_examples("sst2", "train", count), max_length)
 
 
 def naive_ntk(model: torch.nn.Module, encoded: EncodedTexts, rows: list[int], device) -> np.ndarray:
@@ -83,12 +60,6 @@ def naive_ntk(model: torch.nn.Module, encoded: EncodedTexts, rows: list[int], de
     return (stacked @ stacked.T).double().cpu().numpy()
 
 
-def peak_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--geometry", choices=["default", "roberta-base"], default="default")
@@ -98,15 +69,15 @@ def main() -> None:
     parser.add_argument("--baseline-gb", type=float, default=12.0)
     args = parser.parse_args()
     logging.set_verbosity_error()
-    device = resolve_device(args.device)  # 'cuda' without a GPU: a clear ModelError
+    device = benchmark_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # exact kernels, as the library computes
     encoded = sst2_encoded(max(args.n), args.max_length)
     if args.geometry == "roberta-base":
-        model = roberta_random(device)
+        model = classifier("roberta-base", device)
         encoded = random_ids(encoded.lengths, model.config.encoder_config().vocab_size, 0)
         name = "RoBERTa-base geometry, random weights"
     else:
-        model = build_classifier(resolve_model_ref(None), [0, 1], "mean", seed=0).to(device)
+        model = classifier("default", device)
         name = "all-MiniLM-L6-v2 (default)"
     params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
     rows = [

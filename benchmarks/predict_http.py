@@ -1,30 +1,41 @@
-"""Latency and throughput of POST /predict over HTTP against a running lpft service.
+"""POST /predict over HTTP against an in-process transformers pipeline on the same model, in
+one run; and the API's memory with three models loaded.
 
-    python benchmarks/predict_http.py --api-url http://127.0.0.1:8000 --job JOB_ID
+    make up && python benchmarks/predict_http.py     # trains three quick `lp` jobs first
 
-Measures, in one run: p50/p99 latency of single-input requests sent one at a time; throughput
-(inputs/s) of 32-input requests; and single-input throughput with 1, 8 and 32 concurrent
-clients (requests are micro-batched server-side). Appends the table to RESULTS.md.
+Against the running stack (``--api-url``, default: the URL `make up` wrote), it trains three
+`lp` jobs on 2,000 SST-2 rows (seeds 0, 1, 2; or takes ``--jobs``), then measures with SST-2
+test sentences:
+- the baseline: the first job's saved model loaded with ``AutoModelForSequenceClassification``
+  (``trust_remote_code``) into ``pipeline("text-classification")`` in this process, called
+  once per input (what an in-process service does per request) and over the whole list at
+  ``batch_size=32``;
+- the service: p50/p99 latency of single-input requests one at a time, and single-input
+  throughput with 1, 8 and 32 concurrent clients (the server micro-batches them);
+- the API process's resident memory before any model, and its peak (VmHWM) after all three
+  models have answered (``--api-pid``, default: the pid `make up` wrote).
+The load generator runs on the same machine as the server, so its CPU time counts against
+the service.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from _models import DATA, real_examples
 from _results import append
+from lpft_client import LpftClient
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+from transformers.utils import logging
 
-SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
-
-
-def texts(n: int) -> list[str]:
-    lines = (SST2 / "test.jsonl").read_text().splitlines()
-    return [json.loads(lines[i % len(lines)])["text"] for i in range(n)]
+STACK = Path(__file__).resolve().parents[1] / "runs" / "stack"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -32,66 +43,122 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def concurrent_throughput(
-    url: str, job: str, clients: int, total: int, headers: dict[str, str]
-) -> float:
-    sample = texts(total)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
-        queue = list(range(total))
+def memory_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def train_lp_jobs(client: LpftClient, seeds: list[int]) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        train = Path(tmp) / "train.jsonl"
+        lines = (DATA / "sst2" / "train.jsonl").read_text().splitlines()[:2000]
+        train.write_text("\n".join(lines) + "\n")
+        dataset = client.upload_dataset(train)["id"]
+    jobs = [
+        client.create_job("lp", dataset, hyperparameters={"device": "cpu"}, seed=seed)["id"]
+        for seed in seeds
+    ]
+    for job in jobs:
+        if client.wait(job)["status"] != "succeeded":
+            raise RuntimeError(f"job {job} did not succeed")
+    return jobs
+
+
+def pipeline_for(client: LpftClient, job: str, directory: Path):
+    archive = client.download_artifacts(job, directory / "model.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(directory / "model", filter="data")
+    model_dir = next(p.parent for p in (directory / "model").rglob("config.json"))
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return pipeline("text-classification", model=model.eval(), tokenizer=tokenizer, device="cpu")
+
+
+async def http_throughput(url: str, job: str, texts: list[str], clients: int) -> float:
+    pending = list(reversed(texts))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
 
         async def client() -> None:
-            while queue:
-                i = queue.pop()
-                body = {"job_id": job, "inputs": [{"text": sample[i]}]}
+            while pending:
+                body = {"job_id": job, "inputs": [{"text": pending.pop()}]}
                 (await http.post("/predict", json=body)).raise_for_status()
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-        return total / (time.perf_counter() - started)
+        return len(texts) / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--api-url", required=True)
-    parser.add_argument("--job", required=True)
-    parser.add_argument("--api-key")
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--api-url", default=None)
+    parser.add_argument("--api-pid", type=int, default=None)
+    parser.add_argument("--jobs", nargs=3, default=None, help="three succeeded finetune jobs")
+    parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    with httpx.Client(base_url=args.api_url, headers=headers, timeout=120) as http:
-        sample = texts(max(args.requests, 32 * 20))
-        warm = {"job_id": args.job, "inputs": [{"text": "warm up"}]}
-        for _ in range(5):
-            http.post("/predict", json=warm).raise_for_status()
-        latencies = []
-        for i in range(args.requests):
-            body = {"job_id": args.job, "inputs": [{"text": sample[i]}]}
+    logging.set_verbosity_error()
+    url = args.api_url or (STACK / "url").read_text().strip()
+    pid = args.api_pid or int((STACK / "api.pid").read_text())
+    texts = [e.text for e in real_examples("sst2", "test")][: args.requests]
+    client = LpftClient(url)
+    rss_start = memory_mb(pid, "VmRSS")
+    jobs = args.jobs or train_lp_jobs(client, [0, 1, 2])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        classify = pipeline_for(client, jobs[0], Path(tmp))
+        classify(texts[:8])  # warm-up
+        started = time.perf_counter()
+        for text in texts:
+            classify(text)
+        one_by_one = len(texts) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        classify(texts, batch_size=32)
+        batched = len(texts) / (time.perf_counter() - started)
+    del classify
+
+    for job in jobs:  # load all three models; the first stays the measured one
+        client.predict(job, [{"text": "warm up"}])
+    client.predict(jobs[0], [{"text": "warm up"}])
+    latencies = []
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for text in texts:
             started = time.perf_counter()
+            body = {"job_id": jobs[0], "inputs": [{"text": text}]}
             http.post("/predict", json=body).raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)
-        batch_started = time.perf_counter()
-        for i in range(20):
-            inputs = [{"text": t} for t in sample[i * 32 : (i + 1) * 32]]
-            http.post("/predict", json={"job_id": args.job, "inputs": inputs}).raise_for_status()
-        batch_rate = 20 * 32 / (time.perf_counter() - batch_started)
+    rates = {c: asyncio.run(http_throughput(url, jobs[0], texts, c)) for c in (1, 8, 32)}
+    rss_peak = memory_mb(pid, "VmHWM")
+
     rows = [
+        "| measurement | inputs/s | vs pipeline per input | vs pipeline batch 32 |",
+        "|---|---|---|---|",
+        f"| in-process pipeline, one input per call | {one_by_one:.0f} | 1.00 | – |",
+        f"| in-process pipeline, list at batch_size=32 | {batched:.0f} | – | 1.00 |",
+    ]
+    for clients, rate in rates.items():
+        rows.append(
+            f"| POST /predict, 1 input per request, {clients} concurrent clients | {rate:.0f} | "
+            f"{rate / one_by_one:.2f} | {rate / batched:.2f} |"
+        )
+    rows += [
+        "",
         "| measurement | value |",
         "|---|---|",
-        f"| single input, sequential: p50 latency | {statistics.median(latencies):.1f} ms |",
-        f"| single input, sequential: p99 latency | {percentile(latencies, 99):.1f} ms |",
-        f"| 32 inputs per request, sequential: throughput | {batch_rate:.0f} inputs/s |",
+        f"| POST /predict, 1 input, sequential: p50 latency | "
+        f"{statistics.median(latencies):.1f} ms |",
+        f"| POST /predict, 1 input, sequential: p99 latency | {percentile(latencies, 99):.1f} ms |",
+        f"| API resident memory before loading models | {rss_start:.0f} MB |",
+        f"| API peak resident memory, three models loaded | {rss_peak:.0f} MB |",
     ]
-    for clients in (1, 8, 32):
-        rate = asyncio.run(concurrent_throughput(args.api_url, args.job, clients, 256, headers))
-        rows.append(
-            f"| single input, {clients} concurrent clients: throughput | {rate:.0f} inputs/s |"
-        )
     table = "\n".join(rows)
     print(table)
     append(
-        "POST /predict over HTTP (default model, CPU)",
+        "POST /predict over HTTP vs an in-process pipeline (default model, CPU)",
         table,
-        f"{args.requests} sequential single-input requests; SST-2 test sentences.",
+        f"{len(texts)} SST-2 test sentences per measurement; `lp` models of the default "
+        "all-MiniLM-L6-v2 (22.7M parameters each); load generator (httpx) on the same 2 cores.",
     )
 
 

@@ -1,0 +1,98 @@
+"""Models and data the benchmarks share: the default model, RoBERTa-base geometry with random
+weights (speed does not depend on weight values, and it needs no download), and real texts
+from ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import RobertaConfig, RobertaModel
+
+from lpft_core.batching import EncodedTexts, encode
+from lpft_core.data import Example, parse_records
+from lpft_core.errors import ModelError
+from lpft_core.modeling import build_classifier, load_tokenizer, resolve_device, resolve_model
+from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GEOMETRIES = ("default", "roberta-base")
+
+
+def real_examples(dataset: str, split: str = "train", count: int | None = None) -> list[Example]:
+    """The first ``count`` rows of ``../shared/data/{dataset}/{split}.jsonl``."""
+    lines = (DATA / dataset / f"{split}.jsonl").read_text().splitlines()[:count]
+    return parse_records(enumerate(map(json.loads, lines), 1), source=dataset)
+
+
+def default_tokenizer():
+    """The default model's tokenizer (also used for the random-weight geometry: its ids are
+    valid RoBERTa ids and its lengths are those of real text)."""
+    return load_tokenizer(resolve_model(None))
+
+
+def encoded_examples(examples: list[Example], max_length: int = 128) -> EncodedTexts:
+    return encode(default_tokenizer(), examples, max_length)
+
+
+def roberta_random(device: torch.device | str = "cpu") -> LpftForSequenceClassification:
+    """RoBERTa-base geometry, random weights, CLS pooling, a 2-class head."""
+    encoder = RobertaModel(RobertaConfig(), add_pooling_layer=False)
+    config = LpftConfig(encoder=encoder.config.to_dict(), pooling="cls", num_labels=2)
+    model = LpftForSequenceClassification(config)
+    model.encoder = encoder
+    return model.to(device)
+
+
+def classifier(geometry: str, device: torch.device | str = "cpu") -> LpftForSequenceClassification:
+    """The default model with a fresh 2-class head, or RoBERTa-base geometry."""
+    if geometry == "roberta-base":
+        return roberta_random(device)
+    return build_classifier(resolve_model(None), [0, 1], "mean", seed=0).to(device)
+
+
+def random_ids(lengths: np.ndarray, vocab: int, seed: int) -> EncodedTexts:
+    """Token ids drawn at random (ids 3.. to avoid special tokens) with the given lengths."""
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(3, vocab, size=int(n)).tolist() for n in lengths]
+    return EncodedTexts(
+        columns={"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]},
+        lengths=lengths.copy(),
+        pad_token_id=1,
+    )
+
+
+def benchmark_device(name: str) -> torch.device:
+    """The device to measure on. Asking for CUDA where there is none ends the run with one
+    line instead of a traceback: GPU figures are taken where the device tool lends a GPU."""
+    try:
+        return resolve_device(name)
+    except ModelError as exc:
+        raise SystemExit(f"{exc}. Run this benchmark's GPU figures on a CUDA machine.") from None
+
+
+def peak_gb(device: torch.device) -> float:
+    """Peak allocated GPU memory since the last reset, or the process's peak RSS on the CPU."""
+    import resource
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def stratified_sample(path: Path, rows: int, seed: int) -> list[str]:
+    """``rows`` JSONL lines of ``path`` with its label proportions, seeded, shuffled."""
+    by_label = defaultdict(list)
+    for line in path.read_text().splitlines():
+        by_label[json.loads(line)["label"]].append(line)
+    total = sum(len(v) for v in by_label.values())
+    rng = random.Random(seed)
+    picked = []
+    for lines in by_label.values():
+        picked += rng.sample(lines, round(rows * len(lines) / total))
+    rng.shuffle(picked)
+    return picked
