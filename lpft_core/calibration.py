@@ -11,6 +11,7 @@ All values are fractions (ECE 0.052, not 5.2).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,19 @@ class TemperatureScaler(BaseEstimator):
             options={"xatol": self.xatol},
         )
         self.temperature_ = float(np.exp(result.x))
+        if min(result.x - low, high - result.x) < 1e-3:
+            warnings.warn(
+                f"the fitted temperature {self.temperature_:.3g} sits at the edge of the search "
+                f"interval {self.bounds}: on the fitting set the logits carry no usable "
+                "information about the labels, so temperature scaling "
+                + (
+                    "flattens every prediction towards uniform"
+                    if result.x > 0
+                    else "sharpens every prediction as far as it may"
+                )
+                + "; the model itself has not learned the task",
+                stacklevel=2,
+            )
         return self
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:

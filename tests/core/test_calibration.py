@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from lpft_core.calibration import (
+    TEMPERATURE_BOUNDS,
     TemperatureScaler,
     calibration_errors,
     classification_metrics,
@@ -85,3 +88,16 @@ def test_bad_logits_are_rejected() -> None:
         TemperatureScaler().fit(np.zeros((3,)), np.zeros(3, dtype=int))
     with pytest.raises(DataError, match="NaN"):
         TemperatureScaler().fit(np.array([[np.nan, 0.0]]), np.array([0]))
+
+
+def test_a_temperature_at_the_search_edge_is_reported() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=400)
+    wrong = np.stack([2 * y - 1.0, -(2 * y - 1.0)], axis=1)  # every logit favours the wrong class
+    with pytest.warns(UserWarning, match="flattens every prediction towards uniform"):
+        scaler = TemperatureScaler().fit(wrong, y)
+    assert scaler.temperature_ == pytest.approx(TEMPERATURE_BOUNDS[1], rel=1e-2)
+    informative = np.stack([-(2 * y - 1.0), 2 * y - 1.0], axis=1) * 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TemperatureScaler().fit(informative + rng.normal(size=(400, 2)), y)
