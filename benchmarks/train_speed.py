@@ -113,21 +113,31 @@ def model_for(geometry: str, method: str, device: torch.device) -> torch.nn.Modu
 
 
 def run_lpft(
-    geometry: str, method: str, load: Workload, batch: int, device: torch.device
+    geometry: str,
+    method: str,
+    load: Workload,
+    batch: int,
+    device: torch.device,
+    compiled: bool = False,
 ) -> Measurement:
-    """``lpft_core.training.train`` for one epoch (validation: one batch)."""
+    """``lpft_core.training.train`` for one epoch (validation: one batch). The warm-up epoch
+    trains the same model, so a compiled run is timed after compilation."""
 
     def epoch(model: torch.nn.Module, data: EncodedTexts, labels: np.ndarray) -> int:
         options = TrainingOptions(
-            epochs=1, batch_size=batch, learning_rate=LEARNING_RATE[method], max_grad_norm=1.0
+            epochs=1,
+            batch_size=batch,
+            learning_rate=LEARNING_RATE[method],
+            max_grad_norm=1.0,
+            compile=compiled,
         )
         first = np.arange(batch)
         train(model, data, labels, rows_of(data, first), labels[first], options, device=device)
         order = length_grouped_batches(data.lengths, batch, np.random.default_rng(options.seed))
         return int(sum(data.lengths[b].max() * len(b) for b in order))
 
-    epoch(model_for(geometry, method, device), load.warmup, load.warmup_labels)
     model = model_for(geometry, method, device)
+    epoch(model, load.warmup, load.warmup_labels)
     return timed(device, lambda: epoch(model, load.encoded, load.labels))
 
 
@@ -149,11 +159,7 @@ def run_trainer(
     tokenizer = default_tokenizer()
     tokenizer.pad_token_id = load.encoded.pad_token_id
 
-    def epoch(model: torch.nn.Module, data: EncodedTexts, labels: np.ndarray) -> int:
-        rows = [
-            {**{k: data.columns[k][i] for k in data.columns}, "labels": int(labels[i])}
-            for i in range(len(data))
-        ]
+    def epoch(model: torch.nn.Module, rows: list[dict]) -> int:
         with tempfile.TemporaryDirectory() as out:
             arguments = TrainingArguments(
                 output_dir=out,
@@ -174,9 +180,18 @@ def run_trainer(
             Trainer(model, arguments, train_dataset=rows, data_collator=collator).train()
         return _PaddedCounter.padded
 
-    epoch(model_for(geometry, method, device), load.warmup, load.warmup_labels)
     model = model_for(geometry, method, device)
-    return timed(device, lambda: epoch(model, load.encoded, load.labels))
+    epoch(model, trainer_rows(load.warmup, load.warmup_labels))
+    rows = trainer_rows(load.encoded, load.labels)
+    return timed(device, lambda: epoch(model, rows))
+
+
+def trainer_rows(data: EncodedTexts, labels: np.ndarray) -> list[dict]:
+    """The rows as a Trainer dataset: one dict of token lists and a label each."""
+    return [
+        {**{k: data.columns[k][i] for k in data.columns}, "labels": int(labels[i])}
+        for i in range(len(data))
+    ]
 
 
 def flops_per_token(model: torch.nn.Module, method: str, mean_length: float) -> float:
@@ -201,6 +216,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128, help="fixed length / max_length")
     parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time lpft with torch.compile (default: on CUDA only)",
+    )
     args = parser.parse_args()
     logging.set_verbosity_error()
     device = benchmark_device(args.device)
@@ -211,6 +232,8 @@ def main() -> None:
         name = torch.cuda.get_device_name()
         peak = 989.0 if ("H100" in name or "H200" in name) else None
     precisions = [False, True] if device.type == "cuda" else [False]
+    if args.compile is None:
+        args.compile = device.type == "cuda"
 
     header = (
         "| data | method | runner | samples/s | real tokens/s | padded/real | MFU | "
@@ -229,6 +252,10 @@ def main() -> None:
             label = "lpft (bf16, fused AdamW)" if device.type == "cuda" else "lpft (fp32)"
             results[label] = run_lpft(geometry, method, load, args.batch_size, device)
             print(label, results[label], flush=True)
+            if args.compile:
+                label += " + torch.compile"
+                results[label] = run_lpft(geometry, method, load, args.batch_size, device, True)
+                print(label, results[label], flush=True)
             probe_model = classifier(geometry, "cpu")
             per_token = flops_per_token(probe_model, method, float(load.encoded.lengths.mean()))
             for label, m in results.items():
