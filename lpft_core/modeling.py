@@ -51,7 +51,9 @@ def default_pooling(model_ref: str) -> str:
 
 def load_tokenizer(model_ref: str) -> Any:
     """The model's (fast) tokenizer, right-padded so that ``cls`` pooling reads position 0."""
-    tokenizer = _from_pretrained(AutoTokenizer, model_ref, "tokenizer")
+    # A saved lpft model's config names custom model code; the tokenizer needs none of it,
+    # and saying so keeps transformers from asking on the terminal whether to run it.
+    tokenizer = _from_pretrained(AutoTokenizer, model_ref, "tokenizer", trust_remote_code=False)
     tokenizer.padding_side = "right"
     return tokenizer
 
@@ -61,9 +63,9 @@ def load_encoder(model_ref: str) -> torch.nn.Module:
     return _from_pretrained(AutoModel, model_ref, "model")
 
 
-def _from_pretrained(auto_class: Any, model_ref: str, what: str) -> Any:
+def _from_pretrained(auto_class: Any, model_ref: str, what: str, **options: Any) -> Any:
     try:
-        return auto_class.from_pretrained(model_ref)
+        return auto_class.from_pretrained(model_ref, **options)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"could not load the {what} {model_ref!r}: {exc}. Give a local model directory or "

@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaper = asyncio.create_task(_reap_forever(app.state.store, settings.heartbeat_seconds))
         yield
         reaper.cancel()
+        app.state.models.torch_thread.close()
 
     app = FastAPI(
         title="lpft",

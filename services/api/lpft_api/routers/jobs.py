@@ -19,7 +19,7 @@ from lpft_contract.settings import Settings
 from lpft_contract.store import Store
 from lpft_contract.tasks import queue_for_device
 
-from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import EnqueuerDep, JobDep, ModelsDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from lpft_api.schemas import (
     CompareJobCreate,
@@ -238,6 +238,7 @@ async def recalibrate_job(
     store: StoreDep,
     tenant: TenantDep,
     settings: SettingsDep,
+    models: ModelsDep,
 ) -> dict[str, Any]:
     """Fit a new temperature for the job's model on a labelled dataset, without retraining.
     Later predictions use it (every API process re-reads it); ``calibration.json`` keeps the
@@ -250,7 +251,7 @@ async def recalibrate_job(
     dataset = store.get_dataset(tenant, body.dataset)
     if dataset is None:
         raise Unprocessable(f"no dataset {body.dataset!r}", field="dataset")
-    result = await asyncio.to_thread(
+    result = await models.torch_thread.run(
         recalibrate,
         store.model_dir(job.id),
         dataset.path,
