@@ -9,23 +9,25 @@ test sentences:
 - the baseline: the first job's saved model loaded with ``AutoModelForSequenceClassification``
   (``trust_remote_code``) into ``pipeline("text-classification")`` in this process, called
   once per input (what an in-process service does per request) and over the whole list at
-  ``batch_size=32``;
+  ``batch_size=32``, best of three runs each;
 - the service: p50/p99 latency of single-input requests one at a time, and single-input
   throughput with 1, 8 and 32 concurrent clients (the server micro-batches them);
 - the API process's resident memory before any model, and its peak (VmHWM) after all three
   models have answered (``--api-pid``, default: the pid `make up` wrote).
-The load generator runs on the same machine as the server, so its CPU time counts against
-the service.
+The load generator runs on the same 2 cores as the server, so its CPU time counts against
+the service; the concurrent runs therefore send pre-built requests over raw keep-alive sockets.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -72,23 +74,60 @@ def pipeline_for(client: LpftClient, job: str, directory: Path):
         tar.extractall(directory / "model", filter="data")
     model_dir = next(p.parent for p in (directory / "model").rglob("config.json"))
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     return pipeline("text-classification", model=model.eval(), tokenizer=tokenizer, device="cpu")
 
 
+async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+    """One keep-alive HTTP/1.1 request whose answer must be 200."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1]
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    body = await reader.readexactly(length)
+    if status != b"200":
+        raise RuntimeError(f"POST /predict answered {status.decode()}: {body[:300]!r}")
+
+
 async def http_throughput(url: str, job: str, texts: list[str], clients: int) -> float:
-    pending = list(reversed(texts))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    """Single-input requests from ``clients`` keep-alive connections. The requests are built
+    before the clock starts and sent over raw sockets: an HTTP client library costs about as
+    much CPU per request as the server does, and here it would run on the server's cores."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    requests = []
+    for text in texts:
+        body = json.dumps({"job_id": job, "inputs": [{"text": text}]}).encode()
+        requests.append(
+            b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body)
+        )
+    requests.reverse()
+    connections = [await asyncio.open_connection(host, port) for _ in range(clients)]
 
-        async def client() -> None:
-            while pending:
-                body = {"job_id": job, "inputs": [{"text": pending.pop()}]}
-                (await http.post("/predict", json=body)).raise_for_status()
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while requests:
+            await post(reader, writer, requests.pop())
 
+    started = time.perf_counter()
+    await asyncio.gather(*(client(r, w) for r, w in connections))
+    elapsed = time.perf_counter() - started
+    for _, writer in connections:
+        writer.close()
+    return len(texts) / elapsed
+
+
+def best_rate(texts: list[str], run: Callable[[], object], repeats: int = 3) -> float:
+    """Inputs per second of the fastest of ``repeats`` runs (in the baseline's favour)."""
+    best = float("inf")
+    for _ in range(repeats):
         started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return len(texts) / (time.perf_counter() - started)
+        run()
+        best = min(best, time.perf_counter() - started)
+    return len(texts) / best
 
 
 def main() -> None:
@@ -109,14 +148,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         classify = pipeline_for(client, jobs[0], Path(tmp))
         classify(texts[:8])  # warm-up
-        started = time.perf_counter()
-        for text in texts:
-            classify(text)
-        one_by_one = len(texts) / (time.perf_counter() - started)
-        started = time.perf_counter()
-        classify(texts, batch_size=32)
-        batched = len(texts) / (time.perf_counter() - started)
-    del classify
+        one_by_one = best_rate(texts, lambda: [classify(text) for text in texts])
+        batched = best_rate(texts, lambda: classify(texts, batch_size=32))
 
     for job in jobs:  # load all three models; the first stays the measured one
         client.predict(job, [{"text": "warm up"}])
@@ -158,7 +191,8 @@ def main() -> None:
         "POST /predict over HTTP vs an in-process pipeline (default model, CPU)",
         table,
         f"{len(texts)} SST-2 test sentences per measurement; `lp` models of the default "
-        "all-MiniLM-L6-v2 (22.7M parameters each); load generator (httpx) on the same 2 cores.",
+        "all-MiniLM-L6-v2 (22.7M parameters each); the load generator runs on the same 2 "
+        "cores (sequential latency: httpx; concurrent runs: raw keep-alive sockets).",
     )
 
 
