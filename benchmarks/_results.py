@@ -28,15 +28,19 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The checked-out commit (with -dirty when the tree has changes)."""
-    try:
+    """The checked-out commit, with -dirty when files other than RESULTS.md changed (the
+    first benchmark of a series appends to it, which must not mark the next ones dirty)."""
+
+    def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            cwd=RESULTS.parent,
-            check=True,
+            ["git", *args], capture_output=True, text=True, cwd=RESULTS.parent, check=True
         ).stdout.strip()
+
+    try:
+        changed = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":/", ":/!benchmarks/RESULTS.md"
+        )
+        return git("rev-parse", "--short", "HEAD") + ("-dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
