@@ -26,7 +26,11 @@ T = TypeVar("T")
 
 
 class TorchThread:
-    """The one thread that runs the API's model loading, inference and re-calibration."""
+    """The one thread that runs the API's model loading, inference and re-calibration.
+
+    They queue behind each other: loading a model or re-calibrating on a large set delays
+    the predictions that arrive meanwhile, the price of never oversubscribing the cores.
+    """
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpft-torch")
