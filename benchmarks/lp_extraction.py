@@ -16,12 +16,12 @@ the pipeline, GPU ≥ 80 % of the bare forward.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from _models import GEOMETRIES, benchmark_device, classifier, default_tokenizer, real_examples
 from _results import append
+from _timing import best_of
 from transformers import pipeline
 from transformers.utils import logging
 
@@ -42,31 +42,11 @@ def pipeline_features(extractor, texts: list[str], lengths: np.ndarray, batch: i
     return np.stack([s[0, :n].mean(dim=0).numpy() for s, n in zip(states, lengths, strict=True)])
 
 
-def bare_forward(model, tokenizer, texts, batch: int, device: torch.device) -> float:
-    """Seconds of the encoder alone over pre-padded, pre-moved length-sorted batches."""
-    encoded = encode(tokenizer, texts, 128)
-    batches = [
-        encoded.batch(rows, device) for rows in length_sorted_batches(encoded.lengths, batch)
-    ]
-    torch.cuda.synchronize()
-    started = time.perf_counter()
+def encoder_pass(model, batches: list[dict]) -> None:
+    """The encoder alone under bf16 autocast over batches already padded and on the GPU."""
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         for inputs in batches:
             model.encoder(**inputs)
-    torch.cuda.synchronize()
-    return time.perf_counter() - started
-
-
-def best_of(repeats: int, run) -> tuple[float, object]:
-    """The fastest of ``repeats`` runs (the machine is shared), and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def main() -> None:
@@ -91,9 +71,10 @@ def main() -> None:
             args.repeats, lambda b=batch: lpft_features(model, tokenizer, examples, b, device)
         )
         if device.type == "cuda":
-            base_s = min(
-                bare_forward(model, tokenizer, examples, batch, device) for _ in range(args.repeats)
-            )
+            encoded = encode(tokenizer, examples, 128)
+            order = length_sorted_batches(encoded.lengths, batch)
+            batches = [encoded.batch(rows, device) for rows in order]
+            base_s, _ = best_of(args.repeats, lambda b=batches: encoder_pass(model, b))
             base_name, ratio_name = "bare bf16 encoder forward", "lpft / bare"
             check = ""
         else:

@@ -16,7 +16,6 @@ otherwise. Both kernels are compared (max relative difference) where both ran.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from _models import (
     real_examples,
 )
 from _results import append
+from _timing import best_of
 from torch.func import functional_call, jacrev
 from transformers.utils import logging
 
@@ -89,12 +89,9 @@ def main() -> None:
         subset = list(range(n))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        kernels = exact_ntk(model, encoded, subset, [], device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        exact_s = time.perf_counter() - started
+        exact_s, kernels = best_of(
+            1, lambda s=subset: exact_ntk(model, encoded, s, [], device=device)
+        )
         exact_gb = peak_gb(device)
         needed = n * 2 * params * 4 / 2**30
         naive = f"skipped (J needs {needed:.0f} GB)"
@@ -102,9 +99,7 @@ def main() -> None:
         if needed <= args.baseline_gb:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            reference = naive_ntk(model, encoded, subset, device)
-            seconds = time.perf_counter() - started
+            seconds, reference = best_of(1, lambda s=subset: naive_ntk(model, encoded, s, device))
             naive_s, naive_gb = f"{seconds:.1f}", f"{peak_gb(device):.1f}"
             speedup = f"{seconds / exact_s:.1f}×"
             error = np.abs(kernels.ft_effective - reference).max() / np.abs(reference).max()

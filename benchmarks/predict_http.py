@@ -27,12 +27,12 @@ import statistics
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from _models import DATA, real_examples
 from _results import append
+from _timing import best_of
 from lpft_client import LpftClient
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 from transformers.utils import logging
@@ -120,16 +120,6 @@ async def http_throughput(url: str, job: str, texts: list[str], clients: int) ->
     return len(texts) / elapsed
 
 
-def best_rate(texts: list[str], run: Callable[[], object], repeats: int = 3) -> float:
-    """Inputs per second of the fastest of ``repeats`` runs (in the baseline's favour)."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return len(texts) / best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--api-url", default=None)
@@ -148,8 +138,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         classify = pipeline_for(client, jobs[0], Path(tmp))
         classify(texts[:8])  # warm-up
-        one_by_one = best_rate(texts, lambda: [classify(text) for text in texts])
-        batched = best_rate(texts, lambda: classify(texts, batch_size=32))
+        # best of three runs each, in the baseline's favour
+        one_by_one = len(texts) / best_of(3, lambda: [classify(text) for text in texts])[0]
+        batched = len(texts) / best_of(3, lambda: classify(texts, batch_size=32))[0]
 
     for job in jobs:  # load all three models; the first stays the measured one
         client.predict(job, [{"text": "warm up"}])

@@ -38,6 +38,7 @@ from _models import (
     real_examples,
 )
 from _results import append
+from _timing import synchronize
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.utils import logging
 
@@ -91,19 +92,14 @@ def rows_of(encoded: EncodedTexts, rows: np.ndarray) -> EncodedTexts:
     )
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(device: torch.device, run: Callable[[], int]) -> Measurement:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    synchronize(device)
+    synchronize()
     started = time.perf_counter()
     padded = run()
-    synchronize(device)
+    synchronize()
     return Measurement(time.perf_counter() - started, padded, peak_gb(device))
 
 

@@ -207,7 +207,7 @@ def train(
             if step % log_every == 0:
                 log.flush()
         log.flush()
-        epoch_losses = [record.loss for record in log.records if record.epoch == epoch]
+        epoch_losses = [record.loss for record in log.records[-len(batches) :]]
         validation_logits = forward_all(
             model,
             validation_data,
