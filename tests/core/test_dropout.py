@@ -87,3 +87,11 @@ def test_attention_dropout_drops_weights_not_outputs() -> None:
         out = functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
     # without dropout every output is exactly 1; with it, rows vary around 1
     assert out.std() > 0.1 and float(out.mean()) == pytest.approx(1.0, abs=0.15)
+
+
+def test_a_causal_flag_with_a_mask_is_left_to_torch_to_reject() -> None:
+    q = torch.randn(1, 1, 4, 8)
+    with mode(), pytest.raises(RuntimeError, match="is_causal"):
+        functional.scaled_dot_product_attention(
+            q, q, q, attn_mask=torch.ones(4, 4, dtype=torch.bool), dropout_p=0.1, is_causal=True
+        )
