@@ -45,10 +45,15 @@ def commit() -> str:
         return "unknown"
 
 
+#: The code a benchmark runs is the code checked out when it started (this module is imported
+#: then): a commit made during a long run must not be credited with its figures.
+STARTED_AT = commit()
+
+
 def append(title: str, table: str, notes: str = "") -> None:
     """Add a dated section to RESULTS.md."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = f"\n## {title}\n\n{stamp} · {machine()} · commit {commit()}\n\n{table}\n"
+    section = f"\n## {title}\n\n{stamp} · {machine()} · commit {STARTED_AT}\n\n{table}\n"
     if notes:
         section += f"\n{notes}\n"
     with RESULTS.open("a", encoding="utf-8") as handle:
