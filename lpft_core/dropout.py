@@ -64,12 +64,13 @@ class FastCpuDropout(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        kwargs = kwargs or {}
         handler = self._handlers.get(func)
         if handler is not None:
-            handled = handler(*args, **(kwargs or {}))
+            handled = handler(*args, **kwargs)
             if handled is not NotImplemented:
                 return handled
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
     def dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """``x`` with each element zeroed with probability ``p`` and the rest scaled by
