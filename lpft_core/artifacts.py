@@ -9,6 +9,7 @@ head) and a reference to the base model, which keeps them a few hundred kB.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,11 @@ def save_artifact(
     else:
         model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    _write_json(out / MANIFEST, asdict(manifest))
-    _write_json(out / LABELS, labels)
-    _write_json(out / CALIBRATION, asdict(calibration))
-    _write_json(out / METRICS, metrics)
-    _write_json(out / SPEC, spec)
+    write_json(out / MANIFEST, asdict(manifest))
+    write_json(out / LABELS, labels)
+    write_json(out / CALIBRATION, asdict(calibration))
+    write_json(out / METRICS, metrics)
+    write_json(out / SPEC, spec)
 
 
 def read_manifest(directory: Path) -> ArtifactManifest:
@@ -107,7 +108,7 @@ def read_calibration(directory: Path) -> CalibrationRecord:
 def write_calibration(directory: Path, record: CalibrationRecord) -> None:
     """Replace ``calibration.json`` atomically (a predictor never reads half a file)."""
     partial = directory / f".{CALIBRATION}.partial"
-    _write_json(partial, asdict(record))
+    write_json(partial, asdict(record))
     partial.replace(directory / CALIBRATION)
 
 
@@ -123,5 +124,24 @@ def load_model(directory: Path, manifest: ArtifactManifest) -> LpftForSequenceCl
     return peft_model.merge_and_unload().eval()
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as strict JSON. A non-finite number (an infinite scatter ratio when a
+    class has no within-class spread, say) becomes ``null`` and is named in a top-level
+    ``non_finite`` list, because NaN and Infinity are not JSON and break every client."""
+    notes: list[str] = []
+    clean = _finite(value, "", notes)
+    if notes and isinstance(clean, dict):
+        clean["non_finite"] = notes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _finite(value: Any, where: str, notes: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        notes.append(f"{where or 'value'} was {value}, written as null")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), notes) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}[{i}]", notes) for i, v in enumerate(value)]
+    return value

@@ -141,7 +141,7 @@ def read_examples(path: str | Path, *, max_text_chars: int = 20_000) -> list[Exa
 
 
 def examples_from_bytes(
-    raw: bytes, filename: str, *, max_text_chars: int = 20_000
+    raw: bytes, filename: str, *, max_text_chars: int = 20_000, max_rows: int | None = None
 ) -> list[Example]:
     """Parse the content of a JSONL or CSV file named ``filename`` (the extension decides).
 
@@ -158,7 +158,7 @@ def examples_from_bytes(
             f"unsupported file type {suffix!r}; use .jsonl (one JSON object per line) or .csv",
             source=filename,
         )
-    return parse_records(records, source=filename, max_text_chars=max_text_chars)
+    return parse_records(records, source=filename, max_text_chars=max_text_chars, max_rows=max_rows)
 
 
 def parse_records(
@@ -166,14 +166,21 @@ def parse_records(
     *,
     source: str,
     max_text_chars: int = 20_000,
+    max_rows: int | None = None,
 ) -> list[Example]:
     """Validate ``(line_number, record)`` pairs into examples.
 
     A dataset is all-single or all-pair, and all its labels are strings or all integers, so
-    that a stray row cannot silently change the task.
+    that a stray row cannot silently change the task. ``max_rows`` bounds the rows.
     """
     examples: list[Example] = []
     for line, record in records:
+        if max_rows is not None and len(examples) >= max_rows:
+            raise DataError(
+                f"more than {max_rows} rows, the limit per dataset; split the data or sample it",
+                source=source,
+                line=line,
+            )
         example = _parse_record(record, source, line, max_text_chars)
         if examples:
             first = examples[0]
@@ -332,7 +339,28 @@ def _parse_text(
             line=line,
             field=field,
         )
+    problem = text_problem(value)
+    if problem:
+        raise DataError(f"{field} holds {problem}", source=source, line=line, field=field)
     return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be tokenised or stored, or None. JSON's ``\\ud800`` escapes decode
+    to lone surrogates that only fail later, inside the tokenizer or when a response is
+    encoded; a NUL is a truncation waiting to happen in every C library downstream."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        return f"a NUL character at position {nul}; remove it"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"a lone surrogate (\\u{ord(value[exc.start]):04x}) at position {exc.start}, which "
+            "is not valid Unicode; encode the text as UTF-8 without unpaired \\ud800-\\udfff "
+            "escapes"
+        )
+    return None
 
 
 def _parse_label(record: Mapping[str, Any], source: str, line: int) -> Label:
@@ -351,6 +379,8 @@ def _parse_label(record: Mapping[str, Any], source: str, line: int) -> Label:
             line=line,
             field="label",
         )
+    if isinstance(label, str) and (problem := text_problem(label)):
+        raise DataError(f"label holds {problem}", source=source, line=line, field="label")
     return label.strip() if isinstance(label, str) else label
 
 
@@ -377,6 +407,13 @@ def _jsonl_records(raw: bytes, source: str) -> list[tuple[int, Any]]:
             raise DataError(
                 f"invalid JSON ({exc.msg} at column {exc.colno}); each line must be one "
                 "JSON object",
+                source=source,
+                line=line,
+            ) from None
+        except RecursionError:
+            raise DataError(
+                "JSON nested too deeply to parse; each line must be one flat JSON object "
+                'like {"text": "...", "label": "..."}',
                 source=source,
                 line=line,
             ) from None

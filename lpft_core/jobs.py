@@ -3,12 +3,12 @@ the report into the job's output directory."""
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from lpft_core.analysis import AnalysisSpec, analyze
+from lpft_core.artifacts import write_json
 from lpft_core.compare import CompareSpec, compare
 from lpft_core.config import JobSpec
 from lpft_core.events import ProgressCallback, StopCallback, never_stop, no_progress
@@ -61,15 +61,10 @@ def execute(
             },
             **result.to_dict(),
         }
-        _write_json(out / "metrics.json", body)
+        write_json(out / "metrics.json", body)
         job_report(out, title, result.methods)
     else:
         analysis = analyze(spec, progress, should_stop)
-        _write_json(out / "metrics.json", analysis.to_dict())
+        write_json(out / "metrics.json", analysis.to_dict())
         analysis_report(out, title, analysis)
     return out
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

@@ -39,6 +39,20 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
             "all single texts or all pairs",
         ),
         ('{"text": "ok", "text_pair": "", "label": "a"}\n', 1, "text_pair", "empty"),
+        (
+            '{"text": "ok", "label": "a"}\n{"text": "x\\ud800", "label": "a"}\n',
+            2,
+            "text",
+            "surrogate",
+        ),
+        ('{"text": "ok", "label": "a"}\n{"text": "x\\u0000y", "label": "a"}\n', 2, "text", "NUL"),
+        ('{"text": "ok", "label": "\\udfff"}\n', 1, "label", "surrogate"),
+        (
+            '{"text": "ok", "label": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
+            2,
+            None,
+            "deeply",
+        ),
     ],
 )
 def test_bad_jsonl_rows_name_line_and_field(
@@ -53,6 +67,13 @@ def test_bad_jsonl_rows_name_line_and_field(
     assert error.field == field
     assert fragment in str(error)
     assert f"train.jsonl, line {line}" in str(error)
+
+
+def test_rows_over_the_limit_are_rejected() -> None:
+    records = enumerate([{"text": "t", "label": "a"}] * 4, start=1)
+    with pytest.raises(DataError, match="more than 3 rows") as info:
+        parse_records(records, source="d.jsonl", max_rows=3)
+    assert info.value.line == 4
 
 
 def test_text_over_the_size_limit_is_rejected(tmp_path: Path) -> None:

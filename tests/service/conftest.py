@@ -25,7 +25,7 @@ import redis
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
 
 REDIS_DB = 13
-KEYS = {"alice": "key-alice", "bob": "key-bob"}
+KEYS = {"alice": "key-alice", "bob": "key-bob", "carol": "key-carol"}
 
 
 def free_port() -> int:
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, str]:
     url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     client = redis.Redis.from_url(url)
     try:
@@ -53,6 +53,8 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "LPFT_HEARTBEAT_SECONDS": "0.5",
         "LPFT_CANCEL_GRACE_SECONDS": "5",
         "LPFT_MAX_UPLOAD_BYTES": "200000",
+        # Jobs name the tiny test model by its path, which must lie in the models directory.
+        "LPFT_MODELS_DIR": str(tiny_model_dir.parent),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -180,13 +182,24 @@ def upload(client: httpx.Client, path: Path) -> str:
     return response.json()["id"]
 
 
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
 def wait_for(client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 120) -> dict:
+    """Poll until the job reaches one of ``statuses``; stop at the first terminal state it
+    was not meant to reach, or at the deadline, and say why with the job's last events."""
     deadline = time.monotonic() + timeout
     while True:
         job = client.get(f"/jobs/{job_id}").json()
         if job["status"] in statuses:
             return job
-        assert time.monotonic() < deadline, f"job {job_id} stuck in {job['status']}"
+        if job["status"] in TERMINAL or time.monotonic() > deadline:
+            events = client.get(f"/jobs/{job_id}/events", params={"limit": 1000}).json()
+            tail = [(e["type"], e["data"]) for e in events.get("data", [])][-8:]
+            raise AssertionError(
+                f"job {job_id} is {job['status']} (waited for {sorted(statuses)}); "
+                f"error: {job.get('error')}; last events: {tail}"
+            )
         time.sleep(0.1)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 from lpft_contract.records import new_id
 from lpft_contract.store import Store
-from lpft_worker.runner import EventPublisher, warnings_as_events
+from lpft_worker.runner import BufferedEvents, EventPublisher, warnings_as_events
 
 from lpft_core import ProgressEvent
 from tests.service.conftest import REDIS_DB
@@ -20,7 +20,7 @@ def store(tmp_path: Path) -> Store:
 
 def test_progress_becomes_stage_step_and_epoch_events(tmp_path: Path) -> None:
     jobs, job_id = store(tmp_path), new_id("job")
-    publish = EventPublisher(jobs, job_id)
+    publish = EventPublisher(BufferedEvents(jobs, job_id))
     publish(ProgressEvent("ft", 0, 4))
     publish(ProgressEvent("ft", 1, 4, {"loss": 0.5, "head_weight_norm": 1.0}))
     publish(ProgressEvent("ft", 4, 4, {"epoch": 1.0, "validation_accuracy": 0.9}))
@@ -38,7 +38,7 @@ def test_progress_becomes_stage_step_and_epoch_events(tmp_path: Path) -> None:
 
 def test_warnings_during_training_are_published(tmp_path: Path) -> None:
     jobs, job_id = store(tmp_path), new_id("job")
-    with warnings_as_events(jobs, job_id):
+    with warnings_as_events(BufferedEvents(jobs, job_id)):
         warnings.warn("lbfgs failed to converge", RuntimeWarning, stacklevel=1)
     events, _ = jobs.events(job_id, after=None, limit=10)
     assert events[0]["type"] == "warning"

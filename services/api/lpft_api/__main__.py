@@ -6,6 +6,7 @@ import uvicorn
 from lpft_contract.settings import get_settings
 
 if __name__ == "__main__":
-    uvicorn.run(
-        "lpft_api.main:create_app", factory=True, host="0.0.0.0", port=get_settings().api_port
-    )
+    settings = get_settings()
+    # Open mode answers anyone as tenant 'default': never on an interface others can reach.
+    host = "127.0.0.1" if settings.open_mode else settings.api_host
+    uvicorn.run("lpft_api.main:create_app", factory=True, host=host, port=settings.api_port)

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobRecord
 from lpft_contract.settings import Settings
 from lpft_contract.store import Store
 
-from lpft_api.enqueue import Enqueuer
-from lpft_api.errors import NotFound, Unauthorized
+from lpft_api.errors import NotFound
 from lpft_api.predictions import ModelCache
-
-OPEN_TENANT = "default"
 
 
 def get_settings(request: Request) -> Settings:
@@ -37,17 +35,8 @@ def get_models(request: Request) -> ModelCache:
 
 
 def get_tenant(request: Request) -> str:
-    """The tenant of the caller's ``Authorization: Bearer <key>`` (open mode: ``default``)."""
-    keys: dict[str, str] = request.app.state.tenant_keys
-    if not keys:
-        return OPEN_TENANT
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    tenant = keys.get(key.strip())
-    if tenant is None:
-        raise Unauthorized("unknown API key")
-    return tenant
+    """The caller's tenant, authenticated by ``RequestGuard`` before the body was read."""
+    return request.state.tenant
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -8,6 +8,7 @@ stable ``code`` and, where a field is at fault, ``errors: [{field, message}]``.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -47,16 +48,26 @@ class Conflict(ApiError):
     status, code, title = 409, "conflict", "Conflict"
 
 
-class Unauthorized(ApiError):
-    """No or an unknown API key."""
-
-    status, code, title = 401, "unauthorized", "Unauthorized"
-
-
 class PayloadTooLarge(ApiError):
     """The upload exceeds the configured limit."""
 
     status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class QuotaExceeded(ApiError):
+    """A per-tenant storage cap is reached; deleting something frees room."""
+
+    status, code, title = 409, "quota_exceeded", "Quota exceeded"
+
+
+class TooManyRequests(ApiError):
+    """A per-tenant cap is reached; ``retry_after`` seconds is when to try again."""
+
+    status, code, title = 429, "too_many_requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
 
 
 class Unprocessable(ApiError):
@@ -100,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem(
             exc.status, exc.title, exc.detail, exc.code, request.url.path, errors, headers
         )
@@ -119,25 +132,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s", request.url.path)
+        error_id = f"err-{uuid.uuid4().hex[:16]}"
+        logger.exception("unhandled error %s on %s", error_id, request.url.path)
         return problem(
             500,
             "Internal server error",
-            "an unexpected error occurred; it was logged",
+            f"an unexpected error occurred; the operator can find it in the API log under "
+            f"{error_id}",
             "internal",
             request.url.path,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed"}
-        return problem(
-            exc.status_code,
-            titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
-            {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
-            request.url.path,
-        )
+        path = request.url.path
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse ran out of stack
+            detail = "the JSON body is nested too deeply; send flat objects"
+            errors = [{"field": "body", "message": detail}]
+            return problem(422, "Invalid request", detail, "invalid_request", path, errors)
+        status = exc.status_code
+        title, code = _HTTP_ERRORS.get(status, ("HTTP error", "http_error"))
+        headers = {"Connection": "close"} if status == 413 else None
+        return problem(status, title, str(exc.detail), code, path, headers=headers)
+
+
+_HTTP_ERRORS = {
+    404: ("Not found", "not_found"),
+    405: ("Method not allowed", "method_not_allowed"),
+    413: ("Payload too large", "payload_too_large"),
+}
 
 
 def _field(error: dict[str, Any]) -> str:

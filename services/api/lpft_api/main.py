@@ -8,11 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.recovery import Recovery
 from lpft_contract.settings import Settings, get_settings
 from lpft_contract.store import Store, connect
 
-from lpft_api.enqueue import Enqueuer
 from lpft_api.errors import install_error_handlers
+from lpft_api.guard import Keys, Limits, RequestGuard
 from lpft_api.predictions import ModelCache
 from lpft_api.routers import datasets, health, jobs, predict
 
@@ -25,14 +27,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = Store(connect(settings.redis_url), settings.artifacts_dir)
+        app.state.store = store = Store(
+            connect(settings.redis_url), settings.artifacts_dir, settings.event_retention_seconds
+        )
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
         app.state.models = ModelCache(
             settings.model_cache_size, settings.predict_max_batch, settings.predict_device
         )
-        reaper = asyncio.create_task(_reap_forever(app.state.store, settings.heartbeat_seconds))
+        recovery = Recovery(
+            store, app.state.enqueuer, settings.lease_seconds, settings.max_job_attempts
+        )
+        loop = asyncio.create_task(_recover_forever(recovery, settings.heartbeat_seconds))
         yield
-        reaper.cancel()
+        loop.cancel()
         app.state.models.torch_thread.close()
 
     app = FastAPI(
@@ -42,24 +49,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.tenant_keys = settings.tenant_keys()
-    if not app.state.tenant_keys:
-        logger.warning(
-            "NO API KEYS CONFIGURED: the API is open to anyone who can reach it (tenant "
-            "'default'). Set LPFT_API_KEYS=tenant:key,... for anything but local use."
-        )
+    keys = Keys(settings.tenant_keys())
+    if not keys:
+        if not settings.open_mode:
+            raise RuntimeError(
+                "no API keys: set LPFT_API_KEYS=tenant:key,... (or LPFT_API_KEYS_FILE); for "
+                "local use only, LPFT_OPEN_MODE=true serves everyone as tenant 'default'"
+            )
+        logger.warning("OPEN MODE: no API keys, every caller is tenant 'default'. Local use only.")
+    app.add_middleware(
+        RequestGuard,
+        keys=keys,
+        limits=Limits(
+            upload_bytes=settings.max_upload_bytes,
+            request_bytes=settings.max_request_bytes,
+            json_depth=settings.max_json_depth,
+        ),
+    )
     install_error_handlers(app)
     for router in (health.router, datasets.router, jobs.router, predict.router):
         app.include_router(router)
     return app
 
 
-async def _reap_forever(store: Store, interval_s: float) -> None:
-    """Fail running jobs whose worker stopped renewing the lease (killed, lost)."""
+async def _recover_forever(recovery: Recovery, interval_s: float) -> None:
+    """Run the recovery pass (lost workers, lost messages, a Redis that lost its data)."""
     while True:
         try:
-            for job_id in await asyncio.to_thread(store.reap_lost_jobs):
-                logger.warning("job %s failed: its worker was lost", job_id)
-        except Exception:  # noqa: BLE001 - the reaper must survive a Redis hiccup
-            logger.exception("reaper pass failed")
+            for line in await asyncio.to_thread(recovery.run_once):
+                logger.warning("recovery: %s", line)
+        except Exception:  # noqa: BLE001 - the loop must survive a Redis outage
+            logger.exception("recovery pass failed; trying again in %.0f s", interval_s)
         await asyncio.sleep(interval_s)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -18,8 +19,25 @@ from pydantic import (
 )
 
 from lpft_core.config import DEFAULT_LEARNING_RATES, Hyperparameters, Method
+from lpft_core.data import text_problem
 
 _DEFAULTS = Hyperparameters()
+MAX_SEED = 2**32 - 1
+
+#: Ids of jobs and datasets as clients send them back (``job-…``, ``ds-…``).
+RESOURCE_ID = r"^[A-Za-z0-9_-]{1,100}$"
+ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID)]
+
+
+def _valid_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(f"the text holds {problem}")
+    return value
+
+
+#: Free text that must survive tokenisation and UTF-8 (no lone surrogates, no NUL).
+Text = Annotated[str, AfterValidator(_valid_text)]
 
 
 class HyperparametersIn(BaseModel):
@@ -28,7 +46,7 @@ class HyperparametersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=100)
-    batch_size: int = Field(_DEFAULTS.batch_size, ge=1, le=4096)
+    batch_size: int = Field(_DEFAULTS.batch_size, ge=1, le=1024)
     learning_rate: float | None = Field(
         None,
         gt=0,
@@ -36,16 +54,16 @@ class HyperparametersIn(BaseModel):
         description="default per method: "
         + ", ".join(f"{m.value} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items()),
     )
-    max_length: int = Field(_DEFAULTS.max_length, ge=8, le=8192)
+    max_length: int = Field(_DEFAULTS.max_length, ge=8, le=4096)
     pooling: Literal["cls", "mean"] | None = Field(
         None, description="default: mean for sentence-transformers models, else cls"
     )
-    head_norm_scale: float = Field(_DEFAULTS.head_norm_scale, gt=0)
+    head_norm_scale: float = Field(_DEFAULTS.head_norm_scale, gt=0, le=1000)
     lora_r: int = Field(_DEFAULTS.lora_r, ge=1, le=1024)
-    lora_alpha: float = Field(_DEFAULTS.lora_alpha, gt=0)
+    lora_alpha: float = Field(_DEFAULTS.lora_alpha, gt=0, le=10_000)
     ece_bins: int = Field(_DEFAULTS.ece_bins, ge=1, le=1000)
-    weight_decay: float = Field(_DEFAULTS.weight_decay, ge=0)
-    max_grad_norm: float = Field(_DEFAULTS.max_grad_norm, ge=0)
+    weight_decay: float = Field(_DEFAULTS.weight_decay, ge=0, le=10)
+    max_grad_norm: float = Field(_DEFAULTS.max_grad_norm, ge=0, le=1e6)
     device: Literal["auto", "cpu", "cuda"] = Field(
         _DEFAULTS.device, description="also picks the queue: cuda → gpu, cpu → cpu"
     )
@@ -72,13 +90,13 @@ class DatasetRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    train: str
-    validation: str | None = None
-    test: str | None = None
+    train: ResourceId
+    validation: ResourceId | None = None
+    test: ResourceId | None = None
 
 
 EvalSets = Annotated[
-    dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")], str],
+    dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")], ResourceId],
     Field(
         description="extra labelled datasets by name (out-of-distribution sets, say), each "
         "evaluated in full beside the test split; names are letters, digits, '-' and '_'",
@@ -99,11 +117,17 @@ class JobCreateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(
-        None, description="Hugging Face id or server-side path; default all-MiniLM-L6-v2"
+    model: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Hugging Face id (org/name), or a path under the server's models "
+        "directory (LPFT_MODELS_DIR); default all-MiniLM-L6-v2",
     )
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
-    seed: int = Field(0, ge=0, description="seeds data order, head init and the hold-out")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seeds data order, head init and the hold-out"
+    )
     eval_sets: EvalSets = Field(default_factory=dict)
 
     @field_validator("eval_sets")
@@ -158,7 +182,7 @@ class AnalysisJobCreate(JobCreateBase):
         min_length=1,
         description="base-model NTK: whose FT start (ft, lp_ft, lora, lp_lora)",
     )
-    source_job: str | None = Field(None, description="a succeeded finetune job to analyse")
+    source_job: ResourceId | None = Field(None, description="a succeeded finetune job to analyse")
     dataset: DatasetRef | None = None
     ntk_samples: NtkSamples = 256
 
@@ -226,7 +250,7 @@ class DatasetRecordsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("records", max_length=200)
+    name: Text = Field("records", min_length=1, max_length=200)
     records: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -290,8 +314,8 @@ class PredictInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1)
-    text_pair: str | None = Field(None, min_length=1)
+    text: Text = Field(min_length=1)
+    text_pair: Text | None = Field(None, min_length=1)
 
 
 class PredictRequest(BaseModel):
@@ -299,7 +323,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    job_id: str
+    job_id: ResourceId
     inputs: list[PredictInput] = Field(min_length=1)
     calibrated: bool = Field(True, description="divide logits by the job's temperature")
 
@@ -354,4 +378,4 @@ class RecalibrateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(description="dataset id; its labels must be the model's")
+    dataset: ResourceId = Field(description="dataset id; its labels must be the model's")

@@ -55,6 +55,7 @@ class JobRecord(BaseModel):
     worker: str | None = None
     error: ErrorInfo | None = None
     cancel_requested: bool = False
+    attempts: int = Field(0, description="runs started; a run lost with its worker is resumed")
 
 
 class DatasetRecord(BaseModel):
@@ -67,15 +68,18 @@ class DatasetRecord(BaseModel):
     rows: int
     pair: bool
     label_counts: dict[str, int]
+    bytes: int = Field(0, description="size of the stored rows on the volume")
     created_at: float = Field(default_factory=time.time)
 
 
-def worker_lost(worker: str | None) -> ErrorInfo:
-    """The failure recorded when a job's worker died (SIGKILL, OOM, lost machine)."""
+def worker_lost(worker: str | None, attempts: int) -> ErrorInfo:
+    """The failure recorded when a job's last allowed run lost its worker (SIGKILL, OOM,
+    lost machine); earlier losses resume the job instead."""
     return ErrorInfo(
         code="worker_lost",
-        message=f"worker {worker} died while running this job, so it did not finish; "
-        "submit it again",
+        message=f"worker {worker} was lost while running this job, on attempt {attempts} of "
+        f"{attempts}; the job's events list each attempt. Submit it again, and if it keeps "
+        "happening ask the operator about the workers' memory",
     )
 
 

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="job store and broker")
     artifacts_dir: Path = Field(Path("runs/service"), description="models, datasets, records")
     api_port: int = Field(8000, description="port of the HTTP API")
+    api_host: str = Field("0.0.0.0", description="interface of the HTTP API (not in open mode)")
     api_keys: str = Field(
         "", description="comma-separated tenant:key pairs; empty (and no file) = open mode"
     )
@@ -41,6 +42,34 @@ class Settings(BaseSettings):
     predict_max_batch: int = Field(64, description="inputs per micro-batched forward pass")
     predict_device: str = Field("auto", description="device of /predict models: auto, cpu, cuda")
     max_predict_inputs: int = Field(1024, description="inputs per /predict request")
+    predict_concurrency_per_tenant: int = Field(
+        4, description="/predict requests one tenant may have in flight (429 above)"
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024, description="largest body of any request but a dataset upload (413 above)"
+    )
+    max_json_depth: int = Field(32, description="deepest nesting of a JSON body or JSONL row")
+    max_dataset_rows: int = Field(1_000_000, description="rows per uploaded dataset")
+    max_eval_sets: int = Field(8, description="extra evaluation sets per job")
+    max_active_jobs_per_tenant: int = Field(
+        8, description="queued and running jobs one tenant may have (429 above)"
+    )
+    max_datasets_per_tenant: int = Field(200, description="datasets one tenant may store")
+    max_stored_bytes_per_tenant: int = Field(
+        2 * 1024**3, description="bytes of datasets one tenant may store"
+    )
+    event_retention_seconds: int = Field(
+        7 * 24 * 3600, description="how long a finished job's event stream stays in Redis"
+    )
+    max_job_attempts: int = Field(
+        3, description="runs of a job before a lost worker fails it (resumed from checkpoint)"
+    )
+    open_mode: bool = Field(
+        False, description="serve without API keys (tenant 'default'); binds to 127.0.0.1"
+    )
+    models_dir: Path | None = Field(
+        None, description="server-side directory whose models a job may name by path"
+    )
 
     def tenant_keys(self) -> dict[str, str]:
         """API key → tenant, from ``api_keys`` and ``api_keys_file``."""

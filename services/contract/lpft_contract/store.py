@@ -9,17 +9,24 @@ never used for state: its entries expire.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
-from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
+from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 
 PREFIX = "lpft"
 EVENTS_MAXLEN = 200_000
+#: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
+INDEXED = f"{PREFIX}:indexed"
 
 
 class Store:
@@ -30,9 +37,12 @@ class Store:
         artifacts_dir: the shared artifact volume.
     """
 
-    def __init__(self, client: redis.Redis, artifacts_dir: Path) -> None:
+    def __init__(
+        self, client: redis.Redis, artifacts_dir: Path, event_retention_s: int = 7 * 86_400
+    ) -> None:
         self.redis = client
         self.artifacts_dir = Path(artifacts_dir)
+        self.event_retention_s = event_retention_s
 
     # ---- paths on the artifact volume -------------------------------------------------------
 
@@ -53,12 +63,42 @@ class Store:
     def save_dataset(self, record: DatasetRecord, rows: list[dict[str, Any]]) -> DatasetRecord:
         """Write the rows and the record to the volume, then index the record in Redis."""
         path = Path(record.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        path.with_suffix(".json").write_text(record.model_dump_json(indent=2))
-        self.redis.set(self._key("dataset", record.id), record.model_dump_json())
-        self.redis.zadd(self._key("datasets", record.tenant), {record.id: record.created_at})
+        _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+        record = record.model_copy(update={"bytes": path.stat().st_size})
+        _write_atomic(path.with_suffix(".json"), record.model_dump_json(indent=2))
+        self._index_dataset(record)
         return record
+
+    def _index_dataset(self, record: DatasetRecord) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._key("dataset", record.id), record.model_dump_json())
+        pipe.zadd(self._key("datasets", record.tenant), {record.id: record.created_at})
+        pipe.hset(self._key("dataset-bytes", record.tenant), record.id, record.bytes)
+        pipe.execute()
+
+    def dataset_usage(self, tenant: str) -> tuple[int, int]:
+        """The tenant's stored datasets: how many, and their bytes on the volume."""
+        sizes = self.redis.hvals(self._key("dataset-bytes", tenant))
+        return len(sizes), sum(int(size) for size in sizes)
+
+    def delete_dataset(self, record: DatasetRecord) -> None:
+        """Remove the dataset's rows, record and index entries."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("dataset", record.id))
+        pipe.zrem(self._key("datasets", record.tenant), record.id)
+        pipe.hdel(self._key("dataset-bytes", record.tenant), record.id)
+        pipe.execute()
+        for path in (Path(record.path), Path(record.path).with_suffix(".json")):
+            path.unlink(missing_ok=True)
+
+    def jobs_using_dataset(self, tenant: str, dataset_id: str) -> list[str]:
+        """The tenant's unfinished jobs that will read ``dataset_id``."""
+        return [
+            job_id
+            for job_id in self.redis.smembers(self._key("active", tenant))
+            if (record := self.get_job(job_id)) is not None
+            and (dataset_id in record.dataset.values() or dataset_id in record.eval_sets.values())
+        ]
 
     def get_dataset(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
         """The dataset, if it exists and belongs to ``tenant``."""
@@ -76,12 +116,42 @@ class Store:
 
     # ---- jobs -------------------------------------------------------------------------------
 
+    def admit(self, tenant: str, job_id: str, cap: int) -> bool:
+        """Count ``job_id`` among the tenant's unfinished jobs unless ``cap`` are already
+        there (the add and the count are one transaction, so concurrent requests cannot
+        overshoot)."""
+        key = self._key("active", tenant)
+        pipe = self.redis.pipeline()
+        pipe.sadd(key, job_id)
+        pipe.scard(key)
+        _, count = pipe.execute()
+        if count > cap:
+            self.redis.srem(key, job_id)
+            return False
+        return True
+
+    def release(self, tenant: str, job_id: str) -> None:
+        """Stop counting ``job_id`` among the tenant's unfinished jobs."""
+        self.redis.srem(self._key("active", tenant), job_id)
+
     def create_job(self, record: JobRecord) -> JobRecord:
-        """Store a new queued job and its first event."""
-        self.redis.set(self._key("job", record.id), record.model_dump_json())
-        self.redis.zadd(self._key("jobs", record.tenant), {record.id: record.created_at})
+        """Store a new queued job and its first event (and its copy on the volume)."""
+        self._write_record(record)
+        self._index_job(record)
         self.append_event(record.id, "status", {"status": record.status.value})
         return record
+
+    def _index_job(self, record: JobRecord) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._key("job", record.id), record.model_dump_json())
+        pipe.zadd(self._key("jobs", record.tenant), {record.id: record.created_at})
+        if record.status == JobStatus.QUEUED:
+            pipe.zadd(self._key("queued"), {record.id: time.time()})
+        if record.status == JobStatus.RUNNING:
+            pipe.sadd(self._key("running"), record.id)
+        if not record.status.is_terminal:
+            pipe.sadd(self._key("active", record.tenant), record.id)
+        pipe.execute()
 
     def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
         """The job (from Redis, else its durable copy), if it belongs to ``tenant``."""
@@ -120,14 +190,46 @@ class Store:
             job_id,
             {JobStatus.QUEUED},
             lambda r: r.model_copy(
-                update={"status": JobStatus.RUNNING, "worker": worker, "started_at": time.time()}
+                update={
+                    "status": JobStatus.RUNNING,
+                    "worker": worker,
+                    "started_at": time.time(),
+                    "attempts": r.attempts + 1,
+                }
             ),
         )
         if record is not None:
             self.heartbeat(job_id, worker, ttl=60)
             self.redis.sadd(self._key("running"), job_id)
-            self.append_event(job_id, "status", {"status": "running", "worker": worker})
+            self.redis.zrem(self._key("queued"), job_id)
+            data = {"status": "running", "worker": worker, "attempt": record.attempts}
+            self.append_event(job_id, "status", data)
         return record
+
+    def requeue(self, job_id: str, reason: str) -> JobRecord | None:
+        """Put a running job whose run was lost back in the queue, to resume from its last
+        checkpoint; ``None`` if it is not running any more. The caller sends the task."""
+        record = self._transition(
+            job_id,
+            {JobStatus.RUNNING},
+            lambda r: r.model_copy(update={"status": JobStatus.QUEUED, "worker": None}),
+        )
+        if record is None:
+            return None
+        self.redis.delete(self._key("job", job_id, "lease"))
+        self.redis.srem(self._key("running"), job_id)
+        self.redis.zadd(self._key("queued"), {job_id: time.time()})
+        data = {"status": "queued", "retry": record.attempts + 1, "reason": reason}
+        self.append_event(job_id, "status", data)
+        return record
+
+    def queued_since(self, older_than_s: float) -> list[str]:
+        """Jobs queued (or re-queued) more than ``older_than_s`` seconds ago."""
+        return self.redis.zrangebyscore(self._key("queued"), 0, time.time() - older_than_s)
+
+    def touch_queued(self, job_id: str) -> None:
+        """Restart the clock of a queued job (its message was just sent again)."""
+        self.redis.zadd(self._key("queued"), {job_id: time.time()}, xx=True)
 
     def finish(
         self, job_id: str, status: JobStatus, error: ErrorInfo | None = None
@@ -149,15 +251,28 @@ class Store:
         if error is not None:
             data["error"] = error.model_dump()
         self.append_event(job_id, "status", data)
-        self.redis.delete(self._key("job", job_id, "lease"))
-        self.redis.srem(self._key("running"), job_id)
-        directory = self.job_dir(job_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "record.json").write_text(record.model_dump_json(indent=2))
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("job", job_id, "lease"), self._key("job", job_id, "cancel"))
+        pipe.srem(self._key("running"), job_id)
+        pipe.zrem(self._key("queued"), job_id)
+        pipe.srem(self._key("active", record.tenant), job_id)
+        pipe.execute()
         events, _ = self.events(job_id, after=None, limit=EVENTS_MAXLEN)
-        with (directory / "events.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(event) + "\n" for event in events)
+        _write_atomic(
+            self.job_dir(job_id) / "events.jsonl",
+            "".join(json.dumps(event) + "\n" for event in events),
+        )
+        # The volume holds the whole log now; Redis keeps it only for a while.
+        self.redis.expire(self._key("job", job_id, "events"), self.event_retention_s)
         return record
+
+    def delete_job(self, record: JobRecord) -> None:
+        """Remove a finished job: its record, events, model and every index entry."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
+        pipe.zrem(self._key("jobs", record.tenant), record.id)
+        pipe.execute()
+        shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Flag a running job for cancellation (a queued one is cancelled at once)."""
@@ -187,19 +302,16 @@ class Store:
         """Whether a worker has renewed the job's lease recently."""
         return bool(self.redis.exists(self._key("job", job_id, "lease")))
 
-    def reap_lost_jobs(self) -> list[str]:
-        """Fail every running job whose lease expired: its worker died (SIGKILL, OOM, lost
-        machine) without recording an outcome. Returns the ids it failed."""
-        reaped = []
+    def running_jobs(self) -> list[JobRecord]:
+        """Every running job (stale index entries are dropped on the way)."""
+        records = []
         for job_id in self.redis.smembers(self._key("running")):
             record = self.get_job(job_id)
             if record is None or record.status != JobStatus.RUNNING:
                 self.redis.srem(self._key("running"), job_id)
-                continue
-            if not self.lease_alive(job_id):
-                if self.finish(job_id, JobStatus.FAILED, worker_lost(record.worker)):
-                    reaped.append(job_id)
-        return reaped
+            else:
+                records.append(record)
+        return records
 
     # ---- events -----------------------------------------------------------------------------
 
@@ -259,13 +371,35 @@ class Store:
         bound = json.loads(value)
         return bound["fingerprint"], bound["job_id"]
 
-    def lookup_idempotency(self, tenant: str, key: str) -> tuple[str, str] | None:
-        """The ``(fingerprint, job_id)`` bound to ``key``, if any."""
-        value = self.redis.get(self._key("idempotency", tenant, key))
-        if value is None:
-            return None
-        bound = json.loads(value)
-        return bound["fingerprint"], bound["job_id"]
+    def forget_idempotency(self, tenant: str, key: str, job_id: str) -> None:
+        """Unbind ``key`` if it is bound to ``job_id`` (whose creation failed), so a retry
+        with the same key creates the job instead of returning the failed one."""
+        redis_key = self._key("idempotency", tenant, key)
+        value = self.redis.get(redis_key)
+        if value is not None and json.loads(value)["job_id"] == job_id:
+            self.redis.delete(redis_key)
+
+    # ---- recovery after Redis lost its data -------------------------------------------------
+
+    def indexes_present(self) -> bool:
+        """False once Redis has lost its data (a flush, a restart without persistence)."""
+        return bool(self.redis.exists(INDEXED))
+
+    def rebuild_indexes(self) -> int:
+        """Index every job and dataset the volume holds; returns how many records were
+        read. Unfinished jobs get their Redis record back, so their workers can still record
+        an outcome; a queued one is then found by the queue check and sent again."""
+        count = 0
+        for path in sorted((self.artifacts_dir / "datasets").glob("*.json")):
+            self._index_dataset(DatasetRecord.model_validate_json(path.read_text()))
+            count += 1
+        for path in sorted((self.artifacts_dir / "jobs").glob("*/record.json")):
+            record = JobRecord.model_validate_json(path.read_text())
+            if not self.redis.exists(self._key("job", record.id)):
+                self._index_job(record)
+            count += 1
+        self.redis.set(INDEXED, str(time.time()))
+        return count
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -289,7 +423,14 @@ class Store:
             pipe.set(key, new.model_dump_json())
             return new
 
-        return self.redis.transaction(attempt, key, value_from_callable=True)
+        record = self.redis.transaction(attempt, key, value_from_callable=True)
+        if record is not None:
+            self._write_record(record)
+        return record
+
+    def _write_record(self, record: JobRecord) -> None:
+        """The job's copy on the volume, which outlives Redis."""
+        _write_atomic(self.job_dir(record.id) / "record.json", record.model_dump_json(indent=2))
 
     def _page(self, key: str, after: str | None, limit: int) -> list[str]:
         if after is None:
@@ -315,6 +456,28 @@ def _stream_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def connect(url: str) -> redis.Redis:
-    """A Redis client for the store (string responses, short connect timeout)."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def connect(url: str, *, patient: bool = False) -> redis.Redis:
+    """A Redis client for the store (string responses, short connect timeout).
+
+    Connection errors are retried with exponential back-off: briefly for the API (a request
+    should fail fast), and for about two minutes with ``patient`` (workers and trainers,
+    which must ride out a Redis restart rather than give up a job).
+    """
+    retries = 40 if patient else 3
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )

@@ -31,7 +31,9 @@ def create_celery(settings: Settings) -> Celery:
         task_queues=[Queue(JobQueue.GPU.value), Queue(JobQueue.CPU.value)],
         task_default_queue=JobQueue.CPU.value,
         task_create_missing_queues=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A broker outage must not cost a running job: the task only watches its training
+        # child, which rides the outage out (see lpft_worker.tasks).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -10,33 +10,81 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
+import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from lpft_contract.records import ErrorInfo, JobStatus, worker_lost
-from lpft_contract.settings import get_settings
+import redis
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, worker_lost
+from lpft_contract.settings import Settings, get_settings
 from lpft_contract.store import Store, connect
 
 from lpft_core import CancelledError, LpftError, ProgressEvent
 from lpft_core.jobs import execute
+
+#: After a failed write, events are only buffered for this long before the next try, so a
+#: Redis outage costs training nothing.
+RETRY_AFTER_S = 2.0
+
+
+class BufferedEvents:
+    """Job events written in order, buffered in memory while Redis is unreachable.
+
+    Training must not wait for Redis: a write that fails keeps the event (and every later
+    one) pending, and the next write after ``RETRY_AFTER_S`` sends the backlog first. ``flush``
+    at the end waits for Redis as long as the patient store does.
+    """
+
+    def __init__(self, store: Store, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.retry_at = 0.0
+
+    def append(self, kind: str, data: dict[str, Any]) -> None:
+        """Queue an event and send what Redis will take now."""
+        self.pending.append((kind, data))
+        if time.monotonic() >= self.retry_at:
+            try:
+                self._send()
+            except redis.RedisError:
+                self.retry_at = time.monotonic() + RETRY_AFTER_S
+
+    def flush(self, store: Store) -> None:
+        """Send the backlog through ``store`` (a patient one), raising if Redis stays away."""
+        self.store, fast = store, self.store
+        try:
+            self._send()
+        finally:
+            self.store = fast
+
+    def _send(self) -> None:
+        while self.pending:
+            kind, data = self.pending[0]
+            self.store.append_event(self.job_id, kind, data)
+            self.pending.pop(0)
+
+    def reachable(self) -> bool:
+        """Whether Redis is worth asking right now (no failure in the last moments)."""
+        return time.monotonic() >= self.retry_at
 
 
 class EventPublisher:
     """Turns lpft_core progress events into job events: a ``stage`` event when a stage
     starts, a ``step`` event per optimisation step, an ``epoch`` event per epoch."""
 
-    def __init__(self, store: Store, job_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
+    def __init__(self, events: BufferedEvents) -> None:
+        self.events = events
         self.stage: str | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.stage != self.stage:
             self.stage = event.stage
-            self.store.append_event(
-                self.job_id, "stage", {"stage": event.stage, "total": event.total}
-            )
+            self.events.append("stage", {"stage": event.stage, "total": event.total})
         if "loss" in event.metrics:
             kind = "step"
         elif "epoch" in event.metrics:
@@ -46,18 +94,16 @@ class EventPublisher:
         else:
             return
         data = {"stage": event.stage, "step": event.step, "total": event.total, **event.metrics}
-        self.store.append_event(self.job_id, kind, data)
+        self.events.append(kind, data)
 
 
 @contextlib.contextmanager
-def warnings_as_events(store: Store, job_id: str) -> Iterator[None]:
+def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
     """Publish every warning raised while training (a probe that did not converge, a
     truncated input...) as a ``warning`` event, once per place it comes from."""
 
     def publish(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        store.append_event(
-            job_id, "warning", {"category": category.__name__, "message": str(message)}
-        )
+        events.append("warning", {"category": category.__name__, "message": str(message)})
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -69,45 +115,80 @@ def main(job_id: str) -> int:
     """Run the job; the exit status is 0 whenever an outcome was recorded."""
     settings = get_settings()
     store = Store(connect(settings.redis_url), settings.artifacts_dir)
-    record = store.get_job(job_id)
+    patient = Store(
+        connect(settings.redis_url, patient=True),
+        settings.artifacts_dir,
+        settings.event_retention_seconds,
+    )
+    record = patient.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:
         return 1
+    events = BufferedEvents(store, job_id)
     parent = os.getppid()
 
     def orphaned() -> bool:
         return os.getppid() != parent
 
     def should_stop() -> bool:
-        return orphaned() or store.cancel_requested(job_id)
+        if orphaned():
+            return True
+        if not events.reachable():
+            return False
+        try:
+            return store.cancel_requested(job_id)
+        except redis.RedisError:
+            return False
 
+    outcome = _run(record, events, should_stop, orphaned)
+    events.flush(patient)
+    if outcome is None:  # the worker died under us: resume elsewhere
+        _resume_elsewhere(patient, record, settings)
+    else:
+        patient.finish(job_id, *outcome)
+    return 0
+
+
+def _run(
+    record: JobRecord,
+    events: BufferedEvents,
+    should_stop: Callable[[], bool],
+    orphaned: Callable[[], bool],
+) -> tuple[JobStatus, ErrorInfo | None] | None:
+    """The job's outcome, or None when it stopped because its worker was lost."""
     try:
-        with warnings_as_events(store, job_id):
+        with warnings_as_events(events):
             execute(
                 record.kind,
                 record.spec,
-                f"Job {job_id} ({record.method or record.kind})",
-                progress=EventPublisher(store, job_id),
+                f"Job {record.id} ({record.method or record.kind})",
+                progress=EventPublisher(events),
                 should_stop=should_stop,
             )
     except CancelledError:
-        if orphaned():
-            store.finish(job_id, JobStatus.FAILED, worker_lost(record.worker))
-        else:
-            store.finish(job_id, JobStatus.CANCELLED)
-        return 0
+        return None if orphaned() else (JobStatus.CANCELLED, None)
     except LpftError as exc:
-        store.finish(job_id, JobStatus.FAILED, ErrorInfo(code=exc.code, message=str(exc)))
-        return 0
-    except Exception as exc:  # noqa: BLE001 - any crash must end as a failed job, with a reason
+        return JobStatus.FAILED, ErrorInfo(code=exc.code, message=str(exc))
+    except Exception:  # noqa: BLE001 - any crash must end as a failed job, with a reason
+        error_id = f"err-{uuid.uuid4().hex[:16]}"
+        sys.stderr.write(f"job {record.id} failed with error {error_id}:\n")
         traceback.print_exc()
-        store.finish(
-            job_id,
-            JobStatus.FAILED,
-            ErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}"),
+        message = (
+            "the job failed on an internal error; the operator can find it in the worker "
+            f"log under {error_id}"
         )
-        return 0
-    store.finish(job_id, JobStatus.SUCCEEDED)
-    return 0
+        return JobStatus.FAILED, ErrorInfo(code="internal", message=message)
+    return JobStatus.SUCCEEDED, None
+
+
+def _resume_elsewhere(store: Store, record: JobRecord, settings: Settings) -> None:
+    """Queue the job again at once (it resumes from its checkpoint), or fail it when this
+    was its last allowed run."""
+    if record.attempts >= settings.max_job_attempts:
+        store.finish(record.id, JobStatus.FAILED, worker_lost(record.worker, record.attempts))
+    elif store.requeue(record.id, f"worker {record.worker} died"):
+        Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).train(
+            record.id, record.queue
+        )
 
 
 if __name__ == "__main__":

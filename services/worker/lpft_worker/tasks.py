@@ -8,80 +8,109 @@ killed, the lease expires and the job is failed with a reason instead of staying
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
 
+import redis
 from celery import shared_task
-from lpft_contract.records import ErrorInfo, JobStatus, worker_lost
-from lpft_contract.settings import get_settings
+from lpft_contract.records import ErrorInfo, JobStatus
+from lpft_contract.settings import Settings, get_settings
 from lpft_contract.store import Store, connect
 from lpft_contract.tasks import TaskName
+
+logger = logging.getLogger("lpft.worker")
 
 
 @shared_task(name=TaskName.TRAIN, acks_late=True)
 def train(job_id: str) -> None:
-    """Run one training job to a terminal state (a redelivered finished job is a no-op)."""
+    """Run one queued job to a terminal state. A message for a job that is not queued is a
+    duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
+    job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""
     settings = get_settings()
-    store = Store(connect(settings.redis_url), settings.artifacts_dir)
+    patient = Store(
+        connect(settings.redis_url, patient=True),
+        settings.artifacts_dir,
+        settings.event_retention_seconds,
+    )
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    record = store.get_job(job_id)
-    if record is None or record.status.is_terminal:
+    record = patient.get_job(job_id)
+    if record is None or record.status != JobStatus.QUEUED:
         return
-    if record.status == JobStatus.RUNNING:
-        # A redelivery of a job another worker started: if that worker is alive it keeps the
-        # lease; otherwise it died mid-job and the job is failed (never run twice).
-        if not store.lease_alive(job_id):
-            store.finish(job_id, JobStatus.FAILED, worker_lost(record.worker))
-        return
-    if store.claim(job_id, worker) is None:
+    if patient.claim(job_id, worker) is None:
         return
     child = subprocess.Popen([sys.executable, "-m", "lpft_worker.runner", job_id])
-    _watch(
-        store,
-        job_id,
-        worker,
-        child,
-        settings.heartbeat_seconds,
-        settings.lease_seconds,
-        settings.cancel_grace_seconds,
-    )
+    store = Store(connect(settings.redis_url), settings.artifacts_dir)
+    if _watch(store, job_id, worker, child, settings):
+        _record_a_silent_death(patient, job_id, child.returncode)
 
 
 def _watch(
-    store: Store,
-    job_id: str,
-    worker: str,
-    child: subprocess.Popen[bytes],
-    heartbeat_s: float,
-    lease_s: float,
-    grace_s: float,
-) -> None:
+    store: Store, job_id: str, worker: str, child: subprocess.Popen[bytes], settings: Settings
+) -> bool:
+    """Renew the lease while the child trains; enforce a cancel after its grace. Returns
+    whether the outcome is this worker's to record.
+
+    While Redis is unreachable the child trains on. If the lease could not be renewed for
+    nearly two lease periods, the recovery pass may have handed the job to another worker,
+    so the child is killed first: two trainings never write one job. The same happens at
+    once if the job turns out to belong to someone else.
+    """
+    fence_s = 2 * settings.lease_seconds - 2 * settings.heartbeat_seconds
+    renewed = time.monotonic()
+    grace_s = settings.cancel_grace_seconds
     cancel_seen: float | None = None
     while child.poll() is None:
-        store.heartbeat(job_id, worker, ttl=lease_s)
-        if cancel_seen is None and store.cancel_requested(job_id):
-            cancel_seen = time.monotonic()
-        if cancel_seen is not None and time.monotonic() - cancel_seen > grace_s:
-            child.kill()
-            child.wait()
-            store.finish(job_id, JobStatus.CANCELLED)
-            return
         try:
-            child.wait(timeout=min(heartbeat_s, 0.5) if cancel_seen else heartbeat_s)
+            store.heartbeat(job_id, worker, ttl=settings.lease_seconds)
+            renewed = time.monotonic()
+            record = store.get_job(job_id)
+            if record is None or record.status != JobStatus.RUNNING or record.worker != worker:
+                _kill(child)
+                logger.warning("job %s is no longer this worker's; its training stopped", job_id)
+                return False
+            if cancel_seen is None and store.cancel_requested(job_id):
+                cancel_seen = time.monotonic()
+        except redis.RedisError as exc:
+            if time.monotonic() - renewed > fence_s:
+                _kill(child)
+                logger.warning(
+                    "job %s: Redis unreachable for %.0f s (%s); training stopped "
+                    "so that the job can resume elsewhere",
+                    job_id,
+                    fence_s,
+                    exc,
+                )
+                return False
+        if cancel_seen is not None and time.monotonic() - cancel_seen > grace_s:
+            _kill(child)
+            store.finish(job_id, JobStatus.CANCELLED)
+            return False
+        try:
+            child.wait(timeout=0.5 if cancel_seen else settings.heartbeat_seconds)
         except subprocess.TimeoutExpired:
             pass
+    return True
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    child.kill()
+    child.wait()
+
+
+def _record_a_silent_death(store: Store, job_id: str, returncode: int) -> None:
+    """The child exited; if it recorded no outcome (killed, out of memory), record one."""
     record = store.get_job(job_id)
-    if record is not None and not record.status.is_terminal:
-        # The child died without recording an outcome (killed, out of memory, crashed).
+    if record is not None and record.status == JobStatus.RUNNING:
         store.finish(
             job_id,
             JobStatus.FAILED,
             ErrorInfo(
                 code="training_process_died",
-                message=f"the training process exited with code {child.returncode} before "
+                message=f"the training process exited with code {returncode} before "
                 "finishing (killed or out of memory?); see the worker log",
             ),
         )

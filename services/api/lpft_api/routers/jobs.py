@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -20,8 +21,10 @@ from lpft_contract.store import Store
 from lpft_contract.tasks import queue_for_device
 
 from lpft_api.deps import EnqueuerDep, JobDep, ModelsDep, SettingsDep, StoreDep, TenantDep
-from lpft_api.errors import ApiError, Conflict, NotFound, Unprocessable
+from lpft_api.errors import ApiError, Conflict, NotFound, TooManyRequests, Unprocessable
+from lpft_api.models import check_model
 from lpft_api.schemas import (
+    RESOURCE_ID,
     CompareJobCreate,
     DatasetRef,
     EventList,
@@ -41,6 +44,8 @@ from lpft_core.jobs import JobKind
 from lpft_core.recalibrate import recalibrate
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+#: Redis stream ids, the only cursors the event log accepts.
+EVENT_ID = r"^\d{1,20}-\d{1,20}$"
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem},
     409: {"model": Problem},
@@ -81,25 +86,41 @@ def create_job(
             existing = _wait_for_job(store, bound_id, tenant)
             response.headers["Location"] = f"/jobs/{existing.id}"
             return JobPublic.from_record(existing)
-    store.create_job(record)
     try:
+        _admit(store, record, settings)
+        store.create_job(record)
         enqueuer.train(record.id, record.queue)
-    except Exception as exc:  # noqa: BLE001 - the job must not sit queued forever
+    except Exception as exc:
+        if idempotency_key:  # a retry with this key must create the job, not find this one
+            store.forget_idempotency(tenant, idempotency_key, record.id)
+        if isinstance(exc, ApiError):
+            raise
         store.finish(
             record.id,
             JobStatus.FAILED,
-            ErrorInfo(code="queue_unavailable", message=f"could not queue: {exc}"),
+            ErrorInfo(code="queue_unavailable", message="the job queue was unreachable"),
         )
         raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
     response.headers["Location"] = f"/jobs/{record.id}"
     return JobPublic.from_record(record)
 
 
+def _admit(store: Store, record: JobRecord, settings: Settings) -> None:
+    """Count the job against its tenant's cap on unfinished jobs, or refuse it (429)."""
+    cap = settings.max_active_jobs_per_tenant
+    if not store.admit(record.tenant, record.id, cap):
+        raise TooManyRequests(
+            f"you have {cap} unfinished jobs, the most allowed at once; wait for one to "
+            "finish or cancel one",
+            retry_after=30,
+        )
+
+
 @router.get("", response_model=JobList)
 def list_jobs(
     store: StoreDep,
     tenant: TenantDep,
-    after: str | None = None,
+    after: Annotated[str | None, Query(pattern=RESOURCE_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: JobStatus | None = None,
 ) -> JobList:
@@ -118,6 +139,16 @@ def list_jobs(
 def get_job(job: JobDep) -> JobPublic:
     """One job."""
     return JobPublic.from_record(job)
+
+
+@router.delete("/{job_id}", status_code=204, responses=PROBLEMS)
+def delete_job(job: JobDep, store: StoreDep) -> Response:
+    """Delete a finished job: its record, events, model and reports. A queued or running job
+    must be cancelled first (409)."""
+    if not job.status.is_terminal:
+        raise Conflict(f"job {job.id} is {job.status.value}; cancel it before deleting it")
+    store.delete_job(job)
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=PROBLEMS)
@@ -141,13 +172,19 @@ async def job_events(
     request: Request,
     job: JobDep,
     store: StoreDep,
-    after: str | None = None,
+    after: Annotated[str | None, Query(pattern=EVENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """The job's event log as JSON pages, or live as Server-Sent Events when the client sends
     ``Accept: text/event-stream`` (resumable with ``Last-Event-ID``)."""
     if "text/event-stream" in request.headers.get("accept", ""):
         start = request.headers.get("last-event-id") or after
+        if start is not None and not re.fullmatch(EVENT_ID, start):
+            raise Unprocessable(
+                f"{start!r} is not an event id (like 1700000000000-0); resume from the id of "
+                "the last event received",
+                field="Last-Event-ID",
+            )
         return StreamingResponse(
             _event_stream(request, store, job.id, start),
             media_type="text/event-stream",
@@ -189,10 +226,12 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
     """The trained model directory as a ``.tar.gz`` archive."""
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; artifacts exist once it succeeded")
-    archive = store.job_dir(job.id) / "model.tar.gz"
+    archive = store.job_dir(job.id) / f"model-{_content_version(store.model_dir(job.id))}.tar.gz"
     if not archive.is_file():
-        # Built once under a unique name, then renamed: a concurrent download never sees a
-        # half-written archive.
+        # Built under a unique name, then renamed: a concurrent download never sees a
+        # half-written archive. Archives of earlier versions (before a re-calibration) go.
+        for stale in store.job_dir(job.id).glob("model-*.tar.gz"):
+            stale.unlink(missing_ok=True)
         partial = shutil.make_archive(
             str(store.job_dir(job.id) / f".model-{uuid.uuid4().hex}"),
             "gztar",
@@ -201,6 +240,17 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
         )
         FsPath(partial).replace(archive)
     return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}.tar.gz")
+
+
+def _content_version(directory: FsPath) -> str:
+    """A digest of the names, sizes and modification times of the directory's files: any
+    change to the model (a new temperature, say) makes a new archive."""
+    stats = sorted(
+        (str(path.relative_to(directory)), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in directory.rglob("*")
+        if path.is_file()
+    )
+    return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
 
 
 @router.get(
@@ -317,13 +367,19 @@ def _new_record(
             )
         model_dir = str(store.model_dir(source_job))
         dataset = dataset or DatasetRef(**source.dataset)
+    if len(body.eval_sets) > settings.max_eval_sets:
+        raise Unprocessable(
+            f"{len(body.eval_sets)} eval sets; the limit is {settings.max_eval_sets} per job",
+            field="eval_sets",
+        )
+    model = check_model(body.model, settings.models_dir)
     data = _data_files(tenant, dataset, body.eval_sets, body.seed, store, settings)
     if isinstance(body, FinetuneJobCreate):
         spec: Any = JobSpec(
             method=body.method,
             data=data,
             output_dir=output_dir,
-            model=body.model,
+            model=model,
             hyperparameters=hyperparameters,
             max_text_chars=settings.max_text_chars,
         )
@@ -331,7 +387,7 @@ def _new_record(
         spec = CompareSpec(
             data=data,
             output_dir=output_dir,
-            model=body.model,
+            model=model,
             methods=body.methods,
             hyperparameters=hyperparameters,
             ntk_samples=body.ntk_samples,
@@ -341,7 +397,7 @@ def _new_record(
         spec = AnalysisSpec(
             data=data,
             output_dir=output_dir,
-            model=body.model,
+            model=model,
             model_dir=model_dir,
             ntk="ntk" in body.analyses,
             features="features" in body.analyses,
@@ -358,7 +414,7 @@ def _new_record(
         method=body.method.value if isinstance(body, FinetuneJobCreate) else None,
         methods=[m.value for m in methods] if methods is not None else None,
         source_job=source_job,
-        model=body.model,
+        model=model,
         dataset=dataset.model_dump(),
         eval_sets=body.eval_sets,
         hyperparameters={**hyper, "seed": body.seed},

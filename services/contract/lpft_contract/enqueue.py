@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+
 from lpft_contract.tasks import TaskName
 
 

@@ -1,0 +1,73 @@
+"""The request gate's parts, without a server: JSON depth, key lookup, model names, the
+refusal to start open by accident, and strict JSON for metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from lpft_api.errors import ApiError
+from lpft_api.guard import Keys, json_depth
+from lpft_api.main import create_app
+from lpft_api.models import check_model
+from lpft_contract.settings import Settings
+
+from lpft_core.artifacts import write_json
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"{}", 1),
+        (b'{"a": [1, {"b": [[]]}]}', 5),
+        (b'{"text": "[[[[[[ not brackets {{{{"}', 1),
+        (b'{"text": "an \\"escaped [[[ quote"}', 1),
+        (b"[" * 5000 + b"]" * 5000, 5000),
+        (b'"just a string"', 0),
+    ],
+)
+def test_json_depth_counts_nesting_outside_strings(body: bytes, depth: int) -> None:
+    assert json_depth(body) == depth
+
+
+def test_keys_map_each_key_to_its_tenant_only() -> None:
+    keys = Keys({"key-a": "alice", "key-b": "bob"})
+    assert keys.tenant("key-a") == "alice" and keys.tenant("key-b") == "bob"
+    assert keys.tenant("key-") is None and keys.tenant("") is None
+    assert not Keys({})
+
+
+def test_the_api_refuses_to_start_without_keys_unless_open_mode_is_asked_for() -> None:
+    with pytest.raises(RuntimeError, match="LPFT_API_KEYS"):
+        create_app(Settings(api_keys="", open_mode=False))
+    create_app(Settings(api_keys="", open_mode=True))
+    create_app(Settings(api_keys="alice:secret"))
+
+
+def test_models_are_hub_ids_or_directories_under_the_models_dir(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "mine").mkdir(parents=True)
+    assert check_model(None, None) is None
+    assert check_model("roberta-base", None) == "roberta-base"
+    assert check_model("FacebookAI/roberta-base", None) == "FacebookAI/roberta-base"
+    assert check_model("mine", models) == str((models / "mine").resolve())
+    assert check_model(str(models / "mine"), models) == str((models / "mine").resolve())
+    for outside in ("/etc", "../models/../../etc", str(tmp_path), "mine/../../"):
+        with pytest.raises(ApiError) as info:
+            check_model(outside, models)
+        assert info.value.field == "model" and str(models) not in info.value.detail
+    with pytest.raises(ApiError, match="takes no model paths"):
+        check_model("/etc", None)
+
+
+def test_non_finite_metrics_are_written_as_null_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    write_json(path, {"features": {"test": {"scatter_ratio": math.inf}}, "ok": [1.0, math.nan]})
+    value = json.loads(path.read_text())  # strict JSON: no NaN or Infinity tokens
+    assert value["features"]["test"]["scatter_ratio"] is None and value["ok"] == [1.0, None]
+    assert value["non_finite"] == [
+        "features.test.scatter_ratio was inf, written as null",
+        "ok[1] was nan, written as null",
+    ]
