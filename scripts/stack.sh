@@ -32,6 +32,10 @@ up() {
   fi
   export LPFT_REDIS_URL="${LPFT_REDIS_URL:-redis://127.0.0.1:6379/0}"
   export LPFT_ARTIFACTS_DIR="${LPFT_ARTIFACTS_DIR:-$PWD/runs/service}"
+  # The local stack listens on 127.0.0.1 only; without keys it runs in open mode, said aloud.
+  if [ -z "${LPFT_API_KEYS:-}${LPFT_API_KEYS_FILE:-}" ]; then
+    export LPFT_OPEN_MODE=true
+  fi
   port=$(free_port "${LPFT_API_PORT:-8000}")
   export LPFT_API_PORT=$port
   nohup "$BIN/celery" -A lpft_worker.celery_app worker -Q cpu,gpu -P solo -n "local@%h" \

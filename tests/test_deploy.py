@@ -76,3 +76,10 @@ def test_commands_name_importable_modules() -> None:
     assert importlib.import_module(celery_module).app.main == "lpft"
     for queue in ("gpu", "cpu"):
         assert f"LPFT_WORKER_QUEUE: {queue}" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_compose_never_serves_without_keys_and_publishes_on_loopback() -> None:
+    api = SERVICES["api"]
+    assert api["environment"]["LPFT_API_KEYS"].startswith("${LPFT_API_KEYS:?")
+    assert "LPFT_OPEN_MODE" not in api["environment"]
+    assert api["ports"] == ["${LPFT_API_BIND:-127.0.0.1}:${LPFT_API_PORT:-8000}:8000"]
