@@ -161,6 +161,11 @@ class JobSpec:
         max_text_chars: longest accepted ``text`` or ``text_pair``, in characters.
         ntk_samples: when positive, the exact NTK at the start of the FT stage on this many
             stratified train samples (and as many evaluation samples) is added to the metrics.
+        checkpoint_dir: where the job keeps what it needs to resume after an interruption
+            (the probe, the NTK statistics, the training state after each epoch; see
+            ``lpft_core.checkpoint``); a rerun of the same spec continues from there, and the
+            directory is deleted once the model is saved. Keep it outside ``output_dir``.
+            ``None`` writes no checkpoint.
     """
 
     method: Method
@@ -170,6 +175,7 @@ class JobSpec:
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     max_text_chars: int = 20_000
     ntk_samples: int = 0
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         try:

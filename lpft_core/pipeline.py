@@ -1,13 +1,15 @@
 """``run_job``: data → (LP) → (FT | LoRA) → temperature scaling → artifact.
 
 The one entry point used by the CLI and the worker, so both train exactly the same way.
+With ``JobSpec.checkpoint_dir`` a job saves its probe, NTK statistics and training state as it
+goes (``lpft_core.checkpoint``), and a rerun of the same spec resumes from them.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from lpft_core.calibration import (
     reliability_bins,
     scaled_softmax,
 )
+from lpft_core.checkpoint import NTK, PROBE, TRAINING, JobCheckpoint, job_identity
 from lpft_core.config import JobSpec
 from lpft_core.data import DatasetSplits, build_splits, read_examples
 from lpft_core.errors import CancelledError
@@ -105,9 +108,14 @@ def run_job(
         spec: the job.
         progress: called with a ``ProgressEvent`` at every step of every stage.
         should_stop: polled between steps; when it returns True the job raises
-            ``CancelledError`` within one step and writes nothing.
+            ``CancelledError`` within one step and writes nothing but its checkpoint.
         probe: a probe already fitted on the same data and model (``fit_probe``), used
             instead of fitting one.
+
+    With ``spec.checkpoint_dir``, the probe is saved after LP and the training state after
+    every FT/LoRA epoch; a rerun of the same spec reuses them (announced as a progress event
+    with ``resumed_from_epoch``) and ends with the metrics of an uninterrupted run. The
+    directory is deleted once the model is saved.
 
     Returns:
         The artifact directory and the job's metrics (also saved as ``metrics.json``).
@@ -159,22 +167,29 @@ def run_job(
     with _timed(timing, "features"):
         pretrained_features = {name: features_of(model, key) for name, (key, _) in reported.items()}
 
+    checkpoints = (
+        JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec)) if spec.checkpoint_dir else None
+    )
     head = classifier_head(model)
     initial_norm = float(head.weight.detach().norm())
     probe_summary = None
     if spec.method.uses_probe:
         with _timed(timing, "lp"):
             if probe is None:
-                probe = fit_probe_on(
-                    model,
-                    encoded,
-                    y_train,
-                    y_validation,
-                    hp.batch_size,
-                    hp.seed,
-                    device,
+                probe = _saved_or_fitted_probe(
+                    checkpoints,
+                    lambda: fit_probe_on(
+                        model,
+                        encoded,
+                        y_train,
+                        y_validation,
+                        hp.batch_size,
+                        hp.seed,
+                        device,
+                        progress,
+                        should_stop,
+                    ),
                     progress,
-                    should_stop,
                 )
             install_head(head, probe.weight, probe.bias)
             probe_summary = probe.summary
@@ -191,18 +206,20 @@ def run_job(
             trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
         if spec.ntk_samples:
             with _timed(timing, "ntk"):
-                progress(ProgressEvent("ntk", 0, 1))
-                ntk = ntk_at_start(
-                    trained,
-                    encoded,
-                    y_train,
-                    y_eval,
-                    spec.ntk_samples,
-                    hp.seed,
-                    device,
-                    should_stop,
+                ntk = _saved_or_measured_ntk(
+                    checkpoints,
+                    lambda: ntk_at_start(
+                        trained,
+                        encoded,
+                        y_train,
+                        y_eval,
+                        spec.ntk_samples,
+                        hp.seed,
+                        device,
+                        should_stop,
+                    ),
+                    progress,
                 )
-                progress(ProgressEvent("ntk", 1, 1, {"ft_ratio": ntk.ft_ratio}))
         with _timed(timing, stage):
             options = TrainingOptions(
                 epochs=hp.epochs,
@@ -225,6 +242,7 @@ def run_job(
                 stage=stage,
                 progress=progress,
                 should_stop=should_stop,
+                checkpoint=checkpoints.path(TRAINING) if checkpoints else None,
             )
     parameters = ParameterCounts(
         total=sum(p.numel() for p in trained.parameters()),
@@ -331,6 +349,8 @@ def run_job(
             metrics.to_dict(),
             spec.to_dict(),
         )
+        if checkpoints is not None:
+            checkpoints.remove()
         progress(ProgressEvent("save", 1, 1))
     return JobResult(output_dir=out, metrics=metrics)
 
@@ -398,12 +418,51 @@ def fit_probe_on(
         train_accuracy=float(probe.score(features["train"], y_train)),
         validation_accuracy=float(probe.score(features["validation"], y_validation)),
     )
-    progress(
-        ProgressEvent(
-            "lp", 3, 3, {"C": summary.C, "validation_accuracy": summary.validation_accuracy}
-        )
-    )
+    progress(_probe_fitted(summary))
     return FittedProbe(summary, *probe.head_parameters())
+
+
+def _probe_fitted(summary: ProbeSummary) -> ProgressEvent:
+    """The last event of the LP stage."""
+    return ProgressEvent(
+        "lp", 3, 3, {"C": summary.C, "validation_accuracy": summary.validation_accuracy}
+    )
+
+
+def _saved_or_fitted_probe(
+    checkpoints: JobCheckpoint | None,
+    fit: Callable[[], FittedProbe],
+    progress: ProgressCallback,
+) -> FittedProbe:
+    """The probe an earlier run of this job saved, reported as LP's last event, or ``fit()``
+    saved for a later run. Reusing it skips LP and installs the very head the interrupted run
+    trained from (LP is deterministic, but not free)."""
+    saved: FittedProbe | None = checkpoints.load(PROBE) if checkpoints else None
+    if saved is not None:
+        progress(_probe_fitted(saved.summary))
+        return saved
+    fitted = fit()
+    if checkpoints is not None:
+        checkpoints.save(PROBE, fitted)
+    return fitted
+
+
+def _saved_or_measured_ntk(
+    checkpoints: JobCheckpoint | None,
+    measure: Callable[[], NtkStatistics],
+    progress: ProgressCallback,
+) -> NtkStatistics:
+    """The NTK statistics an earlier run of this job saved, or ``measure()`` saved for a later
+    run. They are saved rather than measured again on resume: the kernel can take minutes,
+    and it is taken before the first step, which a resumed run is long past."""
+    ntk: NtkStatistics | None = checkpoints.load(NTK) if checkpoints else None
+    if ntk is None:
+        progress(ProgressEvent("ntk", 0, 1))
+        ntk = measure()
+        if checkpoints is not None:
+            checkpoints.save(NTK, ntk)
+    progress(ProgressEvent("ntk", 1, 1, {"ft_ratio": ntk.ft_ratio}))
+    return ntk
 
 
 def ntk_at_start(

@@ -6,6 +6,8 @@ import math
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from lpft_core.batching import (
     to_device,
 )
 from lpft_core.calibration import nll_from_logits
+from lpft_core.checkpoint import load_checkpoint, save_checkpoint
 from lpft_core.dropout import FastCpuDropout
 from lpft_core.errors import CancelledError, TrainingDivergedError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
@@ -64,6 +67,41 @@ class EpochRecord:
     validation_loss: float
     validation_accuracy: float
     seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """Everything ``train`` needs to go on after a completed epoch exactly as if it had never
+    stopped: the trainable weights (all of them in FT; adapters and head in LoRA), the AdamW
+    and learning-rate schedule states, the states of every random generator (batch order,
+    dropout masks, torch's own) and the history so far.
+
+    For full FT of the default MiniLM (22.7M weights) it takes about 270 MB, the weights and
+    AdamW's two moments in fp32, plus 90 MB more when the best epoch so far is not the last
+    one (its weights are kept too); ``train`` writes it once per epoch. A LoRA one is about
+    1 MB.
+    """
+
+    step: int
+    parameters: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    batch_order: dict[str, Any]
+    dropout: dict[str, Any] | None
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None
+    steps: list[StepRecord]
+    epochs: list[EpochRecord]
+    best_accuracy: float
+    best_epoch: int
+    #: The best epoch's weights, or ``None`` when that epoch is the last one saved (the
+    #: weights are then ``parameters`` and are not stored twice).
+    best_state: dict[str, torch.Tensor] | None
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return len(self.epochs)
 
 
 @dataclass(frozen=True)
@@ -137,6 +175,7 @@ def train(
     stage: str = "ft",
     progress: ProgressCallback = no_progress,
     should_stop: StopCallback = never_stop,
+    checkpoint: Path | None = None,
 ) -> TrainingResult:
     """Train the parameters of ``model`` that require grad, in place.
 
@@ -148,113 +187,229 @@ def train(
     everything stays fp32, dropout masks come from :class:`FastCpuDropout` and every step
     is published as it ends.
 
+    With ``checkpoint``, a :class:`TrainingCheckpoint` is written to that file after every
+    epoch, and when the file already exists training first restores it and goes on at the
+    next epoch with the steps, numbers and kept epoch of a run that never stopped: bit for bit
+    on the CPU, up to the nondeterministic kernels on CUDA. The resume is published as a
+    progress event with the metric ``resumed_from_epoch``. The caller vouches that the file
+    was written for this model, data and options, as ``run_job`` does through the job's
+    identity.
+
     Raises:
         CancelledError: ``should_stop()`` returned True (checked before every step).
         TrainingDivergedError: the loss became NaN or infinite.
     """
-    params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(
-        params,
-        lr=options.learning_rate,
-        weight_decay=options.weight_decay,
-        # One fused kernel instead of a loop over tensors: on the CPU the unfused update of
-        # MiniLM's 22.7M weights took 100 ms a step, more than the forward pass; fused, 16 ms.
-        fused=device.type in ("cpu", "cuda"),
+    run = _Run(
+        model,
+        (train_data, train_labels, validation_data, validation_labels),
+        options,
+        device,
+        stage,
+        progress,
+        should_stop,
     )
-    steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
-    total = options.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / total))
-    order = np.random.default_rng(options.seed)
-    torch.manual_seed(options.seed)
-    labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
-    head = classifier_head(model)
-    # Reading a loss or a norm back to the host waits for the GPU to finish the step, so on
-    # CUDA the step metrics stay on the device and are read in blocks of LOG_EVERY steps.
-    log_every = LOG_EVERY if device.type == "cuda" else 1
-    log = _StepLog(stage, total, progress)
-    # Only the training call is compiled; evaluation and everything that reads the model's
-    # attributes (head, parameters, best-epoch state) use the module itself.
-    forward = torch.compile(model, dynamic=True) if options.compile else model
-    # torch's CPU dropout masks cost more than a tenth of a step; a compiled model draws its
-    # own masks inside the generated code.
-    dropout: AbstractContextManager[object] = (
-        FastCpuDropout(order.spawn(1)[0])
-        if device.type == "cpu" and not options.compile
-        else nullcontext()
-    )
+    if checkpoint is not None and checkpoint.exists():
+        run.restore(load_checkpoint(checkpoint))
+    for epoch in range(len(run.epochs) + 1, options.epochs + 1):
+        run.run_epoch(epoch)
+        if checkpoint is not None:
+            save_checkpoint(run.snapshot(), checkpoint)
+    run.keep_best()
+    return TrainingResult(steps=run.log.records, epochs=run.epochs, best_epoch=run.best_epoch)
 
-    epochs: list[EpochRecord] = []
-    best_accuracy, best_epoch, best_state = -1.0, 0, None
-    step = 0
-    for epoch in range(1, options.epochs + 1):
+
+class _Run:
+    """One ``train`` call: what it trains on, and all the state an epoch changes."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: tuple[EncodedTexts, np.ndarray, EncodedTexts, np.ndarray],
+        options: TrainingOptions,
+        device: torch.device,
+        stage: str,
+        progress: ProgressCallback,
+        should_stop: StopCallback,
+    ) -> None:
+        self.model, self.options, self.device, self.stage = model, options, device, stage
+        self.progress, self.should_stop = progress, should_stop
+        self.train_data, train_labels, self.validation_data, self.validation_labels = data
+        self.labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64))
+        self.params = trainable_parameters(model)
+        self.optimizer = torch.optim.AdamW(
+            self.params,
+            lr=options.learning_rate,
+            weight_decay=options.weight_decay,
+            # One fused kernel instead of a loop over tensors: on the CPU the unfused update of
+            # MiniLM's 22.7M weights took 100 ms a step, more than the forward pass; fused, 16 ms.
+            fused=device.type in ("cpu", "cuda"),
+        )
+        total = options.epochs * math.ceil(len(self.train_data) / options.batch_size)
+        self.total = total
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: max(0.0, 1 - s / total)
+        )
+        self.order = np.random.default_rng(options.seed)
+        torch.manual_seed(options.seed)
+        self.head = classifier_head(model)
+        # Reading a loss or a norm back to the host waits for the GPU to finish the step, so on
+        # CUDA the step metrics stay on the device and are read in blocks of LOG_EVERY steps.
+        self.log_every = LOG_EVERY if device.type == "cuda" else 1
+        self.log = _StepLog(stage, total, progress)
+        # Only the training call is compiled; evaluation and everything that reads the model's
+        # attributes (head, parameters, best-epoch state) use the module itself.
+        self.forward = torch.compile(model, dynamic=True) if options.compile else model
+        # torch's CPU dropout masks cost more than a tenth of a step; a compiled model draws
+        # its own masks inside the generated code.
+        self.masks = (
+            self.order.spawn(1)[0] if device.type == "cpu" and not options.compile else None
+        )
+        self.dropout: AbstractContextManager[object] = (
+            FastCpuDropout(self.masks) if self.masks is not None else nullcontext()
+        )
+        self.epochs: list[EpochRecord] = []
+        self.best_accuracy, self.best_epoch = -1.0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.step = 0
+
+    def run_epoch(self, epoch: int) -> None:
+        """Train one epoch, validate, and keep the weights if they are the best so far."""
         started = time.perf_counter()
-        model.train()
-        if options.group_by_length:
-            batches = length_grouped_batches(train_data.lengths, options.batch_size, order)
+        self.model.train()
+        size = self.options.batch_size
+        if self.options.group_by_length:
+            batches = length_grouped_batches(self.train_data.lengths, size, self.order)
         else:
-            batches = shuffled_batches(len(train_data), options.batch_size, order)
+            batches = shuffled_batches(len(self.train_data), size, self.order)
         for indices in batches:
-            if should_stop():
-                raise CancelledError(f"stopped on request at {stage} step {step} of {total}")
-            batch = train_data.batch(indices, device)
-            with autocast_for(device), dropout:
-                logits = forward(**batch).logits
-            loss = cross_entropy(logits.float(), to_device(labels[indices], device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if options.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            with torch.no_grad():
-                log.add(
-                    step,
-                    epoch,
-                    torch.stack([loss.detach(), head.weight.norm(), head.bias.norm()]),
-                    float(scheduler.get_last_lr()[0]),
+            if self.should_stop():
+                raise CancelledError(
+                    f"stopped on request at {self.stage} step {self.step} of {self.total}"
                 )
-            if step % log_every == 0:
-                log.flush()
-        log.flush()
-        epoch_losses = [record.loss for record in log.records[-len(batches) :]]
-        validation_logits = forward_all(
-            model,
-            validation_data,
-            batch_size=options.batch_size,
-            device=device,
-            should_stop=should_stop,
-        )
-        accuracy = float((validation_logits.argmax(axis=1) == validation_labels).mean())
-        epochs.append(
-            EpochRecord(
-                epoch=epoch,
-                train_loss=float(np.mean(epoch_losses)),
-                validation_loss=nll_from_logits(validation_logits, validation_labels),
-                validation_accuracy=accuracy,
-                seconds=time.perf_counter() - started,
+            self._step(epoch, indices)
+        self.log.flush()
+        losses = [record.loss for record in self.log.records[-len(batches) :]]
+        self._validate(epoch, losses, started)
+
+    def _step(self, epoch: int, indices: np.ndarray) -> None:
+        batch = self.train_data.batch(indices, self.device)
+        with autocast_for(self.device), self.dropout:
+            logits = self.forward(**batch).logits
+        loss = cross_entropy(logits.float(), to_device(self.labels[indices], self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.options.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.options.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        with torch.no_grad():
+            self.log.add(
+                self.step,
+                epoch,
+                torch.stack([loss.detach(), self.head.weight.norm(), self.head.bias.norm()]),
+                float(self.scheduler.get_last_lr()[0]),
             )
+        if self.step % self.log_every == 0:
+            self.log.flush()
+
+    def _validate(self, epoch: int, losses: list[float], started: float) -> None:
+        validation_logits = forward_all(
+            self.model,
+            self.validation_data,
+            batch_size=self.options.batch_size,
+            device=self.device,
+            should_stop=self.should_stop,
         )
-        progress(
+        accuracy = float((validation_logits.argmax(axis=1) == self.validation_labels).mean())
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=float(np.mean(losses)),
+            validation_loss=nll_from_logits(validation_logits, self.validation_labels),
+            validation_accuracy=accuracy,
+            seconds=time.perf_counter() - started,
+        )
+        self.epochs.append(record)
+        self.progress(
             ProgressEvent(
-                stage,
-                step,
-                total,
+                self.stage,
+                self.step,
+                self.total,
                 {
                     "epoch": float(epoch),
-                    "validation_loss": epochs[-1].validation_loss,
+                    "validation_loss": record.validation_loss,
                     "validation_accuracy": accuracy,
                 },
             )
         )
-        if accuracy > best_accuracy:
-            best_accuracy, best_epoch = accuracy, epoch
-            best_state = {
-                name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad
-            }
-    if best_epoch != options.epochs and best_state is not None:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in best_state:
-                    p.copy_(best_state[name])
-    return TrainingResult(steps=log.records, epochs=epochs, best_epoch=best_epoch)
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = accuracy, epoch
+            self.best_state = _trainable_weights(self.model, clone=True)
+
+    def snapshot(self) -> TrainingCheckpoint:
+        """The state after the last completed epoch. It shares the live weights and optimiser
+        tensors, so save it before the next step."""
+        return TrainingCheckpoint(
+            step=self.step,
+            parameters=_trainable_weights(self.model, clone=False),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            batch_order=self.order.bit_generator.state,
+            dropout=self.masks.bit_generator.state if self.masks is not None else None,
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            steps=list(self.log.records),
+            epochs=list(self.epochs),
+            best_accuracy=self.best_accuracy,
+            best_epoch=self.best_epoch,
+            best_state=None if self.best_epoch == len(self.epochs) else self.best_state,
+        )
+
+    def restore(self, saved: TrainingCheckpoint) -> None:
+        """Continue from ``saved``: the next epoch then runs as it did, or would have, after
+        the one ``saved`` ends with, and the resume is published."""
+        _copy_weights(self.model, saved.parameters)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(saved.scheduler)
+        self.order.bit_generator.state = saved.batch_order
+        # A run resumed on another kind of device lacks the other's generator: it goes on,
+        # correctly but with other random draws.
+        if self.masks is not None and saved.dropout is not None:
+            self.masks.bit_generator.state = saved.dropout
+        torch.set_rng_state(saved.torch_rng)
+        if self.device.type == "cuda" and saved.cuda_rng is not None:
+            torch.cuda.set_rng_state(saved.cuda_rng, self.device)
+        self.step = saved.step
+        self.log.records = list(saved.steps)
+        self.epochs = list(saved.epochs)
+        self.best_accuracy, self.best_epoch = saved.best_accuracy, saved.best_epoch
+        self.best_state = (
+            saved.best_state
+            if saved.best_state is not None
+            else _trainable_weights(self.model, clone=True)
+        )
+        self.progress(
+            ProgressEvent(
+                self.stage, self.step, self.total, {"resumed_from_epoch": float(saved.epoch)}
+            )
+        )
+
+    def keep_best(self) -> None:
+        """Put back the best epoch's weights when it is not the last epoch."""
+        if self.best_epoch != self.options.epochs and self.best_state is not None:
+            _copy_weights(self.model, self.best_state)
+
+
+def _trainable_weights(model: torch.nn.Module, *, clone: bool) -> dict[str, torch.Tensor]:
+    return {
+        name: p.detach().clone() if clone else p.detach()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+@torch.no_grad()
+def _copy_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    for name, p in model.named_parameters():
+        if name in weights:
+            p.copy_(weights[name])

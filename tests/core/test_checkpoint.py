@@ -1,0 +1,133 @@
+"""Resuming an interrupted job from its checkpoint gives the numbers of an uninterrupted run
+(on the CPU, where every kernel is deterministic)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lpft_core import CancelledError, DataFiles, Hyperparameters, JobSpec, Method, run_job
+from lpft_core.checkpoint import IDENTITY, PROBE, TRAINING
+from lpft_core.events import ProgressEvent, StopCallback
+from tests.conftest import TINY_HYPERPARAMETERS
+
+#: 90 toy train rows in batches of 16: 6 steps an epoch.
+STEPS_PER_EPOCH = 6
+
+
+def spec_for(
+    files: dict[str, Path], model_dir: Path, root: Path, method: str, **options: object
+) -> JobSpec:
+    ntk_samples = int(options.pop("ntk_samples", 0))
+    return JobSpec(
+        method=Method(method),
+        data=DataFiles(**{k: str(v) for k, v in files.items()}),
+        output_dir=str(root / "model"),
+        model=str(model_dir),
+        hyperparameters=Hyperparameters(
+            **{**TINY_HYPERPARAMETERS, "epochs": 3, "device": "cpu", **options}
+        ),
+        ntk_samples=ntk_samples,
+        checkpoint_dir=str(root / "checkpoint"),
+    )
+
+
+def reproducible(metrics_json: Path) -> dict:
+    """metrics.json less what depends on the wall clock."""
+    metrics = json.loads(metrics_json.read_text())
+    del metrics["timing"]
+    for epoch in metrics["epochs"]:
+        del epoch["seconds"]
+    return metrics
+
+
+def stop_when(
+    events: list[ProgressEvent], condition: Callable[[ProgressEvent], bool]
+) -> StopCallback:
+    """Stop once any published event meets ``condition``."""
+    return lambda: any(condition(e) for e in events)
+
+
+def resumes(event: ProgressEvent) -> bool:
+    return "resumed_from_epoch" in event.metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "ntk_samples", "stop", "resumed_from"),
+    [
+        # cut inside epoch 2, before its 8th step
+        ("lp_ft", 6, lambda e: "loss" in e.metrics and e.step >= STEPS_PER_EPOCH + 1, 1),
+        ("lp_lora", 0, lambda e: "loss" in e.metrics and e.step >= STEPS_PER_EPOCH + 1, 1),
+        # cut during calibration, after the last epoch
+        ("lp_ft", 0, lambda e: e.stage == "calibrate", 3),
+    ],
+    ids=["lp_ft-epoch-2", "lp_lora-epoch-2", "lp_ft-calibration"],
+)
+def test_an_interrupted_job_resumes_to_the_same_numbers(
+    method: str,
+    ntk_samples: int,
+    stop: Callable[[ProgressEvent], bool],
+    resumed_from: int,
+    toy_files: dict[str, Path],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    uninterrupted = spec_for(
+        toy_files, tiny_model_dir, tmp_path / "a", method, ntk_samples=ntk_samples
+    )
+    run_job(uninterrupted)
+    expected = reproducible(tmp_path / "a" / "model" / "metrics.json")
+
+    spec = spec_for(toy_files, tiny_model_dir, tmp_path / "b", method, ntk_samples=ntk_samples)
+    checkpoint = Path(spec.checkpoint_dir or "")
+    events: list[ProgressEvent] = []
+    with pytest.raises(CancelledError):
+        run_job(spec, events.append, stop_when(events, stop))
+    assert not Path(spec.output_dir).exists()
+    assert {IDENTITY, PROBE, TRAINING} <= {p.name for p in checkpoint.iterdir()}
+
+    events.clear()
+    run_job(spec, events.append)
+    stage = "lora" if method == "lp_lora" else "ft"
+    assert [e for e in events if resumes(e)] == [
+        ProgressEvent(
+            stage,
+            resumed_from * STEPS_PER_EPOCH,
+            3 * STEPS_PER_EPOCH,
+            {"resumed_from_epoch": float(resumed_from)},
+        )
+    ]
+    # LP was not run again: only its result was reported.
+    assert [e.step for e in events if e.stage == "lp"] == [3]
+    trained_steps = [e.step for e in events if e.stage == stage and "loss" in e.metrics]
+    assert trained_steps == list(range(resumed_from * STEPS_PER_EPOCH + 1, 19))
+    assert reproducible(Path(spec.output_dir) / "metrics.json") == expected
+    assert not checkpoint.exists()
+
+
+def test_a_checkpoint_of_another_job_is_ignored(
+    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    first = spec_for(toy_files, tiny_model_dir, tmp_path, "lp_ft")
+    events: list[ProgressEvent] = []
+    with pytest.raises(CancelledError):
+        run_job(first, events.append, stop_when(events, lambda e: e.step > STEPS_PER_EPOCH))
+    assert (Path(first.checkpoint_dir or "") / TRAINING).exists()
+
+    other = spec_for(toy_files, tiny_model_dir, tmp_path, "lp_ft", learning_rate=5e-4)
+    events.clear()
+    with pytest.warns(UserWarning, match="written for another job"):
+        metrics = run_job(other, events.append).metrics
+    assert not any(resumes(e) for e in events)
+    assert [e.step for e in events if e.stage == "lp"] == [0, 1, 2, 3]
+    assert metrics.history[0].step == 1 and len(metrics.history) == 3 * STEPS_PER_EPOCH
+    assert not Path(other.checkpoint_dir or "").exists()
+
+
+def test_checkpoint_dir_round_trips_and_defaults_to_none(toy_files: dict[str, Path]) -> None:
+    spec = JobSpec(Method.FT, DataFiles(str(toy_files["train"])), "out", checkpoint_dir="ckpt")
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert JobSpec(Method.FT, DataFiles("t.jsonl"), "out").checkpoint_dir is None
