@@ -134,7 +134,7 @@ def test_cancel_stops_a_running_job_within_seconds(
     assert alice.post(f"/jobs/{job['id']}/cancel").status_code == 409
 
 
-def test_sigkill_of_the_worker_fails_the_job_with_a_reason(
+def test_sigkill_of_the_worker_queues_the_job_again_at_once(
     alice: httpx.Client,
     api_url: str,
     service_env: dict[str, str],
@@ -148,18 +148,18 @@ def test_sigkill_of_the_worker_fails_the_job_with_a_reason(
     assert job["queue"] == "gpu"
     wait_for_steps(alice, job["id"], 20)
     os.kill(worker.process.pid, signal.SIGKILL)
-    killed = time.monotonic()
-    final = wait_for(alice, job["id"], {"failed", "succeeded", "cancelled"}, timeout=30)
-    elapsed = time.monotonic() - killed
-    assert final["status"] == "failed" and final["error"]["code"] == "worker_lost", final
-    assert "died" in final["error"]["message"]
-    print(f"SIGKILL: job left running {elapsed:.2f} s after the kill")
-    assert elapsed < 10
-    # The orphaned training process notices and stops instead of training on.
+    # The orphaned training process notices, stops, and queues the job again (to resume
+    # from its checkpoint on the next gpu worker; tests/service/test_faults.py runs that).
+    requeued = wait_for(alice, job["id"], {"queued"}, timeout=30)
+    assert requeued["attempts"] == 1, requeued
+    log = alice.get(f"/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
+    retry = [e["data"] for e in log if e["type"] == "status" and "retry" in e["data"]]
+    assert retry == [{"status": "queued", "retry": 2, "reason": retry[0]["reason"]}], retry
     deadline = time.monotonic() + 10
     while runner_processes(job["id"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not runner_processes(job["id"])
+    assert alice.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
 
 
 def test_two_workers_drain_one_queue_without_running_a_job_twice(

@@ -228,6 +228,7 @@ class JobPublic(BaseModel):
     finished_at: float | None
     error: ErrorInfo | None
     cancel_requested: bool
+    attempts: int = Field(description="runs started; a run lost with its worker is resumed")
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobPublic:

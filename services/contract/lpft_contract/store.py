@@ -54,6 +54,10 @@ class Store:
         """The artifact directory a job's model is written to."""
         return self.job_dir(job_id) / "model"
 
+    def checkpoint_dir(self, job_id: str) -> Path:
+        """Where a finetune job keeps its last completed epoch, to resume a lost run."""
+        return self.job_dir(job_id) / "checkpoint"
+
     def dataset_path(self, dataset_id: str) -> Path:
         """The JSONL file of an uploaded dataset."""
         return self.artifacts_dir / "datasets" / f"{dataset_id}.jsonl"
@@ -264,6 +268,7 @@ class Store:
         )
         # The volume holds the whole log now; Redis keeps it only for a while.
         self.redis.expire(self._key("job", job_id, "events"), self.event_retention_s)
+        shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)  # nothing will resume
         return record
 
     def delete_job(self, record: JobRecord) -> None:

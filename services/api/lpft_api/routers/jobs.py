@@ -382,6 +382,7 @@ def _new_record(
             model=model,
             hyperparameters=hyperparameters,
             max_text_chars=settings.max_text_chars,
+            checkpoint_dir=str(store.checkpoint_dir(job_id)),
         )
     elif isinstance(body, CompareJobCreate):
         spec = CompareSpec(
