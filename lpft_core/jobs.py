@@ -1,5 +1,5 @@
-"""The three job kinds behind one call, for the worker: run, then write ``metrics.json`` and
-the report into the job's output directory."""
+"""The job kinds behind one call, for the worker: run, then write ``metrics.json`` (and the
+report, for the kinds that have one) into the job's output directory."""
 
 from __future__ import annotations
 
@@ -11,28 +11,39 @@ from lpft_core.analysis import AnalysisSpec, analyze
 from lpft_core.artifacts import write_json
 from lpft_core.compare import CompareSpec, compare
 from lpft_core.config import JobSpec
-from lpft_core.events import ProgressCallback, StopCallback, never_stop, no_progress
+from lpft_core.events import (
+    ProgressCallback,
+    ProgressEvent,
+    StopCallback,
+    never_stop,
+    no_progress,
+)
 from lpft_core.pipeline import run_job
+from lpft_core.recalibrate import RecalibrateSpec, recalibrate
 from lpft_core.report import analysis_report, job_report, tables
 
 
 class JobKind(StrEnum):
     """``finetune``: one method, one model. ``compare``: several methods on one split.
-    ``analysis``: NTK and feature statistics without training."""
+    ``analysis``: NTK and feature statistics without training. ``recalibrate``: a new
+    temperature for a finished finetune job's model."""
 
     FINETUNE = "finetune"
     COMPARE = "compare"
     ANALYSIS = "analysis"
+    RECALIBRATE = "recalibrate"
 
 
+Spec = JobSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
 SPEC_CLASSES: dict[JobKind, type] = {
     JobKind.FINETUNE: JobSpec,
     JobKind.COMPARE: CompareSpec,
     JobKind.ANALYSIS: AnalysisSpec,
+    JobKind.RECALIBRATE: RecalibrateSpec,
 }
 
 
-def spec_for(kind: str, raw: dict[str, Any]) -> JobSpec | CompareSpec | AnalysisSpec:
+def spec_for(kind: str, raw: dict[str, Any]) -> Spec:
     """The spec object of a job kind from its plain data (``to_dict`` output)."""
     return SPEC_CLASSES[JobKind(kind)].from_dict(raw)
 
@@ -63,6 +74,13 @@ def execute(
         }
         write_json(out / "metrics.json", body)
         job_report(out, title, result.methods)
+    elif isinstance(spec, RecalibrateSpec):
+        progress(ProgressEvent("recalibrate", 0, 1))
+        result = recalibrate(
+            spec.model_dir, spec.data, name=spec.name, max_text_chars=spec.max_text_chars
+        )
+        write_json(out / "metrics.json", {"kind": "recalibrate", **result.to_dict()})
+        progress(ProgressEvent("recalibrate", 1, 1, {"temperature": result.temperature}))
     else:
         analysis = analyze(spec, progress, should_stop)
         write_json(out / "metrics.json", analysis.to_dict())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,27 @@ from lpft_core.data import read_examples
 from lpft_core.errors import DataError
 from lpft_core.predictor import Predictor
 from lpft_core.results import Reliability
+
+
+@dataclass(frozen=True)
+class RecalibrateSpec:
+    """A re-calibration as a job: the model directory whose temperature is replaced, the
+    labelled file to fit it on, and where the job writes its ``metrics.json``."""
+
+    model_dir: str
+    data: str
+    output_dir: str
+    name: str | None = None
+    max_text_chars: int = 20_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RecalibrateSpec:
+        """The spec ``to_dict`` wrote."""
+        return cls(**raw)
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,12 @@ def test_recalibrate_changes_the_temperature_predict_uses(
     before = alice.post("/predict", json=inputs).json()
 
     response = alice.post(f"/jobs/{job['id']}/recalibrate", json={"dataset": dataset["test"]})
-    assert response.status_code == 200, response.text
-    result = response.json()
+    assert response.status_code == 202, response.text
+    recalibration = response.json()
+    assert recalibration["kind"] == "recalibrate" and recalibration["source_job"] == job["id"]
+    assert response.headers["location"] == f"/jobs/{recalibration['id']}"
+    wait_for(alice, recalibration["id"], {"succeeded"})
+    result = alice.get(f"/jobs/{recalibration['id']}/metrics").json()
     assert result["previous_temperature"] == pytest.approx(before["temperature"])
     assert result["fitted_on"] == dataset["test"] and result["rows"] == 30
     assert result["calibrated"]["nll"] <= result["previous"]["nll"] + 1e-9

@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -129,6 +130,18 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [{"field": _field(e), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
+
+    @app.exception_handler(redis.RedisError)
+    async def store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+        logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
+        return problem(
+            503,
+            "Service unavailable",
+            "the job store is briefly unreachable; running jobs go on. Retry shortly",
+            "store_unavailable",
+            request.url.path,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

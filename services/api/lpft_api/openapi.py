@@ -15,7 +15,7 @@ from lpft_api.main import create_app
 
 def openapi_document() -> dict[str, Any]:
     """The app's OpenAPI document (independent of the environment's settings)."""
-    return create_app(Settings(api_keys="")).openapi()
+    return create_app(Settings(api_keys="", open_mode=True)).openapi()
 
 
 def render() -> str:

@@ -21,8 +21,8 @@ All torch work of the API runs on one dedicated thread. Each thread that calls t
 own OpenMP team, and teams on different threads contend for the cores: with asyncio's shared
 pool a one-input forward pass took 9.6 ms here instead of 6.4 ms. Every model submits one pass
 at a time, so the thread's queue holds at most one pass per busy model: a small request also
-waits for at most one pass of each other model being served (and for a model load or a
-re-calibration already running).
+waits for at most one pass of each other model being served (and for a model load already
+running). Re-calibration runs in a worker, as a job, never on this thread.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ T = TypeVar("T")
 
 
 class TorchThread:
-    """The one thread that runs the API's model loading, inference and re-calibration.
+    """The one thread that runs the API's model loading and inference.
 
-    They queue behind each other: loading a model or re-calibrating on a large set delays
-    the predictions that arrive meanwhile, the price of never oversubscribing the cores.
+    They queue behind each other: loading a model delays the predictions that arrive
+    meanwhile, the price of never oversubscribing the cores.
     """
 
     def __init__(self) -> None:

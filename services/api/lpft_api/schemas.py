@@ -213,7 +213,7 @@ class JobPublic(BaseModel):
 
     object: Literal["job"] = "job"
     id: str
-    kind: Literal["finetune", "compare", "analysis"]
+    kind: Literal["finetune", "compare", "analysis", "recalibrate"]
     status: JobStatus
     method: str | None = Field(description="finetune jobs")
     methods: list[str] | None = Field(description="compare and analysis jobs")

@@ -97,7 +97,11 @@ def _report(args: argparse.Namespace) -> int:
 def _recalibrate(args: argparse.Namespace) -> int:
     with _client(args) as client:
         dataset = client.upload_dataset(args.data)
-        result = client.recalibrate(args.job_id, dataset["id"])
+        job = client.wait(client.recalibrate(args.job_id, dataset["id"])["id"], poll_s=0.5)
+        if job["status"] != "succeeded":
+            print(f"recalibration {job['id']} {job['status']}: {job.get('error')}")
+            return 1
+        result = client.metrics(job["id"])
     print(
         f"temperature {result['previous_temperature']:.4g} → {result['temperature']:.4g} on "
         f"{result['rows']} rows: NLL {result['previous']['nll']:.4f} → "

@@ -143,7 +143,8 @@ class LpftClient:
         return response.text
 
     def recalibrate(self, job_id: str, dataset: str) -> dict[str, Any]:
-        """Fit a new temperature for a finished job's model on an uploaded dataset."""
+        """Queue a ``recalibrate`` job: a new temperature for a finished job's model, fitted
+        on an uploaded dataset. Returns that job; its metrics hold the result."""
         return self._send("POST", f"/jobs/{job_id}/recalibrate", json={"dataset": dataset})
 
     def download_artifacts(self, job_id: str, path: str | Path) -> Path:

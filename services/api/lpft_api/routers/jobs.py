@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_contract.settings import Settings
 from lpft_contract.store import Store
 from lpft_contract.tasks import queue_for_device
 
-from lpft_api.deps import EnqueuerDep, JobDep, ModelsDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.errors import ApiError, Conflict, NotFound, TooManyRequests, Unprocessable
 from lpft_api.models import check_model
 from lpft_api.schemas import (
@@ -41,7 +42,7 @@ from lpft_core.compare import CompareSpec
 from lpft_core.config import DataFiles, Hyperparameters, JobSpec
 from lpft_core.data import build_splits, read_examples
 from lpft_core.jobs import JobKind
-from lpft_core.recalibrate import recalibrate
+from lpft_core.recalibrate import RecalibrateSpec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 #: Redis stream ids, the only cursors the event log accepts.
@@ -89,20 +90,26 @@ def create_job(
     try:
         _admit(store, record, settings)
         store.create_job(record)
-        enqueuer.train(record.id, record.queue)
-    except Exception as exc:
+        _enqueue(store, enqueuer, record)
+    except ApiError:
         if idempotency_key:  # a retry with this key must create the job, not find this one
             store.forget_idempotency(tenant, idempotency_key, record.id)
-        if isinstance(exc, ApiError):
-            raise
+        raise
+    response.headers["Location"] = f"/jobs/{record.id}"
+    return JobPublic.from_record(record)
+
+
+def _enqueue(store: Store, enqueuer: Enqueuer, record: JobRecord) -> None:
+    """Send the job's task; if the broker does not take it, fail the job (503)."""
+    try:
+        enqueuer.train(record.id, record.queue)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the job must end
         store.finish(
             record.id,
             JobStatus.FAILED,
             ErrorInfo(code="queue_unavailable", message="the job queue was unreachable"),
         )
         raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
-    response.headers["Location"] = f"/jobs/{record.id}"
-    return JobPublic.from_record(record)
 
 
 def _admit(store: Store, record: JobRecord, settings: Settings) -> None:
@@ -281,18 +288,25 @@ def job_plot(
     return FileResponse(_finished_file(job, store, f"plots/{name}.png"), media_type="image/png")
 
 
-@router.post("/{job_id}/recalibrate", responses=PROBLEMS)
-async def recalibrate_job(
+@router.post(
+    "/{job_id}/recalibrate",
+    status_code=202,
+    response_model=JobPublic,
+    responses={**PROBLEMS, 429: {"model": Problem}},
+)
+def recalibrate_job(
     job: JobDep,
     body: RecalibrateRequest,
+    response: Response,
     store: StoreDep,
+    enqueuer: EnqueuerDep,
     tenant: TenantDep,
     settings: SettingsDep,
-    models: ModelsDep,
-) -> dict[str, Any]:
-    """Fit a new temperature for the job's model on a labelled dataset, without retraining.
-    Later predictions use it (every API process re-reads it); ``calibration.json`` keeps the
-    old one on record."""
+) -> JobPublic:
+    """Fit a new temperature for the job's model on a labelled dataset, without retraining,
+    as a job of kind ``recalibrate`` (202 + ``Location``; its metrics hold T and the metrics
+    before and after). Predictions use the new T once it succeeds; ``calibration.json`` keeps
+    the old one on record."""
     if job.kind != JobKind.FINETUNE or job.status != JobStatus.SUCCEEDED:
         raise Conflict(
             f"job {job.id} is a {job.status.value} {job.kind} job; recalibrate a succeeded "
@@ -301,19 +315,31 @@ async def recalibrate_job(
     dataset = store.get_dataset(tenant, body.dataset)
     if dataset is None:
         raise Unprocessable(f"no dataset {body.dataset!r}", field="dataset")
-    result = await models.torch_thread.run(
-        recalibrate,
-        store.model_dir(job.id),
-        dataset.path,
+    job_id = new_id("job")
+    spec = RecalibrateSpec(
+        model_dir=str(store.model_dir(job.id)),
+        data=dataset.path,
+        output_dir=str(store.model_dir(job_id)),
         name=dataset.id,
         max_text_chars=settings.max_text_chars,
     )
-    store.append_event(
-        job.id,
-        "metrics",
-        {"stage": "recalibrate", "dataset": dataset.id, "temperature": result.temperature},
+    record = JobRecord(
+        id=job_id,
+        tenant=tenant,
+        kind=JobKind.RECALIBRATE,
+        method=None,
+        source_job=job.id,
+        model=job.model,
+        dataset={"train": dataset.id},
+        hyperparameters={},
+        queue=job.queue,
+        spec=spec.to_dict(),
     )
-    return result.to_dict()
+    _admit(store, record, settings)
+    store.create_job(record)
+    _enqueue(store, enqueuer, record)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return JobPublic.from_record(record)
 
 
 def _finished_file(job: JobRecord, store: Store, relative: str) -> FsPath:
