@@ -165,20 +165,27 @@ def _watch_job(client: LpftClient, job_id: str) -> int:
     return 0
 
 
+#: Inputs per /predict request from the CLI, well inside the server's default limit.
+PREDICT_CHUNK = 256
+
+
 def _predict(args: argparse.Namespace) -> int:
     if not args.job:
         return core_cli._predict(args)
     rows = core_cli.read_jsonl_inputs(Path(args.input))
     inputs = [{k: row[k] for k in ("text", "text_pair") if row.get(k)} for row in rows]
+    predictions, temperature = [], 1.0
     with _client(args) as client:
-        result = client.predict(args.job, inputs, calibrated=not args.uncalibrated)
+        # The server takes at most LPFT_MAX_PREDICT_INPUTS (default 1,024) inputs a request.
+        for start in range(0, len(inputs), PREDICT_CHUNK):
+            chunk = inputs[start : start + PREDICT_CHUNK]
+            result = client.predict(args.job, chunk, calibrated=not args.uncalibrated)
+            predictions += result["predictions"]
+            temperature = result["temperature"]
     with Path(args.output).open("w", encoding="utf-8") as handle:
-        for prediction in result["predictions"]:
+        for prediction in predictions:
             handle.write(json.dumps(prediction) + "\n")
-    print(
-        f"{len(result['predictions'])} predictions (T = {result['temperature']:.4f}) "
-        f"written to {args.output}"
-    )
+    print(f"{len(predictions)} predictions (T = {temperature:.4f}) written to {args.output}")
     return 0
 
 
