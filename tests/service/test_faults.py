@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.service.conftest import (
     KEYS,
@@ -84,6 +85,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         **service_env,
         "LPFT_REDIS_URL": redis_server.url,
         "LPFT_ARTIFACTS_DIR": str(directory / "artifacts"),
+        "LPFT_LOST_MESSAGE_SECONDS": "1",
     }
     api = ApiServer(env, directory / "api.log")
     worker = Worker(env, "cpu", "faults", directory / "worker-1.log")
@@ -194,3 +196,30 @@ def test_a_worker_sigkill_mid_job_resumes_from_its_checkpoint(
     resumed = [e["data"] for e in log if "resumed_from_epoch" in e["data"]]
     assert resumed and resumed[0]["resumed_from_epoch"] >= 1, log[-10:]
     assert_same_metrics(client.get(f"/jobs/{job['id']}/metrics").json(), undisturbed)
+
+
+def test_redis_losing_its_data_loses_no_job_and_no_message(
+    stack: dict, client: httpx.Client, fault_job: dict
+) -> None:
+    # device "cuda" goes to the gpu queue, which nothing here consumes: the job stays queued.
+    waiting = client.post(
+        "/jobs",
+        json={**fault_job, "hyperparameters": {**fault_job["hyperparameters"], "device": "cuda"}},
+    ).json()
+    listed_before = {j["id"] for j in client.get("/jobs", params={"limit": 100}).json()["data"]}
+    redis_client = redis.Redis.from_url(stack["redis"].url, decode_responses=True)
+    redis_client.flushall()  # as a restart without persistence would
+    deadline = time.monotonic() + 60
+    while True:
+        page = client.get("/jobs", params={"limit": 100})
+        if page.status_code == 200 and {j["id"] for j in page.json()["data"]} == listed_before:
+            break
+        assert time.monotonic() < deadline, f"the job list was not rebuilt: {page.text}"
+        time.sleep(0.2)
+    while not redis_client.llen("gpu"):  # the lost message of the queued job, sent again
+        assert time.monotonic() < deadline, "the queued job's lost message was not sent again"
+        time.sleep(0.2)
+    assert client.get(f"/jobs/{waiting['id']}").json()["status"] == "queued"
+    log = events(client, waiting["id"])
+    assert any("sent again" in str(e["data"]) for e in log), log
+    assert client.post(f"/jobs/{waiting['id']}/cancel").json()["status"] == "cancelled"

@@ -35,7 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.model_cache_size, settings.predict_max_batch, settings.predict_device
         )
         recovery = Recovery(
-            store, app.state.enqueuer, settings.lease_seconds, settings.max_job_attempts
+            store,
+            app.state.enqueuer,
+            settings.lease_seconds,
+            settings.max_job_attempts,
+            settings.lost_message_seconds,
         )
         loop = asyncio.create_task(_recover_forever(recovery, settings.heartbeat_seconds))
         yield

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     event_retention_seconds: int = Field(
         7 * 24 * 3600, description="how long a finished job's event stream stays in Redis"
     )
+    lost_message_seconds: float = Field(
+        30.0, description="a job queued this long with no message in the broker gets one again"
+    )
     max_job_attempts: int = Field(
         3, description="runs of a job before a lost worker fails it (resumed from checkpoint)"
     )
