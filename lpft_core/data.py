@@ -27,6 +27,10 @@ Label = str | int
 
 #: Share of train held out for validation when no validation file is given (the paper's 9:1).
 HOLDOUT_FRACTION = 0.1
+#: Share of the uploaded rows held out for testing when no test file is given, and the fewest
+#: test rows of each class: metrics are never reported on rows that picked the epoch or T.
+TEST_FRACTION = 0.1
+MIN_TEST_PER_CLASS = 2
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,18 @@ class DatasetSplits:
     Attributes:
         labels: the sorted label set of train; class index ``i`` is ``labels[i]``.
         validation_source: ``"file"`` or ``"holdout"`` (stratified, seeded 10 % of train).
+        test_source: ``"file"`` or ``"held_out"`` (stratified, seeded 10 % of the uploaded
+            train rows, at least 2 a class, set aside before the validation hold-out).
         eval_sets: extra labelled sets (out-of-distribution data, say) by name, each evaluated
             in full beside the evaluation split.
     """
 
     train: list[Example]
     validation: list[Example]
-    test: list[Example] | None
+    test: list[Example]
     labels: list[Label]
     validation_source: str
+    test_source: str = "file"
     eval_sets: dict[str, list[Example]] = field(default_factory=dict)
 
     @property
@@ -89,14 +96,13 @@ class DatasetSplits:
 
     @property
     def evaluation(self) -> tuple[str, list[Example]]:
-        """The split that final metrics are reported on: test when given, else validation."""
-        return ("test", self.test) if self.test is not None else ("validation", self.validation)
+        """The split final metrics are reported on, and its name: ``test`` (a file) or
+        ``held_out``; never validation, which selected the epoch and fitted T."""
+        return ("test" if self.test_source == "file" else "held_out"), self.test
 
     def summary(self, tokenizer: Any = None, max_length: int | None = None) -> DatasetSummary:
         """Per-split counts; token lengths (mean, p95) when a tokenizer is given."""
-        splits = {"train": self.train, "validation": self.validation}
-        if self.test is not None:
-            splits["test"] = self.test
+        splits = {"train": self.train, "validation": self.validation, "test": self.test}
         return DatasetSummary(
             labels=list(self.labels),
             pair=self.pair,
@@ -222,9 +228,14 @@ def build_splits(
         names: display names of the sources (``{"train": "train.jsonl", ...}``) for errors.
         eval_sets: extra labelled sets by name, checked like test.
 
+    Without a test file, a stratified, seeded test split is held out of train first
+    (``TEST_FRACTION``, at least ``MIN_TEST_PER_CLASS`` rows a class), then validation when
+    no validation file is given, so the three are disjoint and add up to the uploaded rows.
+
     Raises:
-        DataError: train has one class or a class with fewer than 2 examples, the splits mix
-            single and pair inputs, or validation/test has a label that train lacks.
+        DataError: train has one class or a class with fewer than 2 examples, a class is too
+            small for the splits to hold out, the splits mix single and pair inputs, or
+            validation/test has a label that train lacks.
     """
     names = dict(names or {})
     train_name = names.get("train", "train")
@@ -250,11 +261,47 @@ def build_splits(
             _check_against_train(split, train, set(labels), names.get(split_name, split_name))
     for name, split in (eval_sets or {}).items():
         _check_against_train(split, train, set(labels), names.get(name, name))
+    test_source = "file"
+    if test is None:
+        train, test = _held_out_test(train, seed, validation is None, train_name)
+        test_source = "held_out"
     validation_source = "file"
     if validation is None:
         train, validation = _stratified_holdout(train, seed)
         validation_source = "holdout"
-    return DatasetSplits(train, validation, test, labels, validation_source, dict(eval_sets or {}))
+    return DatasetSplits(
+        train, validation, test, labels, validation_source, test_source, dict(eval_sets or {})
+    )
+
+
+def _held_out_test(
+    train: list[Example], seed: int, validation_too: bool, source: str
+) -> tuple[list[Example], list[Example]]:
+    """Per class, ``TEST_FRACTION`` of its rows (at least ``MIN_TEST_PER_CLASS``) drawn with
+    ``seed``; what remains must still give train 2 rows a class (and validation 1)."""
+    rng = np.random.default_rng([seed, 7919])  # a stream of its own, apart from validation's
+    by_class: dict[str, list[int]] = {}
+    for i, example in enumerate(train):
+        by_class.setdefault(str(example.label), []).append(i)
+    needed_after = 3 if validation_too else 2
+    held: list[int] = []
+    for label in sorted(by_class):
+        rows = by_class[label]
+        k = max(MIN_TEST_PER_CLASS, round(TEST_FRACTION * len(rows)))
+        if len(rows) - k < needed_after:
+            need = MIN_TEST_PER_CLASS + needed_after
+            raise DataError(
+                f"class {label!r} has {len(rows)} rows, too few to hold out a test split (at "
+                f"least {need} a class without a test file); add rows or upload a test file",
+                source=source,
+                field="label",
+            )
+        held += rng.choice(rows, size=k, replace=False).tolist()
+    chosen = set(held)
+    return (
+        [e for i, e in enumerate(train) if i not in chosen],
+        [train[i] for i in sorted(chosen)],
+    )
 
 
 def _stratified_holdout(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:

@@ -17,6 +17,7 @@ import numpy as np
 from lpft_core.artifacts import CalibrationRecord, read_calibration, write_calibration
 from lpft_core.calibration import (
     ClassificationMetrics,
+    ReliabilityBin,
     TemperatureScaler,
     classification_metrics,
     reliability_bins,
@@ -53,11 +54,16 @@ class RecalibrateSpec:
 class Recalibration:
     """The new temperature and what it does on the data it was fitted on.
 
+    Every figure is in-sample (``in_sample`` says so): T was fitted on these very rows, so
+    ``calibrated`` flatters it; judge it on other labelled data.
+
     Attributes:
         previous_temperature: the temperature in use before.
         previous: metrics on the new data with the previous temperature.
         calibrated: metrics with the new temperature (accuracy is unchanged).
         uncalibrated: metrics with T = 1.
+        reliability: bins at T = 1 (``uncalibrated``) and at the new T (``calibrated``).
+        previous_reliability: bins at the previous temperature.
     """
 
     temperature: float
@@ -69,6 +75,8 @@ class Recalibration:
     previous: ClassificationMetrics
     calibrated: ClassificationMetrics
     reliability: Reliability
+    previous_reliability: list[ReliabilityBin]
+    in_sample: bool = True
 
     def to_dict(self) -> dict:
         """JSON-ready data."""
@@ -121,8 +129,11 @@ def recalibrate(
         previous=classification_metrics(logits, labels, temperature=old.temperature, n_bins=bins),
         calibrated=classification_metrics(logits, labels, temperature=temperature, n_bins=bins),
         reliability=Reliability(
-            uncalibrated=reliability_bins(scaled_softmax(logits, old.temperature), labels, bins),
+            uncalibrated=reliability_bins(scaled_softmax(logits, 1.0), labels, bins),
             calibrated=reliability_bins(scaled_softmax(logits, temperature), labels, bins),
+        ),
+        previous_reliability=reliability_bins(
+            scaled_softmax(logits, old.temperature), labels, bins
         ),
     )
     replaced = {k: v for k, v in dataclasses.asdict(old).items() if k != "previous"}

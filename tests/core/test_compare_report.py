@@ -87,6 +87,16 @@ def test_recalibrate_keeps_the_old_temperature_on_record(comparison, tmp_path: P
     assert outcome.previous_temperature == pytest.approx(old)
     assert outcome.calibrated.nll <= outcome.previous.nll + 1e-9
     assert outcome.calibrated.accuracy == outcome.previous.accuracy
+    assert outcome.in_sample  # T was fitted on these rows: the figures say so
+
+    def ece(bins: list) -> float:
+        filled = [b for b in bins if b.count]
+        return sum(b.count * abs(b.accuracy - b.confidence) for b in filled) / outcome.rows
+
+    # The "uncalibrated" bins are at T = 1, as the "uncalibrated" metrics are.
+    assert ece(outcome.reliability.uncalibrated) == pytest.approx(outcome.uncalibrated.ece)
+    assert ece(outcome.reliability.calibrated) == pytest.approx(outcome.calibrated.ece)
+    assert ece(outcome.previous_reliability) == pytest.approx(outcome.previous.ece)
     saved = json.loads((model_dir / "calibration.json").read_text())
     assert saved["temperature"] == outcome.temperature and saved["fitted_on"] == "shifted.jsonl"
     assert saved["previous"][0]["temperature"] == pytest.approx(old)

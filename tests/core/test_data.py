@@ -147,18 +147,31 @@ def test_unseen_validation_label_names_file_and_line(tmp_path: Path) -> None:
     assert info.value.line == 3 and info.value.source == "val.jsonl"
 
 
-def test_holdout_is_stratified_seeded_and_ten_percent() -> None:
+def test_holdouts_are_stratified_seeded_disjoint_and_add_up() -> None:
     rows = toy_rows(100, seed=0, classes=2)
     train = parse_records(list(enumerate(rows, start=1)), source="t")
     first = build_splits(train, seed=7)
     again = build_splits(train, seed=7)
     other = build_splits(train, seed=8)
-    assert first.validation_source == "holdout"
-    assert len(first.validation) == 10 and len(first.train) == 90
-    assert sorted(e.label for e in first.validation).count("pos") == 5
-    assert first.validation == again.validation
-    assert first.validation != other.validation
-    assert not set(map(id, first.validation)) & set(map(id, first.train))
+    assert (first.validation_source, first.test_source) == ("holdout", "held_out")
+    assert first.evaluation == ("held_out", first.test)
+    assert (len(first.train), len(first.validation), len(first.test)) == (81, 9, 10)
+    assert sorted(e.label for e in first.test).count("pos") == 5
+    assert (first.validation, first.test) == (again.validation, again.test)
+    assert first.test != other.test
+    ids = [set(map(id, split)) for split in (first.train, first.validation, first.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == len(train)
+    with_test = build_splits(train, test=train[:4], seed=7)
+    assert with_test.evaluation == ("test", train[:4]) and len(with_test.validation) == 10
+
+
+def test_a_class_too_small_for_a_held_out_test_is_refused() -> None:
+    rows = [{"text": f"t{i}", "label": "a" if i < 20 else "b"} for i in range(24)]
+    train = parse_records(list(enumerate(rows, start=1)), source="t.jsonl")
+    with pytest.raises(DataError, match="class 'b' has 4 rows, too few to hold out a test"):
+        build_splits(train)
+    assert build_splits(train, test=train[:2]).test_source == "file"
 
 
 def test_summary_counts_labels_and_token_lengths(tiny_model_dir: Path) -> None:
@@ -168,7 +181,7 @@ def test_summary_counts_labels_and_token_lengths(tiny_model_dir: Path) -> None:
     splits = build_splits(parse_records(list(enumerate(rows, 1)), source="t"), seed=0)
     summary = splits.summary(AutoTokenizer.from_pretrained(tiny_model_dir))
     assert summary.pair and summary.labels == ["neg", "pos"]
-    assert summary.splits["train"].rows == 18 and summary.splits["validation"].rows == 2
-    assert summary.splits["train"].label_counts == {"neg": 9, "pos": 9}
+    assert [summary.splits[name].rows for name in ("train", "validation", "test")] == [14, 2, 4]
+    assert summary.splits["train"].label_counts == {"neg": 7, "pos": 7}
     # 6 + 3 words, [CLS] and two [SEP]: 12 tokens per row.
     assert summary.splits["train"].token_length_mean == pytest.approx(12.0)

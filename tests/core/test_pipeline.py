@@ -162,7 +162,7 @@ def test_pair_task_runs_and_predictor_requires_pairs(tiny_model_dir: Path, tmp_p
     files = {"train": write_jsonl(tmp_path / "t.jsonl", toy_rows(40, seed=0, pair=True))}
     out = tmp_path / "m"
     metrics = run_job(spec_for(files, tiny_model_dir, out, "lp", epochs=1)).metrics
-    assert metrics.dataset.pair and metrics.test.split == "validation"
+    assert metrics.dataset.pair and metrics.test.split == "held_out"
     predictor = Predictor(out, device="cpu")
     assert len(predictor.predict([{"text": "a", "text_pair": "b"}])) == 1
     with pytest.raises(DataError, match=r"inputs\[0\].text_pair"):

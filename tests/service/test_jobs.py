@@ -258,7 +258,7 @@ def test_default_model_on_real_data_end_to_end(
     )
     metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     assert metrics["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert metrics["test"]["split"] == "validation" and metrics["lp"]["C"] > 0
+    assert metrics["test"]["split"] == "held_out" and metrics["lp"]["C"] > 0
     result = alice.post(
         "/predict",
         json={
