@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, matthews_corrcoef
 from sklearn.utils.validation import check_is_fitted
 
 from lpft_core.errors import DataError
@@ -29,10 +29,12 @@ TEMPERATURE_BOUNDS = (0.05, 100.0)
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
-    """Quality of one set of probabilities against labels; all values are fractions."""
+    """Quality of one set of probabilities against labels; all values are fractions except
+    ``mcc``, Matthews' correlation in [-1, 1] (0 for a constant predictor; CoLA's metric)."""
 
     accuracy: float
     macro_f1: float
+    mcc: float
     nll: float
     brier: float
     ece: float
@@ -155,7 +157,7 @@ def calibration_errors(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> tu
 def classification_metrics(
     logits: np.ndarray, y: np.ndarray, *, temperature: float = 1.0, n_bins: int = 15
 ) -> ClassificationMetrics:
-    """Accuracy, macro-F1, NLL, Brier, ECE and MCE of ``softmax(logits / temperature)``."""
+    """Accuracy, macro-F1, MCC, NLL, Brier, ECE and MCE of ``softmax(logits / temperature)``."""
     logits, y = _check_logits_labels(logits, y)
     scaled = logits / temperature
     probs = scaled_softmax(scaled)
@@ -168,6 +170,7 @@ def classification_metrics(
         macro_f1=float(
             f1_score(y, predicted, labels=list(range(n_classes)), average="macro", zero_division=0)
         ),
+        mcc=float(matthews_corrcoef(y, predicted)),
         nll=nll_from_logits(scaled, y),
         brier=float(((probs - onehot) ** 2).sum(axis=1).mean()),
         ece=ece,

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any
-
 import numpy as np
 import torch
 
 from lpft_core.batching import EncodedTexts, length_sorted_batches
 from lpft_core.errors import CancelledError
 from lpft_core.events import StopCallback, never_stop
-
-
-def autocast_for(device: torch.device) -> Any:
-    """bf16 autocast on CUDA; on the CPU nothing, so the CPU path stays exact fp32."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.inference_mode()
@@ -30,7 +20,10 @@ def forward_all(
     output: str = "logits",
     should_stop: StopCallback = never_stop,
 ) -> np.ndarray:
-    """Run ``model`` in eval mode over every row of ``encoded`` in length-sorted batches.
+    """Run ``model`` in eval mode over every row of ``encoded`` in length-sorted batches,
+    in fp32 on every device: probe features, the validation logits that fit T and the test
+    logits it is applied to must be computed alike (bf16 rounds them differently), and a CPU
+    and a GPU run must agree. bf16 autocast belongs to the training step alone.
 
     Args:
         output: ``"logits"`` (shape (n, C)) or ``"features"`` (phi(x), shape (n, hidden)).
@@ -53,8 +46,7 @@ def forward_all(
             if should_stop():
                 raise CancelledError("stopped on request during a forward pass")
             batch = encoded.batch(indices, device)
-            with autocast_for(device):
-                values = inner.features(**batch) if output == "features" else model(**batch).logits
+            values = inner.features(**batch) if output == "features" else model(**batch).logits
             order.append(indices)
             outputs.append(values.float())
     finally:

@@ -24,9 +24,18 @@ from lpft_core.checkpoint import load_checkpoint, save_checkpoint
 from lpft_core.dropout import FastCpuDropout
 from lpft_core.errors import CancelledError, TrainingDivergedError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
-from lpft_core.inference import autocast_for, forward_all
+from lpft_core.inference import forward_all
 from lpft_core.lora import trainable_parameters
 from lpft_core.modeling import classifier_head
+
+
+def autocast_for(device: torch.device) -> Any:
+    """bf16 autocast for the training step on CUDA; on the CPU nothing (exact fp32). Every
+    other forward pass runs in fp32 (``lpft_core.inference``)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
 
 #: Steps between reads of the step metrics on CUDA (each read waits for the GPU).
 LOG_EVERY = 25

@@ -53,6 +53,8 @@ def test_brier_nll_accuracy_and_macro_f1() -> None:
     assert m.brier == pytest.approx((0.08 + 0.18 + 0.72) / 3)
     assert m.nll == pytest.approx(-(np.log(0.8) + np.log(0.7) + np.log(0.4)) / 3)
     assert m.macro_f1 == pytest.approx((2 / 3 + 2 / 3) / 2)
+    # MCC from the confusion matrix [[1, 0], [1, 1]]: (1·1 − 0·1) / sqrt(1·2·2·1)
+    assert m.mcc == pytest.approx(1 / 2)
 
 
 def test_temperature_is_the_nll_minimum_on_a_dense_grid() -> None:

@@ -63,7 +63,15 @@ def test_upload_submit_watch_metrics_predict_artifacts(
     metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     assert metrics["method"] == "lp_ft" and len(metrics["history"]) == 12
     for side in ("uncalibrated", "calibrated"):
-        assert set(metrics["test"][side]) == {"accuracy", "macro_f1", "nll", "brier", "ece", "mce"}
+        assert set(metrics["test"][side]) == {
+            "accuracy",
+            "macro_f1",
+            "mcc",
+            "nll",
+            "brier",
+            "ece",
+            "mce",
+        }
     assert len(metrics["test"]["reliability"]["calibrated"]) == 15
     temperature = metrics["temperature"]
     assert abs(temperature - 1) > 1e-3
