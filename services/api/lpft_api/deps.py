@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobRecord
 from lpft_contract.settings import Settings
 from lpft_contract.store import Store
 
-from lpft_api.errors import NotFound
+from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.predictions import ModelCache
 
 
@@ -55,3 +56,25 @@ def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """Refuse a query parameter the route does not take (``limt=5``): silently ignoring a
+    misspelt option gives a careless client an answer to a question it did not ask."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    known = _query_names(dependant) if dependant is not None else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise Unprocessable(
+            f"unknown query parameter {unknown[0]!r}; this route takes: {takes}",
+            field=f"query.{unknown[0]}",
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

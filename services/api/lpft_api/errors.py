@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from lpft_core.errors import ConfigError, DataError, LpftError
 from lpft_core.jobs import JobKind
@@ -131,7 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
 
-    @app.exception_handler(redis.RedisError)
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
     async def store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
         logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
         return problem(
@@ -164,9 +166,26 @@ def install_error_handlers(app: FastAPI) -> None:
             errors = [{"field": "body", "message": detail}]
             return problem(422, "Invalid request", detail, "invalid_request", path, errors)
         status = exc.status_code
+        headers = dict(exc.headers or {})
+        if status == 405:  # Starlette names only the first route of the path; name them all
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        if status == 413:
+            headers["Connection"] = "close"
+        if status == 400:  # a body FastAPI or the form parser could not read: invalid input
+            detail = f"the request body could not be read: {exc.detail}"
+            errors = [{"field": "body", "message": detail}]
+            return problem(422, "Invalid request", detail, "invalid_request", path, errors)
         title, code = _HTTP_ERRORS.get(status, ("HTTP error", "http_error"))
-        headers = {"Connection": "close"} if status == 413 else None
-        return problem(status, title, str(exc.detail), code, path, headers=headers)
+        return problem(status, title, str(exc.detail), code, path, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 _HTTP_ERRORS = {
@@ -186,3 +205,36 @@ def _field(error: dict[str, Any]) -> str:
     if error["type"] == "union_tag_invalid":
         parts.append("kind")
     return ".".join(parts)
+
+
+#: Answers any authenticated route can give, whatever it does.
+COMMON_PROBLEMS = {
+    "401": "no API key, or an unknown one",
+    "413": "the body is over the limit",
+    "422": "invalid input: the errors name the fields",
+    "503": "the job store is briefly unreachable; retry after Retry-After seconds",
+}
+
+
+def describe_problems(document: dict[str, Any], public_paths: frozenset[str]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers above send: every error as
+    ``application/problem+json`` with the ``Problem`` schema, the answers every authenticated
+    route can give, and the bearer scheme (so Swagger has an Authorize button)."""
+    problem_content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in document["paths"].items():
+        if path in public_paths:
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    response["content"] = problem_content
+            for status, description in COMMON_PROBLEMS.items():
+                responses.setdefault(status, {"description": description})
+                responses[status]["content"] = problem_content
+            operation["security"] = [{"bearer": []}]
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(unused, None)
+    return document

@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.recovery import Recovery
 from lpft_contract.settings import Settings, get_settings
 from lpft_contract.store import Store, connect
 
-from lpft_api.errors import install_error_handlers
-from lpft_api.guard import Keys, Limits, RequestGuard
+from lpft_api.deps import reject_unknown_query_parameters
+from lpft_api.errors import describe_problems, install_error_handlers
+from lpft_api.guard import PUBLIC_PATHS, Keys, Limits, RequestGuard
 from lpft_api.predictions import ModelCache
 from lpft_api.routers import datasets, health, jobs, predict
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Calibrated LP-FT fine-tuning of transformer text classifiers, as a job API.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.settings = settings
     keys = Keys(settings.tenant_keys())
@@ -71,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     install_error_handlers(app)
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = describe_problems(document(), PUBLIC_PATHS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     for router in (health.router, datasets.router, jobs.router, predict.router):
         app.include_router(router)
     return app

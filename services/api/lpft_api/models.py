@@ -24,14 +24,17 @@ def check_model(model: str | None, models_dir: Path | None) -> str | None:
     """
     if model is None or model == DEFAULT_MODEL:
         return model
-    if models_dir is not None:
-        root = models_dir.resolve()
-        path = (root / model).resolve()  # an absolute model replaces root here
-        if path.is_relative_to(root) and path.is_dir():
-            return str(path)
-    looks_like_path = model.startswith(("/", ".", "~")) or ".." in model
-    if HUB_ID.fullmatch(model) and not looks_like_path and not Path(model).exists():
-        return model
+    try:
+        if models_dir is not None:
+            root = models_dir.resolve()
+            path = (root / model).resolve()  # an absolute model replaces root here
+            if path.is_relative_to(root) and path.is_dir():
+                return str(path)
+        looks_like_path = model.startswith(("/", ".", "~")) or ".." in model
+        if HUB_ID.fullmatch(model) and not looks_like_path and not Path(model).exists():
+            return model
+    except OSError:  # a name too long for the filesystem, say: not a directory we have
+        pass
     raise Unprocessable(
         f"{model!r} is neither a Hugging Face id (org/name) nor a model directory under the "
         "server's models directory"

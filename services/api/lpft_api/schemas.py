@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Annotated, Any, Literal
 
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
@@ -15,7 +16,6 @@ from pydantic import (
     StringConstraints,
     Tag,
     field_validator,
-    model_validator,
 )
 
 from lpft_core.config import DEFAULT_LEARNING_RATES, Hyperparameters, Method
@@ -36,8 +36,29 @@ def _valid_text(value: str) -> str:
     return value
 
 
+#: White space as Python's ``str.isspace`` and JSON Schema's (ECMAScript) ``\s`` see it.
+_SPACE = r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+#: At least one character that is not white space, and no NUL.
+NOT_BLANK = rf"^[^\u0000]*[^{_SPACE}\u0000][^\u0000]*$"
+
+
+def _not_blank(value: str) -> str:
+    if not re.fullmatch(NOT_BLANK, value):
+        raise ValueError("the text is blank (white space only)")
+    return value
+
+
+#: An input to classify: not blank, and kept to the document's pattern.
+InputText = Annotated[
+    str,
+    AfterValidator(_valid_text),
+    AfterValidator(_not_blank),
+    Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK}),
+]
 #: Free text that must survive tokenisation and UTF-8 (no lone surrogates, no NUL).
-Text = Annotated[str, AfterValidator(_valid_text)]
+Text = Annotated[
+    str, AfterValidator(_valid_text), Field(json_schema_extra={"pattern": r"^[^\u0000]*$"})
+]
 
 
 class HyperparametersIn(BaseModel):
@@ -100,6 +121,7 @@ EvalSets = Annotated[
     Field(
         description="extra labelled datasets by name (out-of-distribution sets, say), each "
         "evaluated in full beside the test split; names are letters, digits, '-' and '_'",
+        json_schema_extra={"additionalProperties": False},
     ),
 ]
 NtkSamples = Annotated[
@@ -153,7 +175,10 @@ class CompareJobCreate(JobCreateBase):
 
     kind: Literal["compare"]
     methods: list[Method] = Field(
-        default_factory=lambda: list(Method), min_length=1, description="default: all five"
+        default_factory=lambda: list(Method),
+        min_length=1,
+        description="default: all five",
+        json_schema_extra={"uniqueItems": True},
     )
     dataset: DatasetRef
     ntk_samples: int = Field(
@@ -181,6 +206,10 @@ class AnalysisJobCreate(JobCreateBase):
         default_factory=lambda: [m for m in Method if m.finetunes],
         min_length=1,
         description="base-model NTK: whose FT start (ft, lp_ft, lora, lp_lora)",
+        json_schema_extra={
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": [m.value for m in Method if m.finetunes]},
+        },
     )
     source_job: ResourceId | None = Field(None, description="a succeeded finetune job to analyse")
     dataset: DatasetRef | None = None
@@ -315,8 +344,8 @@ class PredictInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Text = Field(min_length=1)
-    text_pair: Text | None = Field(None, min_length=1)
+    text: InputText
+    text_pair: InputText | None = None
 
 
 class PredictRequest(BaseModel):
@@ -327,13 +356,6 @@ class PredictRequest(BaseModel):
     job_id: ResourceId
     inputs: list[PredictInput] = Field(min_length=1)
     calibrated: bool = Field(True, description="divide logits by the job's temperature")
-
-    @model_validator(mode="after")
-    def _not_blank(self) -> PredictRequest:
-        for i, item in enumerate(self.inputs):
-            if not item.text.strip():
-                raise ValueError(f"inputs[{i}].text is blank")
-        return self
 
 
 class PredictionOut(BaseModel):

@@ -28,13 +28,14 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": ".jsonl or .csv with text, text_pair?, label",
                         },
-                        "name": {"type": "string"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
                     },
                 }
             },

@@ -46,7 +46,7 @@ from lpft_core.recalibrate import RecalibrateSpec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 #: Redis stream ids, the only cursors the event log accepts.
-EVENT_ID = r"^\d{1,20}-\d{1,20}$"
+EVENT_ID = r"^\d{1,19}-\d{1,19}$"  # below 2**63: Redis refuses larger ids
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem},
     409: {"model": Problem},
@@ -60,7 +60,9 @@ class QueueUnavailable(ApiError):
     status, code, title = 503, "queue_unavailable", "Service unavailable"
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=PROBLEMS)
+@router.post(
+    "", status_code=202, response_model=JobPublic, responses={**PROBLEMS, 429: {"model": Problem}}
+)
 def create_job(
     body: JobCreate,
     response: Response,
