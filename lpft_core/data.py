@@ -142,7 +142,7 @@ def read_examples(path: str | Path, *, max_text_chars: int = 20_000) -> list[Exa
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"file not found: {path}", source=str(path))
+        raise DataError(f"file not found: {path.name}", source=path.name)
     return examples_from_bytes(path.read_bytes(), path.name, max_text_chars=max_text_chars)
 
 

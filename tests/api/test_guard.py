@@ -1,35 +1,22 @@
-"""The request gate's parts, without a server: JSON depth, key lookup, model names, the
+"""The request gate's parts, without a server: key lookup, model names, the
 refusal to start open by accident, and strict JSON for metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
 
+import httpx
 import pytest
 from lpft_api.errors import ApiError
-from lpft_api.guard import Keys, json_depth
+from lpft_api.guard import Keys
 from lpft_api.main import create_app
 from lpft_api.models import check_model
 from lpft_contract.settings import Settings
 
 from lpft_core.artifacts import write_json
-
-
-@pytest.mark.parametrize(
-    ("body", "depth"),
-    [
-        (b"{}", 1),
-        (b'{"a": [1, {"b": [[]]}]}', 5),
-        (b'{"text": "[[[[[[ not brackets {{{{"}', 1),
-        (b'{"text": "an \\"escaped [[[ quote"}', 1),
-        (b"[" * 5000 + b"]" * 5000, 5000),
-        (b'"just a string"', 0),
-    ],
-)
-def test_json_depth_counts_nesting_outside_strings(body: bytes, depth: int) -> None:
-    assert json_depth(body) == depth
 
 
 def test_keys_map_each_key_to_its_tenant_only() -> None:
@@ -71,3 +58,17 @@ def test_non_finite_metrics_are_written_as_null_with_a_note(tmp_path: Path) -> N
         "features.test.scatter_ratio was inf, written as null",
         "ok[1] was nan, written as null",
     ]
+
+
+def test_open_mode_serves_loopback_clients_only() -> None:
+    app = create_app(Settings(api_keys="", open_mode=True))
+
+    async def status_from(client_host: str) -> int:
+        transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://lpft") as client:
+            # Refused by the gate, before any route (and so without Redis) is reached.
+            response = await client.get("/jobs/job-x")
+            return response.status_code
+
+    assert asyncio.run(status_from("10.1.2.3")) == 401
+    assert asyncio.run(status_from("192.168.0.9")) == 401

@@ -94,7 +94,12 @@ def test_malformed_inputs_name_the_line_or_field(
         422,
         "body",
     )
-    assert "nested deeper than 32" in body["detail"]
+    assert "nested too deeply" in body["detail"]
+    # A long run of escaped quotes costs no more than any other body of its size.
+    quotes = b'"' + b'\\"' * 300_000
+    assert_problem(
+        carol.post("/jobs", content=quotes, headers={"content-type": "application/json"}), 422
+    )
     surrogate = b'{"text": "fine", "label": "a"}\n{"text": "bad \\ud800", "label": "b"}\n'
     detail = assert_problem(
         carol.post("/datasets", files={"file": ("s.jsonl", surrogate)}), 422, "text"
@@ -118,6 +123,10 @@ def test_malformed_inputs_name_the_line_or_field(
     long_name = {"name": "n" * 201, "records": [{"text": "a", "label": "x"}]}
     assert_problem(carol.post("/datasets", json=long_name), 422, "name")
     assert_problem(carol.get("/jobs", params={"after": "job x"}), 422, "query.after")
+    assert_problem(carol.get("/jobs", params={"limt": 5}), 422, "query.limt")
+    # Ids are ids: a suffix cannot reach the job's other keys in the store.
+    assert_problem(carol.get(f"/datasets/{datasets['train']}:x"), 422, "path.dataset_id")
+    assert_problem(carol.get("/jobs/job-1:events"), 422, "path.job_id")
 
 
 def test_quotas_retention_and_deletion(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.dependencies.models import Dependant
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobRecord
@@ -13,6 +13,7 @@ from lpft_contract.store import Store
 
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.predictions import ModelCache
+from lpft_api.schemas import RESOURCE_ID
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,7 +48,11 @@ ModelsDep = Annotated[ModelCache, Depends(get_models)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 
 
-def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
+JobId = Annotated[str, Path(pattern=RESOURCE_ID)]
+DatasetId = Annotated[str, Path(pattern=RESOURCE_ID)]
+
+
+def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobRecord:
     """The caller's job ``job_id``; another tenant's job is reported as missing (404)."""
     record = store.get_job(job_id, tenant)
     if record is None:

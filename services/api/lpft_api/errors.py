@@ -50,12 +50,6 @@ class Conflict(ApiError):
     status, code, title = 409, "conflict", "Conflict"
 
 
-class PayloadTooLarge(ApiError):
-    """The upload exceeds the configured limit."""
-
-    status, code, title = 413, "payload_too_large", "Payload too large"
-
-
 class QuotaExceeded(ApiError):
     """A per-tenant storage cap is reached; deleting something frees room."""
 

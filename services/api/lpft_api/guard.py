@@ -3,19 +3,17 @@
 In order: the API key (401 before a single body byte is accepted, so an anonymous client
 cannot make the server read, spool or parse anything), the declared ``Content-Length``
 against the route's limit (413 at once), then the bytes as they arrive, chunked or not (413
-as soon as the count passes the limit). JSON bodies are held (they are bounded by then) and
-their nesting depth is checked before FastAPI parses them: Python's parser recurses, and a
-deep enough body would cost a stack overflow rather than a clear 422.
+as soon as the count passes the limit). JSON nested deeper than Python's parser recurses is
+a 422 from the error handlers (``RecursionError``), so the body is never scanned twice here.
+In open mode only loopback clients are served, however the server was started.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 
-import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,8 +22,7 @@ from lpft_api.errors import problem
 OPEN_TENANT = "default"
 #: Routes anyone may call: probes and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 class BodyTooLarge(HTTPException):
@@ -44,7 +41,6 @@ class Limits:
 
     upload_bytes: int
     request_bytes: int
-    json_depth: int
 
     def for_scope(self, scope: Scope) -> int:
         """The limit of this request's route."""
@@ -70,16 +66,6 @@ class Keys:
             if hmac.compare_digest(candidate, digest):
                 found = tenant
         return found
-
-
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``body``, strings ignored; linear time
-    in C (a regex and a cumulative sum), so even a full-size body costs milliseconds."""
-    brackets = np.frombuffer(_JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS), np.uint8)
-    if brackets.size == 0:
-        return 0
-    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
-    return int(np.cumsum(steps).max())
 
 
 class RequestGuard:
@@ -108,38 +94,28 @@ class RequestGuard:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(scope, receive, send, limit)
             return
-        counted = _CountingReceive(receive, limit)
         try:
-            if (_header(scope, b"content-type") or "").startswith("application/json"):
-                body = await counted.read_all()
-                if json_depth(body) > self.limits.json_depth:
-                    await _refuse(scope, receive, send, *self._too_deep())
-                    return
-                counted = _Replay(body, receive)
-            await self.app(scope, counted, send)
+            await self.app(scope, _CountingReceive(receive, limit), send)
         except BodyTooLarge:
             await _too_large(scope, receive, send, limit)  # raised outside the routes
 
     def _tenant(self, scope: Scope) -> str | None:
         if not self.keys:
-            return OPEN_TENANT
+            client = scope.get("client") or ("", 0)
+            return OPEN_TENANT if client[0] in _LOOPBACK else None
         scheme, _, key = (_header(scope, b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return None
         return self.keys.tenant(key.strip())
 
-    @staticmethod
-    def _unauthorized(scope: Scope) -> tuple[int, str, str, str, str]:
-        sent = _header(scope, b"authorization")
-        detail = "unknown API key" if sent else "send an API key as 'Authorization: Bearer <key>'"
+    def _unauthorized(self, scope: Scope) -> tuple[int, str, str, str, str]:
+        if not self.keys:
+            detail = "this server runs without API keys (open mode) for loopback clients only"
+        elif _header(scope, b"authorization"):
+            detail = "unknown API key"
+        else:
+            detail = "send an API key as 'Authorization: Bearer <key>'"
         return 401, "Unauthorized", detail, "unauthorized", "Authorization"
-
-    def _too_deep(self) -> tuple[int, str, str, str, str]:
-        detail = (
-            f"the JSON body is nested deeper than {self.limits.json_depth} levels; send flat "
-            "objects as the API document describes"
-        )
-        return 422, "Invalid request", detail, "invalid_request", "body"
 
 
 class _CountingReceive:
@@ -157,31 +133,6 @@ class _CountingReceive:
             if self.seen > self.limit:
                 raise BodyTooLarge(self.limit)
         return message
-
-    async def read_all(self) -> bytes:
-        chunks = []
-        while True:
-            message = await self()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
-
-class _Replay:
-    """``receive`` that hands the app a body already read, then the connection's messages."""
-
-    def __init__(self, body: bytes, receive: Receive) -> None:
-        self.body: bytes | None = body
-        self.receive = receive
-
-    async def __call__(self) -> Message:
-        if self.body is None:
-            return await self.receive()
-        body, self.body = self.body, None
-        return {"type": "http.request", "body": body, "more_body": False}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.recovery import Recovery
 from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, connect
+from lpft_contract.store import store_from
 
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers
@@ -29,9 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = store = Store(
-            connect(settings.redis_url), settings.artifacts_dir, settings.event_retention_seconds
-        )
+        app.state.store = store = store_from(settings)
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
         app.state.models = ModelCache(
             settings.model_cache_size, settings.predict_max_batch, settings.predict_device
@@ -68,9 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestGuard,
         keys=keys,
         limits=Limits(
-            upload_bytes=settings.max_upload_bytes,
-            request_bytes=settings.max_request_bytes,
-            json_depth=settings.max_json_depth,
+            upload_bytes=settings.max_upload_bytes, request_bytes=settings.max_request_bytes
         ),
     )
     install_error_handlers(app)

@@ -73,8 +73,8 @@ class DatasetRecord(BaseModel):
 
 
 def worker_lost(worker: str | None, attempts: int) -> ErrorInfo:
-    """The failure recorded when a job's last allowed run lost its worker (SIGKILL, OOM,
-    lost machine); earlier losses resume the job instead."""
+    """The failure recorded when a job's last allowed run lost its worker (a SIGKILL, a lost
+    machine); earlier losses resume the job instead."""
     return ErrorInfo(
         code="worker_lost",
         message=f"worker {worker} was lost while running this job, on attempt {attempts} of "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import redis
 
 from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import JobStatus, worker_lost
+from lpft_contract.records import JobStatus
 from lpft_contract.store import Store
 
 #: Kombu's Redis transport: a queue is a list (plus one per priority step), and delivered
@@ -72,13 +72,11 @@ class Recovery:
             if now - self.missing_since.setdefault(record.id, now) < self.lease_s:
                 continue
             del self.missing_since[record.id]
-            if record.attempts < self.max_attempts:
-                if self.store.requeue(record.id, f"worker {record.worker} was lost"):
-                    self.enqueuer.train(record.id, record.queue)
-                    done.append(f"job {record.id} lost its worker; queued to resume")
-            elif self.store.finish(
-                record.id, JobStatus.FAILED, worker_lost(record.worker, record.attempts)
-            ):
+            reason = f"worker {record.worker} was lost"
+            if self.store.requeue_or_fail(record, reason, self.max_attempts):
+                self.enqueuer.train(record.id, record.queue)
+                done.append(f"job {record.id} lost its worker; queued to resume")
+            else:
                 done.append(f"job {record.id} lost its worker on its last attempt; failed")
         return done
 

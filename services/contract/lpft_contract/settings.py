@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1024 * 1024, description="largest body of any request but a dataset upload (413 above)"
     )
-    max_json_depth: int = Field(32, description="deepest nesting of a JSON body or JSONL row")
     max_dataset_rows: int = Field(1_000_000, description="rows per uploaded dataset")
     max_eval_sets: int = Field(8, description="extra evaluation sets per job")
     max_active_jobs_per_tenant: int = Field(

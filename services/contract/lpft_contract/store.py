@@ -21,7 +21,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
+from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
+from lpft_contract.settings import Settings
 
 PREFIX = "lpft"
 EVENTS_MAXLEN = 200_000
@@ -95,6 +96,15 @@ class Store:
         for path in (Path(record.path), Path(record.path).with_suffix(".json")):
             path.unlink(missing_ok=True)
 
+    def jobs_using_job(self, tenant: str, job_id: str) -> list[str]:
+        """The tenant's unfinished jobs that will read ``job_id``'s model (an analysis of it,
+        a re-calibration)."""
+        return [
+            other
+            for other in self.redis.smembers(self._key("active", tenant))
+            if (record := self.get_job(other)) is not None and record.source_job == job_id
+        ]
+
     def jobs_using_dataset(self, tenant: str, dataset_id: str) -> list[str]:
         """The tenant's unfinished jobs that will read ``dataset_id``."""
         return [
@@ -160,13 +170,16 @@ class Store:
     def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
         """The job (from Redis, else its durable copy), if it belongs to ``tenant``."""
         raw = self.redis.get(self._key("job", job_id))
-        if raw is None:
-            copy = self.job_dir(job_id) / "record.json"
-            raw = copy.read_text() if _safe_id(job_id) and copy.is_file() else None
-        record = JobRecord.model_validate_json(raw) if raw else None
+        record = JobRecord.model_validate_json(raw) if raw else self._volume_record(job_id)
         if record is None or (tenant is not None and record.tenant != tenant):
             return None
         return record
+
+    def _volume_record(self, job_id: str) -> JobRecord | None:
+        copy = self.job_dir(job_id) / "record.json"
+        if not _safe_id(job_id) or not copy.is_file():
+            return None
+        return JobRecord.model_validate_json(copy.read_text())
 
     def list_jobs(
         self, tenant: str, after: str | None, limit: int, status: JobStatus | None = None
@@ -186,10 +199,16 @@ class Store:
             cursor = ids[-1]
         return jobs[:limit], len(jobs) > limit
 
-    def claim(self, job_id: str, worker: str) -> JobRecord | None:
+    def claim(self, job_id: str, worker: str, lease_s: float) -> JobRecord | None:
         """Move a queued job to running for ``worker``; ``None`` if it is not queued (another
         worker has it, or it was cancelled). The atomic step that keeps two workers from
-        running one job."""
+        running one job; its lease and index entries change in the same transaction."""
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.set(self._key("job", job_id, "lease"), worker, px=int(lease_s * 1000))
+            pipe.sadd(self._key("running"), job_id)
+            pipe.zrem(self._key("queued"), job_id)
+
         record = self._transition(
             job_id,
             {JobStatus.QUEUED},
@@ -201,31 +220,43 @@ class Store:
                     "attempts": r.attempts + 1,
                 }
             ),
+            indexes,
         )
         if record is not None:
-            self.heartbeat(job_id, worker, ttl=60)
-            self.redis.sadd(self._key("running"), job_id)
-            self.redis.zrem(self._key("queued"), job_id)
             data = {"status": "running", "worker": worker, "attempt": record.attempts}
             self.append_event(job_id, "status", data)
         return record
 
-    def requeue(self, job_id: str, reason: str) -> JobRecord | None:
+    def requeue(self, job_id: str, worker: str | None, reason: str) -> JobRecord | None:
         """Put a running job whose run was lost back in the queue, to resume from its last
-        checkpoint; ``None`` if it is not running any more. The caller sends the task."""
+        checkpoint; ``None`` if it is not running under ``worker`` any more (finished, or
+        already handed to another worker). The caller sends the task."""
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.delete(self._key("job", job_id, "lease"))
+            pipe.srem(self._key("running"), job_id)
+            pipe.zadd(self._key("queued"), {job_id: time.time()})
+
         record = self._transition(
             job_id,
             {JobStatus.RUNNING},
             lambda r: r.model_copy(update={"status": JobStatus.QUEUED, "worker": None}),
+            indexes,
+            worker=worker,
         )
-        if record is None:
-            return None
-        self.redis.delete(self._key("job", job_id, "lease"))
-        self.redis.srem(self._key("running"), job_id)
-        self.redis.zadd(self._key("queued"), {job_id: time.time()})
-        data = {"status": "queued", "retry": record.attempts + 1, "reason": reason}
-        self.append_event(job_id, "status", data)
+        if record is not None:
+            data = {"status": "queued", "retry": record.attempts + 1, "reason": reason}
+            self.append_event(job_id, "status", data)
         return record
+
+    def requeue_or_fail(self, record: JobRecord, reason: str, max_attempts: int) -> bool:
+        """After a lost run: queue the job again (True: the caller sends its task), or fail
+        it with ``worker_lost`` when that was its last allowed run (False)."""
+        if record.attempts < max_attempts:
+            return self.requeue(record.id, record.worker, reason) is not None
+        error = worker_lost(record.worker, record.attempts)
+        self.finish(record.id, JobStatus.FAILED, error, worker=record.worker)
+        return False
 
     def queued_since(self, older_than_s: float) -> list[str]:
         """Jobs queued (or re-queued) more than ``older_than_s`` seconds ago."""
@@ -236,18 +267,33 @@ class Store:
         self.redis.zadd(self._key("queued"), {job_id: time.time()}, xx=True)
 
     def finish(
-        self, job_id: str, status: JobStatus, error: ErrorInfo | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        error: ErrorInfo | None = None,
+        *,
+        worker: str | None = None,
     ) -> JobRecord | None:
-        """Move a queued or running job to a terminal ``status``; ``None`` if already final.
+        """Move a queued or running job to a terminal ``status``; ``None`` if it is already
+        final, or (with ``worker``) no longer running under that worker.
 
         The record and the event log are also written to the artifact volume.
         """
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.delete(self._key("job", job_id, "lease"), self._key("job", job_id, "cancel"))
+            pipe.srem(self._key("running"), job_id)
+            pipe.zrem(self._key("queued"), job_id)
+            pipe.srem(self._key("active", record.tenant), job_id)
+
         record = self._transition(
             job_id,
             {JobStatus.QUEUED, JobStatus.RUNNING},
             lambda r: r.model_copy(
                 update={"status": status, "error": error, "finished_at": time.time()}
             ),
+            indexes,
+            worker=worker,
         )
         if record is None:
             return None
@@ -255,12 +301,6 @@ class Store:
         if error is not None:
             data["error"] = error.model_dump()
         self.append_event(job_id, "status", data)
-        pipe = self.redis.pipeline()
-        pipe.delete(self._key("job", job_id, "lease"), self._key("job", job_id, "cancel"))
-        pipe.srem(self._key("running"), job_id)
-        pipe.zrem(self._key("queued"), job_id)
-        pipe.srem(self._key("active", record.tenant), job_id)
-        pipe.execute()
         events, _ = self.events(job_id, after=None, limit=EVENTS_MAXLEN)
         _write_atomic(
             self.job_dir(job_id) / "events.jsonl",
@@ -413,19 +453,30 @@ class Store:
         job_id: str,
         allowed: set[JobStatus],
         update: Callable[[JobRecord], JobRecord],
+        indexes: Callable[[redis.client.Pipeline, JobRecord], None] | None = None,
+        *,
+        worker: str | None = None,
     ) -> JobRecord | None:
+        """Apply ``update`` to the job if its status is in ``allowed`` (and, with ``worker``,
+        it runs under that worker), together with ``indexes`` in one transaction; the new
+        record is then copied to the volume. A job Redis lost is taken from the volume first,
+        so an outcome is never dropped because Redis restarted empty."""
         key = self._key("job", job_id)
+        if not self.redis.exists(key) and (copy := self._volume_record(job_id)) is not None:
+            self._index_job(copy)
 
         def attempt(pipe: redis.client.Pipeline) -> JobRecord | None:
             raw = pipe.get(key)
             if raw is None:
                 return None
             record = JobRecord.model_validate_json(raw)
-            if record.status not in allowed:
+            if record.status not in allowed or (worker is not None and record.worker != worker):
                 return None
             new = update(record)
             pipe.multi()
             pipe.set(key, new.model_dump_json())
+            if indexes is not None:
+                indexes(pipe, new)
             return new
 
         record = self.redis.transaction(attempt, key, value_from_callable=True)
@@ -472,17 +523,26 @@ def _write_atomic(path: Path, text: str) -> None:
 def connect(url: str, *, patient: bool = False) -> redis.Redis:
     """A Redis client for the store (string responses, short connect timeout).
 
-    Connection errors are retried with exponential back-off: briefly for the API (a request
-    should fail fast), and for about two minutes with ``patient`` (workers and trainers,
-    which must ride out a Redis restart rather than give up a job).
+    Connection errors are retried with exponential back-off: briefly, with short timeouts,
+    for the API and for the calls a worker makes while training runs (a request should fail
+    fast, and a blocked call must not delay a worker's fencing); for about two minutes with
+    ``patient`` (recording outcomes, which must ride out a Redis restart).
     """
-    retries = 40 if patient else 3
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_connect_timeout=5 if patient else 2,
+        socket_timeout=30 if patient else 5,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), retries),
+        retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), 40 if patient else 2),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def store_from(settings: Settings, *, patient: bool = False) -> Store:
+    """The store the settings describe (see ``connect`` for ``patient``)."""
+    return Store(
+        connect(settings.redis_url, patient=patient),
+        settings.artifacts_dir,
+        settings.event_retention_seconds,
     )

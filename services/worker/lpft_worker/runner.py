@@ -19,9 +19,9 @@ from typing import Any
 
 import redis
 from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, worker_lost
-from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, connect
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
+from lpft_contract.settings import get_settings
+from lpft_contract.store import Store, store_from
 
 from lpft_core import CancelledError, LpftError, ProgressEvent
 from lpft_core.jobs import execute
@@ -34,9 +34,10 @@ RETRY_AFTER_S = 2.0
 class BufferedEvents:
     """Job events written in order, buffered in memory while Redis is unreachable.
 
-    Training must not wait for Redis: a write that fails keeps the event (and every later
-    one) pending, and the next write after ``RETRY_AFTER_S`` sends the backlog first. ``flush``
-    at the end waits for Redis as long as the patient store does.
+    Training should not wait for Redis: a write that fails keeps the event (and every later
+    one) pending, and the next write after ``RETRY_AFTER_S`` sends the backlog first, so an
+    outage costs a few short timeouts (the store's fast client) every ``RETRY_AFTER_S``.
+    ``flush`` at the end waits for Redis as long as the patient store does.
     """
 
     def __init__(self, store: Store, job_id: str) -> None:
@@ -114,12 +115,7 @@ def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
 def main(job_id: str) -> int:
     """Run the job; the exit status is 0 whenever an outcome was recorded."""
     settings = get_settings()
-    store = Store(connect(settings.redis_url), settings.artifacts_dir)
-    patient = Store(
-        connect(settings.redis_url, patient=True),
-        settings.artifacts_dir,
-        settings.event_retention_seconds,
-    )
+    store, patient = store_from(settings), store_from(settings, patient=True)
     record = patient.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:
         return 1
@@ -142,9 +138,13 @@ def main(job_id: str) -> int:
     outcome = _run(record, events, should_stop, orphaned)
     events.flush(patient)
     if outcome is None:  # the worker died under us: resume elsewhere
-        _resume_elsewhere(patient, record, settings)
-    else:
-        patient.finish(job_id, *outcome)
+        reason = f"worker {record.worker} died"
+        if patient.requeue_or_fail(record, reason, settings.max_job_attempts):
+            Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).train(
+                record.id, record.queue
+            )
+    else:  # only while the job is still this run's: never over another worker's run
+        patient.finish(job_id, *outcome, worker=record.worker)
     return 0
 
 
@@ -178,17 +178,6 @@ def _run(
         )
         return JobStatus.FAILED, ErrorInfo(code="internal", message=message)
     return JobStatus.SUCCEEDED, None
-
-
-def _resume_elsewhere(store: Store, record: JobRecord, settings: Settings) -> None:
-    """Queue the job again at once (it resumes from its checkpoint), or fail it when this
-    was its last allowed run."""
-    if record.attempts >= settings.max_job_attempts:
-        store.finish(record.id, JobStatus.FAILED, worker_lost(record.worker, record.attempts))
-    elif store.requeue(record.id, f"worker {record.worker} died"):
-        Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).train(
-            record.id, record.queue
-        )
 
 
 if __name__ == "__main__":

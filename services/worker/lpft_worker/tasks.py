@@ -2,8 +2,10 @@
 
 Training runs in a child process (``python -m lpft_worker.runner``) rather than in the worker:
 CUDA stays out of the worker process, and a cancel that training ignores can be enforced by
-killing the child. This process renews the job's lease meanwhile; if the whole worker is
-killed, the lease expires and the job is failed with a reason instead of staying ``running``.
+killing the child. This process renews the job's lease meanwhile. If the worker is killed,
+its training process notices and queues the job again; if both die, the API's recovery pass
+does so once the lease has lapsed. Either way the job resumes from its last checkpoint on
+the next free worker instead of staying ``running``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import redis
 from celery import shared_task
 from lpft_contract.records import ErrorInfo, JobStatus
 from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, connect
+from lpft_contract.store import Store, store_from
 from lpft_contract.tasks import TaskName
 
 logger = logging.getLogger("lpft.worker")
@@ -31,21 +33,16 @@ def train(job_id: str) -> None:
     duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
     job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""
     settings = get_settings()
-    patient = Store(
-        connect(settings.redis_url, patient=True),
-        settings.artifacts_dir,
-        settings.event_retention_seconds,
-    )
+    patient = store_from(settings, patient=True)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     record = patient.get_job(job_id)
     if record is None or record.status != JobStatus.QUEUED:
         return
-    if patient.claim(job_id, worker) is None:
+    if patient.claim(job_id, worker, settings.lease_seconds) is None:
         return
     child = subprocess.Popen([sys.executable, "-m", "lpft_worker.runner", job_id])
-    store = Store(connect(settings.redis_url), settings.artifacts_dir)
-    if _watch(store, job_id, worker, child, settings):
-        _record_a_silent_death(patient, job_id, child.returncode)
+    if _watch(store_from(settings), job_id, worker, child, settings):
+        _record_a_silent_death(patient, job_id, worker, child.returncode)
 
 
 def _watch(
@@ -54,12 +51,14 @@ def _watch(
     """Renew the lease while the child trains; enforce a cancel after its grace. Returns
     whether the outcome is this worker's to record.
 
-    While Redis is unreachable the child trains on. If the lease could not be renewed for
-    nearly two lease periods, the recovery pass may have handed the job to another worker,
-    so the child is killed first: two trainings never write one job. The same happens at
-    once if the job turns out to belong to someone else.
+    While Redis is unreachable the child trains on. The recovery pass hands a job to another
+    worker only after its lease expired (one lease period after the last renewal) and then
+    stayed missing for a whole lease period; the child is killed when renewals have failed
+    for 1.5 lease periods (each failing call blocks for seconds at most: the fast client), so
+    two trainings never write one job. The same happens at once if the job turns out to
+    belong to another worker.
     """
-    fence_s = 2 * settings.lease_seconds - 2 * settings.heartbeat_seconds
+    fence_s = 1.5 * settings.lease_seconds
     renewed = time.monotonic()
     grace_s = settings.cancel_grace_seconds
     cancel_seen: float | None = None
@@ -87,7 +86,7 @@ def _watch(
                 return False
         if cancel_seen is not None and time.monotonic() - cancel_seen > grace_s:
             _kill(child)
-            store.finish(job_id, JobStatus.CANCELLED)
+            store.finish(job_id, JobStatus.CANCELLED, worker=worker)
             return False
         try:
             child.wait(timeout=0.5 if cancel_seen else settings.heartbeat_seconds)
@@ -101,16 +100,15 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
     child.wait()
 
 
-def _record_a_silent_death(store: Store, job_id: str, returncode: int) -> None:
+def _record_a_silent_death(store: Store, job_id: str, worker: str, returncode: int) -> None:
     """The child exited; if it recorded no outcome (killed, out of memory), record one."""
-    record = store.get_job(job_id)
-    if record is not None and record.status == JobStatus.RUNNING:
-        store.finish(
-            job_id,
-            JobStatus.FAILED,
-            ErrorInfo(
-                code="training_process_died",
-                message=f"the training process exited with code {returncode} before "
-                "finishing (killed or out of memory?); see the worker log",
-            ),
-        )
+    store.finish(
+        job_id,
+        JobStatus.FAILED,
+        ErrorInfo(
+            code="training_process_died",
+            message=f"the training process exited with code {returncode} before finishing "
+            "(killed or out of memory?); see the worker log",
+        ),
+        worker=worker,
+    )

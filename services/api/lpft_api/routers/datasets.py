@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from lpft_contract.records import DatasetRecord, new_id
 from lpft_contract.store import Store
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from lpft_api.deps import SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import DatasetId, SettingsDep, StoreDep, TenantDep
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import RESOURCE_ID, DatasetList, DatasetPublic, DatasetRecordsIn, Problem
 from lpft_core.data import Example, examples_from_bytes, parse_records, text_problem
@@ -57,7 +58,8 @@ async def create_dataset(
 ) -> DatasetPublic:
     """Upload a dataset (multipart file, or JSON ``records``); it is validated row by row.
     The body is counted as it arrives and refused past ``LPFT_MAX_UPLOAD_BYTES`` (413); a
-    file part is spooled to disk, not held in memory."""
+    file part is spooled to disk, not held in memory; parsing runs off the event loop, so an
+    upload never holds up other tenants' requests."""
     count, used = store.dataset_usage(tenant)
     if count >= settings.max_datasets_per_tenant:
         raise QuotaExceeded(
@@ -67,18 +69,23 @@ async def create_dataset(
     if content_type.startswith("multipart/form-data"):
         name, raw = await _uploaded_file(request)
         _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
-        examples = examples_from_bytes(
-            raw, name, max_text_chars=settings.max_text_chars, max_rows=settings.max_dataset_rows
+        examples = await run_in_threadpool(
+            examples_from_bytes,
+            raw,
+            name,
+            max_text_chars=settings.max_text_chars,
+            max_rows=settings.max_dataset_rows,
         )
     elif content_type.startswith("application/json"):
         raw = await request.body()
         _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
         try:
-            body = DatasetRecordsIn.model_validate_json(raw)
+            body = await run_in_threadpool(DatasetRecordsIn.model_validate_json, raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         name = body.name
-        examples = parse_records(
+        examples = await run_in_threadpool(
+            parse_records,
             enumerate(body.records, start=1),
             source=name,
             max_text_chars=settings.max_text_chars,
@@ -89,7 +96,7 @@ async def create_dataset(
             "send multipart/form-data with a 'file' field or JSON {\"records\": [...]}",
             field="content-type",
         )
-    return DatasetPublic.from_record(_save(store, tenant, name, examples))
+    return DatasetPublic.from_record(await run_in_threadpool(_save, store, tenant, name, examples))
 
 
 async def _uploaded_file(request: Request) -> tuple[str, bytes]:
@@ -129,7 +136,7 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses={404: {"model": Problem}})
-def get_dataset(dataset_id: str, store: StoreDep, tenant: TenantDep) -> DatasetPublic:
+def get_dataset(dataset_id: DatasetId, store: StoreDep, tenant: TenantDep) -> DatasetPublic:
     """One dataset and its summary."""
     record = store.get_dataset(tenant, dataset_id)
     if record is None:
@@ -140,7 +147,7 @@ def get_dataset(dataset_id: str, store: StoreDep, tenant: TenantDep) -> DatasetP
 @router.delete(
     "/{dataset_id}", status_code=204, responses={404: {"model": Problem}, 409: {"model": Problem}}
 )
-def delete_dataset(dataset_id: str, store: StoreDep, tenant: TenantDep) -> Response:
+def delete_dataset(dataset_id: DatasetId, store: StoreDep, tenant: TenantDep) -> Response:
     """Delete a dataset; refused (409) while an unfinished job will read it."""
     record = store.get_dataset(tenant, dataset_id)
     if record is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
+import redis
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from lpft_contract.enqueue import Enqueuer
@@ -90,10 +92,8 @@ def create_job(
             response.headers["Location"] = f"/jobs/{existing.id}"
             return JobPublic.from_record(existing)
     try:
-        _admit(store, record, settings)
-        store.create_job(record)
-        _enqueue(store, enqueuer, record)
-    except ApiError:
+        _submit(store, enqueuer, record, settings)
+    except Exception:
         if idempotency_key:  # a retry with this key must create the job, not find this one
             store.forget_idempotency(tenant, idempotency_key, record.id)
         raise
@@ -101,21 +101,10 @@ def create_job(
     return JobPublic.from_record(record)
 
 
-def _enqueue(store: Store, enqueuer: Enqueuer, record: JobRecord) -> None:
-    """Send the job's task; if the broker does not take it, fail the job (503)."""
-    try:
-        enqueuer.train(record.id, record.queue)
-    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the job must end
-        store.finish(
-            record.id,
-            JobStatus.FAILED,
-            ErrorInfo(code="queue_unavailable", message="the job queue was unreachable"),
-        )
-        raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
-
-
-def _admit(store: Store, record: JobRecord, settings: Settings) -> None:
-    """Count the job against its tenant's cap on unfinished jobs, or refuse it (429)."""
+def _submit(store: Store, enqueuer: Enqueuer, record: JobRecord, settings: Settings) -> None:
+    """Count the job against its tenant's cap on unfinished jobs (429 above it), store it
+    and send its task. If storing or sending fails, the job is failed (it must not sit
+    queued, nor run after the client was told it failed) and its place in the cap freed."""
     cap = settings.max_active_jobs_per_tenant
     if not store.admit(record.tenant, record.id, cap):
         raise TooManyRequests(
@@ -123,6 +112,18 @@ def _admit(store: Store, record: JobRecord, settings: Settings) -> None:
             "finish or cancel one",
             retry_after=30,
         )
+    try:
+        store.create_job(record)
+        enqueuer.train(record.id, record.queue)
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # best effort: Redis itself may be the fault
+            error = ErrorInfo(code="queue_unavailable", message="the job could not be queued")
+            store.finish(record.id, JobStatus.FAILED, error)
+        with contextlib.suppress(Exception):
+            store.release(record.tenant, record.id)
+        if isinstance(exc, redis.RedisError):
+            raise  # a 503 from the store's handler
+        raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
 
 
 @router.get("", response_model=JobList)
@@ -156,6 +157,12 @@ def delete_job(job: JobDep, store: StoreDep) -> Response:
     must be cancelled first (409)."""
     if not job.status.is_terminal:
         raise Conflict(f"job {job.id} is {job.status.value}; cancel it before deleting it")
+    users = store.jobs_using_job(job.tenant, job.id)
+    if users:
+        raise Conflict(
+            f"unfinished jobs {', '.join(sorted(users))} use this job's model; wait for them or "
+            "cancel them first"
+        )
     store.delete_job(job)
     return Response(status_code=204)
 
@@ -240,14 +247,20 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
         # Built under a unique name, then renamed: a concurrent download never sees a
         # half-written archive. Archives of earlier versions (before a re-calibration) go.
         for stale in store.job_dir(job.id).glob("model-*.tar.gz"):
-            stale.unlink(missing_ok=True)
-        partial = shutil.make_archive(
-            str(store.job_dir(job.id) / f".model-{uuid.uuid4().hex}"),
-            "gztar",
-            root_dir=store.job_dir(job.id),
-            base_dir="model",
-        )
-        FsPath(partial).replace(archive)
+            if stale != archive:  # a concurrent download may have just built this one
+                stale.unlink(missing_ok=True)
+        base = store.job_dir(job.id) / f".model-{uuid.uuid4().hex}"
+        partial = FsPath(f"{base}.tar.gz")  # what make_archive writes
+        try:
+            shutil.make_archive(
+                str(base),
+                "gztar",
+                root_dir=store.job_dir(job.id),
+                base_dir="model",
+            )
+            partial.replace(archive)
+        finally:
+            partial.unlink(missing_ok=True)
     return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}.tar.gz")
 
 
@@ -337,9 +350,7 @@ def recalibrate_job(
         queue=job.queue,
         spec=spec.to_dict(),
     )
-    _admit(store, record, settings)
-    store.create_job(record)
-    _enqueue(store, enqueuer, record)
+    _submit(store, enqueuer, record, settings)
     response.headers["Location"] = f"/jobs/{job_id}"
     return JobPublic.from_record(record)
 
@@ -443,7 +454,7 @@ def _new_record(
         method=body.method.value if isinstance(body, FinetuneJobCreate) else None,
         methods=[m.value for m in methods] if methods is not None else None,
         source_job=source_job,
-        model=model,
+        model=body.model,
         dataset=dataset.model_dump(),
         eval_sets=body.eval_sets,
         hyperparameters={**hyper, "seed": body.seed},
