@@ -259,6 +259,7 @@ def _method_starts(spec, pretrained, encoded, y, base, labels, pooling, device, 
             device,
             progress,
             never_stop,
+            hp.lp_scoring,
         )
 
     def start(method: Method):

@@ -100,6 +100,14 @@ def read_labels(directory: Path) -> list[Label]:
     return json.loads((directory / LABELS).read_text())
 
 
+def read_warning_codes(directory: Path) -> list[str]:
+    """The codes of the model's warnings (``lpft_core.checks``) in its ``metrics.json``."""
+    path = directory / METRICS
+    if not path.is_file():
+        return []
+    return [w["code"] for w in json.loads(path.read_text()).get("warnings", [])]
+
+
 def read_calibration(directory: Path) -> CalibrationRecord:
     """``calibration.json``."""
     return CalibrationRecord(**json.loads((directory / CALIBRATION).read_text()))

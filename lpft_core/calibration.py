@@ -55,6 +55,10 @@ class ReliabilityBin:
     count: int
 
 
+class TemperatureAtBoundWarning(UserWarning):
+    """The fitted temperature sits at the end of its search interval."""
+
+
 class TemperatureScaler(BaseEstimator):
     """Fit one temperature T so that ``softmax(logits / T)`` minimises held-out NLL.
 
@@ -86,15 +90,17 @@ class TemperatureScaler(BaseEstimator):
         self.temperature_ = float(np.exp(result.x))
         if min(result.x - low, high - result.x) < 1e-3:
             warnings.warn(
-                f"the fitted temperature {self.temperature_:.3g} sits at the edge of the search "
-                f"interval {self.bounds}: on the fitting set the logits carry no usable "
-                "information about the labels, so temperature scaling "
-                + (
-                    "flattens every prediction towards uniform"
-                    if result.x > 0
-                    else "sharpens every prediction as far as it may"
-                )
-                + "; the model itself has not learned the task",
+                TemperatureAtBoundWarning(
+                    f"the fitted temperature {self.temperature_:.3g} sits at the edge of the "
+                    f"search interval {self.bounds}: on the fitting set the logits carry no usable "
+                    "information about the labels, so temperature scaling "
+                    + (
+                        "flattens every prediction towards uniform"
+                        if result.x > 0
+                        else "sharpens every prediction as far as it may"
+                    )
+                    + "; the model itself has not learned the task"
+                ),
                 stacklevel=2,
             )
         return self

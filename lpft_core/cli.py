@@ -98,10 +98,11 @@ def read_jsonl_inputs(path: Path) -> list[dict[str, typing.Any]]:
 def format_metrics(metrics: JobMetrics) -> str:
     """A short human-readable report of a job's metrics."""
     test = metrics.test
-    lines = [
+    lines = [f"WARNING {w.code}: {w.message}" for w in metrics.warnings]
+    lines.append(
         f"method {metrics.method} on {metrics.model} ({metrics.pooling} pooling, "
-        f"{metrics.device}); splits {metrics.splits}",
-    ]
+        f"{metrics.device}); splits {metrics.splits}"
+    )
     if metrics.lp:
         lines.append(
             f"LP: C={metrics.lp.C:.4g}, train acc {metrics.lp.train_accuracy:.4f}, "

@@ -52,6 +52,10 @@ POOLINGS = ("cls", "mean")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+#: Scores the probe's cross-validation may pick C by (scikit-learn scorer names).
+LP_SCORINGS = ("accuracy", "neg_log_loss")
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     """Training options; every field name is also a CLI flag and a service hyperparameter.
@@ -84,6 +88,11 @@ class Hyperparameters:
             (dynamic shapes, so length-grouped batches do not recompile). The first steps wait
             for compilation, so it pays only on long enough runs; benchmarks/train_speed.py
             measures both ways on the device at hand.
+        lp_scoring: what picks the probe's C in cross-validation: ``accuracy`` (the paper's)
+            or ``neg_log_loss``. Accuracy ties at the majority class when the features barely
+            separate the classes, and the tie goes to the strongest penalty (a head near zero
+            that predicts the base rate); log-loss keeps ranking the C values there. Use it
+            when a job warns ``probe_c_at_grid_edge`` or ``constant_predictions``.
     """
 
     epochs: int = 3
@@ -101,6 +110,7 @@ class Hyperparameters:
     device: str = "auto"
     group_by_length: bool = True
     compile: bool = False
+    lp_scoring: str = "accuracy"
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1")
@@ -120,6 +130,7 @@ class Hyperparameters:
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         _check(isinstance(self.group_by_length, bool), "group_by_length", "must be true or false")
         _check(isinstance(self.compile, bool), "compile", "must be true or false")
+        _check(self.lp_scoring in LP_SCORINGS, "lp_scoring", f"must be one of {LP_SCORINGS}")
 
     def learning_rate_for(self, method: Method) -> float:
         """The learning rate of the FT/LoRA stage for ``method``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 from lpft_core.artifacts import ArtifactManifest, CalibrationRecord, save_artifact
 from lpft_core.batching import EncodedTexts, encode, join_encoded, stratified_rows
 from lpft_core.calibration import (
+    TemperatureAtBoundWarning,
     TemperatureScaler,
     classification_metrics,
     nll_from_logits,
@@ -27,6 +29,7 @@ from lpft_core.calibration import (
     scaled_softmax,
 )
 from lpft_core.checkpoint import NTK, PROBE, TRAINING, JobCheckpoint, job_identity
+from lpft_core.checks import ModelQualityWarning, check_job
 from lpft_core.config import JobSpec
 from lpft_core.data import DatasetSplits, build_splits, read_examples
 from lpft_core.errors import CancelledError
@@ -188,6 +191,7 @@ def run_job(
                         device,
                         progress,
                         should_stop,
+                        hp.lp_scoring,
                     ),
                     progress,
                 )
@@ -275,7 +279,9 @@ def run_job(
                 key: trained_features[name] @ weight.T + bias for name, (key, _) in reported.items()
             },
         }
-        scaler = TemperatureScaler().fit(logits["validation"], y_validation)
+        with warnings.catch_warnings():  # reported once, as a ModelWarning, below
+            warnings.simplefilter("ignore", TemperatureAtBoundWarning)
+            scaler = TemperatureScaler().fit(logits["validation"], y_validation)
         temperature = scaler.temperature_
         calibration = Calibration(
             temperature=temperature,
@@ -300,6 +306,16 @@ def run_job(
     if should_stop():
         raise CancelledError("stopped on request before saving the model")
     out = Path(spec.output_dir)
+    head_norm = HeadNorm(
+        initial=initial_norm,
+        after_lp=after_lp,
+        final=float(classifier_head(trained).weight.detach().norm()),
+    )
+    model_warnings = check_job(
+        spec.method.value, probe_summary, head_norm, hp.head_norm_scale, temperature, evaluations
+    )
+    for warning in model_warnings:  # the worker publishes these as job events
+        warnings.warn(f"{warning.code}: {warning.message}", ModelQualityWarning, stacklevel=1)
     metrics = JobMetrics(
         method=spec.method.value,
         model=spec.model or DEFAULT_MODEL,
@@ -310,11 +326,7 @@ def run_job(
         dataset=summary,
         parameters=parameters,
         lp=probe_summary,
-        head_norm=HeadNorm(
-            initial=initial_norm,
-            after_lp=after_lp,
-            final=float(classifier_head(trained).weight.detach().norm()),
-        ),
+        head_norm=head_norm,
         history=training.steps if training else [],
         epochs=training.epochs if training else [],
         best_epoch=training.best_epoch if training else None,
@@ -325,6 +337,7 @@ def run_job(
         features=features,
         ntk=ntk,
         timing=timing,
+        warnings=model_warnings,
     )
     with _timed(timing, "save"):
         progress(ProgressEvent("save", 0, 1))
@@ -384,6 +397,7 @@ def fit_probe(
         device,
         progress,
         should_stop,
+        hp.lp_scoring,
     )
 
 
@@ -395,10 +409,19 @@ def seed_everything(seed: int) -> None:
 
 
 def fit_probe_on(
-    model, encoded, y_train, y_validation, batch_size, seed, device, progress, should_stop
+    model,
+    encoded,
+    y_train,
+    y_validation,
+    batch_size,
+    seed,
+    device,
+    progress,
+    should_stop,
+    scoring: str = "accuracy",
 ) -> FittedProbe:
     """Extract frozen train and validation features once and fit the cross-validated probe
-    (``encoded`` holds ``train`` and ``validation``)."""
+    (``encoded`` holds ``train`` and ``validation``; ``scoring`` picks C)."""
     features = {}
     for step, name in enumerate(("train", "validation")):
         progress(ProgressEvent("lp", step, 3))
@@ -411,12 +434,15 @@ def fit_probe_on(
             should_stop=should_stop,
         )
     progress(ProgressEvent("lp", 2, 3))
-    probe = LinearProbe(random_state=seed).fit(features["train"], y_train)
+    probe = LinearProbe(random_state=seed, scoring=scoring).fit(features["train"], y_train)
     summary = ProbeSummary(
         C=probe.C_,
         cv_folds=probe.cv_folds_,
         train_accuracy=float(probe.score(features["train"], y_train)),
         validation_accuracy=float(probe.score(features["validation"], y_validation)),
+        C_min=probe.grid_[0],
+        C_max=probe.grid_[1],
+        scoring=scoring,
     )
     progress(_probe_fitted(summary))
     return FittedProbe(summary, *probe.head_parameters())
@@ -505,9 +531,14 @@ def ntk_at_start(
 def _evaluate(
     split: str, logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int
 ) -> Evaluation:
+    n_classes = logits.shape[1]
     return Evaluation(
         split=split,
         rows=len(y),
+        majority_rate=float(np.bincount(y, minlength=n_classes).max() / len(y)),
+        top_prediction_share=float(
+            np.bincount(logits.argmax(axis=1), minlength=n_classes).max() / len(y)
+        ),
         uncalibrated=classification_metrics(logits, y, n_bins=n_bins),
         calibrated=classification_metrics(logits, y, temperature=temperature, n_bins=n_bins),
         reliability=Reliability(

@@ -15,6 +15,7 @@ from lpft_core.artifacts import (
     read_calibration,
     read_labels,
     read_manifest,
+    read_warning_codes,
 )
 from lpft_core.batching import encode
 from lpft_core.calibration import scaled_softmax
@@ -52,6 +53,7 @@ class Predictor:
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(str(self.directory))
         self.model = load_model(self.directory, self.manifest).to(self.device)
+        self.warnings = read_warning_codes(self.directory)
 
     def refresh_calibration(self) -> None:
         """Take up a temperature re-fitted since loading (``recalibrate``); a stat when

@@ -15,8 +15,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     The grid is scikit-learn's ``Cs=10`` (10 values log-spaced over 1e-4..1e4), the folds are
     stratified, shuffled and seeded (the paper's unshuffled folds would follow any ordering of
-    the file), accuracy picks C, and the final model is refit on all rows at the best C.
-    Features are not standardised, as in the paper: the head must act on phi(x) as it is.
+    the file), accuracy (or ``scoring``) picks C, and the final model is refit on all rows at
+    the best C. Features are not standardised, as in the paper: the head must act on phi(x)
+    as it is.
 
     Args:
         Cs: number of C values, or the values themselves.
@@ -24,6 +25,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         max_iter: lbfgs iteration limit.
         tol: lbfgs tolerance.
         random_state: seed of the fold shuffling.
+        scoring: what picks C: ``accuracy`` (the paper's) or ``neg_log_loss``.
     """
 
     def __init__(
@@ -33,12 +35,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         max_iter: int = 5000,
         tol: float = 1e-4,
         random_state: int = 0,
+        scoring: str = "accuracy",
     ) -> None:
         self.Cs = Cs
         self.cv = cv
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.scoring = scoring
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Fit on features ``X`` of shape (n, d) and class indices ``y`` of shape (n,)."""
@@ -52,7 +56,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             Cs=self.Cs,
             cv=folds,
             l1_ratios=(0.0,),
-            scoring="accuracy",
+            scoring=self.scoring,
             solver="lbfgs",
             max_iter=self.max_iter,
             tol=self.tol,
@@ -60,6 +64,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         ).fit(X, y)
         self.classes_ = self.model_.classes_
         self.C_ = float(self.model_.C_)
+        self.grid_ = (float(self.model_.Cs_.min()), float(self.model_.Cs_.max()))
         self.cv_folds_ = folds.n_splits
         return self
 

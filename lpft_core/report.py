@@ -170,7 +170,12 @@ def job_report(directory: Path, title: str, methods: dict[str, JobMetrics]) -> l
         f"Model `{first.model}` ({first.pooling} pooling) on {first.splits.get('train')} "
         f"training rows; metrics on {first.test.split} ({first.test.rows} rows)."
     )
-    return write_report(directory, title, intro, tables(methods), pictures(methods))
+    warnings = [
+        f"{name}: {warning.message} (`{warning.code}`)" if len(methods) > 1 else warning.message
+        for name, m in methods.items()
+        for warning in m.warnings
+    ]
+    return write_report(directory, title, intro, tables(methods), pictures(methods), warnings)
 
 
 def analysis_report(directory: Path, title: str, result: AnalysisResult) -> list[str]:
@@ -197,8 +202,10 @@ def write_report(
     intro: str,
     built: dict[str, Table],
     images: dict[str, bytes],
+    warnings: list[str] | None = None,
 ) -> list[str]:
-    """Write ``report.html`` (pictures embedded), ``report.md`` and ``plots/<name>.png``.
+    """Write ``report.html`` (pictures embedded), ``report.md`` and ``plots/<name>.png``;
+    ``warnings`` (reasons not to trust a model) come first, before any figure.
 
     Returns:
         The picture names written.
@@ -207,8 +214,15 @@ def write_report(
     plot_dir.mkdir(parents=True, exist_ok=True)
     for stem, png in images.items():
         (plot_dir / f"{stem}.png").write_bytes(png)
-    markdown = [f"# {title}", "", intro, ""]
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline(intro)}</p>"]
+    markdown = [f"# {title}", ""]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    if warnings:
+        heading = "Warnings: read these before trusting the figures below"
+        markdown += [f"## {heading}", "", *(f"- {w}" for w in warnings), ""]
+        items = "".join(f"<li>{_inline(w)}</li>" for w in warnings)
+        body += [f"<h2>{html.escape(heading)}</h2>", f"<ul class='warnings'>{items}</ul>"]
+    markdown += [intro, ""]
+    body.append(f"<p>{_inline(intro)}</p>")
     for table_title, table in built.items():
         markdown += [f"## {table_title}", "", markdown_table(table), ""]
         body += [f"<h2>{html.escape(table_title)}</h2>", _html_table(table)]

@@ -16,12 +16,16 @@ from lpft_core.training import EpochRecord, StepRecord
 
 @dataclass(frozen=True)
 class ProbeSummary:
-    """The linear probe: chosen inverse L2 strength C and its accuracies."""
+    """The linear probe: chosen inverse L2 strength C (from the grid ``C_min``..``C_max``,
+    picked by ``scoring``) and its accuracies."""
 
     C: float
     cv_folds: int
     train_accuracy: float
     validation_accuracy: float
+    C_min: float
+    C_max: float
+    scoring: str
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,17 @@ class Reliability:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics on the evaluation split (``test``, or ``validation`` when no test was given)."""
+    """Metrics on a reported set: the test file (``split`` ``test``), the held-out test split
+    (``held_out``) or an extra eval set. ``majority_rate`` is the share of its most common
+    label, ``top_prediction_share`` the share of its most predicted class."""
 
     split: str
     rows: int
     uncalibrated: ClassificationMetrics
     calibrated: ClassificationMetrics
     reliability: Reliability
+    majority_rate: float
+    top_prediction_share: float
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,24 @@ class ParameterCounts:
 
 
 @dataclass(frozen=True)
+class ModelWarning:
+    """One reason not to trust a model (``lpft_core.checks``): a stable ``code``, a message
+    a user understands, and the figures behind it."""
+
+    code: str
+    message: str
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class JobMetrics:
     """Everything measured in one job.
 
     ``history`` has one entry per optimisation step; ``epochs`` one per epoch; ``test`` the
     metrics on the evaluation split and ``eval_sets`` those on each extra set; ``features``
     the feature change on each of them (keyed by set name); ``ntk`` the kernel statistics at
-    the start of the FT stage when asked for; ``timing`` the wall seconds of each stage.
+    the start of the FT stage when asked for; ``timing`` the wall seconds of each stage;
+    ``warnings`` the reasons not to trust the model (``lpft_core.checks``).
     """
 
     method: str
@@ -102,6 +121,7 @@ class JobMetrics:
     features: dict[str, FeatureChange]
     ntk: NtkStatistics | None
     timing: dict[str, float]
+    warnings: list[ModelWarning] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

@@ -82,6 +82,7 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         "/predict", json={"job_id": job["id"], "inputs": inputs, "calibrated": False}
     ).json()
     assert calibrated["temperature"] == pytest.approx(temperature) and raw["temperature"] == 1.0
+    assert calibrated["warnings"] == [w["code"] for w in metrics["warnings"]]
     for a, b in zip(calibrated["predictions"], raw["predictions"], strict=True):
         assert sum(a["probabilities"].values()) == pytest.approx(1.0)
         assert set(a["probabilities"]) == {"neg", "neu", "pos"}

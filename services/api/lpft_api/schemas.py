@@ -93,6 +93,11 @@ class HyperparametersIn(BaseModel):
         description="batches of similar-length rows in random order (far less padding); "
         "false gives fully random batches as in the paper",
     )
+    lp_scoring: Literal["accuracy", "neg_log_loss"] = Field(
+        _DEFAULTS.lp_scoring,
+        description="what picks the probe's C: accuracy (the paper's) or neg_log_loss, which "
+        "does not tie at the majority class when the features barely separate the classes",
+    )
     compile: bool = Field(
         _DEFAULTS.compile,
         description="torch.compile the training step (dynamic shapes); compilation delays "
@@ -367,12 +372,15 @@ class PredictionOut(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """Predictions in input order, and the temperature that produced the probabilities."""
+    """Predictions in input order, and the temperature that produced the probabilities.
+    ``warnings`` holds the codes of the model's warnings (``metrics.json``): a client can
+    refuse to act on a model that, say, predicts one class for every row."""
 
     job_id: str
     temperature: float
     calibrated: bool
     predictions: list[PredictionOut]
+    warnings: list[str] = Field(default_factory=list)
 
 
 class Problem(BaseModel):

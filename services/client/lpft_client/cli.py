@@ -155,6 +155,8 @@ def _watch_job(client: LpftClient, job_id: str) -> int:
         return 1
     metrics = client.metrics(job_id)
     test = metrics["test"]
+    for warning in metrics.get("warnings", []):
+        print(f"WARNING {warning['code']}: {warning['message']}")
     print(f"temperature T = {metrics['temperature']:.4f}")
     for name in ("uncalibrated", "calibrated"):
         m = test[name]

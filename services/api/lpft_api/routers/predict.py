@@ -17,8 +17,8 @@ from lpft_contract.settings import Settings
 from lpft_api.deps import ModelsDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.errors import ApiError, Conflict, NotFound, TooManyRequests, Unprocessable
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, Problem
+from lpft_core import Predictor
 from lpft_core.calibration import scaled_softmax
-from lpft_core.data import Label
 
 T = TypeVar("T")
 
@@ -166,19 +166,25 @@ async def predict(
         model.predictor.validate(rows)  # a bad request must not fail the pass it would join
         logits = await unless_client_leaves(request, model.logits(rows))
         temperature = model.predictor.temperature if body.calibrated else 1.0
-    return _response(job.id, model.predictor.labels, logits, temperature, body.calibrated)
+    return _response(job.id, model.predictor, logits, temperature, body.calibrated)
 
 
 def _response(
-    job_id: str, labels: list[Label], logits: np.ndarray, temperature: float, calibrated: bool
+    job_id: str,
+    predictor: Predictor,
+    logits: np.ndarray,
+    temperature: float,
+    calibrated: bool,
 ) -> PredictResponse:
-    """Predictions in input order from the logits."""
+    """Predictions in input order from the logits, with the model's warning codes."""
     probabilities = scaled_softmax(logits, temperature)
+    labels = predictor.labels
     names = [str(label) for label in labels]
     return PredictResponse(
         job_id=job_id,
         temperature=temperature,
         calibrated=calibrated,
+        warnings=predictor.warnings,
         predictions=[
             PredictionOut(
                 label=labels[int(np.argmax(p))],
