@@ -14,7 +14,6 @@ succeeded-job paths (predict, recalibrate, report, plots, artifacts) reachable.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -31,6 +30,7 @@ from tests.service.conftest import (
     Worker,
     api_url,  # noqa: F401 - re-registered here: this directory's own server (see above)
     job_body,
+    stack_env,
     toy_dataset_files,  # noqa: F401 - used by fuzz_resources
     upload,
     wait_for,
@@ -46,27 +46,9 @@ def service_env(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> Iterator[dict[str, str]]:
     """The service tests' settings, on Redis DB 12 and a fresh artifact directory."""
-    url = f"redis://127.0.0.1:6379/{FUZZ_REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("the fuzz tests need Redis on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
-    yield {
-        **os.environ,
-        "LPFT_REDIS_URL": url,
-        "LPFT_ARTIFACTS_DIR": str(tmp_path_factory.mktemp("fuzz-artifacts")),
-        "LPFT_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
-        "LPFT_AUTO_QUEUE": "gpu",
-        "LPFT_LEASE_SECONDS": "3",
-        "LPFT_HEARTBEAT_SECONDS": "0.5",
-        "LPFT_CANCEL_GRACE_SECONDS": "5",
-        "LPFT_MAX_UPLOAD_BYTES": "200000",
-        # Where a job may name a server-side model by path: the tiny model lives there.
-        "LPFT_MODELS_DIR": str(tiny_model_dir.parent),
-        "PYTHONUNBUFFERED": "1",
-    }
+    artifacts = tmp_path_factory.mktemp("fuzz-artifacts")
+    yield stack_env(FUZZ_REDIS_DB, artifacts, tiny_model_dir.parent)
+    client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{FUZZ_REDIS_DB}")
     client.flushdb()  # the junk jobs the fuzzer queued, and their Celery messages
 
 

@@ -34,9 +34,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, str]:
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+def stack_env(db: int, artifacts: Path, models_dir: Path) -> dict[str, str]:
+    """The environment of a test stack on Redis database ``db`` (flushed first)."""
+    url = f"redis://127.0.0.1:6379/{db}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()
@@ -46,7 +46,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
     return {
         **os.environ,
         "LPFT_REDIS_URL": url,
-        "LPFT_ARTIFACTS_DIR": str(tmp_path_factory.mktemp("artifacts")),
+        "LPFT_ARTIFACTS_DIR": str(artifacts),
         "LPFT_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
         "LPFT_AUTO_QUEUE": "gpu",
         "LPFT_LEASE_SECONDS": "3",
@@ -54,9 +54,14 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
         "LPFT_CANCEL_GRACE_SECONDS": "5",
         "LPFT_MAX_UPLOAD_BYTES": "200000",
         # Jobs name the tiny test model by its path, which must lie in the models directory.
-        "LPFT_MODELS_DIR": str(tiny_model_dir.parent),
+        "LPFT_MODELS_DIR": str(models_dir),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, str]:
+    return stack_env(REDIS_DB, tmp_path_factory.mktemp("artifacts"), tiny_model_dir.parent)
 
 
 class Worker:
