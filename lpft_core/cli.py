@@ -173,7 +173,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     train = commands.add_parser("train", help="train, calibrate and save a classifier")
     train.add_argument("--train", required=True, help="training data (.jsonl or .csv)")
     train.add_argument("--validation", help="validation data; default: 10%% of train held out")
-    train.add_argument("--test", help="test data; default: metrics on validation")
+    train.add_argument(
+        "--test", help="test data; default: 10%% of train held out (never the validation split)"
+    )
     train.add_argument("--method", required=True, choices=[m.value for m in Method])
     train.add_argument(
         "--model", help="Hugging Face id or local directory; default: the offline all-MiniLM-L6-v2"

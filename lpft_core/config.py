@@ -139,9 +139,10 @@ class Hyperparameters:
 
 @dataclass(frozen=True)
 class DataFiles:
-    """Dataset files (JSONL or CSV). Without ``validation`` a stratified 10 % of train is held
-    out; without ``test`` the test metrics are computed on validation. ``eval_sets`` names
-    extra labelled files (out-of-distribution sets, say) that get the full metrics each."""
+    """Dataset files (JSONL or CSV). Without ``test`` a stratified 10 % of train is held out
+    for testing, and without ``validation`` 10 % of the rest for validation (see
+    ``build_splits``): metrics are never reported on the split that fitted T. ``eval_sets``
+    names extra labelled files (out-of-distribution sets, say) that get the full metrics."""
 
     train: str
     validation: str | None = None
