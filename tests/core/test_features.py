@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from lpft_core.features import feature_change, feature_statistics, fisher_ratio, linear_cka
+from lpft_core.features import (
+    FDR_RIDGE,
+    feature_change,
+    feature_statistics,
+    fisher_discriminant_ratio,
+    linear_cka,
+    scatter_ratio,
+)
 
 
 @pytest.fixture()
@@ -34,14 +41,48 @@ def test_cka_invariances(features) -> None:
     assert linear_cka(phi0, 3.0 * phi0 @ q) == pytest.approx(1.0)
 
 
-def test_fisher_ratio_splits_total_scatter_and_ignores_scale(features) -> None:
+def test_scatter_ratio_splits_total_scatter_and_ignores_scale(features) -> None:
     phi0, _, y = features
     mean = phi0.mean(axis=0)
     between = sum((y == k).sum() * np.sum((phi0[y == k].mean(0) - mean) ** 2) for k in range(3))
     within = sum(np.sum((phi0[y == k] - phi0[y == k].mean(0)) ** 2) for k in range(3))
     assert between + within == pytest.approx(np.sum((phi0 - mean) ** 2))
-    assert fisher_ratio(phi0, y) == pytest.approx(between / within)
-    assert fisher_ratio(5.0 * phi0, y) == pytest.approx(fisher_ratio(phi0, y))
+    assert scatter_ratio(phi0, y) == pytest.approx(between / within)
+    assert scatter_ratio(5.0 * phi0, y) == pytest.approx(scatter_ratio(phi0, y))
+
+
+def scatter_matrices(phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = phi.mean(axis=0)
+    s_b = sum(
+        (y == k).sum() * np.outer(phi[y == k].mean(0) - mean, phi[y == k].mean(0) - mean)
+        for k in np.unique(y)
+    )
+    s_w = sum(
+        (phi[y == k] - phi[y == k].mean(0)).T @ (phi[y == k] - phi[y == k].mean(0))
+        for k in np.unique(y)
+    )
+    return s_b, s_w
+
+
+def test_fdr_is_the_ridged_fisher_ratio(features) -> None:
+    phi0, _, y = features
+    s_b, s_w = scatter_matrices(phi0, y)
+    ridge = FDR_RIDGE * np.trace(s_w) / s_w.shape[0]
+    oracle = np.trace(np.linalg.solve(s_w + ridge * np.eye(len(s_w)), s_b))
+    assert fisher_discriminant_ratio(phi0, y) == pytest.approx(oracle, rel=1e-9)
+    assert fisher_discriminant_ratio(5.0 * phi0, y) == pytest.approx(oracle, rel=1e-9)
+
+
+def test_fdr_explodes_below_the_feature_dimension_as_the_papers_values_do() -> None:
+    """The paper's FDR(F) is 8e4 to 7e8 on 56 samples and O(1) on 38,905: same features,
+    fewer samples than dimensions, a far larger ratio; the trace ratio barely moves."""
+    rng = np.random.default_rng(3)
+    d = 64
+    y = rng.integers(0, 2, 4000)
+    phi = rng.normal(size=(4000, d)) + 0.5 * np.eye(d)[y]
+    few = slice(0, 40)
+    assert fisher_discriminant_ratio(phi[few], y[few]) > 1e4 * fisher_discriminant_ratio(phi, y)
+    assert scatter_ratio(phi[few], y[few]) < 100 * scatter_ratio(phi, y)
 
 
 def test_change_against_torch_oracles(features) -> None:
