@@ -108,6 +108,15 @@ def read_warning_codes(directory: Path) -> list[str]:
     return [w["code"] for w in json.loads(path.read_text()).get("warnings", [])]
 
 
+def read_run_seeds(directory: Path) -> list[int]:
+    """The seeds of the job's runs in its ``metrics.json``, the saved model's first (see
+    ``lpft_core.seeds``); empty for a model saved before runs were recorded."""
+    path = directory / METRICS
+    if not path.is_file():
+        return []
+    return [run["seed"] for run in json.loads(path.read_text()).get("runs", [])]
+
+
 def read_calibration(directory: Path) -> CalibrationRecord:
     """``calibration.json``."""
     return CalibrationRecord(**json.loads((directory / CALIBRATION).read_text()))

@@ -12,6 +12,8 @@ The job's ``checkpoint_dir`` holds:
   the only record of the starting point.
 * ``training.pt``: the FT/LoRA state after the last completed epoch
   (``lpft_core.training.TrainingCheckpoint``).
+* ``runs.pt``, in a multi-seed job's directory: the runs that finished
+  (``lpft_core.seeds``); each run keeps the files above in its own ``seed-<s>/``.
 
 Every file is written atomically (a temporary file in the same directory, then
 ``os.replace``), so a worker killed mid-write leaves the previous version. The files are
@@ -38,7 +40,8 @@ IDENTITY = "job.json"
 PROBE = "probe.pt"
 NTK = "ntk.pt"
 TRAINING = "training.pt"
-_FILES = (IDENTITY, PROBE, NTK, TRAINING)
+RUNS = "runs.pt"
+_FILES = (IDENTITY, PROBE, NTK, TRAINING, RUNS)
 
 
 def job_identity(spec: JobSpec) -> dict[str, Any]:

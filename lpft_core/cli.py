@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method
+from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles, Hyperparameters, JobSpec, Method
 from lpft_core.demo import write_rotten_tomatoes
 from lpft_core.errors import DataError, LpftError
 from lpft_core.events import ProgressEvent
@@ -43,6 +43,7 @@ def _train(args: argparse.Namespace) -> int:
         model=args.model,
         hyperparameters=Hyperparameters(**hyperparameters_from(args)),
         max_text_chars=args.max_text_chars,
+        seeds=args.seeds or [],
     )
     from lpft_core.pipeline import run_job  # heavy imports only when training
 
@@ -155,13 +156,33 @@ class _ProgressBars:
         self.close()
 
 
-def _hyperparameter_types() -> dict[str, type]:
+def learning_rate_argument(text: str) -> float | dict[str, float]:
+    """``2e-5`` for every method, or ``ft=2e-5,lp_ft=1e-5`` per method."""
+    if "=" not in text:
+        return float(text)
+    rates = {}
+    for part in text.split(","):
+        method, _, rate = part.partition("=")
+        rates[method.strip()] = float(rate)
+    return rates
+
+
+_LEARNING_RATE_HELP = (
+    "one rate, or per method as ft=2e-5,lp_ft=1e-5; default per method: "
+    + ", ".join(f"{m.value} {rate:g}" for m, rate in DEFAULT_LEARNING_RATES.items())
+).replace("%", "%%")
+
+
+def _hyperparameter_types() -> dict[str, typing.Callable[[str], typing.Any]]:
     hints = typing.get_type_hints(Hyperparameters)
-    types = {}
+    types: dict[str, typing.Callable[[str], typing.Any]] = {}
     for field in dataclasses.fields(Hyperparameters):
         hint = hints[field.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        types[field.name] = args[0] if args else hint
+        if any(typing.get_origin(a) is dict for a in args):
+            types[field.name] = learning_rate_argument
+        else:
+            types[field.name] = args[0] if args else hint
     return types
 
 
@@ -183,6 +204,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     train.add_argument("--out", required=True, help="directory to write the model to")
     train.add_argument("--max-text-chars", type=int, default=20_000)
     add_hyperparameter_flags(train)
+    add_seeds_flag(train)
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", help="calibrated predictions from a saved model")
@@ -212,14 +234,31 @@ def add_hyperparameter_flags(command: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}",
             dest=name,
             default=None,
-            help=f"default: {getattr(defaults, name)}",
+            help=_LEARNING_RATE_HELP
+            if kind is learning_rate_argument
+            else f"default: {getattr(defaults, name)}",
             **({"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}),
         )
 
 
+def add_seeds_flag(command: argparse.ArgumentParser) -> None:
+    """``--seeds 0 1 2``: one run per seed, reported as mean ± std."""
+    command.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="one training run per seed on the same split; metrics give each run and mean ± "
+        "std; the first seed's model is the one saved (default: one run with --seed)",
+    )
+
+
 def hyperparameters_from(args: argparse.Namespace) -> dict[str, typing.Any]:
-    """The hyperparameter flags the user set."""
+    """The hyperparameter flags the user set; with ``--seeds`` and no ``--seed``, the seed
+    is the first of them."""
     values = {name: getattr(args, name, None) for name in _hyperparameter_types()}
+    if getattr(args, "seeds", None) and values.get("seed") is None:
+        values["seed"] = args.seeds[0]
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -2,7 +2,9 @@
 
 One linear probe is fitted and shared, so LP, LP-FT and LP-LoRA start from the very same head
 and differ only in what follows it. Each method is a full ``run_job`` (its own artifact),
-with the NTK taken at the start of its FT stage.
+with the NTK taken at the start of its FT stage. With several ``seeds`` the whole comparison
+runs once per seed (one probe per seed) on the first seed's split, and each method's metrics
+gain ``runs`` and their mean ± std (``lpft_core.seeds``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpft_core.artifacts import write_json
 from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method, spec_from_dict
 from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.pipeline import fit_probe, run_job
-from lpft_core.results import JobMetrics
+from lpft_core.results import JobMetrics, SeedRun
+from lpft_core.seeds import keep_metrics_only, run_dir, seed_run, with_runs
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class CompareSpec:
     Attributes:
         methods: the methods to run, in this order (default: all five).
         ntk_samples: train (and evaluation) samples of the NTK at each FT start; 0 skips it.
+        seeds: as ``JobSpec.seeds``: more than one runs the comparison once per seed.
     """
 
     data: DataFiles
@@ -35,6 +40,7 @@ class CompareSpec:
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     ntk_samples: int = 256
     max_text_chars: int = 20_000
+    seeds: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -45,18 +51,29 @@ class CompareSpec:
         if not methods or len(set(methods)) != len(methods):
             raise ConfigError("methods", "give one or more distinct methods")
         object.__setattr__(self, "methods", methods)
-        JobSpec(Method.LP, self.data, self.output_dir, ntk_samples=self.ntk_samples)
+        JobSpec(
+            Method.LP,
+            self.data,
+            self.output_dir,
+            hyperparameters=self.hyperparameters,
+            ntk_samples=self.ntk_samples,
+            seeds=self.seeds,
+        )
 
-    def job(self, method: Method) -> JobSpec:
-        """The ``run_job`` spec of one method."""
+    def job(self, method: Method, seed: int | None = None) -> JobSpec:
+        """The single-seed ``run_job`` spec of one method (default: the first seed's)."""
+        seeds = self.seeds or [self.hyperparameters.seed]
+        seed = seeds[0] if seed is None else seed
+        output_dir = Path(self.output_dir) / method.value
         return JobSpec(
             method=method,
             data=self.data,
-            output_dir=str(Path(self.output_dir) / method.value),
+            output_dir=str(output_dir if seed == seeds[0] else run_dir(output_dir, seed)),
             model=self.model,
-            hyperparameters=self.hyperparameters,
+            hyperparameters=dataclasses.replace(self.hyperparameters, seed=seed),
             max_text_chars=self.max_text_chars,
             ntk_samples=self.ntk_samples if method.finetunes else 0,
+            split_seed=seeds[0] if len(seeds) > 1 else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,17 +102,48 @@ def compare(
     progress: ProgressCallback = no_progress,
     should_stop: StopCallback = never_stop,
 ) -> Comparison:
-    """Run ``spec.methods`` on one split with one shared probe."""
+    """Run ``spec.methods`` on one split with one shared probe, once per seed."""
+    seeds = spec.seeds or [spec.hyperparameters.seed]
+    served: dict[str, JobMetrics] = {}
+    runs: dict[str, list[SeedRun]] = {m.value: [] for m in spec.methods}
+    for seed in seeds:
+        prefix = f"seed-{seed}/" if len(seeds) > 1 else ""
+        results = _compare_once(spec, seed, prefix, progress, should_stop)
+        for method, metrics in results.items():
+            runs[method].append(seed_run(seed, metrics))
+            if seed == seeds[0]:
+                served[method] = metrics
+            else:
+                keep_metrics_only(Path(spec.job(Method(method), seed).output_dir))
+    if len(seeds) == 1:
+        return Comparison(served)
+    methods = {name: with_runs(served[name], runs[name]) for name in served}
+    for name, metrics in methods.items():
+        write_json(Path(spec.job(Method(name)).output_dir) / "metrics.json", metrics.to_dict())
+    return Comparison(methods)
+
+
+def _compare_once(
+    spec: CompareSpec,
+    seed: int,
+    prefix: str,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> dict[str, JobMetrics]:
+    """Every method with ``seed``, sharing one probe fitted with that seed."""
 
     def tagged(method: str) -> ProgressCallback:
-        return lambda e: progress(ProgressEvent(f"{method}/{e.stage}", e.step, e.total, e.metrics))
+        return lambda e: progress(
+            ProgressEvent(f"{prefix}{method}/{e.stage}", e.step, e.total, e.metrics)
+        )
 
     probe = None
     if any(m.uses_probe for m in spec.methods):
         first = next(m for m in spec.methods if m.uses_probe)
-        probe = fit_probe(spec.job(first), tagged("shared"), should_stop)
-    results = {}
-    for method in spec.methods:
-        job = spec.job(method)
-        results[method.value] = run_job(job, tagged(method.value), should_stop, probe=probe).metrics
-    return Comparison(results)
+        probe = fit_probe(spec.job(first, seed), tagged("shared"), should_stop)
+    return {
+        method.value: run_job(
+            spec.job(method, seed), tagged(method.value), should_stop, probe=probe
+        ).metrics
+        for method in spec.methods
+    }

@@ -58,6 +58,7 @@ from lpft_core.results import (
     ProbeSummary,
     Reliability,
 )
+from lpft_core.seeds import run_seeds, seeds_of
 from lpft_core.training import TrainingOptions, TrainingResult, train
 
 
@@ -87,7 +88,7 @@ def load_splits(spec: JobSpec) -> DatasetSplits:
         read(files.train),
         read(files.validation) if files.validation else None,
         read(files.test) if files.test else None,
-        seed=spec.hyperparameters.seed,
+        seed=spec.hyperparameters.seed if spec.split_seed is None else spec.split_seed,
         names={
             "train": Path(files.train).name,
             "validation": Path(files.validation).name if files.validation else "validation",
@@ -120,6 +121,10 @@ def run_job(
     with ``resumed_from_epoch``) and ends with the metrics of an uninterrupted run. The
     directory is deleted once the model is saved.
 
+    With several ``spec.seeds`` it trains one run per seed (``lpft_core.seeds``) and the
+    first seed's run is the saved model; ``probe`` then cannot be given (a probe is fitted
+    with one seed).
+
     Returns:
         The artifact directory and the job's metrics (also saved as ``metrics.json``).
 
@@ -127,6 +132,21 @@ def run_job(
         LpftError: a subclass that says what to fix (data, config, model) or that the job
             was cancelled or diverged.
     """
+    if probe is not None and len(seeds_of(spec)) > 1:
+        raise ValueError("a shared probe serves one seed; run each seed's spec on its own")
+    metrics = run_seeds(
+        spec, lambda one, tagged: _run_once(one, tagged, should_stop, probe).metrics, progress
+    )
+    return JobResult(output_dir=Path(spec.output_dir), metrics=metrics)
+
+
+def _run_once(
+    spec: JobSpec,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+    probe: FittedProbe | None,
+) -> JobResult:
+    """One seed's run of ``run_job``."""
     hp = spec.hyperparameters
     timing: dict[str, float] = {}
     seed_everything(hp.seed)

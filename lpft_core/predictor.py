@@ -15,6 +15,7 @@ from lpft_core.artifacts import (
     read_calibration,
     read_labels,
     read_manifest,
+    read_run_seeds,
     read_warning_codes,
 )
 from lpft_core.batching import encode
@@ -54,6 +55,8 @@ class Predictor:
         self.tokenizer = load_tokenizer(str(self.directory))
         self.model = load_model(self.directory, self.manifest).to(self.device)
         self.warnings = read_warning_codes(self.directory)
+        #: the job's seeds; the model is the first one's run
+        self.seeds = read_run_seeds(self.directory)
 
     def refresh_calibration(self) -> None:
         """Take up a temperature re-fitted since loading (``recalibrate``); a stat when

@@ -13,7 +13,7 @@ from lpft_core import plots
 from lpft_core.analysis import AnalysisResult
 from lpft_core.features import FeatureChange, FeatureStatistics
 from lpft_core.ntk_stats import NtkStatistics
-from lpft_core.results import JobMetrics
+from lpft_core.results import Evaluation, JobMetrics, SplitSummary
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -28,18 +28,44 @@ def _e(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
+def _reported(m: JobMetrics) -> list[tuple[Evaluation, SplitSummary | None]]:
+    """The reported sets of a job (test first), each with its mean ± std over seeds when
+    the job ran several."""
+    summary = m.summary
+    return [
+        (m.test, summary.test if summary else None),
+        *((e, summary.eval_sets[name] if summary else None) for name, e in m.eval_sets.items()),
+    ]
+
+
+def _figure(e: Evaluation, over_seeds: SplitSummary | None, side: str, metric: str) -> str:
+    """One run's figure, or ``mean ± std`` over the seeds."""
+    if over_seeds is None:
+        return _f(getattr(getattr(e, side), metric))
+    stat = getattr(over_seeds, side)[metric]
+    return f"{_f(stat.mean)} ± {_f(stat.std)}"
+
+
+def _seed_note(methods: dict[str, JobMetrics]) -> str:
+    summary = next(iter(methods.values())).summary
+    return f" (mean ± std over seeds {summary.seeds})" if summary else ""
+
+
 def accuracy_table(methods: dict[str, JobMetrics]) -> Table:
-    """Accuracy and macro-F1 per method and evaluation set."""
+    """Accuracy, macro-F1 and Matthews correlation per method and evaluation set."""
     first = next(iter(methods.values()))
     sets = [first.test.split, *first.eval_sets]
-    header = ["method", *(f"{s} acc" for s in sets), *(f"{s} macro-F1" for s in sets)]
+    header = ["method"] + [f"{s} {name}" for name in ("acc", "macro-F1", "MCC") for s in sets]
     rows = []
     for name, m in methods.items():
-        evaluations = [m.test, *m.eval_sets.values()]
+        reported = _reported(m)
         rows.append(
             [name]
-            + [_f(e.uncalibrated.accuracy) for e in evaluations]
-            + [_f(e.uncalibrated.macro_f1) for e in evaluations]
+            + [
+                _figure(e, over, "uncalibrated", metric)
+                for metric in ("accuracy", "macro_f1", "mcc")
+                for e, over in reported
+            ]
         )
     return header, rows
 
@@ -50,12 +76,20 @@ def calibration_table(methods: dict[str, JobMetrics]) -> Table:
               "NLL w/o TS", "NLL w/ TS"]  # fmt: skip
     rows = []
     for name, m in methods.items():
-        for e in (m.test, *m.eval_sets.values()):
-            before, after = e.uncalibrated, e.calibrated
+        temperature = (
+            f"{_f(m.summary.temperature.mean, 3)} ± {_f(m.summary.temperature.std, 3)}"
+            if m.summary
+            else _f(m.temperature, 3)
+        )
+        for e, over in _reported(m):
             rows.append(
-                [name, e.split, _f(m.temperature, 3), _f(before.ece), _f(after.ece),
-                 _f(before.mce), _f(after.mce), _f(before.nll), _f(after.nll)]
-            )  # fmt: skip
+                [name, e.split, temperature]
+                + [
+                    _figure(e, over, side, metric)
+                    for metric in ("ece", "mce", "nll")
+                    for side in ("uncalibrated", "calibrated")
+                ]
+            )
     return header, rows
 
 
@@ -77,29 +111,31 @@ def feature_table(
     """Feature change against the pre-trained encoder, per model and evaluated set, after
     a ``pre-trained`` row per set (taken from the first model when not given)."""
     header = ["model", "set", "CS(F)", "Diff(F)", "Diff/‖phi0‖", "cos to pre-trained",
-              "FDR(F)", "CKA"]  # fmt: skip
+              "scatter ratio", "FDR(F)", "CKA"]  # fmt: skip
     rows = []
     if pretrained is None:
         first = next(iter(changes.values()), {})
         pretrained = {name: change.pretrained for name, change in first.items()}
     for set_name, p in pretrained.items():
         rows.append(["pre-trained", set_name, _f(p.mean_pairwise_cosine), "–", "–", "–",
-                     _e(p.fisher_ratio), "–"])  # fmt: skip
+                     _e(p.scatter_ratio), _e(p.fisher_discriminant_ratio), "–"])  # fmt: skip
     for name, by_set in changes.items():
         for set_name, c in by_set.items():
             rows.append(
                 [name, set_name, _f(c.trained.mean_pairwise_cosine), _e(c.difference),
                  _e(c.relative_difference), _f(c.cosine_to_pretrained),
-                 _e(c.trained.fisher_ratio), _f(c.cka)]
+                 _e(c.trained.scatter_ratio), _e(c.trained.fisher_discriminant_ratio),
+                 _f(c.cka)]
             )  # fmt: skip
     return header, rows
 
 
 def ntk_table(kernels: dict[str, NtkStatistics]) -> Table:
     """The paper's Tables 2/9: per kernel rank, Frobenius norm, kernel-regression accuracy
-    (per sample and per (sample, class) pair) and the FT ratio."""
+    (per sample and per (sample, class) pair) with the C cross-validation chose on the raw
+    kernel, and the FT ratio."""
     header = ["method", "kernel", "rank", "FN", "acc train/test (sample)",
-              "acc train/test (pair)", "FT ratio", "tr F / tr P"]  # fmt: skip
+              "acc train/test (pair)", "C", "FT ratio", "tr F / tr P"]  # fmt: skip
     rows = []
     pretrain_done = False
     for name, ntk in kernels.items():
@@ -113,6 +149,7 @@ def ntk_table(kernels: dict[str, NtkStatistics]) -> Table:
                 ["–" if kernel_name == "Pre-train E" else name, kernel_name, str(k.rank),
                  _e(k.frobenius_norm), f"{_pct(a.train_sample)}/{_pct(a.test_sample)}",
                  f"{_pct(a.train_pair)}/{_pct(a.test_pair)}",
+                 _e(a.chosen_C) + ("" if a.converged else " (not converged)"),
                  _f(ntk.ft_ratio) if kernel_name == "FT E" else "",
                  _e(ntk.trace_ratio) if kernel_name == "FT E" else ""]
             )  # fmt: skip
@@ -129,9 +166,12 @@ NTK_TITLE = "NTK at the start of FT"
 
 def tables(methods: dict[str, JobMetrics]) -> dict[str, Table]:
     """Every table of one or several finished jobs that has rows, by title."""
+    seeds = _seed_note(methods)
     built = {
-        "Accuracy": accuracy_table(methods),
-        "Calibration (temperature scaling fitted on validation)": calibration_table(methods),
+        f"Accuracy{seeds}": accuracy_table(methods),
+        f"Calibration (temperature scaling fitted on validation){seeds}": calibration_table(
+            methods
+        ),
         "Head norm ‖V‖_F": head_norm_table(methods),
         FEATURES_TITLE: feature_table({name: m.features for name, m in methods.items()}),
         NTK_TITLE: ntk_table({name: m.ntk for name, m in methods.items() if m.ntk}),
@@ -170,6 +210,12 @@ def job_report(directory: Path, title: str, methods: dict[str, JobMetrics]) -> l
         f"Model `{first.model}` ({first.pooling} pooling) on {first.splits.get('train')} "
         f"training rows; metrics on {first.test.split} ({first.test.rows} rows)."
     )
+    if first.summary:
+        intro += (
+            f" Accuracy and calibration are mean ± std (ddof = 1) over seeds "
+            f"{first.summary.seeds}, all on the same rows; the other tables and the pictures "
+            f"are of seed {first.summary.seeds[0]}'s run, the model that is kept and served."
+        )
     warnings = [
         f"{name}: {warning.message} (`{warning.code}`)" if len(methods) > 1 else warning.message
         for name, m in methods.items()

@@ -91,6 +91,46 @@ class ModelWarning:
 
 
 @dataclass(frozen=True)
+class MeanStd:
+    """Mean and sample standard deviation (ddof = 1) of one figure over a job's seeds."""
+
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """Every ``ClassificationMetrics`` field over the seeds, without and with TS."""
+
+    uncalibrated: dict[str, MeanStd]
+    calibrated: dict[str, MeanStd]
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed's run of a job: its reported sets and what the seed changed."""
+
+    seed: int
+    test: Evaluation
+    eval_sets: dict[str, Evaluation]
+    temperature: float
+    head_norm: HeadNorm
+    lp_C: float | None
+    best_epoch: int | None
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """Mean ± std over the runs of a multi-seed job, all scored on the same rows."""
+
+    seeds: list[int]
+    test: SplitSummary
+    eval_sets: dict[str, SplitSummary]
+    temperature: MeanStd
+
+
+@dataclass(frozen=True)
 class JobMetrics:
     """Everything measured in one job.
 
@@ -122,6 +162,8 @@ class JobMetrics:
     ntk: NtkStatistics | None
     timing: dict[str, float]
     warnings: list[ModelWarning] = dataclasses.field(default_factory=list)
+    runs: list[SeedRun] = dataclasses.field(default_factory=list)
+    summary: SeedSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

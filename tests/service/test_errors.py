@@ -66,6 +66,13 @@ def test_job_creation_errors(
         alice.post("/jobs", json={**body, "dataset": {"train": "ds-nope"}}), 422, "dataset.train"
     )
     assert_problem(
+        alice.post("/jobs", json={**body, "hyperparameters": {"learning_rate": {"lp": 1e-3}}}),
+        422,
+        "hyperparameters.learning_rate.lp",
+    )
+    assert_problem(alice.post("/jobs", json={**body, "seed": 4, "seeds": [0, 1]}), 422, "seed")
+    assert_problem(alice.post("/jobs", json={**body, "seeds": [1, 1]}), 422, "seeds")
+    assert_problem(
         alice.post("/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422
     )
     one_class = upload_records(alice, [{"text": f"t{i}", "label": "only"} for i in range(4)])

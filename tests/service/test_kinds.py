@@ -18,6 +18,36 @@ def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str
     return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
 
 
+def test_a_multi_seed_job_reports_every_run_and_serves_the_first(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    body = {
+        **job_body(dataset, tiny_model_dir, learning_rate={"lp_ft": 2e-3}),
+        "seeds": [3, 1],
+    }
+    del body["seed"]
+    response = alice.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["hyperparameters"]["seed"] == 3 and job["hyperparameters"]["seeds"] == [3, 1]
+    assert wait_for(alice, job["id"], {"succeeded", "failed"}, 300)["status"] == "succeeded"
+
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert [run["seed"] for run in metrics["runs"]] == [3, 1]
+    accuracy = metrics["summary"]["test"]["calibrated"]["accuracy"]
+    runs = [run["test"]["calibrated"]["accuracy"] for run in metrics["runs"]]
+    assert accuracy["mean"] == pytest.approx(sum(runs) / 2)
+    peak = max(step["learning_rate"] for step in metrics["history"])
+    assert 1e-3 < peak <= 2e-3  # the map's rate, not lp_ft's default of 2e-5
+    predict = alice.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "good"}]})
+    assert predict.status_code == 200, predict.text
+    assert predict.json()["seed"] == 3 and predict.json()["seeds"] == [3, 1]
+    assert (
+        "mean ± std over seeds [3, 1]"
+        in alice.get(f"/jobs/{job['id']}/report", params={"format": "md"}).text
+    )
+
+
 def test_compare_job_returns_tables_and_a_report(
     alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
 ) -> None:

@@ -8,6 +8,7 @@ stable ``code`` and, where a field is at fault, ``errors: [{field, message}]``.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -189,11 +190,17 @@ _HTTP_ERRORS = {
 }
 
 
+#: What pydantic puts in an error's location for the branch of a union it tried
+#: (``constrained-float``, ``dict[literal['ft',...],constrained-float]``) or for a bad dict
+#: key (``[key]``, after the key itself): not fields, so left out of the field's name.
+_UNION_BRANCH = re.compile(r"^(constrained-[a-z]+|function-[a-z-]+\[.*\]|[a-z]+\[.*\]|\[key\])$")
+
+
 def _field(error: dict[str, Any]) -> str:
     """The dotted request field an error is about. A job body is a union tagged by ``kind``:
     the tag pydantic puts in the location is the branch taken, not a field, so it is left
-    out; an unknown ``kind`` is reported on ``kind``."""
-    parts = [str(p) for p in error["loc"] if p != "body"]
+    out, as are the branches of other unions; an unknown ``kind`` is reported on ``kind``."""
+    parts = [str(p) for p in error["loc"] if p != "body" and not _UNION_BRANCH.match(str(p))]
     if parts and parts[0] in set(JobKind):
         parts = parts[1:]
     if error["type"] == "union_tag_invalid":

@@ -18,11 +18,14 @@ from pydantic import (
     field_validator,
 )
 
-from lpft_core.config import DEFAULT_LEARNING_RATES, Hyperparameters, Method
+from lpft_core.config import DEFAULT_LEARNING_RATES, MAX_SEEDS, Hyperparameters, Method
 from lpft_core.data import text_problem
 
 _DEFAULTS = Hyperparameters()
 MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+LearningRate = Annotated[float, Field(gt=0, lt=1)]
+FinetuningMethod = Literal["ft", "lp_ft", "lora", "lp_lora"]
 
 #: Ids of jobs and datasets as clients send them back (``job-…``, ``ds-…``).
 RESOURCE_ID = r"^[A-Za-z0-9_-]{1,100}$"
@@ -68,11 +71,10 @@ class HyperparametersIn(BaseModel):
 
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=100)
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1, le=1024)
-    learning_rate: float | None = Field(
+    learning_rate: LearningRate | dict[FinetuningMethod, LearningRate] | None = Field(
         None,
-        gt=0,
-        lt=1,
-        description="default per method: "
+        description="peak AdamW rate of the FT/LoRA stage: one number, or a map per method "
+        'such as {"ft": 2e-5, "lp_ft": 1e-5}; default per method: '
         + ", ".join(f"{m.value} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items()),
     )
     max_length: int = Field(_DEFAULTS.max_length, ge=8, le=4096)
@@ -166,12 +168,33 @@ class JobCreateBase(BaseModel):
         return value
 
 
+def _distinct_seeds(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError("a seed is repeated; list each once")
+    return value
+
+
+Seeds = Annotated[
+    list[Seed],
+    AfterValidator(_distinct_seeds),
+    Field(
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="one training run per seed, all on the first seed's split; metrics keep "
+        "every run under runs and their mean ± std under summary; the first seed's model is "
+        "kept and served. Leave seed out, or make it the first of these",
+        json_schema_extra={"uniqueItems": True},
+    ),
+]
+
+
 class FinetuneJobCreate(JobCreateBase):
     """Train one model with one method (``kind`` may be left out)."""
 
     kind: Literal["finetune"] = "finetune"
     method: Method = Field(description="lp, ft, lp_ft, lora or lp_lora")
     dataset: DatasetRef
+    seeds: Seeds | None = None
 
 
 class CompareJobCreate(JobCreateBase):
@@ -189,6 +212,7 @@ class CompareJobCreate(JobCreateBase):
     ntk_samples: int = Field(
         256, ge=0, le=4096, description="NTK samples at each FT start; 0 skips the NTK"
     )
+    seeds: Seeds | None = None
 
     @field_validator("methods")
     @classmethod
@@ -381,6 +405,13 @@ class PredictResponse(BaseModel):
     calibrated: bool
     predictions: list[PredictionOut]
     warnings: list[str] = Field(default_factory=list)
+    seed: int | None = Field(
+        None, description="the seed of the run that made the model (the first of seeds)"
+    )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="every seed the job trained; its metrics give each run and mean ± std",
+    )
 
 
 class Problem(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import typing
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,9 @@ def _submit(args: argparse.Namespace) -> int:
         for item in args.eval_set or []:
             name, _, path = item.partition("=")
             eval_sets[name] = upload(f"eval set {name}", path)
-        options = {}
+        hyperparameters = core_cli.hyperparameters_from(args)
+        seed = hyperparameters.pop("seed", 0)  # a field of the job, not a hyperparameter
+        options: dict[str, typing.Any] = {"seeds": args.seeds} if args.seeds else {}
         if args.kind != "finetune":
             options["methods"] = args.methods or (
                 [m.value for m in Method]
@@ -63,8 +66,8 @@ def _submit(args: argparse.Namespace) -> int:
             ids.get("validation"),
             ids.get("test"),
             args.model,
-            core_cli.hyperparameters_from(args) | {},
-            seed=args.seed or 0,
+            hyperparameters,
+            seed=seed,
             kind=args.kind,
             eval_sets=eval_sets,
             **options,
@@ -256,6 +259,7 @@ def _add_service_commands(
     submit.add_argument("--model")
     submit.add_argument("--watch", action="store_true", help="stream progress until done")
     core_cli.add_hyperparameter_flags(submit)
+    core_cli.add_seeds_flag(submit)
     submit.set_defaults(run=_submit)
     listing = verbs.add_parser("list", help="recent jobs")
     listing.add_argument("--status")

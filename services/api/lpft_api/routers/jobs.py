@@ -386,7 +386,15 @@ def _new_record(
     """Resolve dataset ids to files, check the splits together, and build the job's spec."""
     output_dir = str(store.model_dir(job_id))
     hyper = body.hyperparameters.model_dump()
-    hyperparameters = Hyperparameters(**hyper, seed=body.seed)
+    seeds: list[int] = getattr(body, "seeds", None) or []
+    if seeds and "seed" in body.model_fields_set and body.seed != seeds[0]:
+        raise Unprocessable(
+            f"seed {body.seed} is not the first of seeds {seeds}; leave seed out or make it "
+            "the first seed (its run is the model that is kept)",
+            field="seed",
+        )
+    seed = seeds[0] if seeds else body.seed
+    hyperparameters = Hyperparameters(**hyper, seed=seed)
     source_job = getattr(body, "source_job", None)
     model_dir = None
     dataset = body.dataset
@@ -412,7 +420,7 @@ def _new_record(
             field="eval_sets",
         )
     model = check_model(body.model, settings.models_dir)
-    data = _data_files(tenant, dataset, body.eval_sets, body.seed, store, settings)
+    data = _data_files(tenant, dataset, body.eval_sets, seed, store, settings)
     if isinstance(body, FinetuneJobCreate):
         spec: Any = JobSpec(
             method=body.method,
@@ -422,6 +430,7 @@ def _new_record(
             hyperparameters=hyperparameters,
             max_text_chars=settings.max_text_chars,
             checkpoint_dir=str(store.checkpoint_dir(job_id)),
+            seeds=seeds,
         )
     elif isinstance(body, CompareJobCreate):
         spec = CompareSpec(
@@ -432,6 +441,7 @@ def _new_record(
             hyperparameters=hyperparameters,
             ntk_samples=body.ntk_samples,
             max_text_chars=settings.max_text_chars,
+            seeds=seeds,
         )
     else:
         spec = AnalysisSpec(
@@ -457,7 +467,7 @@ def _new_record(
         model=body.model,
         dataset=dataset.model_dump(),
         eval_sets=body.eval_sets,
-        hyperparameters={**hyper, "seed": body.seed},
+        hyperparameters={**hyper, "seed": seed, **({"seeds": seeds} if seeds else {})},
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
         spec=spec.to_dict(),
     )

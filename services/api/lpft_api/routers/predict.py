@@ -185,6 +185,8 @@ def _response(
         temperature=temperature,
         calibrated=calibrated,
         warnings=predictor.warnings,
+        seed=predictor.seeds[0] if predictor.seeds else None,
+        seeds=predictor.seeds,
         predictions=[
             PredictionOut(
                 label=labels[int(np.argmax(p))],
