@@ -3,7 +3,6 @@ report, for the kinds that have one) into the job's output directory."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,10 @@ from lpft_core.events import (
     never_stop,
     no_progress,
 )
+from lpft_core.kinds import JobKind
 from lpft_core.pipeline import run_job
 from lpft_core.recalibrate import RecalibrateSpec, recalibrate
 from lpft_core.report import analysis_report, job_report, tables
-
-
-class JobKind(StrEnum):
-    """``finetune``: one method, one model. ``compare``: several methods on one split.
-    ``analysis``: NTK and feature statistics without training. ``recalibrate``: a new
-    temperature for a finished finetune job's model."""
-
-    FINETUNE = "finetune"
-    COMPARE = "compare"
-    ANALYSIS = "analysis"
-    RECALIBRATE = "recalibrate"
-
 
 Spec = JobSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
 SPEC_CLASSES: dict[JobKind, type] = {

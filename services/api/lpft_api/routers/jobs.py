@@ -43,7 +43,7 @@ from lpft_core.analysis import AnalysisSpec
 from lpft_core.compare import CompareSpec
 from lpft_core.config import DataFiles, Hyperparameters, JobSpec
 from lpft_core.data import build_splits, read_examples
-from lpft_core.jobs import JobKind
+from lpft_core.kinds import JobKind
 from lpft_core.recalibrate import RecalibrateSpec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
