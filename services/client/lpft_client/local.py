@@ -1,4 +1,9 @@
-"""``lpft``: train, predict and fetch demo data from the command line."""
+"""The ``lpft`` commands that run the library on this machine (``train``, ``predict --model``,
+``demo-data``), and the option flags shared with the service verbs.
+
+Module level imports only the library's light half (specs, option names, errors): the ML
+stack is imported inside the commands that use it, so ``lpft jobs …`` runs with the
+``client`` extra alone."""
 
 from __future__ import annotations
 
@@ -8,26 +13,22 @@ import json
 import sys
 import typing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
+from lpft_client.demo_data import write_rotten_tomatoes
 from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles, Hyperparameters, JobSpec, Method
-from lpft_core.demo import write_rotten_tomatoes
 from lpft_core.errors import DataError, LpftError
 from lpft_core.events import ProgressEvent
-from lpft_core.results import JobMetrics
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (2 for a user error)."""
-    parser, _ = build_parser()
-    return run(parser.parse_args(argv))
+    from lpft_core.results import JobMetrics
 
 
 def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
     """Run the command parsed into ``args``; a user error (an ``LpftError`` or one of
     ``user_errors``) prints its reason and returns 2."""
-    _quiet_transformers()
     try:
         return args.run(args)
     except (LpftError, *user_errors) as exc:
@@ -47,6 +48,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     from lpft_core.pipeline import run_job  # heavy imports only when training
 
+    _quiet_transformers()
     with _ProgressBars() as bars:
         result = run_job(spec, progress=bars.update)
     print(format_metrics(result.metrics))
@@ -54,9 +56,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def predict_with_model(args: argparse.Namespace) -> int:
+    """``lpft predict --model DIR``: calibrated predictions from a saved model directory."""
     from lpft_core.predictor import Predictor
 
+    _quiet_transformers()
     if not args.model:
         raise DataError("give --model DIR (a directory written by lpft train)")
     predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size)
@@ -138,6 +142,8 @@ class _ProgressBars:
         if event.stage != self.stage:
             self.close()
             self.stage = event.stage
+            from tqdm import tqdm
+
             self.bar = tqdm(total=event.total, desc=event.stage, unit="step", mininterval=1.0)
         assert self.bar is not None
         if event.metrics:
@@ -214,7 +220,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     predict.add_argument("--uncalibrated", action="store_true", help="use T = 1")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     predict.add_argument("--batch-size", type=int, default=64)
-    predict.set_defaults(run=_predict)
+    predict.set_defaults(run=predict_with_model)
 
     demo = commands.add_parser("demo-data", help="write the Rotten Tomatoes demo splits")
     demo.add_argument("--out", required=True)
@@ -267,7 +273,3 @@ def _quiet_transformers() -> None:
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,8 +14,6 @@ import io
 import json
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from lpft_core.errors import DataError
 
 LABELS = ("fresh", "rotten")
@@ -41,6 +39,8 @@ def write_rotten_tomatoes(
     Returns:
         The path of each written split.
     """
+    from sklearn.model_selection import train_test_split  # the worker's stack, not the client's
+
     with bz2.open(rotten_tomatoes_path(), "rb") as raw:
         rows = list(csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")))
     seen: set[str] = set()
