@@ -273,11 +273,6 @@ def spec_from_dict(cls: type, raw: dict[str, Any]) -> Any:
     return _build(cls, {**raw, "data": data, "hyperparameters": hyper}, "")
 
 
-def hyperparameter_names() -> list[str]:
-    """The option names accepted in ``hyperparameters`` (and as CLI flags)."""
-    return [f.name for f in dataclasses.fields(Hyperparameters)]
-
-
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = f"{prefix}." if prefix else ""
     if not isinstance(raw, dict):

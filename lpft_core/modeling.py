@@ -102,12 +102,6 @@ def classifier_head(model: torch.nn.Module) -> torch.nn.Linear:
     return head
 
 
-def head_norms(model: torch.nn.Module) -> tuple[float, float]:
-    """(‖V‖_F, ‖b‖_2) of the head."""
-    head = classifier_head(model)
-    return float(head.weight.detach().norm()), float(head.bias.detach().norm())
-
-
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
     if device == "auto":
