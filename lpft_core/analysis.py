@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from lpft_core.artifacts import load_model, read_labels, read_manifest
-from lpft_core.batching import encode
-from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method, spec_from_dict
-from lpft_core.data import Example, Label
-from lpft_core.errors import ConfigError, DataError
+from lpft_core.config import DataFiles, Hyperparameters, Method, spec_from_dict
+from lpft_core.data import Label
+from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.features import (
     FeatureChange,
@@ -25,7 +24,6 @@ from lpft_core.features import (
     feature_change,
     feature_statistics,
 )
-from lpft_core.inference import forward_all
 from lpft_core.lora import apply_lora
 from lpft_core.modeling import (
     DEFAULT_MODEL,
@@ -37,7 +35,15 @@ from lpft_core.modeling import (
     resolve_model,
 )
 from lpft_core.ntk_stats import NtkStatistics
-from lpft_core.pipeline import fit_probe_on, load_splits, ntk_at_start, seed_everything
+from lpft_core.pipeline import fit_probe_on, ntk_at_start
+from lpft_core.prepare import (
+    EVALUATION,
+    PreparedData,
+    features_of,
+    load_splits,
+    prepare_data,
+    seed_everything,
+)
 from lpft_core.probe import install_head, scale_head
 
 #: Methods whose FT stage has a kernel (LP trains the head only: its kernel is P).
@@ -116,108 +122,48 @@ class AnalysisResult:
         return {"kind": "analysis", **dataclasses.asdict(self)}
 
 
+@dataclass
+class _Subject:
+    """What an analysis measures: the untouched base classifier, the finished model (when
+    analysing one), and the data encoded for their tokenizer."""
+
+    base: str
+    pooling: str
+    labels: list[Label]
+    pretrained: torch.nn.Module
+    trained: torch.nn.Module | None
+    data: PreparedData
+    device: torch.device
+
+
 def analyze(
     spec: AnalysisSpec,
     progress: ProgressCallback = no_progress,
     should_stop: StopCallback = never_stop,
 ) -> AnalysisResult:
     """Run the analysis ``spec`` describes."""
-    hp = spec.hyperparameters
-    seed_everything(hp.seed)
-    device = resolve_device(hp.device)
+    seed_everything(spec.hyperparameters.seed)
     timing: dict[str, float] = {}
     started = time.perf_counter()
     progress(ProgressEvent("load", 0, 1))
-    trained = None
-    if spec.model_dir:
-        directory = Path(spec.model_dir)
-        manifest = read_manifest(directory)
-        labels = read_labels(directory)
-        trained = load_model(directory, manifest).to(device)
-        base = manifest.base_model
-        pooling = trained.config.pooling
-        tokenizer = load_tokenizer(str(directory))
-        max_length = manifest.max_length
-    else:
-        base = spec.model or DEFAULT_MODEL
-        pooling = hp.pooling or default_pooling(resolve_model(spec.model))
-        tokenizer = load_tokenizer(resolve_model(spec.model))
-        max_length = hp.max_length
-        labels = None
-    job = JobSpec(Method.LP, spec.data, spec.output_dir, base, hp, spec.max_text_chars)
-    splits = load_splits(job)
-    labels = labels or list(splits.labels)
-    index = _label_index(labels)
-    eval_name, eval_examples = splits.evaluation
-    encoded = {
-        "train": encode(tokenizer, splits.train, max_length),
-        "validation": encode(tokenizer, splits.validation, max_length),
-        "evaluation": encode(tokenizer, eval_examples, max_length),
-    }
-    y = {
-        "train": index(splits.train),
-        "validation": index(splits.validation),
-        "evaluation": index(eval_examples),
-    }
-    reported = {eval_name: "evaluation"}
-    for name, examples in splits.eval_sets.items():
-        encoded[name] = encode(tokenizer, examples, max_length)
-        y[name] = index(examples)
-        reported[name] = name
-    pretrained = build_classifier(resolve_model(base), labels, pooling, hp.seed).to(device)
+    subject = _load(spec)
     timing["load"] = round(time.perf_counter() - started, 3)
     progress(ProgressEvent("load", 1, 1))
-
-    def features_of(model: torch.nn.Module, key: str) -> np.ndarray:
-        return forward_all(
-            model,
-            encoded[key],
-            batch_size=hp.batch_size,
-            device=device,
-            output="features",
-            should_stop=should_stop,
-        )
-
     statistics: dict[str, FeatureStatistics] = {}
     changes: dict[str, FeatureChange] = {}
     if spec.features:
         started = time.perf_counter()
-        progress(ProgressEvent("features", 0, len(reported)))
-        for step, (name, key) in enumerate(reported.items(), start=1):
-            phi0 = features_of(pretrained, key)
-            statistics[name] = feature_statistics(phi0, y[key])
-            if trained is not None:
-                changes[name] = feature_change(phi0, features_of(trained, key), y[key])
-            progress(ProgressEvent("features", step, len(reported)))
+        statistics, changes = _features(spec, subject, progress, should_stop)
         timing["features"] = round(time.perf_counter() - started, 3)
-
     kernels: dict[str, NtkStatistics] = {}
     if spec.ntk:
         started = time.perf_counter()
-        if trained is not None:
-            starts = {"trained": lambda: trained}
-        else:
-            starts = _method_starts(
-                spec, pretrained, encoded, y, base, labels, pooling, device, progress
-            )
-        for step, (name, start) in enumerate(starts.items()):
-            progress(ProgressEvent("ntk", step, len(starts)))
-            kernels[name] = ntk_at_start(
-                start(),
-                encoded,
-                y["train"],
-                y["evaluation"],
-                spec.ntk_samples,
-                hp.seed,
-                device,
-                should_stop,
-            )
-        progress(ProgressEvent("ntk", len(starts), len(starts)))
+        kernels = _kernels(spec, subject, progress, should_stop)
         timing["ntk"] = round(time.perf_counter() - started, 3)
     return AnalysisResult(
-        model=base,
+        model=subject.base,
         model_dir=spec.model_dir,
-        labels=labels,
+        labels=subject.labels,
         ntk=kernels,
         feature_statistics=statistics,
         feature_change=changes,
@@ -225,47 +171,124 @@ def analyze(
     )
 
 
-def _label_index(labels: list[Label]) -> Callable[[list[Example]], np.ndarray]:
-    """Class indices in the model's label order; a label the model lacks is an error."""
-    position = {label: i for i, label in enumerate(labels)}
-
-    def index(examples: list[Example]) -> np.ndarray:
-        for example in examples:
-            if example.label not in position:
-                raise DataError(
-                    f"label {example.label!r} is not one of the model's labels "
-                    f"{sorted(map(str, labels))}",
-                    line=example.line,
-                    field="label",
-                )
-        return np.array([position[e.label] for e in examples], dtype=np.int64)
-
-    return index
-
-
-def _method_starts(spec, pretrained, encoded, y, base, labels, pooling, device, progress):
-    """For each method, a builder of the model as its FT stage starts (one shared probe,
-    fitted on the features of ``pretrained``, the untouched base classifier)."""
+def _load(spec: AnalysisSpec) -> _Subject:
+    """The models and the data, in the finished model's label order when there is one."""
     hp = spec.hyperparameters
+    device = resolve_device(hp.device)
+    trained = None
+    labels: list[Label] | None = None
+    if spec.model_dir:
+        directory = Path(spec.model_dir)
+        manifest = read_manifest(directory)
+        labels = read_labels(directory)
+        trained = load_model(directory, manifest).to(device)
+        base, pooling = manifest.base_model, trained.config.pooling
+        tokenizer, max_length = load_tokenizer(str(directory)), manifest.max_length
+    else:
+        base = spec.model or DEFAULT_MODEL
+        pooling = hp.pooling or default_pooling(resolve_model(spec.model))
+        tokenizer, max_length = load_tokenizer(resolve_model(spec.model)), hp.max_length
+    splits = load_splits(spec.data, seed=hp.seed, max_text_chars=spec.max_text_chars)
+    data = prepare_data(splits, tokenizer, max_length, labels)
+    return _Subject(
+        base=base,
+        pooling=pooling,
+        labels=data.labels,
+        pretrained=build_classifier(resolve_model(base), data.labels, pooling, hp.seed).to(device),
+        trained=trained,
+        data=data,
+        device=device,
+    )
+
+
+def _features(
+    spec: AnalysisSpec,
+    subject: _Subject,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> tuple[dict[str, FeatureStatistics], dict[str, FeatureChange]]:
+    """Statistics of the base model's features per reported set, and the finished model's
+    change against them."""
+    data = subject.data
+
+    def phi(model: torch.nn.Module, key: str) -> np.ndarray:
+        return features_of(
+            model,
+            data.encoded[key],
+            batch_size=spec.hyperparameters.batch_size,
+            device=subject.device,
+            should_stop=should_stop,
+        )
+
+    statistics, changes = {}, {}
+    progress(ProgressEvent("features", 0, len(data.reported)))
+    for step, (name, key) in enumerate(data.reported.items(), start=1):
+        phi0 = phi(subject.pretrained, key)
+        statistics[name] = feature_statistics(phi0, data.targets[key])
+        if subject.trained is not None:
+            changes[name] = feature_change(phi0, phi(subject.trained, key), data.targets[key])
+        progress(ProgressEvent("features", step, len(data.reported)))
+    return statistics, changes
+
+
+def _kernels(
+    spec: AnalysisSpec,
+    subject: _Subject,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> dict[str, NtkStatistics]:
+    """The NTK where the finished model ended, or at each method's FT start."""
+    hp = spec.hyperparameters
+    if subject.trained is not None:
+        trained = subject.trained
+        starts: dict[str, Callable[[], torch.nn.Module]] = {"trained": lambda: trained}
+    else:
+        starts = _method_starts(spec, subject, progress)
+    kernels = {}
+    for step, (name, start) in enumerate(starts.items()):
+        progress(ProgressEvent("ntk", step, len(starts)))
+        kernels[name] = ntk_at_start(
+            start(),
+            subject.data.encoded,
+            subject.data.targets["train"],
+            subject.data.targets[EVALUATION],
+            spec.ntk_samples,
+            hp.seed,
+            subject.device,
+            should_stop,
+        )
+    progress(ProgressEvent("ntk", len(starts), len(starts)))
+    return kernels
+
+
+def _method_starts(
+    spec: AnalysisSpec, subject: _Subject, progress: ProgressCallback
+) -> dict[str, Callable[[], torch.nn.Module]]:
+    """For each method, a builder of the model as its FT stage starts (one shared probe,
+    fitted on the features of the untouched base classifier)."""
+    hp = spec.hyperparameters
+    data = subject.data
     probe = None
     if any(m.uses_probe for m in spec.methods):
         probe = fit_probe_on(
-            pretrained,
-            encoded,
-            y["train"],
-            y["validation"],
+            subject.pretrained,
+            data.encoded,
+            data.targets["train"],
+            data.targets["validation"],
             hp.batch_size,
             hp.seed,
-            device,
+            subject.device,
             progress,
             never_stop,
             hp.lp_scoring,
         )
 
-    def start(method: Method):
+    def start(method: Method) -> Callable[[], torch.nn.Module]:
         def build() -> torch.nn.Module:
-            model = build_classifier(resolve_model(base), labels, pooling, hp.seed).to(device)
-            if method.uses_probe:
+            model = build_classifier(
+                resolve_model(subject.base), data.labels, subject.pooling, hp.seed
+            ).to(subject.device)
+            if probe is not None and method.uses_probe:
                 install_head(classifier_head(model), probe.weight, probe.bias)
             if hp.head_norm_scale != 1.0:
                 scale_head(classifier_head(model), hp.head_norm_scale)

@@ -1,40 +1,36 @@
 """``run_job``: data → (LP) → (FT | LoRA) → temperature scaling → artifact.
 
-The one entry point used by the CLI and the worker, so both train exactly the same way.
-With ``JobSpec.checkpoint_dir`` a job saves its probe, NTK statistics and training state as it
+The one entry point used by the CLI and the worker, so both train exactly the same way. A run
+is a sequence of stage functions over one ``FinetuneRun`` (what each stage reads and adds):
+load, LP, FT/LoRA (with the NTK at its start), calibration, metrics, save. With
+``JobSpec.checkpoint_dir`` a job saves its probe, NTK statistics and training state as it
 goes (``lpft_core.checkpoint``), and a rerun of the same spec resumes from them.
 """
 
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from lpft_core.artifacts import ArtifactManifest, CalibrationRecord, save_artifact
-from lpft_core.batching import EncodedTexts, encode, join_encoded, stratified_rows
-from lpft_core.calibration import (
-    TemperatureAtBoundWarning,
-    TemperatureScaler,
-    classification_metrics,
-    nll_from_logits,
-    reliability_bins,
-    scaled_softmax,
-)
+from lpft_core.batching import EncodedTexts, join_encoded, stratified_rows
+from lpft_core.calibration import TemperatureAtBoundWarning, TemperatureScaler, nll_from_logits
 from lpft_core.checkpoint import NTK, PROBE, TRAINING, JobCheckpoint, job_identity
 from lpft_core.checks import ModelQualityWarning, check_job
 from lpft_core.config import JobSpec
-from lpft_core.data import DatasetSplits, build_splits, read_examples
+from lpft_core.data import DatasetSummary
 from lpft_core.errors import CancelledError
+from lpft_core.evaluation import evaluate
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
-from lpft_core.features import feature_change
+from lpft_core.features import FeatureChange, feature_change
 from lpft_core.inference import forward_all
 from lpft_core.lora import apply_lora
 from lpft_core.modeling import (
@@ -48,6 +44,14 @@ from lpft_core.modeling import (
 )
 from lpft_core.ntk import exact_ntk
 from lpft_core.ntk_stats import NtkStatistics, ntk_statistics
+from lpft_core.prepare import (
+    EVALUATION,
+    PreparedData,
+    features_of,
+    load_splits,
+    prepare_data,
+    seed_everything,
+)
 from lpft_core.probe import LinearProbe, install_head, scale_head
 from lpft_core.results import (
     Calibration,
@@ -56,7 +60,6 @@ from lpft_core.results import (
     JobMetrics,
     ParameterCounts,
     ProbeSummary,
-    Reliability,
 )
 from lpft_core.seeds import run_seeds, seeds_of
 from lpft_core.training import TrainingOptions, TrainingResult, train
@@ -80,23 +83,49 @@ class FittedProbe:
     bias: np.ndarray
 
 
-def load_splits(spec: JobSpec) -> DatasetSplits:
-    """Read and cross-check the spec's dataset files."""
-    files = spec.data
-    read = lambda path: read_examples(path, max_text_chars=spec.max_text_chars)  # noqa: E731
-    return build_splits(
-        read(files.train),
-        read(files.validation) if files.validation else None,
-        read(files.test) if files.test else None,
-        seed=spec.hyperparameters.seed if spec.split_seed is None else spec.split_seed,
-        names={
-            "train": Path(files.train).name,
-            "validation": Path(files.validation).name if files.validation else "validation",
-            "test": Path(files.test).name if files.test else "test",
-            **{name: Path(path).name for name, path in files.eval_sets.items()},
-        },
-        eval_sets={name: read(path) for name, path in files.eval_sets.items()},
-    )
+@dataclass
+class FinetuneRun:
+    """What the stages of one run share. ``_load`` fills the first block; each later stage
+    adds its own results below."""
+
+    spec: JobSpec
+    device: torch.device
+    progress: ProgressCallback
+    should_stop: StopCallback
+    checkpoints: JobCheckpoint | None
+    pooling: str
+    tokenizer: Any
+    data: PreparedData
+    summary: DatasetSummary
+    model: torch.nn.Module
+    timing: dict[str, float]
+    pretrained_features: dict[str, np.ndarray] = field(default_factory=dict)
+    initial_norm: float = 0.0
+    probe: ProbeSummary | None = None
+    after_lp: float | None = None
+    ntk: NtkStatistics | None = None
+    training: TrainingResult | None = None
+
+    def features(self, model: torch.nn.Module, key: str) -> np.ndarray:
+        """phi(x) of the encoded set ``key`` under ``model``."""
+        return features_of(
+            model,
+            self.data.encoded[key],
+            batch_size=self.spec.hyperparameters.batch_size,
+            device=self.device,
+            should_stop=self.should_stop,
+        )
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The calibration stage's results: T, where it was fitted, every reported set scored,
+    and the trained features of those sets (for the feature change)."""
+
+    temperature: float
+    calibration: Calibration
+    evaluations: dict[str, Evaluation]
+    trained_features: dict[str, np.ndarray]
 
 
 def run_job(
@@ -135,7 +164,7 @@ def run_job(
     if probe is not None and len(seeds_of(spec)) > 1:
         raise ValueError("a shared probe serves one seed; run each seed's spec on its own")
     metrics = run_seeds(
-        spec, lambda one, tagged: _run_once(one, tagged, should_stop, probe).metrics, progress
+        spec, lambda one, tagged: _run_once(one, tagged, should_stop, probe), progress
     )
     return JobResult(output_dir=Path(spec.output_dir), metrics=metrics)
 
@@ -145,107 +174,134 @@ def _run_once(
     progress: ProgressCallback,
     should_stop: StopCallback,
     probe: FittedProbe | None,
-) -> JobResult:
-    """One seed's run of ``run_job``."""
+) -> JobMetrics:
+    """One seed's run of ``run_job``, stage by stage."""
+    run = _load(spec, progress, should_stop)
+    with _timed(run.timing, "features"):
+        run.pretrained_features = {
+            name: run.features(run.model, key) for name, key in run.data.reported.items()
+        }
+    run.initial_norm = _head_norm(run.model)
+    if spec.method.uses_probe:
+        with _timed(run.timing, "lp"):
+            _linear_probe(run, probe)
+    if spec.method.finetunes:
+        _finetune(run)
+    with _timed(run.timing, "calibrate"):
+        calibrated = _calibrate(run)
+    with _timed(run.timing, "feature_change"):
+        changes = {
+            name: feature_change(
+                run.pretrained_features[name],
+                calibrated.trained_features[name],
+                run.data.targets[key],
+            )
+            for name, key in run.data.reported.items()
+        }
+    if should_stop():
+        raise CancelledError("stopped on request before saving the model")
+    metrics = _metrics(run, calibrated, changes)
+    with _timed(run.timing, "save"):
+        _save(run, metrics)
+    return metrics
+
+
+def _load(spec: JobSpec, progress: ProgressCallback, should_stop: StopCallback) -> FinetuneRun:
+    """Seed, read and check the data, build the classifier and encode every set."""
     hp = spec.hyperparameters
     timing: dict[str, float] = {}
     seed_everything(hp.seed)
     device = resolve_device(hp.device)
-
     with _timed(timing, "load"):
         progress(ProgressEvent("load", 0, 1))
-        splits = load_splits(spec)
+        splits = load_splits(
+            spec.data,
+            seed=hp.seed,
+            max_text_chars=spec.max_text_chars,
+            split_seed=spec.split_seed,
+        )
         model_ref = resolve_model(spec.model)
         pooling = hp.pooling or default_pooling(model_ref)
         tokenizer = load_tokenizer(model_ref)
         model = build_classifier(model_ref, splits.labels, pooling, hp.seed).to(device)
-        eval_name, eval_examples = splits.evaluation
-        encoded = {
-            "train": encode(tokenizer, splits.train, hp.max_length),
-            "validation": encode(tokenizer, splits.validation, hp.max_length),
-            "evaluation": encode(tokenizer, eval_examples, hp.max_length),
-        }
-        y_train = splits.label_ids(splits.train)
-        y_validation = splits.label_ids(splits.validation)
-        y_eval = splits.label_ids(eval_examples)
-        # The sets whose features and full metrics are reported: the evaluation split under
-        # its own name, then every extra eval set.
-        reported = {eval_name: ("evaluation", y_eval)}
-        for name, examples in splits.eval_sets.items():
-            encoded[name] = encode(tokenizer, examples, hp.max_length)
-            reported[name] = (name, splits.label_ids(examples))
-        summary = splits.summary(tokenizer)
-        progress(ProgressEvent("load", 1, 1))
-
-    def features_of(net: torch.nn.Module, key: str) -> np.ndarray:
-        return forward_all(
-            net,
-            encoded[key],
-            batch_size=hp.batch_size,
+        run = FinetuneRun(
+            spec=spec,
             device=device,
-            output="features",
+            progress=progress,
             should_stop=should_stop,
+            checkpoints=(
+                JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec))
+                if spec.checkpoint_dir
+                else None
+            ),
+            pooling=pooling,
+            tokenizer=tokenizer,
+            data=prepare_data(splits, tokenizer, hp.max_length),
+            summary=splits.summary(tokenizer),
+            model=model,
+            timing=timing,
         )
+        progress(ProgressEvent("load", 1, 1))
+    return run
 
-    with _timed(timing, "features"):
-        pretrained_features = {name: features_of(model, key) for name, (key, _) in reported.items()}
 
-    checkpoints = (
-        JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec)) if spec.checkpoint_dir else None
-    )
-    head = classifier_head(model)
-    initial_norm = float(head.weight.detach().norm())
-    probe_summary = None
-    if spec.method.uses_probe:
-        with _timed(timing, "lp"):
-            if probe is None:
-                probe = _saved_or_fitted_probe(
-                    checkpoints,
-                    lambda: fit_probe_on(
-                        model,
-                        encoded,
-                        y_train,
-                        y_validation,
-                        hp.batch_size,
-                        hp.seed,
-                        device,
-                        progress,
-                        should_stop,
-                        hp.lp_scoring,
-                    ),
-                    progress,
-                )
-            install_head(head, probe.weight, probe.bias)
-            probe_summary = probe.summary
-    after_lp = float(head.weight.detach().norm()) if probe_summary else None
+def _linear_probe(run: FinetuneRun, probe: FittedProbe | None) -> None:
+    """Install the shared probe, the one a resumed run saved, or a freshly fitted one."""
+    hp = run.spec.hyperparameters
+    if probe is None:
+        probe = _saved_or_fitted_probe(
+            run.checkpoints,
+            lambda: fit_probe_on(
+                run.model,
+                run.data.encoded,
+                run.data.targets["train"],
+                run.data.targets["validation"],
+                hp.batch_size,
+                hp.seed,
+                run.device,
+                run.progress,
+                run.should_stop,
+                hp.lp_scoring,
+            ),
+            run.progress,
+        )
+    install_head(classifier_head(run.model), probe.weight, probe.bias)
+    run.probe = probe.summary
+    run.after_lp = _head_norm(run.model)
 
-    training: TrainingResult | None = None
-    ntk: NtkStatistics | None = None
-    trained = model
-    if spec.method.finetunes:
-        stage = "lora" if spec.method.uses_lora else "ft"
-        if hp.head_norm_scale != 1.0:
-            scale_head(head, hp.head_norm_scale)
-        if spec.method.uses_lora:
-            trained = apply_lora(model, hp.lora_r, hp.lora_alpha)
-        if spec.ntk_samples:
-            with _timed(timing, "ntk"):
-                ntk = _saved_or_measured_ntk(
-                    checkpoints,
-                    lambda: ntk_at_start(
-                        trained,
-                        encoded,
-                        y_train,
-                        y_eval,
-                        spec.ntk_samples,
-                        hp.seed,
-                        device,
-                        should_stop,
-                    ),
-                    progress,
-                )
-        with _timed(timing, stage):
-            options = TrainingOptions(
+
+def _finetune(run: FinetuneRun) -> None:
+    """The FT or LoRA stage from the current head, with the NTK at its start when asked."""
+    spec, hp = run.spec, run.spec.hyperparameters
+    stage = "lora" if spec.method.uses_lora else "ft"
+    if hp.head_norm_scale != 1.0:
+        scale_head(classifier_head(run.model), hp.head_norm_scale)
+    if spec.method.uses_lora:
+        run.model = apply_lora(run.model, hp.lora_r, hp.lora_alpha)
+    if spec.ntk_samples:
+        with _timed(run.timing, "ntk"):
+            run.ntk = _saved_or_measured_ntk(
+                run.checkpoints,
+                lambda: ntk_at_start(
+                    run.model,
+                    run.data.encoded,
+                    run.data.targets["train"],
+                    run.data.targets[EVALUATION],
+                    spec.ntk_samples,
+                    hp.seed,
+                    run.device,
+                    run.should_stop,
+                ),
+                run.progress,
+            )
+    with _timed(run.timing, stage):
+        run.training = train(
+            run.model,
+            run.data.encoded["train"],
+            run.data.targets["train"],
+            run.data.encoded["validation"],
+            run.data.targets["validation"],
+            TrainingOptions(
                 epochs=hp.epochs,
                 batch_size=hp.batch_size,
                 learning_rate=hp.learning_rate_for(spec.method),
@@ -254,138 +310,150 @@ def _run_once(
                 seed=hp.seed,
                 group_by_length=hp.group_by_length,
                 compile=hp.compile,
-            )
-            training = train(
-                trained,
-                encoded["train"],
-                y_train,
-                encoded["validation"],
-                y_validation,
-                options,
-                device=device,
-                stage=stage,
-                progress=progress,
-                should_stop=should_stop,
-                checkpoint=checkpoints.path(TRAINING) if checkpoints else None,
-            )
-    parameters = ParameterCounts(
-        total=sum(p.numel() for p in trained.parameters()),
-        trainable=sum(p.numel() for p in trained.parameters() if p.requires_grad)
-        if spec.method.finetunes
-        else sum(p.numel() for p in classifier_head(trained).parameters()),
-    )
-
-    with _timed(timing, "calibrate"):
-        progress(ProgressEvent("calibrate", 0, 1))
-        # The reported sets' logits come from their features (one forward pass gives both;
-        # in eval mode the head sees phi(x) unchanged); before FT the features are the
-        # pre-trained ones already computed.
-        trained_features = {
-            name: features_of(trained, key) if spec.method.finetunes else pretrained_features[name]
-            for name, (key, _) in reported.items()
-        }
-        final_head = classifier_head(trained)
-        weight = final_head.weight.detach().float().cpu().numpy()
-        bias = final_head.bias.detach().float().cpu().numpy()
-        logits = {
-            "validation": forward_all(
-                trained,
-                encoded["validation"],
-                batch_size=hp.batch_size,
-                device=device,
-                should_stop=should_stop,
             ),
-            **{
-                key: trained_features[name] @ weight.T + bias for name, (key, _) in reported.items()
-            },
-        }
-        with warnings.catch_warnings():  # reported once, as a ModelWarning, below
-            warnings.simplefilter("ignore", TemperatureAtBoundWarning)
-            scaler = TemperatureScaler().fit(logits["validation"], y_validation)
-        temperature = scaler.temperature_
-        calibration = Calibration(
+            device=run.device,
+            stage=stage,
+            progress=run.progress,
+            should_stop=run.should_stop,
+            checkpoint=run.checkpoints.path(TRAINING) if run.checkpoints else None,
+        )
+
+
+def _calibrate(run: FinetuneRun) -> Calibrated:
+    """Fit T on the validation logits and score every reported set before and after it."""
+    hp = run.spec.hyperparameters
+    run.progress(ProgressEvent("calibrate", 0, 1))
+    # One forward pass gives a reported set's features and logits (in eval mode the head sees
+    # phi(x) unchanged); before FT the features are the pre-trained ones already computed.
+    trained = {
+        name: run.features(run.model, key)
+        if run.spec.method.finetunes
+        else run.pretrained_features[name]
+        for name, key in run.data.reported.items()
+    }
+    head = classifier_head(run.model)
+    weight = head.weight.detach().float().cpu().numpy()
+    bias = head.bias.detach().float().cpu().numpy()
+    validation = forward_all(
+        run.model,
+        run.data.encoded["validation"],
+        batch_size=hp.batch_size,
+        device=run.device,
+        should_stop=run.should_stop,
+    )
+    y_validation = run.data.targets["validation"]
+    with warnings.catch_warnings():  # reported once, as a ModelWarning, with the metrics
+        warnings.simplefilter("ignore", TemperatureAtBoundWarning)
+        temperature = TemperatureScaler().fit(validation, y_validation).temperature_
+    evaluations = {
+        name: evaluate(
+            name, trained[name] @ weight.T + bias, run.data.targets[key], temperature, hp.ece_bins
+        )
+        for name, key in run.data.reported.items()
+    }
+    run.progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
+    return Calibrated(
+        temperature=temperature,
+        calibration=Calibration(
             temperature=temperature,
             fitted_on="validation",
             rows=len(y_validation),
             ece_bins=hp.ece_bins,
-            nll_before=nll_from_logits(logits["validation"], y_validation),
-            nll_after=nll_from_logits(logits["validation"] / temperature, y_validation),
-        )
-        evaluations = {
-            name: _evaluate(name, logits[key], y, temperature, hp.ece_bins)
-            for name, (key, y) in reported.items()
-        }
-        progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
+            nll_before=nll_from_logits(validation, y_validation),
+            nll_after=nll_from_logits(validation / temperature, y_validation),
+        ),
+        evaluations=evaluations,
+        trained_features=trained,
+    )
 
-    with _timed(timing, "feature_change"):
-        features = {
-            name: feature_change(pretrained_features[name], trained_features[name], y)
-            for name, (_, y) in reported.items()
-        }
 
-    if should_stop():
-        raise CancelledError("stopped on request before saving the model")
-    out = Path(spec.output_dir)
+def _metrics(
+    run: FinetuneRun, calibrated: Calibrated, changes: dict[str, FeatureChange]
+) -> JobMetrics:
+    """Everything the run measured, with the reasons not to trust it (also raised as
+    ``ModelQualityWarning``s, which the worker publishes as job events)."""
+    spec, hp, training = run.spec, run.spec.hyperparameters, run.training
     head_norm = HeadNorm(
-        initial=initial_norm,
-        after_lp=after_lp,
-        final=float(classifier_head(trained).weight.detach().norm()),
+        initial=run.initial_norm, after_lp=run.after_lp, final=_head_norm(run.model)
     )
     model_warnings = check_job(
-        spec.method.value, probe_summary, head_norm, hp.head_norm_scale, temperature, evaluations
+        spec.method.value,
+        run.probe,
+        head_norm,
+        hp.head_norm_scale,
+        calibrated.temperature,
+        calibrated.evaluations,
     )
-    for warning in model_warnings:  # the worker publishes these as job events
+    for warning in model_warnings:
         warnings.warn(f"{warning.code}: {warning.message}", ModelQualityWarning, stacklevel=1)
-    metrics = JobMetrics(
+    eval_name = next(iter(run.data.reported))
+    return JobMetrics(
         method=spec.method.value,
         model=spec.model or DEFAULT_MODEL,
-        pooling=pooling,
-        device=device.type,
-        labels=list(splits.labels),
-        splits={name: s.rows for name, s in summary.splits.items()},
-        dataset=summary,
-        parameters=parameters,
-        lp=probe_summary,
+        pooling=run.pooling,
+        device=run.device.type,
+        labels=list(run.data.labels),
+        splits={name: s.rows for name, s in run.summary.splits.items()},
+        dataset=run.summary,
+        parameters=_parameter_counts(run),
+        lp=run.probe,
         head_norm=head_norm,
         history=training.steps if training else [],
         epochs=training.epochs if training else [],
         best_epoch=training.best_epoch if training else None,
-        temperature=temperature,
-        calibration=calibration,
-        test=evaluations[eval_name],
-        eval_sets={name: evaluations[name] for name in splits.eval_sets},
-        features=features,
-        ntk=ntk,
-        timing=timing,
+        temperature=calibrated.temperature,
+        calibration=calibrated.calibration,
+        test=calibrated.evaluations[eval_name],
+        eval_sets={name: calibrated.evaluations[name] for name in run.data.splits.eval_sets},
+        features=changes,
+        ntk=run.ntk,
+        timing=run.timing,
         warnings=model_warnings,
     )
-    with _timed(timing, "save"):
-        progress(ProgressEvent("save", 0, 1))
-        save_artifact(
-            out,
-            trained,
-            tokenizer,
-            ArtifactManifest(
-                format="lora" if spec.method.uses_lora else "full",
-                base_model=spec.model or DEFAULT_MODEL,
-                method=spec.method.value,
-                pair=splits.pair,
-                max_length=hp.max_length,
-            ),
-            list(splits.labels),
-            CalibrationRecord(
-                temperature=temperature,
-                fitted_on="validation",
-                rows=len(y_validation),
-                ece_bins=hp.ece_bins,
-            ),
-            metrics.to_dict(),
-            spec.to_dict(),
-        )
-        if checkpoints is not None:
-            checkpoints.remove()
-        progress(ProgressEvent("save", 1, 1))
-    return JobResult(output_dir=out, metrics=metrics)
+
+
+def _parameter_counts(run: FinetuneRun) -> ParameterCounts:
+    """All parameters, and those the run trained (the head alone for LP)."""
+    parameters = list(run.model.parameters())
+    if run.spec.method.finetunes:
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    else:
+        trainable = sum(p.numel() for p in classifier_head(run.model).parameters())
+    return ParameterCounts(total=sum(p.numel() for p in parameters), trainable=trainable)
+
+
+def _save(run: FinetuneRun, metrics: JobMetrics) -> None:
+    """Write the model directory, then drop the checkpoint it supersedes."""
+    spec, hp = run.spec, run.spec.hyperparameters
+    run.progress(ProgressEvent("save", 0, 1))
+    save_artifact(
+        Path(spec.output_dir),
+        run.model,
+        run.tokenizer,
+        ArtifactManifest(
+            format="lora" if spec.method.uses_lora else "full",
+            base_model=spec.model or DEFAULT_MODEL,
+            method=spec.method.value,
+            pair=run.data.splits.pair,
+            max_length=hp.max_length,
+        ),
+        list(run.data.labels),
+        CalibrationRecord(
+            temperature=metrics.temperature,
+            fitted_on="validation",
+            rows=metrics.calibration.rows,
+            ece_bins=hp.ece_bins,
+        ),
+        metrics.to_dict(),
+        spec.to_dict(),
+    )
+    if run.checkpoints is not None:
+        run.checkpoints.remove()
+    run.progress(ProgressEvent("save", 1, 1))
+
+
+def _head_norm(model: torch.nn.Module) -> float:
+    return float(classifier_head(model).weight.detach().norm())
 
 
 def fit_probe(
@@ -398,20 +466,19 @@ def fit_probe(
     hp = spec.hyperparameters
     seed_everything(hp.seed)
     device = resolve_device(hp.device)
-    splits = load_splits(spec)
+    splits = load_splits(
+        spec.data, seed=hp.seed, max_text_chars=spec.max_text_chars, split_seed=spec.split_seed
+    )
     model_ref = resolve_model(spec.model)
     tokenizer = load_tokenizer(model_ref)
     pooling = hp.pooling or default_pooling(model_ref)
     model = build_classifier(model_ref, splits.labels, pooling, hp.seed).to(device)
-    encoded = {
-        name: encode(tokenizer, examples, hp.max_length)
-        for name, examples in (("train", splits.train), ("validation", splits.validation))
-    }
+    data = prepare_data(splits, tokenizer, hp.max_length)
     return fit_probe_on(
         model,
-        encoded,
-        splits.label_ids(splits.train),
-        splits.label_ids(splits.validation),
+        data.encoded,
+        data.targets["train"],
+        data.targets["validation"],
         hp.batch_size,
         hp.seed,
         device,
@@ -419,13 +486,6 @@ def fit_probe(
         should_stop,
         hp.lp_scoring,
     )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a job is repeatable on one machine."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def fit_probe_on(
@@ -445,13 +505,8 @@ def fit_probe_on(
     features = {}
     for step, name in enumerate(("train", "validation")):
         progress(ProgressEvent("lp", step, 3))
-        features[name] = forward_all(
-            model,
-            encoded[name],
-            batch_size=batch_size,
-            device=device,
-            output="features",
-            should_stop=should_stop,
+        features[name] = features_of(
+            model, encoded[name], batch_size=batch_size, device=device, should_stop=should_stop
         )
     progress(ProgressEvent("lp", 2, 3))
     probe = LinearProbe(random_state=seed, scoring=scoring).fit(features["train"], y_train)
@@ -526,7 +581,7 @@ def ntk_at_start(
     train_rows = stratified_rows(y_train, samples, seed)
     test_rows = stratified_rows(y_eval, samples, seed)
     offset = len(y_train)
-    joined = join_encoded(encoded["train"], encoded["evaluation"])
+    joined = join_encoded(encoded["train"], encoded[EVALUATION])
     kernels = exact_ntk(
         model,
         joined,
@@ -545,26 +600,6 @@ def ntk_at_start(
         y_eval[test_rows],
         epsilon=float(torch.finfo(head.weight.dtype).eps),
         seed=seed,
-    )
-
-
-def _evaluate(
-    split: str, logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int
-) -> Evaluation:
-    n_classes = logits.shape[1]
-    return Evaluation(
-        split=split,
-        rows=len(y),
-        majority_rate=float(np.bincount(y, minlength=n_classes).max() / len(y)),
-        top_prediction_share=float(
-            np.bincount(logits.argmax(axis=1), minlength=n_classes).max() / len(y)
-        ),
-        uncalibrated=classification_metrics(logits, y, n_bins=n_bins),
-        calibrated=classification_metrics(logits, y, temperature=temperature, n_bins=n_bins),
-        reliability=Reliability(
-            uncalibrated=reliability_bins(scaled_softmax(logits, 1.0), y, n_bins),
-            calibrated=reliability_bins(scaled_softmax(logits, temperature), y, n_bins),
-        ),
     )
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lpft_core.artifacts import CalibrationRecord, read_calibration, write_calibration
 from lpft_core.calibration import (
     ClassificationMetrics,
@@ -24,8 +22,8 @@ from lpft_core.calibration import (
     scaled_softmax,
 )
 from lpft_core.data import read_examples
-from lpft_core.errors import DataError
 from lpft_core.predictor import Predictor
+from lpft_core.prepare import label_indices
 from lpft_core.results import Reliability
 
 
@@ -104,17 +102,7 @@ def recalibrate(
     source = name or Path(data).name
     predictor = Predictor(directory)
     examples = read_examples(data, max_text_chars=max_text_chars)
-    index = {label: i for i, label in enumerate(predictor.labels)}
-    for example in examples:
-        if example.label not in index:
-            raise DataError(
-                f"label {example.label!r} is not one of the model's labels "
-                f"{sorted(map(str, index))}; fix the label or drop the row",
-                source=source,
-                line=example.line,
-                field="label",
-            )
-    labels = np.array([index[e.label] for e in examples], dtype=np.int64)
+    labels = label_indices(examples, predictor.labels, source)
     logits = predictor.logits([{"text": e.text, "text_pair": e.text_pair} for e in examples])
     old = read_calibration(directory)
     bins = ece_bins or old.ece_bins
