@@ -213,6 +213,74 @@ def parse_records(
     return examples
 
 
+@dataclass(frozen=True)
+class SplitShape:
+    """What the split rules read of a split: its rows per label and whether it holds pairs.
+
+    The service records exactly this when a dataset is uploaded, so it can refuse a job whose
+    splits do not fit together without reading the files again; ``build_splits`` takes it
+    from the rows (``of``), and both apply the rules of ``check_split_shapes``.
+
+    Attributes:
+        label_counts: rows per label, keyed by ``str(label)``.
+        pair: whether the rows are sentence pairs (they have a ``text_pair``).
+        first_lines: the line each label first occurs on, where known, for the errors.
+        label_type: ``str`` or ``int`` where known: ``1`` and ``"1"`` are different labels,
+            but their counts share a key.
+    """
+
+    label_counts: Mapping[str, int]
+    pair: bool
+    first_lines: Mapping[str, int] = field(default_factory=dict)
+    label_type: type | None = None
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> SplitShape:
+        """The shape of parsed rows (all of one label type and all single or all pairs)."""
+        first_lines: dict[str, int] = {}
+        for row, example in enumerate(examples, start=1):
+            first_lines.setdefault(str(example.label), example.line or row)
+        return cls(
+            label_counts=dict(Counter(str(e.label) for e in examples)),
+            pair=bool(examples) and examples[0].text_pair is not None,
+            first_lines=first_lines,
+            label_type=type(examples[0].label) if examples else None,
+        )
+
+
+def check_split_shapes(
+    train: SplitShape,
+    validation: SplitShape | None = None,
+    test: SplitShape | None = None,
+    *,
+    eval_sets: Mapping[str, SplitShape] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Check that splits of these shapes can be built into a job's splits (``build_splits``).
+
+    Train needs at least 2 classes and 2 rows of each. Without a test split each class must
+    also leave ``MIN_TEST_PER_CLASS`` rows for the held-out test and 2 for train (3 when
+    validation is held out too). Validation, test and eval sets must be single texts or pairs
+    as train is, and hold only labels train has (of train's type, where both are known).
+
+    Args:
+        names: display names of the sources (``{"train": "train.jsonl", ...}``) for errors.
+
+    Raises:
+        DataError: the first rule broken, naming the source and the field (``label`` or
+            ``text_pair``).
+    """
+    names = dict(names or {})
+    train_name = names.get("train", "train")
+    _check_train_classes(train.label_counts, train_name)
+    others = [("validation", validation), ("test", test), *(eval_sets or {}).items()]
+    for split_name, split in others:
+        if split is not None:
+            _check_against_train(split, train, names.get(split_name, split_name))
+    if test is None:
+        _check_room_for_test(train.label_counts, validation is None, train_name)
+
+
 def build_splits(
     train: list[Example],
     validation: list[Example] | None = None,
@@ -233,70 +301,109 @@ def build_splits(
     no validation file is given, so the three are disjoint and add up to the uploaded rows.
 
     Raises:
-        DataError: train has one class or a class with fewer than 2 examples, a class is too
-            small for the splits to hold out, the splits mix single and pair inputs, or
-            validation/test has a label that train lacks.
+        DataError: as ``check_split_shapes`` says: train has one class or a class with fewer
+            than 2 examples, a class is too small for the splits to hold out, the splits mix
+            single and pair inputs, or validation/test has a label that train lacks (or labels
+            of another type).
     """
-    names = dict(names or {})
-    train_name = names.get("train", "train")
-    counts = Counter(e.label for e in train)
-    if len(counts) < 2:
-        raise DataError(
-            f"train has a single class ({next(iter(counts))!r}); a classifier needs at least 2",
-            source=train_name,
-            field="label",
-        )
-    rare = sorted((n, str(label)) for label, n in counts.items() if n < 2)
-    if rare:
-        n, label = rare[0]
-        raise DataError(
-            f"class {label!r} has {n} example; every class needs at least 2 examples in train "
-            "(for the stratified validation hold-out and the probe's cross-validation)",
-            source=train_name,
-            field="label",
-        )
-    labels = sorted(counts)
-    for split_name, split in (("validation", validation), ("test", test)):
-        if split is not None:
-            _check_against_train(split, train, set(labels), names.get(split_name, split_name))
-    for name, split in (eval_sets or {}).items():
-        _check_against_train(split, train, set(labels), names.get(name, name))
+    eval_sets = dict(eval_sets or {})
+    check_split_shapes(
+        SplitShape.of(train),
+        SplitShape.of(validation) if validation is not None else None,
+        SplitShape.of(test) if test is not None else None,
+        eval_sets={name: SplitShape.of(rows) for name, rows in eval_sets.items()},
+        names=names,
+    )
+    labels = sorted({e.label for e in train})
     test_source = "file"
     if test is None:
-        train, test = _held_out_test(train, seed, validation is None, train_name)
+        train, test = _held_out_test(train, seed)
         test_source = "held_out"
     validation_source = "file"
     if validation is None:
         train, validation = _stratified_holdout(train, seed)
         validation_source = "holdout"
-    return DatasetSplits(
-        train, validation, test, labels, validation_source, test_source, dict(eval_sets or {})
-    )
+    return DatasetSplits(train, validation, test, labels, validation_source, test_source, eval_sets)
 
 
-def _held_out_test(
-    train: list[Example], seed: int, validation_too: bool, source: str
-) -> tuple[list[Example], list[Example]]:
-    """Per class, ``TEST_FRACTION`` of its rows (at least ``MIN_TEST_PER_CLASS``) drawn with
-    ``seed``; what remains must still give train 2 rows a class (and validation 1)."""
+def _check_train_classes(counts: Mapping[str, int], source: str) -> None:
+    if len(counts) < 2:
+        found = f"a single class ({next(iter(counts))!r})" if counts else "no rows"
+        raise DataError(
+            f"train has {found}; a classifier needs at least 2 classes",
+            source=source,
+            field="label",
+        )
+    rare = sorted((n, label) for label, n in counts.items() if n < 2)
+    if rare:
+        n, label = rare[0]
+        raise DataError(
+            f"class {label!r} has {n} example; every class needs at least 2 examples in train "
+            "(for the stratified validation hold-out and the probe's cross-validation)",
+            source=source,
+            field="label",
+        )
+
+
+def _test_rows(class_rows: int) -> int:
+    """Rows of a class of ``class_rows`` that go to the held-out test split."""
+    return max(MIN_TEST_PER_CLASS, round(TEST_FRACTION * class_rows))
+
+
+def _check_room_for_test(counts: Mapping[str, int], validation_too: bool, source: str) -> None:
+    """What remains of each class after the held-out test must still give train 2 rows a
+    class (and validation 1)."""
+    needed_after = 3 if validation_too else 2
+    for label in sorted(counts):
+        if counts[label] - _test_rows(counts[label]) < needed_after:
+            raise DataError(
+                f"class {label!r} has {counts[label]} rows, too few to hold out a test split "
+                f"(at least {MIN_TEST_PER_CLASS + needed_after} a class without a test file); "
+                "add rows or upload a test file",
+                source=source,
+                field="label",
+            )
+
+
+def _check_against_train(split: SplitShape, train: SplitShape, name: str) -> None:
+    if split.pair != train.pair:
+        kind = "pairs" if train.pair else "single texts"
+        raise DataError(
+            f"train holds {kind} but this split does not; give every split the same fields",
+            source=name,
+            field="text_pair",
+        )
+    unseen = [label for label in split.label_counts if label not in train.label_counts]
+    if unseen:
+        label = min(unseen, key=lambda seen: (split.first_lines.get(seen, 0), seen))
+        raise DataError(
+            f"label {label!r} does not occur in train (labels: {sorted(train.label_counts)}); "
+            "fix the label or add examples of it to train",
+            source=name,
+            line=split.first_lines.get(label),
+            field="label",
+        )
+    if split.label_type and train.label_type and split.label_type is not train.label_type:
+        raise DataError(
+            f"labels are {split.label_type.__name__}s here but {train.label_type.__name__}s "
+            "in train; use one type for the labels of every split",
+            source=name,
+            line=min(split.first_lines.values(), default=None),
+            field="label",
+        )
+
+
+def _held_out_test(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Per class, ``_test_rows`` of its rows drawn with ``seed`` (``check_split_shapes`` has
+    made sure enough remain)."""
     rng = np.random.default_rng([seed, 7919])  # a stream of its own, apart from validation's
     by_class: dict[str, list[int]] = {}
     for i, example in enumerate(train):
         by_class.setdefault(str(example.label), []).append(i)
-    needed_after = 3 if validation_too else 2
     held: list[int] = []
     for label in sorted(by_class):
         rows = by_class[label]
-        k = max(MIN_TEST_PER_CLASS, round(TEST_FRACTION * len(rows)))
-        if len(rows) - k < needed_after:
-            need = MIN_TEST_PER_CLASS + needed_after
-            raise DataError(
-                f"class {label!r} has {len(rows)} rows, too few to hold out a test split (at "
-                f"least {need} a class without a test file); add rows or upload a test file",
-                source=source,
-                field="label",
-            )
-        held += rng.choice(rows, size=k, replace=False).tolist()
+        held += rng.choice(rows, size=_test_rows(len(rows)), replace=False).tolist()
     chosen = set(held)
     return (
         [e for i, e in enumerate(train) if i not in chosen],
@@ -315,27 +422,6 @@ def _stratified_holdout(train: list[Example], seed: int) -> tuple[list[Example],
         stratify=[str(e.label) for e in train],
     )
     return [train[i] for i in sorted(keep)], [train[i] for i in sorted(hold)]
-
-
-def _check_against_train(
-    split: list[Example], train: list[Example], labels: set[Label], name: str
-) -> None:
-    if (split[0].text_pair is None) != (train[0].text_pair is None):
-        kind = "pairs" if train[0].text_pair is not None else "single texts"
-        raise DataError(
-            f"train holds {kind} but this split does not; give every split the same fields",
-            source=name,
-            field="text_pair",
-        )
-    for row, example in enumerate(split, start=1):
-        if example.label not in labels:
-            raise DataError(
-                f"label {example.label!r} does not occur in train (labels: "
-                f"{sorted(map(str, labels))}); fix the label or add examples of it to train",
-                source=name,
-                line=example.line or row,
-                field="label",
-            )
 
 
 def _parse_record(record: Any, source: str, line: int, max_text_chars: int) -> Example:

@@ -82,7 +82,12 @@ class Predictor:
     ) -> list[Prediction]:
         """Label, probabilities (softmax(logits / T) with the fitted T unless
         ``calibrated=False``) and logits per input."""
-        logits = self.logits(inputs)
+        return self.predictions(self.logits(inputs), calibrated)
+
+    def predictions(self, logits: np.ndarray, calibrated: bool = True) -> list[Prediction]:
+        """What ``predict`` returns, from logits of shape (n, C) that ``logits`` computed: a
+        server that batches the forward passes of several requests together answers each
+        exactly as ``predict`` would."""
         temperature = self.temperature if calibrated else 1.0
         probs = scaled_softmax(logits, temperature)
         names = [str(label) for label in self.labels]

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from lpft_core.data import build_splits, parse_records, read_examples
+from lpft_core.data import (
+    Example,
+    SplitShape,
+    build_splits,
+    check_split_shapes,
+    parse_records,
+    read_examples,
+)
 from lpft_core.errors import DataError
 from tests.conftest import toy_rows, write_jsonl
 
@@ -172,6 +181,91 @@ def test_a_class_too_small_for_a_held_out_test_is_refused() -> None:
     with pytest.raises(DataError, match="class 'b' has 4 rows, too few to hold out a test"):
         build_splits(train)
     assert build_splits(train, test=train[:2]).test_source == "file"
+
+
+def rows_of(counts: dict[str, int], pair: bool = False) -> list[Example]:
+    records = [
+        {"text": f"{label} {i}", "label": label, **({"text_pair": "p"} if pair else {})}
+        for label, n in counts.items()
+        for i in range(n)
+    ]
+    return parse_records(list(enumerate(records, start=1)), source="s")
+
+
+def recorded_shape(rows: list[Example]) -> SplitShape:
+    """A split's shape as the service records it at upload: counts by ``str(label)`` and the
+    pair flag, no lines and no label type."""
+    return SplitShape(dict(Counter(str(e.label) for e in rows)), rows[0].text_pair is not None)
+
+
+def outcome(call: Callable[[], object]) -> tuple[str | None, str | None, str] | None:
+    """Where and why ``call`` refused the splits (its line left out), or None."""
+    try:
+        call()
+    except DataError as error:
+        return error.source, error.field, str(error).replace(f", line {error.line}", "")
+    return None
+
+
+BIG = {"a": 20, "b": 20}
+SPLIT_CASES = {
+    "every split given": (BIG, {"a": 3, "b": 3}, {"a": 3, "b": 3}, {}, None),
+    "validation and test held out": (BIG, None, None, {}, None),
+    "an eval set": (BIG, None, {"a": 2}, {"ood": {"b": 4}}, None),
+    "single class": ({"a": 9}, None, None, {}, "single class"),
+    "rare class": ({"a": 9, "b": 1}, None, {"a": 2}, {}, "class 'b' has 1 example"),
+    "no room for both hold-outs": ({"a": 20, "b": 4}, None, None, {}, "at least 5 a class"),
+    "room for a held-out test only": ({"a": 20, "b": 4}, {"a": 2, "b": 2}, None, {}, None),
+    "no room for the held-out test": ({"a": 20, "b": 3}, {"a": 2}, None, {}, "at least 4"),
+    "unseen label in validation": (BIG, {"a": 2, "c": 1}, None, {}, "'c' does not occur"),
+    "unseen label in test": (BIG, None, {"c": 2}, {}, "'c' does not occur"),
+    "unseen label in an eval set": (BIG, None, None, {"ood": {"a": 1, "z": 1}}, "'z' does"),
+}
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES)
+def test_recorded_shapes_and_build_splits_refuse_the_same_splits(case: str) -> None:
+    train_counts, validation_counts, test_counts, eval_counts, fragment = SPLIT_CASES[case]
+    train = rows_of(train_counts)
+    validation = rows_of(validation_counts) if validation_counts else None
+    test = rows_of(test_counts) if test_counts else None
+    eval_sets = {name: rows_of(counts) for name, counts in eval_counts.items()}
+    names = {"train": "t.jsonl", "validation": "v.jsonl", "ood": "eval_sets.ood"}
+    built = outcome(lambda: build_splits(train, validation, test, names=names, eval_sets=eval_sets))
+    checked = outcome(
+        lambda: check_split_shapes(
+            recorded_shape(train),
+            recorded_shape(validation) if validation else None,
+            recorded_shape(test) if test else None,
+            eval_sets={name: recorded_shape(rows) for name, rows in eval_sets.items()},
+            names=names,
+        )
+    )
+    assert built == checked
+    if fragment is None:
+        assert built is None
+    else:
+        assert built is not None and fragment in built[2]
+
+
+def test_a_pair_split_beside_single_texts_is_refused_by_both() -> None:
+    train, validation = rows_of(BIG), rows_of({"a": 2}, pair=True)
+    for call in (
+        lambda: build_splits(train, validation),
+        lambda: check_split_shapes(recorded_shape(train), recorded_shape(validation)),
+    ):
+        with pytest.raises(DataError, match="train holds single texts") as info:
+            call()
+        assert (info.value.source, info.value.field) == ("validation", "text_pair")
+
+
+def test_integer_and_string_labels_do_not_mix_across_splits() -> None:
+    records = [(i, {"text": f"t{i}", "label": i % 2}) for i in range(1, 41)]
+    train = parse_records(records, source="t")
+    test = parse_records([(4, {"text": "x", "label": "1"})], source="s")
+    with pytest.raises(DataError, match="labels are strs here but ints in train") as info:
+        build_splits(train, test=test, names={"test": "s.csv"})
+    assert (info.value.source, info.value.line, info.value.field) == ("s.csv", 4, "label")
 
 
 def test_summary_counts_labels_and_token_lengths(tiny_model_dir: Path) -> None:

@@ -79,6 +79,11 @@ def test_job_creation_errors(
     body_one = {**body, "dataset": {"train": one_class}}
     detail = assert_problem(alice.post("/jobs", json=body_one), 422, "label")["detail"]
     assert "single class" in detail
+    ints = upload_records(alice, [{"text": f"t{i}", "label": i % 2} for i in range(40)])
+    strings = upload_records(alice, [{"text": f"v{i}", "label": str(i % 2)} for i in range(4)])
+    typed = {**body, "dataset": {"train": ints, "validation": strings}}
+    detail = assert_problem(alice.post("/jobs", json=typed), 422, "label")["detail"]
+    assert "ints in train" in detail
     unseen = upload_records(alice, [{"text": "x", "label": "other"}])
     mixed = {**body, "dataset": {"train": datasets["train"], "validation": unseen}}
     assert (

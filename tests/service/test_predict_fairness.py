@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from lpft_api.errors import TooManyRequests
-from lpft_api.routers.predict import TenantSlots
+from lpft_api.services.predict import TenantSlots
 from lpft_contract.settings import Settings
 
 from tests.service.conftest import Worker, job_body, tenant_client, upload, wait_for

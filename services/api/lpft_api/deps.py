@@ -1,4 +1,5 @@
-"""Dependencies: settings, the store, the caller's tenant, and a job looked up for it."""
+"""Dependencies: settings, the store, the caller's tenant, a job looked up for it, and the
+per-process state of /predict."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lpft_contract.store import Store
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.predictions import ModelCache
 from lpft_api.schemas import RESOURCE_ID
+from lpft_api.services.predict import TenantSlots
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,6 +48,18 @@ StoreDep = Annotated[Store, Depends(get_store)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+async def get_slots(request: Request, settings: SettingsDep) -> TenantSlots:
+    """This process's ``TenantSlots``, made on first use. Async so that it runs on the event
+    loop: sync dependencies run on a thread pool, where two requests could both make one."""
+    state = request.app.state
+    if getattr(state, "predict_slots", None) is None:
+        state.predict_slots = TenantSlots(settings.predict_concurrency_per_tenant)
+    return state.predict_slots
+
+
+SlotsDep = Annotated[TenantSlots, Depends(get_slots)]
 
 
 JobId = Annotated[str, Path(pattern=RESOURCE_ID)]

@@ -73,6 +73,18 @@ class Unprocessable(ApiError):
     status, code, title = 422, "invalid_request", "Unprocessable content"
 
 
+class ClientClosedRequest(ApiError):
+    """The client left before its answer was ready (nginx's 499); nobody reads it."""
+
+    status, code, title = 499, "client_closed_request", "Client closed request"
+
+
+class QueueUnavailable(ApiError):
+    """The broker did not take the job."""
+
+    status, code, title = 503, "queue_unavailable", "Service unavailable"
+
+
 #: lpft_core errors that reach the API are the user's to fix.
 CORE_STATUS = {DataError: 422, ConfigError: 422}
 
@@ -103,75 +115,82 @@ def problem(
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that make every error a problem document."""
+    handlers: list[tuple[type[Exception], Any]] = [
+        (ApiError, _api_error),
+        (LpftError, _core_error),
+        (RequestValidationError, _validation_error),
+        (redis.ConnectionError, _store_unavailable),
+        (redis.TimeoutError, _store_unavailable),
+        (Exception, _unexpected_error),
+        (StarletteHTTPException, _http_error),
+    ]
+    for error, handler in handlers:
+        app.add_exception_handler(error, handler)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return problem(
-            exc.status, exc.title, exc.detail, exc.code, request.url.path, errors, headers
-        )
 
-    @app.exception_handler(LpftError)
-    async def core_error(request: Request, exc: LpftError) -> JSONResponse:
-        status = next((s for t, s in CORE_STATUS.items() if isinstance(exc, t)), 400)
-        field = getattr(exc, "field", None)
-        errors = [{"field": field, "message": str(exc)}] if field else None
-        return problem(status, type(exc).__name__, str(exc), exc.code, request.url.path, errors)
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return problem(exc.status, exc.title, exc.detail, exc.code, request.url.path, errors, headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(e), "message": e["msg"]} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
 
-    @app.exception_handler(redis.ConnectionError)
-    @app.exception_handler(redis.TimeoutError)
-    async def store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
-        logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
-        return problem(
-            503,
-            "Service unavailable",
-            "the job store is briefly unreachable; running jobs go on. Retry shortly",
-            "store_unavailable",
-            request.url.path,
-            headers={"Retry-After": "5"},
-        )
+async def _core_error(request: Request, exc: LpftError) -> JSONResponse:
+    status = next((s for t, s in CORE_STATUS.items() if isinstance(exc, t)), 400)
+    field = getattr(exc, "field", None)
+    errors = [{"field": field, "message": str(exc)}] if field else None
+    return problem(status, type(exc).__name__, str(exc), exc.code, request.url.path, errors)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        error_id = f"err-{uuid.uuid4().hex[:16]}"
-        logger.exception("unhandled error %s on %s", error_id, request.url.path)
-        return problem(
-            500,
-            "Internal server error",
-            f"an unexpected error occurred; the operator can find it in the API log under "
-            f"{error_id}",
-            "internal",
-            request.url.path,
-        )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        path = request.url.path
-        if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse ran out of stack
-            detail = "the JSON body is nested too deeply; send flat objects"
-            errors = [{"field": "body", "message": detail}]
-            return problem(422, "Invalid request", detail, "invalid_request", path, errors)
-        status = exc.status_code
-        headers = dict(exc.headers or {})
-        if status == 405:  # Starlette names only the first route of the path; name them all
-            headers["Allow"] = ", ".join(_allowed_methods(request))
-        if status == 413:
-            headers["Connection"] = "close"
-        if status == 400:  # a body FastAPI or the form parser could not read: invalid input
-            detail = f"the request body could not be read: {exc.detail}"
-            errors = [{"field": "body", "message": detail}]
-            return problem(422, "Invalid request", detail, "invalid_request", path, errors)
-        title, code = _HTTP_ERRORS.get(status, ("HTTP error", "http_error"))
-        return problem(status, title, str(exc.detail), code, path, headers=headers or None)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": _field(e), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
+
+
+async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+    logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
+    return problem(
+        503,
+        "Service unavailable",
+        "the job store is briefly unreachable; running jobs go on. Retry shortly",
+        "store_unavailable",
+        request.url.path,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    error_id = f"err-{uuid.uuid4().hex[:16]}"
+    logger.exception("unhandled error %s on %s", error_id, request.url.path)
+    return problem(
+        500,
+        "Internal server error",
+        f"an unexpected error occurred; the operator can find it in the API log under {error_id}",
+        "internal",
+        request.url.path,
+    )
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    path = request.url.path
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse ran out of stack
+        detail = "the JSON body is nested too deeply; send flat objects"
+        errors = [{"field": "body", "message": detail}]
+        return problem(422, "Invalid request", detail, "invalid_request", path, errors)
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 405:  # Starlette names only the first route of the path; name them all
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    if status == 413:
+        headers["Connection"] = "close"
+    if status == 400:  # a body FastAPI or the form parser could not read: invalid input
+        detail = f"the request body could not be read: {exc.detail}"
+        errors = [{"field": "body", "message": detail}]
+        return problem(422, "Invalid request", detail, "invalid_request", path, errors)
+    title, code = _HTTP_ERRORS.get(status, ("HTTP error", "http_error"))
+    return problem(status, title, str(exc.detail), code, path, headers=headers or None)
 
 
 def _allowed_methods(request: Request) -> list[str]:

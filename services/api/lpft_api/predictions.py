@@ -13,9 +13,10 @@ huge requests are served waits about two passes, not for them to finish; only wi
 ``max_batch`` requests waiting does it wait ``ceil(waiting / max_batch)`` passes. A lone
 request waits for no timer, and a burst of small requests costs few passes.
 
-A request whose future is cancelled (its client left, so the route cancelled the wait) gives
-up its unsent rows before the next pass. A pass that raises fails only the requests that had
-rows in it; the route validates inputs first, so one bad input cannot fail others' passes.
+A request whose future is cancelled (its client left, so ``services.predict`` cancelled the
+wait) gives up its unsent rows before the next pass. A pass that raises fails only the
+requests that had rows in it; ``services.predict`` validates inputs first, so one bad input
+cannot fail others' passes.
 
 All torch work of the API runs on one dedicated thread. Each thread that calls torch gets its
 own OpenMP team, and teams on different threads contend for the cores: with asyncio's shared

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -68,6 +68,9 @@ class DatasetRecord(BaseModel):
     rows: int
     pair: bool
     label_counts: dict[str, int]
+    label_type: Literal["int", "str"] | None = Field(
+        None, description='the labels\' JSON type: 1 and "1" are different labels'
+    )
     bytes: int = Field(0, description="size of the stored rows on the volume")
     created_at: float = Field(default_factory=time.time)
 

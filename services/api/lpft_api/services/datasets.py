@@ -1,0 +1,158 @@
+"""Uploading, finding and deleting datasets, within the tenant's quotas.
+
+An upload is parsed and checked row by row once, here; what jobs need to know of it later
+(rows per label, single texts or pairs, its size) is recorded beside it, so that no request
+has to read it again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from lpft_contract.records import DatasetRecord, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
+from lpft_api.schemas import DatasetRecordsIn
+from lpft_core.data import Example, examples_from_bytes, parse_records, text_problem
+
+
+async def create_dataset(
+    request: Request, tenant: str, store: Store, settings: Settings
+) -> DatasetRecord:
+    """Store the dataset the request carries: a multipart ``file`` (spooled to disk by the
+    form parser) or JSON ``records``. The quotas are checked before the body is parsed, and
+    parsing runs off the event loop, so an upload never holds up other tenants' requests.
+
+    Raises:
+        QuotaExceeded: the tenant has the most datasets, or bytes, allowed.
+        Unprocessable: another content type, no ``file`` part, or a bad name.
+        RequestValidationError: JSON that is not ``{"records": [...]}``.
+        DataError: a row is invalid.
+    """
+    count, used = store.dataset_usage(tenant)
+    if count >= settings.max_datasets_per_tenant:
+        raise QuotaExceeded(
+            f"you have {count} datasets, the most allowed; delete one (DELETE /datasets/{{id}})"
+        )
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        name, raw = await _uploaded_file(request)
+        _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
+        examples = await run_in_threadpool(
+            examples_from_bytes,
+            raw,
+            name,
+            max_text_chars=settings.max_text_chars,
+            max_rows=settings.max_dataset_rows,
+        )
+    elif content_type.startswith("application/json"):
+        raw = await request.body()
+        _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
+        name, examples = await run_in_threadpool(_records, raw, settings)
+    else:
+        raise Unprocessable(
+            "send multipart/form-data with a 'file' field or JSON {\"records\": [...]}",
+            field="content-type",
+        )
+    return await run_in_threadpool(_save, store, tenant, name, examples)
+
+
+def list_datasets(
+    tenant: str, after: str | None, limit: int, store: Store
+) -> tuple[list[DatasetRecord], bool]:
+    """A page of the tenant's datasets, newest first, and whether more follow."""
+    records = store.list_datasets(tenant, after, limit + 1)
+    return records[:limit], len(records) > limit
+
+
+def get_dataset(tenant: str, dataset_id: str, store: Store) -> DatasetRecord:
+    """The tenant's dataset ``dataset_id``.
+
+    Raises:
+        NotFound: there is none (another tenant's is as good as none).
+    """
+    record = store.get_dataset(tenant, dataset_id)
+    if record is None:
+        raise NotFound(f"no dataset {dataset_id!r}", field="dataset_id")
+    return record
+
+
+def delete_dataset(tenant: str, dataset_id: str, store: Store) -> None:
+    """Remove the dataset's rows and record.
+
+    Raises:
+        NotFound: no such dataset. Conflict: an unfinished job will read it.
+    """
+    record = get_dataset(tenant, dataset_id, store)
+    users = store.jobs_using_dataset(tenant, dataset_id)
+    if users:
+        raise Conflict(
+            f"unfinished jobs {', '.join(sorted(users))} use this dataset; wait for them or "
+            "cancel them first"
+        )
+    store.delete_dataset(record)
+
+
+async def _uploaded_file(request: Request) -> tuple[str, bytes]:
+    """The name and bytes of the form's ``file`` part."""
+    form = await request.form(max_files=1, max_fields=2, max_part_size=1024)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise Unprocessable("send the dataset as a form field named 'file'", field="file")
+    name = str(form.get("name") or upload.filename or "upload.jsonl")
+    problem = text_problem(name) if len(name) <= 200 else "more than 200 characters"
+    if problem:
+        raise Unprocessable(f"the dataset name holds {problem}", field="name")
+    return upload.filename or name, await upload.read()
+
+
+def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
+    """The name and rows of a JSON upload; a body of the wrong form is reported like any
+    other invalid request body, field by field."""
+    try:
+        body = DatasetRecordsIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    examples = parse_records(
+        enumerate(body.records, start=1),
+        source=body.name,
+        max_text_chars=settings.max_text_chars,
+        max_rows=settings.max_dataset_rows,
+    )
+    return body.name, examples
+
+
+def _check_room(used: int, incoming: int, cap: int) -> None:
+    if used + incoming > cap:
+        raise QuotaExceeded(
+            f"your datasets use {used} bytes and this upload {incoming}; the quota is {cap} "
+            "bytes. Delete datasets you no longer need (DELETE /datasets/{id})"
+        )
+
+
+def _save(store: Store, tenant: str, name: str, examples: list[Example]) -> DatasetRecord:
+    """Write the rows and record what jobs will check them by, without reading them again."""
+    dataset_id = new_id("ds")
+    rows = [
+        {"text": e.text, **({"text_pair": e.text_pair} if e.text_pair else {}), "label": e.label}
+        for e in examples
+    ]
+    record = DatasetRecord(
+        id=dataset_id,
+        tenant=tenant,
+        name=Path(name).name,
+        path=str(store.dataset_path(dataset_id)),
+        rows=len(rows),
+        pair=examples[0].text_pair is not None,
+        label_counts=dict(sorted(Counter(str(e.label) for e in examples).items())),
+        label_type="int" if isinstance(examples[0].label, int) else "str",
+    )
+    return store.save_dataset(record, rows)

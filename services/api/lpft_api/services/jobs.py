@@ -1,0 +1,159 @@
+"""Submitting, cancelling and deleting jobs.
+
+A job is checked in full (``specs``) before anything is stored, then counted against its
+tenant's cap on unfinished jobs, stored and sent to its queue. A retry that carries the same
+``Idempotency-Key`` and body gets the job the first request made, never a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+
+import redis
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+
+from lpft_api.errors import Conflict, QueueUnavailable, TooManyRequests, Unprocessable
+from lpft_api.schemas import JobCreate, RecalibrateRequest
+from lpft_api.services.specs import job_record, recalibration_record
+
+#: How long a retry waits for the job a concurrent request with its key is still creating.
+IDEMPOTENCY_WAIT_S = 10
+
+
+def create_job(
+    body: JobCreate,
+    tenant: str,
+    idempotency_key: str | None,
+    *,
+    store: Store,
+    enqueuer: Enqueuer,
+    settings: Settings,
+) -> JobRecord:
+    """A new queued job for ``body``; or, for a retry with the same ``idempotency_key`` and
+    body, the job the first request made. The body is checked before the key is bound, so
+    a rejected request does not use the key up.
+
+    Raises:
+        Unprocessable: the key was used with another body (or see ``specs.job_record``).
+        TooManyRequests: the tenant is at its cap on unfinished jobs.
+        QueueUnavailable: the broker did not take the job.
+    """
+    record = job_record(new_id("job"), tenant, body, store, settings)
+    if not idempotency_key:
+        _submit(record, store, enqueuer, settings)
+        return record
+    bound_id = _bind_key(tenant, idempotency_key, body, record.id, store)
+    if bound_id != record.id:
+        return _wait_for_job(store, bound_id, tenant)
+    try:
+        _submit(record, store, enqueuer, settings)
+    except Exception:
+        # A retry with this key must create the job, not find this failed one.
+        store.forget_idempotency(tenant, idempotency_key, record.id)
+        raise
+    return record
+
+
+def recalibrate(
+    job: JobRecord,
+    body: RecalibrateRequest,
+    *,
+    store: Store,
+    enqueuer: Enqueuer,
+    settings: Settings,
+) -> JobRecord:
+    """A new queued job that fits a new temperature for ``job``'s model on a dataset.
+
+    Raises:
+        Conflict: ``job`` is not a succeeded finetune job.
+        Unprocessable: no such dataset.
+        TooManyRequests, QueueUnavailable: as for ``create_job``.
+    """
+    record = recalibration_record(new_id("job"), job, body, store, settings)
+    _submit(record, store, enqueuer, settings)
+    return record
+
+
+def cancel_job(job: JobRecord, store: Store) -> JobRecord:
+    """The job cancelled (a queued one) or asked to stop (a running one).
+
+    Raises:
+        Conflict: the job has already finished.
+    """
+    if job.status.is_terminal:
+        raise Conflict(f"job {job.id} is already {job.status.value}; nothing to cancel")
+    return store.request_cancel(job.id) or job
+
+
+def delete_job(job: JobRecord, store: Store) -> None:
+    """Remove a finished job: its record, events, model and reports.
+
+    Raises:
+        Conflict: the job is unfinished, or an unfinished job reads its model.
+    """
+    if not job.status.is_terminal:
+        raise Conflict(f"job {job.id} is {job.status.value}; cancel it before deleting it")
+    users = store.jobs_using_job(job.tenant, job.id)
+    if users:
+        raise Conflict(
+            f"unfinished jobs {', '.join(sorted(users))} use this job's model; wait for them or "
+            "cancel them first"
+        )
+    store.delete_job(job)
+
+
+def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Settings) -> None:
+    """Count the job against its tenant's cap on unfinished jobs (429 above it), store it
+    and send its task. If storing or sending fails, the job is failed (it must not sit
+    queued, nor run after the client was told it failed) and its place in the cap freed."""
+    cap = settings.max_active_jobs_per_tenant
+    if not store.admit(record.tenant, record.id, cap):
+        raise TooManyRequests(
+            f"you have {cap} unfinished jobs, the most allowed at once; wait for one to "
+            "finish or cancel one",
+            retry_after=30,
+        )
+    try:
+        store.create_job(record)
+        enqueuer.train(record.id, record.queue)
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # best effort: Redis itself may be the fault
+            error = ErrorInfo(code="queue_unavailable", message="the job could not be queued")
+            store.finish(record.id, JobStatus.FAILED, error)
+        with contextlib.suppress(Exception):
+            store.release(record.tenant, record.id)
+        if isinstance(exc, redis.RedisError):
+            raise  # a 503 from the store's handler
+        raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
+
+
+def _bind_key(tenant: str, key: str, body: JobCreate, job_id: str, store: Store) -> str:
+    """The job ``key`` stands for: ``job_id``, unless an earlier request bound it first.
+
+    Raises:
+        Unprocessable: the earlier request had another body.
+    """
+    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    bound_fingerprint, bound_id = store.remember_idempotency(tenant, key, fingerprint, job_id)
+    if bound_fingerprint != fingerprint:
+        raise Unprocessable(
+            "this Idempotency-Key was used with a different request body; use a new key",
+            field="Idempotency-Key",
+        )
+    return bound_id
+
+
+def _wait_for_job(store: Store, job_id: str, tenant: str) -> JobRecord:
+    """The job a concurrent request with the same Idempotency-Key is creating."""
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
+    while time.monotonic() < deadline:
+        record = store.get_job(job_id, tenant)
+        if record is not None:
+            return record
+        time.sleep(0.05)
+    raise Conflict("a request with this Idempotency-Key is still being processed; retry")

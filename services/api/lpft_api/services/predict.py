@@ -1,0 +1,166 @@
+"""Calibrated predictions from a finished job's model, with per-request limits and a
+per-tenant cap on requests in flight.
+
+The answer is ``Predictor``'s: it checks and encodes the rows, runs the forward pass and turns
+logits into labels and probabilities. The API adds only what one process serving many clients
+needs: a forward pass shared fairly by the requests waiting for the same model
+(``lpft_api.predictions``), and giving up the rows of a client that has left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
+
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from starlette.types import Receive
+
+from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
+from lpft_api.predictions import ModelCache
+from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse
+from lpft_core.kinds import JobKind
+
+T = TypeVar("T")
+
+
+class TenantSlots:
+    """How many ``/predict`` requests each tenant has in flight, capped at ``limit``.
+
+    Counted in this API process's memory, so with N processes a tenant may have N × limit in
+    flight. That is enough for what the cap is for: no tenant can fill the queue of this
+    process's one torch thread, and a count in memory needs no expiry when a process dies.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, tenant: str) -> Iterator[None]:
+        """One of ``tenant``'s slots while the block runs.
+
+        Raises:
+            TooManyRequests: the tenant already has ``limit`` requests in flight.
+        """
+        if self.in_flight[tenant] >= self.limit:
+            raise TooManyRequests(
+                f"{self.limit} /predict requests per tenant may be in flight at once; "
+                "retry when one of yours has finished",
+                retry_after=1,
+            )
+        self.in_flight[tenant] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[tenant] -= 1
+            if not self.in_flight[tenant]:
+                del self.in_flight[tenant]  # tenants come and go; keep the counter small
+
+
+async def predict(
+    body: PredictRequest,
+    tenant: str,
+    *,
+    store: Store,
+    models: ModelCache,
+    settings: Settings,
+    slots: TenantSlots,
+    receive: Receive,
+) -> PredictResponse:
+    """Predictions for ``body``'s inputs in input order, with the model's warning codes and
+    seeds; ``receive`` is the request's ASGI channel, where the client's leaving shows.
+
+    Raises:
+        Unprocessable: too many inputs, a text too long, or inputs the model cannot take.
+        TooManyRequests: the tenant has its cap of requests in flight.
+        NotFound, Conflict: no such job, or not a succeeded finetune job.
+        ClientClosedRequest: the client left before the predictions were ready.
+    """
+    _check_limits(body, settings)
+    with slots.hold(tenant):
+        job = _servable_job(body.job_id, tenant, store)
+        model = await models.get(job.id, store.model_dir(job.id))
+        predictor = model.predictor
+        rows = [item.model_dump() for item in body.inputs]
+        predictor.validate(rows)  # a bad request must not fail the pass it would join
+        logits = await _unless_client_leaves(receive, model.logits(rows))
+        predictions = predictor.predictions(logits, body.calibrated)
+        temperature = predictor.temperature if body.calibrated else 1.0
+    return PredictResponse(
+        job_id=job.id,
+        temperature=temperature,
+        calibrated=body.calibrated,
+        warnings=predictor.warnings,
+        seed=predictor.seeds[0] if predictor.seeds else None,
+        seeds=predictor.seeds,
+        predictions=[
+            PredictionOut(label=p.label, probabilities=p.probabilities, logits=p.logits)
+            for p in predictions
+        ],
+    )
+
+
+def _check_limits(body: PredictRequest, settings: Settings) -> None:
+    """Reject a request too large to serve before it costs any model work.
+
+    Raises:
+        Unprocessable: too many inputs (field ``inputs``) or a text too long (field
+            ``inputs[i].text`` or ``inputs[i].text_pair``).
+    """
+    count, limit = len(body.inputs), settings.max_predict_inputs
+    if count > limit:
+        raise Unprocessable(
+            f"{count} inputs; the limit is {limit} per request: split the request",
+            field="inputs",
+        )
+    for i, item in enumerate(body.inputs):
+        for name, text in (("text", item.text), ("text_pair", item.text_pair)):
+            if text is not None and len(text) > settings.max_text_chars:
+                raise Unprocessable(
+                    f"inputs[{i}].{name} has {len(text)} characters; "
+                    f"the limit is {settings.max_text_chars}",
+                    field=f"inputs[{i}].{name}",
+                )
+
+
+async def _unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
+    """``work``'s result, unless the client closes the connection first: then ``work`` is
+    cancelled, so the batcher spends no more passes on it.
+
+    Raises:
+        ClientClosedRequest: the client left first.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once it is done
+    if task.done():
+        return task.result()
+    raise ClientClosedRequest("the client closed the connection before the predictions were ready")
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Returns when the client disconnects: the body has been read, so the next ASGI message
+    is ``http.disconnect``."""
+    while (await receive())["type"] != "http.disconnect":
+        continue
+
+
+def _servable_job(job_id: str, tenant: str, store: Store) -> JobRecord:
+    """The tenant's job ``job_id``, if its model can serve predictions."""
+    job = store.get_job(job_id, tenant)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}", field="job_id")
+    if job.kind != JobKind.FINETUNE:
+        raise Conflict(f"job {job.id} is a {job.kind} job; predict with a finetune job's id")
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job.id} is {job.status.value}; predict needs a succeeded job")
+    return job

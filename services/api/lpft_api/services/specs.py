@@ -1,0 +1,261 @@
+"""A job request checked against the store and turned into its record and lpft_core spec.
+
+Everything a job needs is checked here, before it is stored or queued, so that a job never
+fails later for a reason known now. The datasets are checked from what was recorded when they
+were uploaded (rows per label, single texts or pairs), by the rules ``build_splits`` applies
+to the rows in the worker: a request never reads a dataset file, however large.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from lpft_contract.tasks import queue_for_device
+
+from lpft_api.errors import Conflict, Unprocessable
+from lpft_api.models import check_model
+from lpft_api.schemas import (
+    AnalysisJobCreate,
+    CompareJobCreate,
+    DatasetRef,
+    FinetuneJobCreate,
+    JobCreate,
+    RecalibrateRequest,
+)
+from lpft_core.analysis import AnalysisSpec
+from lpft_core.compare import CompareSpec
+from lpft_core.config import DataFiles, Hyperparameters, JobSpec
+from lpft_core.data import SplitShape, check_split_shapes
+from lpft_core.kinds import JobKind
+from lpft_core.recalibrate import RecalibrateSpec
+
+Spec = JobSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
+JobRequest = FinetuneJobCreate | CompareJobCreate | AnalysisJobCreate | RecalibrateRequest
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a request names, looked up and checked: the files the job reads, the model it
+    starts from (or the finished job's model it reads) and its training options."""
+
+    data: DataFiles
+    model: str | None = None
+    model_dir: str | None = None
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    seeds: list[int] = field(default_factory=list)
+
+
+def job_record(
+    job_id: str, tenant: str, body: JobCreate, store: Store, settings: Settings
+) -> JobRecord:
+    """The record of a new ``finetune``, ``compare`` or ``analysis`` job, spec included.
+
+    Raises:
+        Unprocessable: a seed, dataset, source job, model or eval set the job cannot use.
+        DataError: the datasets' splits do not fit together (too few classes or rows, mixed
+            single texts and pairs, a label train lacks).
+        ConfigError: options lpft_core refuses.
+    """
+    seeds = _seeds(body)
+    seed = seeds[0] if seeds else body.seed
+    hyper = body.hyperparameters.model_dump()
+    hyperparameters = Hyperparameters(**hyper, seed=seed)
+    dataset, source = _dataset_and_source(body, tenant, store)
+    if len(body.eval_sets) > settings.max_eval_sets:
+        raise Unprocessable(
+            f"{len(body.eval_sets)} eval sets; the limit is {settings.max_eval_sets} per job",
+            field="eval_sets",
+        )
+    inputs = JobInputs(
+        model=check_model(body.model, settings.models_dir),
+        data=_checked_data(tenant, dataset, body.eval_sets, store),
+        model_dir=str(store.model_dir(source.id)) if source else None,
+        hyperparameters=hyperparameters,
+        seeds=seeds,
+    )
+    methods = getattr(body, "methods", None)
+    return JobRecord(
+        id=job_id,
+        tenant=tenant,
+        kind=body.kind,
+        method=body.method.value if isinstance(body, FinetuneJobCreate) else None,
+        methods=[m.value for m in methods] if methods is not None else None,
+        source_job=source.id if source else None,
+        model=body.model,
+        dataset=dataset.model_dump(),
+        eval_sets=body.eval_sets,
+        hyperparameters={**hyper, "seed": seed, **({"seeds": seeds} if seeds else {})},
+        queue=queue_for_device(hyper["device"], settings.auto_queue).value,
+        spec=core_spec(body, inputs, job_id, store, settings).to_dict(),
+    )
+
+
+def recalibration_record(
+    job_id: str, source: JobRecord, body: RecalibrateRequest, store: Store, settings: Settings
+) -> JobRecord:
+    """The record of a job that fits a new temperature for ``source``'s model; it runs on
+    the queue ``source`` trained on.
+
+    Raises:
+        Conflict: ``source`` is not a succeeded finetune job.
+        Unprocessable: the tenant has no such dataset.
+    """
+    if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
+        raise Conflict(
+            f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
+            "succeeded finetune job"
+        )
+    dataset = _dataset(store, source.tenant, body.dataset, "dataset")
+    inputs = JobInputs(
+        data=DataFiles(train=dataset.path), model_dir=str(store.model_dir(source.id))
+    )
+    return JobRecord(
+        id=job_id,
+        tenant=source.tenant,
+        kind=JobKind.RECALIBRATE,
+        method=None,
+        source_job=source.id,
+        model=source.model,
+        dataset={"train": dataset.id},
+        hyperparameters={},
+        queue=source.queue,
+        spec=core_spec(body, inputs, job_id, store, settings).to_dict(),
+    )
+
+
+def core_spec(
+    body: JobRequest, inputs: JobInputs, job_id: str, store: Store, settings: Settings
+) -> Spec:
+    """The lpft_core spec the worker runs, for a request of any kind: the one place where
+    the API's names become the library's."""
+    output_dir = str(store.model_dir(job_id))
+    if isinstance(body, RecalibrateRequest):
+        assert inputs.model_dir is not None, "a re-calibration reads a finished job's model"
+        return RecalibrateSpec(
+            model_dir=inputs.model_dir,
+            data=inputs.data.train,
+            output_dir=output_dir,
+            name=body.dataset,
+            max_text_chars=settings.max_text_chars,
+        )
+    if isinstance(body, FinetuneJobCreate):
+        return JobSpec(
+            method=body.method,
+            data=inputs.data,
+            output_dir=output_dir,
+            model=inputs.model,
+            hyperparameters=inputs.hyperparameters,
+            max_text_chars=settings.max_text_chars,
+            checkpoint_dir=str(store.checkpoint_dir(job_id)),
+            seeds=inputs.seeds,
+        )
+    if isinstance(body, CompareJobCreate):
+        return CompareSpec(
+            data=inputs.data,
+            output_dir=output_dir,
+            model=inputs.model,
+            methods=body.methods,
+            hyperparameters=inputs.hyperparameters,
+            ntk_samples=body.ntk_samples,
+            max_text_chars=settings.max_text_chars,
+            seeds=inputs.seeds,
+        )
+    return AnalysisSpec(
+        data=inputs.data,
+        output_dir=output_dir,
+        model=inputs.model,
+        model_dir=inputs.model_dir,
+        ntk="ntk" in body.analyses,
+        features="features" in body.analyses,
+        methods=body.methods,
+        ntk_samples=body.ntk_samples,
+        hyperparameters=inputs.hyperparameters,
+        max_text_chars=settings.max_text_chars,
+    )
+
+
+def _seeds(body: JobCreate) -> list[int]:
+    """The job's seeds (empty: one run with ``seed``). Its first run is the model kept, so an
+    explicit ``seed`` that is not the first would be silently ignored: refused instead."""
+    seeds: list[int] = getattr(body, "seeds", None) or []
+    if seeds and "seed" in body.model_fields_set and body.seed != seeds[0]:
+        raise Unprocessable(
+            f"seed {body.seed} is not the first of seeds {seeds}; leave seed out or make it "
+            "the first seed (its run is the model that is kept)",
+            field="seed",
+        )
+    return seeds
+
+
+def _dataset_and_source(
+    body: JobCreate, tenant: str, store: Store
+) -> tuple[DatasetRef, JobRecord | None]:
+    """The datasets the job reads, and the finished job an analysis looks at: a job analysed
+    without a dataset is analysed on its own."""
+    source_job = body.source_job if isinstance(body, AnalysisJobCreate) else None
+    if source_job is None:
+        if body.dataset is None:
+            raise Unprocessable(
+                "give a dataset, or a source_job whose dataset is used", field="dataset"
+            )
+        return body.dataset, None
+    source = store.get_job(source_job, tenant)
+    if source is None:
+        raise Unprocessable(f"no job {source_job!r}", field="source_job")
+    if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
+        raise Unprocessable(
+            f"job {source_job} is a {source.status.value} {source.kind} job; analyse a "
+            "succeeded finetune job",
+            field="source_job",
+        )
+    return body.dataset or DatasetRef(**source.dataset), source
+
+
+def _checked_data(
+    tenant: str, dataset: DatasetRef, eval_sets: dict[str, str], store: Store
+) -> DataFiles:
+    """The files behind the dataset ids, once their recorded shapes pass the split rules."""
+    splits = {
+        split: _dataset(store, tenant, dataset_id, f"dataset.{split}")
+        for split, dataset_id in dataset.model_dump().items()
+        if dataset_id
+    }
+    extra = {
+        name: _dataset(store, tenant, dataset_id, f"eval_sets.{name}")
+        for name, dataset_id in eval_sets.items()
+    }
+    shapes = {split: _shape(record) for split, record in splits.items()}
+    check_split_shapes(
+        shapes["train"],
+        shapes.get("validation"),
+        shapes.get("test"),
+        eval_sets={name: _shape(record) for name, record in extra.items()},
+        names={
+            **{split: record.id for split, record in splits.items()},
+            **{name: f"eval_sets.{name}" for name in extra},
+        },
+    )
+    paths = {split: record.path for split, record in splits.items()}
+    return DataFiles(
+        train=paths["train"],
+        validation=paths.get("validation"),
+        test=paths.get("test"),
+        eval_sets={name: record.path for name, record in extra.items()},
+    )
+
+
+def _dataset(store: Store, tenant: str, dataset_id: str, field: str) -> DatasetRecord:
+    record = store.get_dataset(tenant, dataset_id)
+    if record is None:  # another tenant's dataset is as good as missing
+        raise Unprocessable(f"no dataset {dataset_id!r}", field=field)
+    return record
+
+
+def _shape(record: DatasetRecord) -> SplitShape:
+    """What the upload recorded of a dataset, as the split rules read it (a dataset uploaded
+    before label types were recorded leaves ``1`` against ``"1"`` to the worker's check)."""
+    label_type = {"int": int, "str": str}.get(record.label_type or "")
+    return SplitShape(label_counts=record.label_counts, pair=record.pair, label_type=label_type)
