@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.func import functional_call, jacrev
+from transformers import GPT2Config
 
-from lpft_core.batching import encode
+from lpft_core import ntk
+from lpft_core.batching import EncodedTexts, encode
 from lpft_core.data import parse_records
-from lpft_core.errors import ModelError
+from lpft_core.errors import CancelledError, ModelError
 from lpft_core.lora import apply_lora
 from lpft_core.modeling import build_classifier, classifier_head, load_tokenizer
-from lpft_core.ntk import exact_ntk
+from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
+from lpft_core.ntk import NtkKernels, exact_ntk
 from tests.conftest import toy_rows
 
 CPU = torch.device("cpu")
@@ -58,8 +62,8 @@ def full_jacobian_ntk(
     return kernels[0], kernels[1]
 
 
-def assert_matches_full(model, encoded, train: list[int], test: list[int]) -> None:
-    kernels = exact_ntk(model, encoded, train, test, device=CPU, batch_size=4)
+def assert_matches_full(model, encoded, train: list[int], test: list[int], **options) -> None:
+    kernels = exact_ntk(model, encoded, train, test, device=CPU, batch_size=4, **options)
     head, encoder = full_jacobian_ntk(model, encoded, train + test)
     rows = len(train) * kernels.num_classes
     for ours, theirs in ((kernels.pretrain_effective, head), (kernels.ft_effective, encoder)):
@@ -75,6 +79,92 @@ def test_pretrain_plus_ft_effective_equals_the_full_jacobian_ntk(tiny_model_dir:
 def test_sentence_pairs_and_two_classes(tiny_model_dir: Path) -> None:
     model, encoded = tiny_setup(tiny_model_dir, pair=True, classes=2)
     assert_matches_full(model, encoded, train=[0, 1, 2, 3, 4, 5], test=[6, 7, 8])
+
+
+def test_one_sample_blocks_match_the_full_jacobian_ntk(tiny_model_dir: Path) -> None:
+    model, encoded = tiny_setup(tiny_model_dir, pair=True, classes=2)
+    assert_matches_full(model, encoded, train=[5, 0, 3, 1], test=[8, 2, 7], block_tokens=1)
+
+
+def test_conv1d_weights_of_a_gpt2_encoder_match_the_full_jacobian_ntk() -> None:
+    torch.manual_seed(0)
+    encoder = GPT2Config(vocab_size=60, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    config = LpftConfig(encoder=encoder.to_dict(), pooling="mean", num_labels=3)
+    model = LpftForSequenceClassification(config).double()
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(0, 60, size=int(n)).tolist() for n in (5, 9, 5, 7, 9, 3)]
+    encoded = EncodedTexts(
+        columns={"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]},
+        lengths=np.array([len(row) for row in ids]),
+        pad_token_id=0,
+    )
+    assert_matches_full(model, encoded, train=[0, 1, 2, 3], test=[4, 5], block_tokens=12)
+
+
+def assert_same_kernels(ours: NtkKernels, theirs: NtkKernels) -> None:
+    for name in ("ft_effective", "pretrain_effective", "features"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= 1e-10 * np.abs(b).max(), name
+
+
+def test_blocks_of_any_size_give_the_one_block_kernel(tiny_model_dir: Path) -> None:
+    model, encoded = tiny_setup(tiny_model_dir)
+    train, test = [0, 2, 4, 6, 8, 7], [1, 3, 5]
+    longest = int(encoded.lengths.max())
+    kernels = {
+        bound: exact_ntk(model, encoded, train, test, device=CPU, batch_size=2, block_tokens=bound)
+        for bound in (1, 2 * longest, 4 * longest, int(encoded.lengths.sum()))
+    }
+    one_block = kernels.pop(int(encoded.lengths.sum()))
+    for blocked in kernels.values():
+        assert_same_kernels(blocked, one_block)
+
+
+def test_blocks_respect_the_bound_and_at_most_two_are_held(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, encoded = tiny_setup(tiny_model_dir)
+    bound = 2 * int(encoded.lengths.max())
+    alive: weakref.WeakSet = weakref.WeakSet()
+    seen: list[tuple[int, int]] = []  # (captures alive before this one, its tokens)
+    capture = ntk._Job.capture
+
+    def spy(job, block):
+        seen.append((len(alive), int(encoded.lengths[job.rows[block]].sum())))
+        captured = capture(job, block)
+        alive.add(captured)
+        return captured
+
+    monkeypatch.setattr(ntk._Job, "capture", spy)
+    exact_ntk(model, encoded, [0, 1, 2, 3, 4], [5, 6, 7, 8], device=CPU, block_tokens=bound)
+    assert len(seen) > 4  # several blocks, column blocks captured again
+    assert max(held for held, _ in seen) == 1
+    assert max(tokens for _, tokens in seen) <= bound
+
+
+def test_stop_request_between_blocks_cancels_and_restores_train_mode(
+    tiny_model_dir: Path,
+) -> None:
+    model, encoded = tiny_setup(tiny_model_dir)
+    model.train()
+    calls = []
+
+    def stop_at_the_third_batch() -> bool:
+        calls.append(None)
+        return len(calls) == 3
+
+    with pytest.raises(CancelledError):
+        exact_ntk(
+            model,
+            encoded,
+            [0, 1, 2, 3],
+            [4, 5],
+            device=CPU,
+            block_tokens=1,
+            should_stop=stop_at_the_third_batch,
+        )
+    assert len(calls) == 3 and model.training
 
 
 def test_lora_kernel_runs_over_the_adapter_matrices_only(tiny_model_dir: Path) -> None:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from tests.service.conftest import (
+from tests.integration.conftest import (
     KEYS,
     Worker,
     api_url,  # noqa: F401 - re-registered here: this directory's own server (see above)

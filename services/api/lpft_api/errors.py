@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -196,10 +197,21 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route of the app serves at the request's path."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _flat_routes(request.app.router.routes):
         if route.matches(request.scope)[0] != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
+
+
+def _flat_routes(routes: list[Any]) -> Iterator[Any]:
+    """The routes of the app, those of included routers too (FastAPI wraps an included
+    router in one route that holds its own)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat_routes(included.routes)
+        else:
+            yield route
 
 
 _HTTP_ERRORS = {
@@ -219,12 +231,13 @@ def _field(error: dict[str, Any]) -> str:
     """The dotted request field an error is about. A job body is a union tagged by ``kind``:
     the tag pydantic puts in the location is the branch taken, not a field, so it is left
     out, as are the branches of other unions; an unknown ``kind`` is reported on ``kind``."""
-    parts = [str(p) for p in error["loc"] if p != "body" and not _UNION_BRANCH.match(str(p))]
+    parts = [p for p in error["loc"] if p != "body" and not _UNION_BRANCH.match(str(p))]
     if parts and parts[0] in set(JobKind):
         parts = parts[1:]
     if error["type"] == "union_tag_invalid":
         parts.append("kind")
-    return ".".join(parts)
+    # Positions as the request spells them: inputs[0].text, as the service's own checks do.
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
 #: Answers any authenticated route can give, whatever it does.

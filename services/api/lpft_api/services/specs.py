@@ -63,14 +63,15 @@ def job_record(
     seed = seeds[0] if seeds else body.seed
     hyper = body.hyperparameters.model_dump()
     hyperparameters = Hyperparameters(**hyper, seed=seed)
-    dataset, source = _dataset_and_source(body, tenant, store)
     if len(body.eval_sets) > settings.max_eval_sets:
         raise Unprocessable(
             f"{len(body.eval_sets)} eval sets; the limit is {settings.max_eval_sets} per job",
             field="eval_sets",
         )
+    model = check_model(body.model, settings.models_dir)
+    dataset, source = _dataset_and_source(body, tenant, store)
     inputs = JobInputs(
-        model=check_model(body.model, settings.models_dir),
+        model=model,
         data=_checked_data(tenant, dataset, body.eval_sets, store),
         model_dir=str(store.model_dir(source.id)) if source else None,
         hyperparameters=hyperparameters,

@@ -11,7 +11,7 @@ from lpft_contract.store import Store
 from lpft_worker.runner import BufferedEvents, EventPublisher, warnings_as_events
 
 from lpft_core import ProgressEvent
-from tests.service.conftest import REDIS_DB
+from tests.integration.conftest import REDIS_DB
 
 
 def store(tmp_path: Path) -> Store:

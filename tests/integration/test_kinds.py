@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import TINY_HYPERPARAMETERS
-from tests.service.conftest import Worker, job_body, upload, wait_for
+from tests.integration.conftest import Worker, job_body, upload, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import SHARED_DATA
-from tests.service.conftest import REDIS_DB, Worker, job_body, upload, wait_for
+from tests.integration.conftest import REDIS_DB, Worker, job_body, upload, wait_for
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_sigkill_of_the_worker_queues_the_job_again_at_once(
     wait_for_steps(alice, job["id"], 20)
     os.kill(worker.process.pid, signal.SIGKILL)
     # The orphaned training process notices, stops, and queues the job again (to resume
-    # from its checkpoint on the next gpu worker; tests/service/test_faults.py runs that).
+    # from its checkpoint on the next gpu worker; tests/integration/test_faults.py runs that).
     requeued = wait_for(alice, job["id"], {"queued"}, timeout=30)
     assert requeued["attempts"] == 1, requeued
     log = alice.get(f"/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]

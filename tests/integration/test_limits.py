@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.service.conftest import KEYS, job_body, tenant_client, upload
-from tests.service.test_errors import assert_problem
+from tests.integration.conftest import KEYS, job_body, tenant_client, upload
+from tests.integration.test_errors import assert_problem
 
 MIB = 1024 * 1024
 
@@ -106,12 +106,12 @@ def test_malformed_inputs_name_the_line_or_field(
     )["detail"]
     assert "s.jsonl, line 2" in detail and "surrogate" in detail
     nul = {"job_id": "job-x", "inputs": [{"text": "a\u0000b"}]}
-    assert_problem(carol.post("/predict", json=nul), 422, "inputs.0.text")
+    assert_problem(carol.post("/predict", json=nul), 422, "inputs[0].text")
     lone = b'{"job_id": "job-x", "inputs": [{"text": "a\\udc00"}]}'
     assert_problem(
         carol.post("/predict", content=lone, headers={"content-type": "application/json"}),
         422,
-        "inputs.0.text",
+        "inputs[0].text",
     )
     datasets = {"train": upload(carol, toy_dataset_files["train"])}
     job = job_body(datasets, tiny_model_dir)

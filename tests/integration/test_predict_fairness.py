@@ -21,8 +21,8 @@ from lpft_api.errors import TooManyRequests
 from lpft_api.services.predict import TenantSlots
 from lpft_contract.settings import Settings
 
-from tests.service.conftest import Worker, job_body, tenant_client, upload, wait_for
-from tests.service.test_errors import assert_problem
+from tests.integration.conftest import Worker, job_body, tenant_client, upload, wait_for
+from tests.integration.test_errors import assert_problem
 
 #: The service tests run the API with these defaults.
 CAP = Settings.model_fields["predict_concurrency_per_tenant"].default

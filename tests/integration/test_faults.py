@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from tests.service.conftest import (
+from tests.integration.conftest import (
     KEYS,
     ApiServer,
     Worker,

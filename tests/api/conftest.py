@@ -1,0 +1,44 @@
+"""The fast API tier: the app in process under FastAPI's TestClient, no server, no Redis, no
+worker. Its lifespan never runs, so the store, the queue and the model cache are replaced
+through ``dependency_overrides`` by ``Untouchable``: a request these tests send must be
+answered (refused, mostly) before it reaches any of them, and one that reaches them fails
+the test by name. What needs the real store lives in tests/integration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from lpft_api import deps
+from lpft_api.main import create_app
+from lpft_contract.settings import Settings
+
+KEY = "key-alice"
+
+
+class Untouchable:
+    """Stands for a dependency a request must not reach."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attribute: str) -> object:
+        raise AssertionError(
+            f"the request reached the {self.name} ({attribute}) before it was refused"
+        )
+
+
+@pytest.fixture()
+def client() -> Iterator[TestClient]:
+    app = create_app(
+        Settings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
+    )
+    for dependency, name in (
+        (deps.get_store, "job store"),
+        (deps.get_enqueuer, "queue"),
+        (deps.get_models, "model cache"),
+    ):
+        app.dependency_overrides[dependency] = lambda name=name: Untouchable(name)
+    # Not entered as a context manager: that would run the lifespan, which opens the store.
+    yield TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
