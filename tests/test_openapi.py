@@ -22,3 +22,16 @@ def test_operations_are_described_and_uploads_accept_json() -> None:
         for method, operation in operations.items():
             assert operation.get("summary") or operation.get("description"), (method, path)
     assert "application/json" in (document["paths"]["/datasets"]["post"]["requestBody"]["content"])
+
+
+def test_operation_ids_read_as_method_names() -> None:
+    import json
+
+    document = json.loads(render())
+    ids = {
+        operation["operationId"]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+    }
+    assert {"createJob", "getJobMetrics", "listDatasets", "createPredictions"} <= ids
+    assert all(i.isidentifier() and "_" not in i for i in ids), ids

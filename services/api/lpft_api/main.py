@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.recovery import Recovery
 from lpft_contract.settings import Settings, get_settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Calibrated LP-FT fine-tuning of transformer text classifiers, as a job API.",
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query_parameters)],
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     keys = Keys(settings.tenant_keys())
@@ -81,6 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, datasets.router, jobs.router, predict.router):
         app.include_router(router)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """``createJob``, ``getJobMetrics``: the handler's name in camel case, what client
+    generators turn into method names."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 async def _recover_forever(recovery: Recovery, interval_s: float) -> None:

@@ -97,7 +97,7 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
         200: {"content": {"text/event-stream": {}}, "description": "JSON page or SSE stream"},
     },
 )
-async def job_events(
+async def get_job_events(
     request: Request,
     job: JobDep,
     store: StoreDep,
@@ -121,7 +121,7 @@ async def job_events(
     response_model=dict[str, Any] | LiveMetrics,
     responses=PROBLEMS,
 )
-def job_metrics(job: JobDep, store: StoreDep) -> Any:
+def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
     """The job's metrics: the full lpft_core metrics object once it succeeded, the live
     per-step history and per-epoch validation while it runs (``partial: true``)."""
     metrics = events.metrics(job, store)
@@ -133,7 +133,7 @@ def job_metrics(job: JobDep, store: StoreDep) -> Any:
     response_class=FileResponse,
     responses={**PROBLEMS, 200: {"content": {"application/gzip": {}}}},
 )
-def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
+def get_job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
     """The trained model directory as a ``.tar.gz`` archive."""
     path = artifacts.archive(job, store)
     return FileResponse(path, media_type="application/gzip", filename=f"{job.id}.tar.gz")
@@ -144,7 +144,7 @@ def job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
     response_class=FileResponse,
     responses={**PROBLEMS, 200: {"content": {"text/html": {}, "text/markdown": {}}}},
 )
-def job_report(
+def get_job_report(
     job: JobDep, store: StoreDep, format: Literal["html", "md"] = "html"
 ) -> FileResponse:
     """The job's report: one self-contained HTML page with its pictures embedded, or its
@@ -160,7 +160,7 @@ def job_report(
     response_class=FileResponse,
     responses={**PROBLEMS, 200: {"content": {"image/png": {}}}},
 )
-def job_plot(
+def get_job_plot(
     job: JobDep, store: StoreDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
 ) -> FileResponse:
     """One picture of the report (``reliability``, ``training``, ``ntk-spectra``,

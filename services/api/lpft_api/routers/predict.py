@@ -21,7 +21,7 @@ router = APIRouter(tags=["predict"])
         429: {"model": Problem},
     },
 )
-async def predict(
+async def create_predictions(
     body: PredictRequest,
     request: Request,
     store: StoreDep,
