@@ -1,0 +1,316 @@
+"""Split conformal prediction sets, against MAPIE (1.6), a hand computation and the coverage
+guarantee. Every random draw has a fixed seed: these tests never flake."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from lpft_core.conformal import (
+    METHODS,
+    ConformalCalibration,
+    conformal_rank,
+    conformal_scores,
+    coverage_table,
+    fit_conformal,
+    prediction_sets,
+    threshold,
+)
+from lpft_core.errors import DataError
+
+
+def calibrated_data(
+    rng: np.random.Generator, n: int, n_classes: int, concentration: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dirichlet probabilities, and labels drawn from those very probabilities (so the model is
+    calibrated by construction)."""
+    probs = rng.dirichlet(np.full(n_classes, concentration), size=n)
+    labels = (rng.random((n, 1)) > probs.cumsum(axis=1)).sum(axis=1)
+    return probs, np.minimum(labels, n_classes - 1)
+
+
+# --- hand computation: loops over Python floats, written from the definitions -----------------
+
+
+def hand_ranking(row: np.ndarray) -> list[int]:
+    return sorted(range(len(row)), key=lambda k: (-row[k], k))
+
+
+def hand_scores(probs: np.ndarray, labels: np.ndarray, method: str) -> list[float]:
+    scores = []
+    for row, label in zip(probs, labels, strict=True):
+        if method == "lac":
+            scores.append(1.0 - float(row[label]))
+            continue
+        mass = 0.0
+        for k in hand_ranking(row):
+            mass += float(row[k])
+            if k == label:
+                scores.append(mass)
+                break
+    return scores
+
+
+def hand_threshold(scores: list[float], alpha: float) -> float:
+    k = math.ceil((len(scores) + 1) * (1 - alpha) - 1e-9)  # fine for these small n
+    return sorted(scores)[k - 1] if k <= len(scores) else math.inf
+
+
+def hand_sets(probs: np.ndarray, q: float, method: str) -> list[list[int]]:
+    sets = []
+    for row in probs:
+        if method == "lac":
+            sets.append([k for k in range(len(row)) if 1.0 - float(row[k]) <= q])
+            continue
+        members, mass = [], 0.0
+        for k in hand_ranking(row):
+            mass += float(row[k])
+            if mass <= q:  # the class's own score: its cumulative mass in ranking order
+                members.append(k)
+        sets.append(sorted(members))
+    return sets
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 4, 5])
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_thresholds_and_sets_match_a_hand_computation(n_classes: int, method: str) -> None:
+    rng = np.random.default_rng(100 + n_classes)
+    for n in (5, 19, 60):
+        cal_probs, cal_labels = calibrated_data(rng, n, n_classes)
+        test_probs, _ = calibrated_data(rng, 50, n_classes)
+        calibration = fit_conformal(cal_probs, cal_labels)
+        scores = hand_scores(cal_probs, cal_labels, method)
+        assert conformal_scores(cal_probs, cal_labels, method).tolist() == scores
+        for alpha in (0.05, 0.1, 0.2, 0.5):
+            q = hand_threshold(scores, alpha)
+            assert threshold(calibration, alpha, method) == q
+            assert prediction_sets(test_probs, calibration, alpha, method) == hand_sets(
+                test_probs, q, method
+            )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ties_and_zero_probabilities_match_the_hand_computation(method: str) -> None:
+    # Multiples of 1/8 sum to 1 exactly and tie often; many classes get probability 0.
+    rng = np.random.default_rng(7)
+    probs = rng.multinomial(8, np.full(4, 0.25), size=300) / 8.0
+    labels = rng.integers(0, 4, size=300)
+    calibration = fit_conformal(probs[:200], labels[:200])
+    assert conformal_scores(probs, labels, method).tolist() == hand_scores(probs, labels, method)
+    for alpha in (0.05, 0.1, 0.3, 0.6):
+        q = hand_threshold(hand_scores(probs[:200], labels[:200], method), alpha)
+        assert prediction_sets(probs[200:], calibration, alpha, method) == hand_sets(
+            probs[200:], q, method
+        )
+
+
+def test_aps_ranks_ties_by_class_index() -> None:
+    probs = np.array([[0.25, 0.25, 0.5]] * 3)
+    scores = conformal_scores(probs, np.array([2, 0, 1]), "aps")
+    # Ranking 2, 0, 1: the tie between classes 0 and 1 goes to the lower index.
+    assert scores.tolist() == [0.5, 0.75, 1.0]
+
+
+def test_aps_includes_classes_whose_mass_vanishes_in_float64() -> None:
+    # The running sum is already 1.0 after the top class, so every class scores 1.0: the set of
+    # classes scoring <= q holds all three, and so every true label.
+    probs = np.array([[1.0, 1e-20, 1e-20]] * 40)
+    labels = np.array([1, 2] * 20)
+    calibration = fit_conformal(probs, labels)
+    assert threshold(calibration, 0.1, "aps") == 1.0
+    assert prediction_sets(probs[:2], calibration, 0.1, "aps") == [[0, 1, 2], [0, 1, 2]]
+
+
+# --- MAPIE as an independent oracle ---------------------------------------------------------
+
+
+class LookupClassifier(ClassifierMixin, BaseEstimator):
+    """A 'fitted' classifier whose input is a row index into fixed probabilities, so MAPIE
+    conformalizes exactly the probabilities we give it."""
+
+    def __init__(self, probs: np.ndarray) -> None:
+        self.probs = probs
+
+    def fit(self, X: object = None, y: object = None) -> LookupClassifier:
+        self.classes_ = np.arange(self.probs.shape[1])
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.probs[np.asarray(X)[:, 0]]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def mapie_thresholds_and_sets(
+    probs: np.ndarray, labels: np.ndarray, n_cal: int, alphas: list[float], method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAPIE's split-conformal thresholds (n_alphas,) and sets (n_test, C, n_alphas)."""
+    from mapie.classification import SplitConformalClassifier
+    from mapie.conformity_scores import APSConformityScore, LACConformityScore
+
+    class NonRandomisedAPS(APSConformityScore):
+        # MAPIE always randomises APS calibration scores (subtracts u * p_y). Its own
+        # non-randomised part is the cumulative mass through the true label: use that alone.
+        def get_conformity_scores(self, y, y_pred, y_enc=None, **kwargs):  # type: ignore[no-untyped-def]
+            scores, self.cutoff = self.get_true_label_cumsum_proba(y, y_pred, self.classes)
+            return scores
+
+    score = LACConformityScore() if method == "lac" else NonRandomisedAPS()
+    rows = np.arange(len(probs))[:, None]
+    mapie = SplitConformalClassifier(
+        estimator=LookupClassifier(probs).fit(),
+        confidence_level=[1 - alpha for alpha in alphas],
+        conformity_score=score,
+        prefit=True,
+    ).conformalize(rows[:n_cal], labels[:n_cal])
+    # include_last_label=False is MAPIE's APS set of the classes whose cumulative mass stays
+    # within the threshold, the set of classes scoring <= q (it is ignored for LAC).
+    _, sets = mapie.predict_set(rows[n_cal:], conformity_score_params={"include_last_label": False})
+    return np.asarray(score.quantiles_), sets
+
+
+# MAPIE refuses APS for binary targets; the hand computation above covers that case.
+@pytest.mark.parametrize(
+    ("method", "n_classes"),
+    [("lac", 2), ("lac", 3), ("lac", 5), ("aps", 3), ("aps", 4), ("aps", 5)],
+)
+@pytest.mark.parametrize("n_cal", [20, 97, 500])
+def test_thresholds_and_sets_match_mapie(method: str, n_classes: int, n_cal: int) -> None:
+    # MAPIE quantile: ceil((n+1)(1-alpha))/n with method="lower", i.e. the same order statistic;
+    # it needs n >= 1/alpha, which these n and alphas meet. Its set rules compare with a 1e-8
+    # tolerance where we compare exactly: continuous random data never lands that close.
+    alphas = [0.05, 0.1, 0.2, 0.3]
+    rng = np.random.default_rng(1000 * n_classes + n_cal)
+    probs, labels = calibrated_data(rng, n_cal + 200, n_classes)
+    calibration = fit_conformal(probs[:n_cal], labels[:n_cal])
+    mapie_q, mapie_sets = mapie_thresholds_and_sets(probs, labels, n_cal, alphas, method)
+    for j, alpha in enumerate(alphas):
+        assert threshold(calibration, alpha, method) == pytest.approx(mapie_q[j], abs=1e-12)
+        if method == "aps":
+            # MAPIE's APS sets add its own rules (the last label, a randomised tie); ours are
+            # the classes scoring <= q, checked against the hand computation above.
+            continue
+        expected = [np.flatnonzero(row).tolist() for row in mapie_sets[:, :, j]]
+        assert prediction_sets(probs[n_cal:], calibration, alpha, method) == expected
+
+
+# --- the guarantee ----------------------------------------------------------------------------
+
+
+def test_coverage_on_calibrated_synthetic_data() -> None:
+    rng = np.random.default_rng(2024)
+    cal_probs, cal_labels = calibrated_data(rng, 4000, 4)
+    test_probs, test_labels = calibrated_data(rng, 4000, 4)
+    table = coverage_table(fit_conformal(cal_probs, cal_labels), test_probs, test_labels)
+    rows = {(r.method, r.alpha): r for r in table}
+    assert [(r.method, r.alpha) for r in table] == [
+        (m, a) for m in METHODS for a in (0.05, 0.1, 0.2)
+    ]
+    for r in table:
+        print(
+            f"{r.method} alpha={r.alpha}: coverage {r.coverage:.4f}, "
+            f"mean size {r.mean_set_size:.3f}, empty {r.empty_sets:.4f}"
+        )
+        assert r.coverage >= 1 - r.alpha - 0.02
+        assert 0 < r.mean_set_size <= 4
+    # Neither score has atoms here, so both cover near 1 - alpha from above.
+    assert rows["lac", 0.1].coverage == pytest.approx(0.9, abs=0.03)
+    assert rows["aps", 0.1].coverage == pytest.approx(0.9, abs=0.03)
+
+
+# --- edge cases ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "alpha", "rank"),
+    [(9, 0.1, 9), (19, 0.05, 19), (99, 0.1, 90), (9, 0.7, 3), (99, 0.45, 55), (8, 0.1, 9)],
+)
+def test_rank_is_exact_in_decimal(n: int, alpha: float, rank: int) -> None:
+    # In float64, 10 * (1 - 0.7) and 100 * (1 - 0.45) land just above 3 and 55.
+    assert conformal_rank(n, alpha) == rank
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_rank_beyond_n_gives_infinity_and_full_sets(method: str) -> None:
+    rng = np.random.default_rng(3)
+    probs, labels = calibrated_data(rng, 8, 3)
+    calibration = fit_conformal(probs, labels)
+    assert threshold(calibration, 0.1, method) == math.inf  # ceil(9 * 0.9) = 9 > 8
+    assert threshold(calibration, 0.2, method) < math.inf  # ceil(9 * 0.8) = 8
+    assert prediction_sets(probs, calibration, 0.1, method) == [[0, 1, 2]] * 8
+
+
+def test_lac_sets_may_be_empty() -> None:
+    calibration = fit_conformal(np.array([[0.9, 0.1]] * 9), np.zeros(9, dtype=int))
+    # Every score is 0.1 (up to rounding), so only classes with p >= 0.9 qualify.
+    assert prediction_sets(np.array([[0.5, 0.5]]), calibration, 0.5, "lac") == [[]]
+    table = coverage_table(calibration, np.array([[0.5, 0.5]]), np.array([0]), alphas=[0.5])
+    assert [(r.method, r.empty_sets, r.coverage) for r in table] == [
+        ("lac", 1.0, 0.0),
+        ("aps", 0.0, 1.0),
+    ]
+
+
+def test_json_round_trip_gives_identical_sets() -> None:
+    rng = np.random.default_rng(11)
+    probs, labels = calibrated_data(rng, 300, 5)
+    calibration = fit_conformal(probs[:200], labels[:200])
+    restored = ConformalCalibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert restored == calibration
+    for method in METHODS:
+        for alpha in (0.01, 0.05, 0.1, 0.2):
+            assert prediction_sets(probs[200:], restored, alpha, method) == prediction_sets(
+                probs[200:], calibration, alpha, method
+            )
+
+
+def test_from_dict_rejects_a_damaged_record() -> None:
+    record = fit_conformal(np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 0, 1]))
+    good = record.to_dict()
+    with pytest.raises(DataError, match="sorted"):
+        ConformalCalibration.from_dict({**good, "lac_scores": good["lac_scores"][::-1]})
+    with pytest.raises(DataError, match="expected n=3"):
+        ConformalCalibration.from_dict({**good, "aps_scores": good["aps_scores"][:2]})
+    with pytest.raises(DataError, match="not a conformal calibration"):
+        ConformalCalibration.from_dict({"n": 3})
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, float("nan"), "0.1", True, None])
+def test_invalid_alpha_is_a_value_error_naming_alpha(alpha: object) -> None:
+    calibration = fit_conformal(np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="alpha"):
+        threshold(calibration, alpha, "lac")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha"):
+        prediction_sets(np.array([[0.5, 0.5]]), calibration, alpha, "aps")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha"):
+        coverage_table(calibration, np.array([[0.5, 0.5]]), np.array([0]), alphas=[alpha])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("method", ["raps", "LAC", "", None])
+def test_unknown_method_is_a_value_error_naming_method(method: object) -> None:
+    probs, labels = np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([0, 1])
+    calibration = fit_conformal(probs, labels)
+    with pytest.raises(ValueError, match="method"):
+        conformal_scores(probs, labels, method)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="method"):
+        threshold(calibration, 0.1, method)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="method"):
+        prediction_sets(probs, calibration, 0.1, method)  # type: ignore[arg-type]
+
+
+def test_inputs_are_checked() -> None:
+    probs, labels = np.array([[0.7, 0.3], [0.2, 0.8]]), np.array([0, 1])
+    calibration = fit_conformal(probs, labels)
+    with pytest.raises(DataError, match="not logits"):
+        fit_conformal(np.array([[2.0, 1.0], [0.5, 0.3]]), labels)
+    with pytest.raises(DataError, match="class indices"):
+        fit_conformal(probs, np.array([0, 2]))
+    with pytest.raises(DataError, match="at least one"):
+        fit_conformal(np.empty((0, 2)), np.empty(0, dtype=int))
+    with pytest.raises(DataError, match="fitted on 2"):
+        prediction_sets(np.full((1, 3), 1 / 3), calibration, 0.1, "lac")
