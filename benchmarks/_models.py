@@ -13,11 +13,16 @@ import numpy as np
 import torch
 from transformers import RobertaConfig, RobertaModel
 
-from lpft_core.batching import EncodedTexts, encode
-from lpft_core.data import Example, parse_records
+from lpft_core.data.batching import EncodedTexts, encode
+from lpft_core.data.datasets import Example, parse_records
 from lpft_core.errors import ModelError
-from lpft_core.modeling import build_classifier, load_tokenizer, resolve_device, resolve_model
-from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
+from lpft_core.model.classifier import (
+    build_classifier,
+    load_tokenizer,
+    resolve_device,
+    resolve_model,
+)
+from lpft_core.model.modeling_lpft import LpftConfig, LpftForSequenceClassification
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GEOMETRIES = ("default", "roberta-base")

@@ -5,7 +5,7 @@
 Data: a stratified, seeded 2,000-row SST-2 train sample, split 90/10 (stratified, seeded) into
 train and validation files that both sides read; test: SST-2 validation (872 rows).
 
-lpft: ``run_job`` with method ``lp_ft`` and defaults (batch 16, lr 2e-5, length-grouped
+lpft: ``finetune`` with method ``lp_ft`` and defaults (batch 16, lr 2e-5, length-grouped
 batches), which also measures feature change and writes the model, reports and metrics.
 
 Baseline, as the paper's code works (../shared/research/paper-anchor.md, section 2), with
@@ -38,10 +38,10 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from lpft_core import DataFiles, Hyperparameters, JobSpec, run_job
-from lpft_core.calibration import classification_metrics
-from lpft_core.modeling import build_classifier, load_tokenizer, resolve_model
-from lpft_core.probe import install_head
+from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, finetune
+from lpft_core.model.classifier import build_classifier, load_tokenizer, resolve_model
+from lpft_core.stages.calibration import classification_metrics
+from lpft_core.stages.probe import install_head
 
 LABELS = ["negative", "positive"]
 
@@ -169,8 +169,8 @@ def main() -> None:
     files["test"] = DATA / "sst2" / "validation.jsonl"
 
     started = time.perf_counter()
-    result = run_job(
-        JobSpec(
+    result = finetune(
+        FinetuneSpec(
             method="lp_ft",
             data=DataFiles(**{k: str(v) for k, v in files.items()}),
             output_dir=str(work / "lpft"),

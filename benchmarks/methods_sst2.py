@@ -2,7 +2,7 @@
 
 Train: a stratified, seeded 2,000-row sample of ../shared/data/sst2/train.jsonl (10 % of it held
 out for validation and temperature fitting); test: the full SST-2 validation split (872 rows).
-Runs one compare job (``lpft_core.compare``: one shared probe per seed) with ``--seeds``, then
+Runs one compare job (``lpft_core.jobs.compare``: one shared probe per seed) with ``--seeds``, then
 prints accuracy, MCC, ECE/MCE before/after temperature scaling and T as mean ± std over the
 seeds (ddof = 1), the head norms of the first seed's run and the wall time, writes the job's
 report beside its models, and appends the table to RESULTS.md.
@@ -22,8 +22,8 @@ from _results import append
 from transformers.utils import logging
 
 from lpft_core import DataFiles, Hyperparameters
-from lpft_core.compare import CompareSpec, compare
-from lpft_core.report import job_report
+from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.reporting.report import job_report
 from lpft_core.results import JobMetrics
 
 SST2 = DATA / "sst2"

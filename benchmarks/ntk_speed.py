@@ -1,4 +1,4 @@
-"""Time and peak memory of the exact NTK (lpft_core.ntk.exact_ntk) against a naive
+"""Time and peak memory of the exact NTK (lpft_core.diagnostics.ntk.exact_ntk) against a naive
 per-sample full-Jacobian NTK, in one run.
 
     python benchmarks/ntk_speed.py                       # default model, CPU, n = 64 128 256
@@ -32,9 +32,9 @@ from _timing import best_of
 from torch.func import functional_call, jacrev
 from transformers.utils import logging
 
-from lpft_core.batching import EncodedTexts
-from lpft_core.modeling import classifier_head
-from lpft_core.ntk import exact_ntk
+from lpft_core.data.batching import EncodedTexts
+from lpft_core.diagnostics.ntk import exact_ntk
+from lpft_core.model.classifier import classifier_head
 
 
 def sst2_encoded(count: int, max_length: int) -> EncodedTexts:

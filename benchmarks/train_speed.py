@@ -10,7 +10,7 @@ The baselines are the usual setup: ``Trainer`` fed by ``DataCollatorWithPadding`
 batches padded to their longest row), fp32 and, on CUDA, ``bf16=True``; LoRA baselines wrap the
 same model with the same peft config. Both sides train the same model class (lpft's linear-head
 classifier), so only the loop and the batching differ. lpft rows run
-``lpft_core.training.train`` itself.
+``lpft_core.stages.training.train`` itself.
 
 ``--data fixed`` feeds random ids of exactly ``--length`` tokens (the issue's reference setup);
 ``--data sst2``/``rte`` real texts, where real tokens/s counts only non-padding tokens. MFU is
@@ -42,9 +42,9 @@ from _timing import best_of
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from lpft_core.batching import EncodedTexts, length_grouped_batches
-from lpft_core.lora import apply_lora
-from lpft_core.training import TrainingOptions, train
+from lpft_core.data.batching import EncodedTexts, length_grouped_batches
+from lpft_core.model.lora import apply_lora
+from lpft_core.stages.training import TrainingOptions, train
 
 LEARNING_RATE = {"ft": 2e-5, "lora": 5e-4}
 
@@ -119,7 +119,7 @@ class Setting:
 
 
 def run_lpft(setting: Setting, compiled: bool = False) -> Measurement:
-    """``lpft_core.training.train`` for one epoch (validation: one batch). The warm-up epoch
+    """``lpft_core.stages.training.train`` for one epoch (validation: one batch). The warm-up epoch
     trains the same model, so a compiled run is timed after compilation."""
     batch, device = setting.batch, setting.device
 
@@ -280,9 +280,9 @@ def main() -> None:
         text,
         f"Fastest of {args.repeats} epochs of {rows} rows per row of the table after a warm-up "
         f"epoch of {4 * args.batch_size} rows; max_length {args.length}. Trainer: "
-        "DataCollatorWithPadding, Trainer defaults otherwise; lpft: lpft_core.training.train "
-        "(length-grouped batches). Peak GB: peak allocated GPU memory per run on CUDA, "
-        "process peak RSS so far on the CPU.",
+        "DataCollatorWithPadding, Trainer defaults otherwise; lpft: "
+        "lpft_core.stages.training.train (length-grouped batches). Peak GB: peak allocated "
+        "GPU memory per run on CUDA, process peak RSS so far on the CPU.",
     )
 
 

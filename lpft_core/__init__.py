@@ -15,7 +15,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lpft_core.calibration import (
+    from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters, Method
+    from lpft_core.data.datasets import (
+        DatasetSplits,
+        Example,
+        build_splits,
+        parse_records,
+        read_examples,
+    )
+    from lpft_core.errors import (
+        ConfigError,
+        DataError,
+        JobCancelled,
+        LpftError,
+        ModelError,
+        TrainingDivergedError,
+    )
+    from lpft_core.events import ProgressEvent
+    from lpft_core.jobs.finetune import FinetuneResult, finetune
+    from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
+    from lpft_core.results import JobMetrics
+    from lpft_core.serving.predictor import Prediction, Predictor
+    from lpft_core.stages.calibration import (
         ClassificationMetrics,
         ReliabilityBin,
         TemperatureScaler,
@@ -23,70 +44,55 @@ if TYPE_CHECKING:
         classification_metrics,
         reliability_bins,
     )
-    from lpft_core.config import DataFiles, Hyperparameters, JobSpec, Method
-    from lpft_core.data import DatasetSplits, Example, build_splits, parse_records, read_examples
-    from lpft_core.errors import (
-        CancelledError,
-        ConfigError,
-        DataError,
-        LpftError,
-        ModelError,
-        TrainingDivergedError,
-    )
-    from lpft_core.events import ProgressEvent
-    from lpft_core.modeling import DEFAULT_MODEL, resolve_model
-    from lpft_core.pipeline import JobResult, run_job
-    from lpft_core.predictor import Prediction, Predictor
-    from lpft_core.probe import LinearProbe
-    from lpft_core.results import JobMetrics
+    from lpft_core.stages.probe import LinearProbe
 
 #: Public name → the module that defines it.
 _EXPORTS = {
-    "CancelledError": "lpft_core.errors",
-    "ClassificationMetrics": "lpft_core.calibration",
+    "JobCancelled": "lpft_core.errors",
+    "ClassificationMetrics": "lpft_core.stages.calibration",
     "ConfigError": "lpft_core.errors",
-    "DEFAULT_MODEL": "lpft_core.modeling",
+    "DEFAULT_MODEL": "lpft_core.model.classifier",
     "DataError": "lpft_core.errors",
     "DataFiles": "lpft_core.config",
-    "DatasetSplits": "lpft_core.data",
-    "Example": "lpft_core.data",
+    "DatasetSplits": "lpft_core.data.datasets",
+    "Example": "lpft_core.data.datasets",
     "Hyperparameters": "lpft_core.config",
     "JobMetrics": "lpft_core.results",
-    "JobResult": "lpft_core.pipeline",
-    "JobSpec": "lpft_core.config",
-    "LinearProbe": "lpft_core.probe",
+    "FinetuneResult": "lpft_core.jobs.finetune",
+    "FinetuneSpec": "lpft_core.config",
+    "LinearProbe": "lpft_core.stages.probe",
     "LpftError": "lpft_core.errors",
     "Method": "lpft_core.config",
     "ModelError": "lpft_core.errors",
-    "Prediction": "lpft_core.predictor",
-    "Predictor": "lpft_core.predictor",
+    "Prediction": "lpft_core.serving.predictor",
+    "Predictor": "lpft_core.serving.predictor",
     "ProgressEvent": "lpft_core.events",
-    "ReliabilityBin": "lpft_core.calibration",
-    "TemperatureScaler": "lpft_core.calibration",
+    "ReliabilityBin": "lpft_core.stages.calibration",
+    "TemperatureScaler": "lpft_core.stages.calibration",
     "TrainingDivergedError": "lpft_core.errors",
-    "build_splits": "lpft_core.data",
-    "calibration_errors": "lpft_core.calibration",
-    "classification_metrics": "lpft_core.calibration",
-    "parse_records": "lpft_core.data",
-    "read_examples": "lpft_core.data",
-    "reliability_bins": "lpft_core.calibration",
-    "resolve_model": "lpft_core.modeling",
-    "run_job": "lpft_core.pipeline",
+    "build_splits": "lpft_core.data.datasets",
+    "calibration_errors": "lpft_core.stages.calibration",
+    "classification_metrics": "lpft_core.stages.calibration",
+    "parse_records": "lpft_core.data.datasets",
+    "read_examples": "lpft_core.data.datasets",
+    "reliability_bins": "lpft_core.stages.calibration",
+    "resolve_model": "lpft_core.model.classifier",
+    "finetune": "lpft_core.jobs.finetune",
 }
 
 __all__ = [
     "DEFAULT_MODEL",
-    "CancelledError",
     "ClassificationMetrics",
     "ConfigError",
     "DataError",
     "DataFiles",
     "DatasetSplits",
     "Example",
+    "FinetuneResult",
+    "FinetuneSpec",
     "Hyperparameters",
+    "JobCancelled",
     "JobMetrics",
-    "JobResult",
-    "JobSpec",
     "LinearProbe",
     "LpftError",
     "Method",
@@ -100,11 +106,11 @@ __all__ = [
     "build_splits",
     "calibration_errors",
     "classification_metrics",
+    "finetune",
     "parse_records",
     "read_examples",
     "reliability_bins",
     "resolve_model",
-    "run_job",
 ]
 
 

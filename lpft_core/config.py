@@ -52,7 +52,7 @@ DEFAULT_LEARNING_RATES = {
     Method.LP_LORA: 5e-4,
 }
 
-#: Seeds one job may run (``JobSpec.seeds``): each is a full training run.
+#: Seeds one job may run (``FinetuneSpec.seeds``): each is a full training run.
 MAX_SEEDS = 10
 
 POOLINGS = ("cls", "mean")
@@ -189,8 +189,8 @@ class DataFiles:
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """Everything ``run_job`` needs; saved beside the model as ``spec.json``.
+class FinetuneSpec:
+    """Everything ``finetune`` needs; saved beside the model as ``spec.json``.
 
     Attributes:
         method: one of ``lp``, ``ft``, ``lp_ft``, ``lora``, ``lp_lora``.
@@ -204,10 +204,10 @@ class JobSpec:
             stratified train samples (and as many evaluation samples) is added to the metrics.
         checkpoint_dir: where the job keeps what it needs to resume after an interruption
             (the probe, the NTK statistics, the training state after each epoch; see
-            ``lpft_core.checkpoint``); a rerun of the same spec continues from there, and the
+            ``lpft_core.jobs.checkpoint``); a rerun of the same spec continues from there, and the
             directory is deleted once the model is saved. Keep it outside ``output_dir``.
             ``None`` writes no checkpoint.
-        seeds: more than one trains one run per seed (``lpft_core.seeds``); the first must be
+        seeds: more than one trains one run per seed (``lpft_core.jobs.seeds``); the first must be
             ``hyperparameters.seed``, and its run is the job's model. Empty: one run.
         split_seed: seeds the validation and test hold-outs; ``None``: the run's seed. The
             runs of a multi-seed job share the first seed's split.
@@ -242,7 +242,7 @@ class JobSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
+    def from_dict(cls, raw: dict[str, Any]) -> FinetuneSpec:
         """Build a spec from plain data, naming any unknown or missing field."""
         return spec_from_dict(cls, raw)
 

@@ -5,7 +5,7 @@
     ├── DataError(LpftError, ValueError)     a dataset file or record is invalid
     ├── ModelError(LpftError)                a model or artifact cannot be loaded
     ├── TrainingDivergedError(LpftError)     the loss became NaN or infinite
-    └── CancelledError(LpftError)            the caller asked the job to stop
+    └── JobCancelled(LpftError)            the caller asked the job to stop
 
 Messages say what to change, because the HTTP service shows them to users verbatim.
 The ValueError bases keep callers that catch ValueError working (scikit-learn's
@@ -71,7 +71,7 @@ class TrainingDivergedError(LpftError):
     code = "training_diverged"
 
 
-class CancelledError(LpftError):
+class JobCancelled(LpftError):
     """The job was asked to stop (``should_stop()`` returned True) and stopped cleanly."""
 
     code = "cancelled"

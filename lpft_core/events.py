@@ -1,4 +1,4 @@
-"""Progress events and the callbacks ``run_job`` accepts.
+"""Progress events and the callbacks ``finetune`` accepts.
 
 The library reports progress and checks for cancellation through plain callables, so the CLI
 can draw progress bars and the worker can publish to Redis without lpft_core knowing either.

@@ -7,11 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from lpft_core.calibration import ClassificationMetrics, ReliabilityBin
-from lpft_core.data import DatasetSummary, Label
-from lpft_core.features import FeatureChange
-from lpft_core.ntk_stats import NtkStatistics
-from lpft_core.training import EpochRecord, StepRecord
+from lpft_core.data.datasets import DatasetSummary, Label
+from lpft_core.diagnostics.features import FeatureChange
+from lpft_core.diagnostics.ntk_stats import NtkStatistics
+from lpft_core.stages.calibration import ClassificationMetrics, ReliabilityBin
+from lpft_core.stages.training import EpochRecord, StepRecord
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class ParameterCounts:
 
 @dataclass(frozen=True)
 class ModelWarning:
-    """One reason not to trust a model (``lpft_core.checks``): a stable ``code``, a message
+    """One reason not to trust a model (``lpft_core.stages.checks``): a stable ``code``, a message
     a user understands, and the figures behind it."""
 
     code: str
@@ -138,7 +138,7 @@ class JobMetrics:
     metrics on the evaluation split and ``eval_sets`` those on each extra set; ``features``
     the feature change on each of them (keyed by set name); ``ntk`` the kernel statistics at
     the start of the FT stage when asked for; ``timing`` the wall seconds of each stage;
-    ``warnings`` the reasons not to trust the model (``lpft_core.checks``).
+    ``warnings`` the reasons not to trust the model (``lpft_core.stages.checks``).
     """
 
     method: str

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
-from lpft_core.modeling import resolve_model
+from lpft_core.model.classifier import resolve_model
 
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()

@@ -14,9 +14,9 @@ from lpft_api.errors import ApiError
 from lpft_api.guard import Keys
 from lpft_api.main import create_app
 from lpft_api.models import check_model
-from lpft_contract.settings import Settings
+from lpft_jobstore.settings import Settings
 
-from lpft_core.artifacts import write_json
+from lpft_core.model.artifacts import write_json
 
 
 def test_keys_map_each_key_to_its_tenant_only() -> None:

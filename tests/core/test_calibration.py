@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from lpft_core.calibration import (
+from lpft_core.errors import DataError
+from lpft_core.stages.calibration import (
     TEMPERATURE_BOUNDS,
     TemperatureScaler,
     calibration_errors,
@@ -15,7 +16,6 @@ from lpft_core.calibration import (
     nll_from_logits,
     reliability_bins,
 )
-from lpft_core.errors import DataError
 
 
 def two_class_probs(confidences: list[float], predicted: list[int]) -> np.ndarray:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lpft_core import CancelledError, DataFiles, Hyperparameters, JobSpec, Method, run_job
-from lpft_core.checkpoint import IDENTITY, PROBE, TRAINING
+from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, JobCancelled, Method, finetune
 from lpft_core.events import ProgressEvent, StopCallback
+from lpft_core.jobs.checkpoint import IDENTITY, PROBE, TRAINING
 from tests.conftest import TINY_HYPERPARAMETERS
 
 #: 90 toy train rows in batches of 16: 6 steps an epoch.
@@ -20,9 +20,9 @@ STEPS_PER_EPOCH = 6
 
 def spec_for(
     files: dict[str, Path], model_dir: Path, root: Path, method: str, **options: object
-) -> JobSpec:
+) -> FinetuneSpec:
     ntk_samples = int(options.pop("ntk_samples", 0))
-    return JobSpec(
+    return FinetuneSpec(
         method=Method(method),
         data=DataFiles(**{k: str(v) for k, v in files.items()}),
         output_dir=str(root / "model"),
@@ -78,19 +78,19 @@ def test_an_interrupted_job_resumes_to_the_same_numbers(
     uninterrupted = spec_for(
         toy_files, tiny_model_dir, tmp_path / "a", method, ntk_samples=ntk_samples
     )
-    run_job(uninterrupted)
+    finetune(uninterrupted)
     expected = reproducible(tmp_path / "a" / "model" / "metrics.json")
 
     spec = spec_for(toy_files, tiny_model_dir, tmp_path / "b", method, ntk_samples=ntk_samples)
     checkpoint = Path(spec.checkpoint_dir or "")
     events: list[ProgressEvent] = []
-    with pytest.raises(CancelledError):
-        run_job(spec, events.append, stop_when(events, stop))
+    with pytest.raises(JobCancelled):
+        finetune(spec, events.append, stop_when(events, stop))
     assert not Path(spec.output_dir).exists()
     assert {IDENTITY, PROBE, TRAINING} <= {p.name for p in checkpoint.iterdir()}
 
     events.clear()
-    run_job(spec, events.append)
+    finetune(spec, events.append)
     stage = "lora" if method == "lp_lora" else "ft"
     assert [e for e in events if resumes(e)] == [
         ProgressEvent(
@@ -113,14 +113,14 @@ def test_a_checkpoint_of_another_job_is_ignored(
 ) -> None:
     first = spec_for(toy_files, tiny_model_dir, tmp_path, "lp_ft")
     events: list[ProgressEvent] = []
-    with pytest.raises(CancelledError):
-        run_job(first, events.append, stop_when(events, lambda e: e.step > STEPS_PER_EPOCH))
+    with pytest.raises(JobCancelled):
+        finetune(first, events.append, stop_when(events, lambda e: e.step > STEPS_PER_EPOCH))
     assert (Path(first.checkpoint_dir or "") / TRAINING).exists()
 
     other = spec_for(toy_files, tiny_model_dir, tmp_path, "lp_ft", learning_rate=5e-4)
     events.clear()
     with pytest.warns(UserWarning, match="written for another job"):
-        metrics = run_job(other, events.append).metrics
+        metrics = finetune(other, events.append).metrics
     assert not any(resumes(e) for e in events)
     assert [e.step for e in events if e.stage == "lp"] == [0, 1, 2, 3]
     assert metrics.history[0].step == 1 and len(metrics.history) == 3 * STEPS_PER_EPOCH
@@ -128,6 +128,6 @@ def test_a_checkpoint_of_another_job_is_ignored(
 
 
 def test_checkpoint_dir_round_trips_and_defaults_to_none(toy_files: dict[str, Path]) -> None:
-    spec = JobSpec(Method.FT, DataFiles(str(toy_files["train"])), "out", checkpoint_dir="ckpt")
-    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    assert JobSpec(Method.FT, DataFiles("t.jsonl"), "out").checkpoint_dir is None
+    spec = FinetuneSpec(Method.FT, DataFiles(str(toy_files["train"])), "out", checkpoint_dir="ckpt")
+    assert FinetuneSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert FinetuneSpec(Method.FT, DataFiles("t.jsonl"), "out").checkpoint_dir is None

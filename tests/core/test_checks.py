@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lpft_core import DataFiles, Hyperparameters, JobSpec, Method, Predictor
-from lpft_core.calibration import ClassificationMetrics
-from lpft_core.checks import (
+from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, Method, Predictor
+from lpft_core.jobs.dispatch import run_job
+from lpft_core.results import Evaluation, HeadNorm, ProbeSummary, Reliability
+from lpft_core.stages.calibration import ClassificationMetrics
+from lpft_core.stages.checks import (
     ModelQualityWarning,
     check_job,
     learned_nothing,
@@ -19,8 +21,6 @@ from lpft_core.checks import (
     temperature_at_bound,
     wilson_interval,
 )
-from lpft_core.jobs import execute
-from lpft_core.results import Evaluation, HeadNorm, ProbeSummary, Reliability
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
 
 
@@ -89,7 +89,7 @@ def test_check_job_orders_causes_before_symptoms() -> None:
 def test_a_job_on_labels_that_mean_nothing_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
     rng = random.Random(0)
     rows = [{**row, "label": rng.choice(["a", "b"])} for row in toy_rows(120, seed=4)]
-    spec = JobSpec(
+    spec = FinetuneSpec(
         method=Method.LP_FT,
         data=DataFiles(train=str(write_jsonl(tmp_path / "train.jsonl", rows))),
         output_dir=str(tmp_path / "model"),
@@ -97,7 +97,7 @@ def test_a_job_on_labels_that_mean_nothing_says_so(tiny_model_dir: Path, tmp_pat
         hyperparameters=Hyperparameters(**{**TINY_HYPERPARAMETERS, "epochs": 1}),
     )
     with pytest.warns(ModelQualityWarning):
-        execute("finetune", spec.to_dict(), "noise")
+        run_job("finetune", spec.to_dict(), "noise")
     saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
     codes = [w["code"] for w in saved["warnings"]]
     assert "not_better_than_majority" in codes, saved["warnings"]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from lpft_core import DataFiles, Hyperparameters, Predictor
-from lpft_core.analysis import AnalysisSpec, analyze
-from lpft_core.compare import CompareSpec, compare
 from lpft_core.errors import ConfigError, DataError
-from lpft_core.recalibrate import recalibrate
-from lpft_core.report import analysis_report, job_report, tables
+from lpft_core.jobs.analysis import AnalysisSpec, analyze
+from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.jobs.recalibrate import recalibrate
+from lpft_core.reporting.report import analysis_report, job_report, tables
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"

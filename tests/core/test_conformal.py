@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from lpft_core.conformal import (
+from lpft_core.errors import DataError
+from lpft_core.stages.conformal import (
     METHODS,
     ConformalCalibration,
     conformal_rank,
@@ -20,7 +21,6 @@ from lpft_core.conformal import (
     prediction_sets,
     threshold,
 )
-from lpft_core.errors import DataError
 
 
 def calibrated_data(

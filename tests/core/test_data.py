@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lpft_core.data import (
+from lpft_core.data.datasets import (
     Example,
     SplitShape,
     build_splits,

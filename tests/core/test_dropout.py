@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from lpft_core.dropout import FastCpuDropout
+from lpft_core.model.dropout import FastCpuDropout
 
 
 def mode(seed: int = 0) -> FastCpuDropout:

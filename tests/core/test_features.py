@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpft_core.features import (
+from lpft_core.diagnostics.features import (
     FDR_RIDGE,
     feature_change,
     feature_statistics,

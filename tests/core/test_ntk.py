@@ -12,13 +12,13 @@ from torch.func import functional_call, jacrev
 from transformers import GPT2Config
 
 from lpft_core import ntk
-from lpft_core.batching import EncodedTexts, encode
-from lpft_core.data import parse_records
-from lpft_core.errors import CancelledError, ModelError
-from lpft_core.lora import apply_lora
-from lpft_core.modeling import build_classifier, classifier_head, load_tokenizer
-from lpft_core.modeling_lpft import LpftConfig, LpftForSequenceClassification
-from lpft_core.ntk import NtkKernels, exact_ntk
+from lpft_core.data.batching import EncodedTexts, encode
+from lpft_core.data.datasets import parse_records
+from lpft_core.diagnostics.ntk import NtkKernels, exact_ntk
+from lpft_core.errors import JobCancelled, ModelError
+from lpft_core.model.classifier import build_classifier, classifier_head, load_tokenizer
+from lpft_core.model.lora import apply_lora
+from lpft_core.model.modeling_lpft import LpftConfig, LpftForSequenceClassification
 from tests.conftest import toy_rows
 
 CPU = torch.device("cpu")
@@ -154,7 +154,7 @@ def test_stop_request_between_blocks_cancels_and_restores_train_mode(
         calls.append(None)
         return len(calls) == 3
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(JobCancelled):
         exact_ntk(
             model,
             encoded,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from lpft_core.ntk_stats import PAPER_CS, kernel_regression_accuracy, sample_folds
+from lpft_core.diagnostics.ntk_stats import PAPER_CS, kernel_regression_accuracy, sample_folds
 
 
 def test_folds_keep_each_samples_rows_together() -> None:

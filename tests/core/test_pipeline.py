@@ -1,4 +1,4 @@
-"""run_job end to end on the tiny model: every method, artifacts, determinism, cancel."""
+"""finetune end to end on the tiny model: every method, artifacts, determinism, cancel."""
 
 from __future__ import annotations
 
@@ -11,25 +11,25 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from lpft_core import (
-    CancelledError,
     DataFiles,
+    FinetuneSpec,
     Hyperparameters,
-    JobSpec,
+    JobCancelled,
     Method,
     Predictor,
     ProgressEvent,
-    run_job,
+    finetune,
 )
-from lpft_core.calibration import classification_metrics
-from lpft_core.data import read_examples
+from lpft_core.data.datasets import read_examples
+from lpft_core.stages.calibration import classification_metrics
 from tests.conftest import TINY_HYPERPARAMETERS
 
 
 def spec_for(
     files: dict[str, Path], model_dir: Path, out: Path, method: str, **hyper: object
-) -> JobSpec:
+) -> FinetuneSpec:
     options = {**TINY_HYPERPARAMETERS, **hyper}
-    return JobSpec(
+    return FinetuneSpec(
         method=Method(method),
         data=DataFiles(**{k: str(v) for k, v in files.items()}),
         output_dir=str(out),
@@ -44,7 +44,7 @@ def test_every_method_trains_calibrates_and_saves(
 ) -> None:
     events: list[ProgressEvent] = []
     out = tmp_path / "model"
-    result = run_job(spec_for(toy_files, tiny_model_dir, out, method), progress=events.append)
+    result = finetune(spec_for(toy_files, tiny_model_dir, out, method), progress=events.append)
     metrics = result.metrics
     m = Method(method)
 
@@ -98,7 +98,7 @@ def test_every_method_trains_calibrates_and_saves(
 def test_probe_learns_the_toy_task(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    metrics = run_job(spec_for(toy_files, tiny_model_dir, tmp_path / "m", "lp")).metrics
+    metrics = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "m", "lp")).metrics
     assert metrics.lp is not None and metrics.lp.validation_accuracy >= 0.9
     assert metrics.test.uncalibrated.accuracy >= 0.9
 
@@ -107,7 +107,7 @@ def test_full_artifact_loads_with_automodel(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "m"
-    run_job(spec_for(toy_files, tiny_model_dir, out, "lp_ft", epochs=1))
+    finetune(spec_for(toy_files, tiny_model_dir, out, "lp_ft", epochs=1))
     predictor = Predictor(out, device="cpu")
     rows = [{"text": "the movie was good and great"}, {"text": "awful"}]
     model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)
@@ -120,9 +120,9 @@ def test_full_artifact_loads_with_automodel(
 def test_same_seed_same_numbers(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    first = run_job(spec_for(toy_files, tiny_model_dir, tmp_path / "a", "lp_ft")).metrics
-    second = run_job(spec_for(toy_files, tiny_model_dir, tmp_path / "b", "lp_ft")).metrics
-    other = run_job(spec_for(toy_files, tiny_model_dir, tmp_path / "c", "lp_ft", seed=1)).metrics
+    first = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "a", "lp_ft")).metrics
+    second = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "b", "lp_ft")).metrics
+    other = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "c", "lp_ft", seed=1)).metrics
     assert first.history == second.history
     assert first.test == second.test and first.temperature == second.temperature
     assert first.history != other.history
@@ -133,8 +133,8 @@ def test_cancel_stops_within_a_step_and_writes_nothing(
 ) -> None:
     events: list[ProgressEvent] = []
     out = tmp_path / "m"
-    with pytest.raises(CancelledError, match="stopped on request at ft step 3"):
-        run_job(
+    with pytest.raises(JobCancelled, match="stopped on request at ft step 3"):
+        finetune(
             spec_for(toy_files, tiny_model_dir, out, "ft"),
             progress=events.append,
             should_stop=lambda: sum(e.stage == "ft" for e in events) >= 3,
@@ -148,7 +148,7 @@ def test_head_norm_scale_multiplies_the_lp_head(
     spec = spec_for(
         toy_files, tiny_model_dir, tmp_path / "m", "lp_ft", head_norm_scale=10.0, learning_rate=1e-6
     )
-    metrics = run_job(spec).metrics
+    metrics = finetune(spec).metrics
     assert metrics.head_norm.after_lp is not None
     assert metrics.history[0].head_weight_norm == pytest.approx(
         10 * metrics.head_norm.after_lp, rel=1e-3
@@ -161,7 +161,7 @@ def test_pair_task_runs_and_predictor_requires_pairs(tiny_model_dir: Path, tmp_p
 
     files = {"train": write_jsonl(tmp_path / "t.jsonl", toy_rows(40, seed=0, pair=True))}
     out = tmp_path / "m"
-    metrics = run_job(spec_for(files, tiny_model_dir, out, "lp", epochs=1)).metrics
+    metrics = finetune(spec_for(files, tiny_model_dir, out, "lp", epochs=1)).metrics
     assert metrics.dataset.pair and metrics.test.split == "held_out"
     predictor = Predictor(out, device="cpu")
     assert len(predictor.predict([{"text": "a", "text_pair": "b"}])) == 1
@@ -174,7 +174,7 @@ def test_eval_sets_feature_change_and_ntk_at_the_start_of_ft(
 ) -> None:
     files = {**toy_files}
     spec = spec_for(files, tiny_model_dir, tmp_path / "m", "lp_ft")
-    spec = JobSpec(
+    spec = FinetuneSpec(
         method=spec.method,
         data=DataFiles(
             train=spec.data.train,
@@ -187,7 +187,7 @@ def test_eval_sets_feature_change_and_ntk_at_the_start_of_ft(
         hyperparameters=spec.hyperparameters,
         ntk_samples=12,
     )
-    metrics = run_job(spec).metrics
+    metrics = finetune(spec).metrics
     assert set(metrics.eval_sets) == {"shifted"} and metrics.eval_sets["shifted"].rows == 30
     assert set(metrics.features) == {"test", "shifted"}
     change = metrics.features["test"]

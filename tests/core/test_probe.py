@@ -9,10 +9,10 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from lpft_core.batching import encode
-from lpft_core.data import parse_records
-from lpft_core.modeling import build_classifier, classifier_head, load_tokenizer
-from lpft_core.probe import LinearProbe, install_head
+from lpft_core.data.batching import encode
+from lpft_core.data.datasets import parse_records
+from lpft_core.model.classifier import build_classifier, classifier_head, load_tokenizer
+from lpft_core.stages.probe import LinearProbe, install_head
 from tests.conftest import toy_rows
 
 

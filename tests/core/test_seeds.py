@@ -12,21 +12,23 @@ import numpy as np
 import pytest
 from lpft_client.local import build_parser, hyperparameters_from
 
-from lpft_core import CancelledError, ConfigError, Hyperparameters, JobSpec, Method, run_job
-from lpft_core.compare import CompareSpec, compare
+from lpft_core import ConfigError, FinetuneSpec, Hyperparameters, JobCancelled, Method, finetune
 from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles
 from lpft_core.events import ProgressEvent
-from lpft_core.predictor import Predictor
-from lpft_core.report import tables
+from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.reporting.report import tables
+from lpft_core.serving.predictor import Predictor
 from tests.conftest import TINY_HYPERPARAMETERS
 from tests.core.test_checkpoint import reproducible, stop_when
 
 SEEDS = [0, 5, 7]
 
 
-def seeded_spec(files: dict[str, Path], model_dir: Path, root: Path, **options: object) -> JobSpec:
+def seeded_spec(
+    files: dict[str, Path], model_dir: Path, root: Path, **options: object
+) -> FinetuneSpec:
     seeds = list(options.pop("seeds", SEEDS))  # type: ignore[call-overload]
-    return JobSpec(
+    return FinetuneSpec(
         method=Method(str(options.pop("method", "lp_ft"))),
         data=DataFiles(**{k: str(v) for k, v in files.items() if k != "test"}),
         output_dir=str(root / "model"),
@@ -44,7 +46,7 @@ def test_one_run_per_seed_on_one_split_with_mean_and_std(
 ) -> None:
     spec = seeded_spec(toy_files, tiny_model_dir, tmp_path)
     events: list[ProgressEvent] = []
-    metrics = run_job(spec, events.append).metrics
+    metrics = finetune(spec, events.append).metrics
 
     assert [run.seed for run in metrics.runs] == SEEDS
     assert {e.stage.split("/")[0] for e in events} == {f"seed-{s}" for s in SEEDS}
@@ -59,7 +61,7 @@ def test_one_run_per_seed_on_one_split_with_mean_and_std(
         seeds=[],
         split_seed=0,
     )
-    assert run_job(alone).metrics.test == metrics.runs[1].test
+    assert finetune(alone).metrics.test == metrics.runs[1].test
 
     summary = metrics.summary
     assert summary is not None and summary.seeds == SEEDS
@@ -95,14 +97,14 @@ def test_an_interrupted_multi_seed_job_trains_only_the_unfinished_runs(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     expected_dir = tmp_path / "a"
-    run_job(seeded_spec(toy_files, tiny_model_dir, expected_dir, seeds=[0, 5]))
+    finetune(seeded_spec(toy_files, tiny_model_dir, expected_dir, seeds=[0, 5]))
 
     spec = seeded_spec(toy_files, tiny_model_dir, tmp_path / "b", seeds=[0, 5])
     events: list[ProgressEvent] = []
-    with pytest.raises(CancelledError):
-        run_job(spec, events.append, stop_when(events, lambda e: e.stage == "seed-5/ft"))
+    with pytest.raises(JobCancelled):
+        finetune(spec, events.append, stop_when(events, lambda e: e.stage == "seed-5/ft"))
     events.clear()
-    run_job(spec, events.append)
+    finetune(spec, events.append)
 
     assert not any(e.stage.startswith("seed-0/") for e in events)
     assert reproducible(Path(spec.output_dir) / "metrics.json") == reproducible(
@@ -140,11 +142,11 @@ def test_a_compare_job_runs_every_method_per_seed(
 def test_seeds_must_start_with_the_seed_and_be_distinct(toy_files: dict[str, Path]) -> None:
     data = DataFiles(train=str(toy_files["train"]))
     with pytest.raises(ConfigError, match="seeds"):
-        JobSpec(Method.FT, data, "out", seeds=[1, 2])  # hyperparameters.seed is 0
+        FinetuneSpec(Method.FT, data, "out", seeds=[1, 2])  # hyperparameters.seed is 0
     with pytest.raises(ConfigError, match="repeated"):
-        JobSpec(Method.FT, data, "out", seeds=[0, 0])
+        FinetuneSpec(Method.FT, data, "out", seeds=[0, 0])
     with pytest.raises(ConfigError, match="at most"):
-        JobSpec(Method.FT, data, "out", seeds=list(range(11)))
+        FinetuneSpec(Method.FT, data, "out", seeds=list(range(11)))
 
 
 def test_learning_rate_per_method() -> None:

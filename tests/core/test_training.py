@@ -9,13 +9,13 @@ import pytest
 import torch
 from lpft_client.local import build_parser
 
-from lpft_core.batching import GROUP_BATCHES, encode, length_grouped_batches, shuffled_batches
 from lpft_core.config import Hyperparameters
-from lpft_core.data import read_examples
+from lpft_core.data.batching import GROUP_BATCHES, encode, length_grouped_batches, shuffled_batches
+from lpft_core.data.datasets import read_examples
 from lpft_core.errors import ConfigError, TrainingDivergedError
 from lpft_core.events import ProgressEvent
-from lpft_core.modeling import build_classifier, load_tokenizer
-from lpft_core.training import TrainingOptions, _StepLog, train
+from lpft_core.model.classifier import build_classifier, load_tokenizer
+from lpft_core.stages.training import TrainingOptions, _StepLog, train
 
 
 def padded_tokens(lengths: np.ndarray, batches: list[np.ndarray]) -> int:

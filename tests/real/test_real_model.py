@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lpft_core import DataFiles, Hyperparameters, JobSpec, Method, run_job
+from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, Method, finetune
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow
@@ -50,13 +50,13 @@ def sst2(tmp_path_factory: pytest.TempPathFactory) -> DataFiles:
 
 @pytest.mark.parametrize("method", [m.value for m in Method])
 def test_method_learns_sst2(method: str, sst2: DataFiles, tmp_path: Path) -> None:
-    spec = JobSpec(
+    spec = FinetuneSpec(
         method=Method(method),
         data=sst2,
         output_dir=str(tmp_path / "model"),
         hyperparameters=Hyperparameters(epochs=EPOCHS[method], max_length=64),
     )
-    metrics = run_job(spec).metrics
+    metrics = finetune(spec).metrics
     assert metrics.pooling == "mean"  # the default model is a sentence-transformers checkpoint
     assert metrics.test.split == "test" and metrics.test.rows == 300
     assert metrics.test.uncalibrated.accuracy >= FLOORS[method]
@@ -73,13 +73,13 @@ def test_pair_task_on_rte(tmp_path: Path) -> None:
         train=str(head_of(source / "train.jsonl", tmp_path / "train.jsonl", 400)),
         test=str(source / "validation.jsonl"),
     )
-    spec = JobSpec(
+    spec = FinetuneSpec(
         method=Method.LP_FT,
         data=data,
         output_dir=str(tmp_path / "model"),
         hyperparameters=Hyperparameters(epochs=1, max_length=128),
     )
-    metrics = run_job(spec).metrics
+    metrics = finetune(spec).metrics
     assert metrics.dataset.pair
     assert metrics.splits == {"train": 360, "validation": 40, "test": 277}
     # Both sides are encoded: these 400 pairs average 67.6 tokens, their premises alone 55.2.

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.dependencies.models import Dependant
-from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import JobRecord
-from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.records import JobRecord
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import Store
 
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.predictions import ModelCache
@@ -18,7 +18,7 @@ from lpft_api.schemas import RESOURCE_ID
 from lpft_api.services.predict import TenantSlots
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
     """The app's settings (set at creation, so tests can pass their own)."""
     return request.app.state.settings
 
@@ -43,7 +43,7 @@ def get_tenant(request: Request) -> str:
     return request.state.tenant
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]

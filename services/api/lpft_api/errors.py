@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from lpft_core.errors import ConfigError, DataError, LpftError
-from lpft_core.kinds import JobKind
+from lpft_core.jobs.kinds import JobKind
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("lpft.api")

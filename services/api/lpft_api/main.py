@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
-from lpft_contract.enqueue import Enqueuer
-from lpft_contract.recovery import Recovery
-from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import store_from
+from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.recovery import Recovery
+from lpft_jobstore.settings import Settings, get_settings
+from lpft_jobstore.store import store_from
 
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers

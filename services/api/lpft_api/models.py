@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from lpft_api.errors import Unprocessable
-from lpft_core.modeling import DEFAULT_MODEL
+from lpft_core.model.classifier import DEFAULT_MODEL
 
 #: ``name`` or ``org/name``, as the Hugging Face Hub spells repository ids.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Annotated, Any, Literal
 
-from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
+from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from lpft_core.config import DEFAULT_LEARNING_RATES, MAX_SEEDS, Hyperparameters, Method
-from lpft_core.data import text_problem
+from lpft_core.data.datasets import text_problem
 
 _DEFAULTS = Hyperparameters()
 MAX_SEED = 2**32 - 1

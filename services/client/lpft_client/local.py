@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lpft_client.demo_data import write_rotten_tomatoes
-from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles, Hyperparameters, JobSpec, Method
+from lpft_core.config import (
+    DEFAULT_LEARNING_RATES,
+    DataFiles,
+    FinetuneSpec,
+    Hyperparameters,
+    Method,
+)
 from lpft_core.errors import DataError, LpftError
 from lpft_core.events import ProgressEvent
 
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ())
 
 
 def _train(args: argparse.Namespace) -> int:
-    spec = JobSpec(
+    spec = FinetuneSpec(
         method=args.method,
         data=DataFiles(train=args.train, validation=args.validation, test=args.test),
         output_dir=args.out,
@@ -46,11 +52,11 @@ def _train(args: argparse.Namespace) -> int:
         max_text_chars=args.max_text_chars,
         seeds=args.seeds or [],
     )
-    from lpft_core.pipeline import run_job  # heavy imports only when training
+    from lpft_core.jobs.finetune import finetune  # heavy imports only when training
 
     _quiet_transformers()
     with _ProgressBars() as bars:
-        result = run_job(spec, progress=bars.update)
+        result = finetune(spec, progress=bars.update)
     print(format_metrics(result.metrics))
     print(f"model saved to {result.output_dir}")
     return 0
@@ -58,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def predict_with_model(args: argparse.Namespace) -> int:
     """``lpft predict --model DIR``: calibrated predictions from a saved model directory."""
-    from lpft_core.predictor import Predictor
+    from lpft_core.serving.predictor import Predictor
 
     _quiet_transformers()
     if not args.model:

@@ -1,1 +1,1 @@
-"""Celery workers that run lpft_core jobs: thin shells over ``run_job``."""
+"""Celery workers that run lpft_core jobs: thin shells over ``finetune``."""

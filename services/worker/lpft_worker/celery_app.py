@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue
-from lpft_contract.settings import Settings, get_settings
-from lpft_contract.tasks import Queue as JobQueue
+from lpft_jobstore.settings import Settings, get_settings
+from lpft_jobstore.tasks import Queue as JobQueue
 
 
 def create_celery(settings: Settings) -> Celery:

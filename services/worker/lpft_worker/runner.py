@@ -1,8 +1,9 @@
 """The training child process: ``python -m lpft_worker.runner JOB_ID``.
 
-Runs one claimed job (``lpft_core.jobs.execute``: finetune, compare or analysis), publishes
-its progress as job events, polls the cancel flag between steps, and records the outcome. It
-stops by itself if the worker that started it dies, so an orphan never trains on.
+Runs one claimed job (``lpft_core.jobs.dispatch.run_job``: finetune, compare, analysis or
+recalibrate), publishes its progress as job events, polls the cancel flag between steps, and
+records the outcome. It stops by itself if the worker that started it dies, so an orphan never
+trains on.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
-from lpft_contract.settings import get_settings
-from lpft_contract.store import Store, store_from
+from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus
+from lpft_jobstore.settings import get_settings
+from lpft_jobstore.store import Store, store_from
 
-from lpft_core import CancelledError, LpftError, ProgressEvent
-from lpft_core.jobs import execute
+from lpft_core import JobCancelled, LpftError, ProgressEvent
+from lpft_core.jobs.dispatch import run_job
 
 #: After a failed write, events are only buffered for this long before the next try, so a
 #: Redis outage costs training nothing.
@@ -140,7 +141,7 @@ def main(job_id: str) -> int:
     if outcome is None:  # the worker died under us: resume elsewhere
         reason = f"worker {record.worker} died"
         if patient.requeue_or_fail(record, reason, settings.max_job_attempts):
-            Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).train(
+            Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).run_job(
                 record.id, record.queue
             )
     else:  # only while the job is still this run's: never over another worker's run
@@ -157,14 +158,14 @@ def _run(
     """The job's outcome, or None when it stopped because its worker was lost."""
     try:
         with warnings_as_events(events):
-            execute(
+            run_job(
                 record.kind,
                 record.spec,
                 f"Job {record.id} ({record.method or record.kind})",
                 progress=EventPublisher(events),
                 should_stop=should_stop,
             )
-    except CancelledError:
+    except JobCancelled:
         return None if orphaned() else (JobStatus.CANCELLED, None)
     except LpftError as exc:
         return JobStatus.FAILED, ErrorInfo(code=exc.code, message=str(exc))

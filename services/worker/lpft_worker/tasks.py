@@ -1,4 +1,4 @@
-"""The ``lpft.train`` task: claim the job, run it in a child process, watch over it.
+"""The ``lpft.run_job`` task: claim the job, run it in a child process, watch over it.
 
 Training runs in a child process (``python -m lpft_worker.runner``) rather than in the worker:
 CUDA stays out of the worker process, and a cancel that training ignores can be enforced by
@@ -19,16 +19,16 @@ import time
 
 import redis
 from celery import shared_task
-from lpft_contract.records import ErrorInfo, JobStatus
-from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, store_from
-from lpft_contract.tasks import TaskName
+from lpft_jobstore.records import ErrorInfo, JobStatus
+from lpft_jobstore.settings import Settings, get_settings
+from lpft_jobstore.store import Store, store_from
+from lpft_jobstore.tasks import TaskName
 
 logger = logging.getLogger("lpft.worker")
 
 
-@shared_task(name=TaskName.TRAIN, acks_late=True)
-def train(job_id: str) -> None:
+@shared_task(name=TaskName.RUN_JOB, acks_late=True)
+def run_job(job_id: str) -> None:
     """Run one queued job to a terminal state. A message for a job that is not queued is a
     duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
     job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""

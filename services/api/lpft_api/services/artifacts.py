@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import Store
+from lpft_jobstore.records import JobRecord, JobStatus
+from lpft_jobstore.store import Store
 
 from lpft_api.errors import Conflict, NotFound
 

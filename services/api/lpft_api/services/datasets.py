@@ -13,15 +13,15 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from lpft_contract.records import DatasetRecord, new_id
-from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_jobstore.records import DatasetRecord, new_id
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import Store
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import DatasetRecordsIn
-from lpft_core.data import Example, examples_from_bytes, parse_records, text_problem
+from lpft_core.data.datasets import Example, examples_from_bytes, parse_records, text_problem
 
 
 async def create_dataset(

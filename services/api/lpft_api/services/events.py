@@ -8,8 +8,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import Store
+from lpft_jobstore.records import JobRecord, JobStatus
+from lpft_jobstore.store import Store
 
 from lpft_api.errors import Unprocessable
 from lpft_api.schemas import EventList, LiveMetrics

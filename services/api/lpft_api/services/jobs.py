@@ -12,10 +12,10 @@ import hashlib
 import time
 
 import redis
-from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
-from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus, new_id
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import Store
 
 from lpft_api.errors import Conflict, QueueUnavailable, TooManyRequests, Unprocessable
 from lpft_api.schemas import JobCreate, RecalibrateRequest
@@ -120,7 +120,7 @@ def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Setti
         )
     try:
         store.create_job(record)
-        enqueuer.train(record.id, record.queue)
+        enqueuer.run_job(record.id, record.queue)
     except Exception as exc:
         with contextlib.suppress(Exception):  # best effort: Redis itself may be the fault
             error = ErrorInfo(code="queue_unavailable", message="the job could not be queued")

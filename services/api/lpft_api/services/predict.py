@@ -15,15 +15,15 @@ from collections import Counter
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
-from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_jobstore.records import JobRecord, JobStatus
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import Store
 from starlette.types import Receive
 
 from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
 from lpft_api.predictions import ModelCache
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse
-from lpft_core.kinds import JobKind
+from lpft_core.jobs.kinds import JobKind
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
-from lpft_contract.settings import Settings
-from lpft_contract.store import Store
-from lpft_contract.tasks import queue_for_device
+from lpft_jobstore.records import DatasetRecord, JobRecord, JobStatus
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import Store
+from lpft_jobstore.tasks import queue_for_device
 
 from lpft_api.errors import Conflict, Unprocessable
 from lpft_api.models import check_model
@@ -25,14 +25,14 @@ from lpft_api.schemas import (
     JobCreate,
     RecalibrateRequest,
 )
-from lpft_core.analysis import AnalysisSpec
-from lpft_core.compare import CompareSpec
-from lpft_core.config import DataFiles, Hyperparameters, JobSpec
-from lpft_core.data import SplitShape, check_split_shapes
-from lpft_core.kinds import JobKind
-from lpft_core.recalibrate import RecalibrateSpec
+from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters
+from lpft_core.data.datasets import SplitShape, check_split_shapes
+from lpft_core.jobs.analysis import AnalysisSpec
+from lpft_core.jobs.compare import CompareSpec
+from lpft_core.jobs.kinds import JobKind
+from lpft_core.jobs.recalibrate import RecalibrateSpec
 
-Spec = JobSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
+Spec = FinetuneSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
 JobRequest = FinetuneJobCreate | CompareJobCreate | AnalysisJobCreate | RecalibrateRequest
 
 
@@ -143,7 +143,7 @@ def core_spec(
             max_text_chars=settings.max_text_chars,
         )
     if isinstance(body, FinetuneJobCreate):
-        return JobSpec(
+        return FinetuneSpec(
             method=body.method,
             data=inputs.data,
             output_dir=output_dir,

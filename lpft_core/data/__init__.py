@@ -1,0 +1,1 @@
+"""Reading, checking and splitting datasets; encoding them for a tokenizer."""

@@ -1,0 +1,301 @@
+"""Analysis without training: the NTK and the features of a base model on a dataset (the
+kernel each method would start FT from), or of a finished model against its base."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpft_core.config import DataFiles, Hyperparameters, Method, spec_from_dict
+from lpft_core.data.datasets import Label
+from lpft_core.diagnostics.features import (
+    FeatureChange,
+    FeatureStatistics,
+    feature_change,
+    feature_statistics,
+)
+from lpft_core.diagnostics.ntk_stats import NtkStatistics
+from lpft_core.errors import ConfigError
+from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.jobs.finetune import fit_probe_on, ntk_at_start
+from lpft_core.model.artifacts import load_model, read_labels, read_manifest
+from lpft_core.model.classifier import (
+    DEFAULT_MODEL,
+    build_classifier,
+    classifier_head,
+    default_pooling,
+    load_tokenizer,
+    resolve_device,
+    resolve_model,
+)
+from lpft_core.model.lora import apply_lora
+from lpft_core.stages.prepare import (
+    EVALUATION,
+    PreparedData,
+    features_of,
+    load_splits,
+    prepare_data,
+    seed_everything,
+)
+from lpft_core.stages.probe import install_head, scale_head
+
+#: Methods whose FT stage has a kernel (LP trains the head only: its kernel is P).
+FINETUNING_METHODS = [m for m in Method if m.finetunes]
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis job.
+
+    Attributes:
+        model: the base model (Hugging Face id or directory; default all-MiniLM-L6-v2).
+        model_dir: a finished lpft model directory instead: its features are compared with
+            its base model's, and its NTK is taken where training ended, over all encoder
+            parameters (LoRA adapters are merged into the weights when it is loaded).
+        ntk: compute the NTK; ``methods`` picks whose FT-start kernel (base model only).
+        features: compute feature statistics (base) or feature change (finished model).
+        ntk_samples: stratified, seeded train samples (and as many evaluation samples).
+    """
+
+    data: DataFiles
+    output_dir: str
+    model: str | None = None
+    model_dir: str | None = None
+    ntk: bool = True
+    features: bool = True
+    methods: list[Method] = field(default_factory=lambda: list(FINETUNING_METHODS))
+    ntk_samples: int = 256
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    max_text_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not (self.ntk or self.features):
+            raise ConfigError("analysis", "ask for ntk, features or both")
+        methods = [Method(m) for m in self.methods]
+        if self.ntk and self.model_dir is None:
+            if not methods or any(not m.finetunes for m in methods):
+                raise ConfigError(
+                    "methods", f"give one or more of {[m.value for m in FINETUNING_METHODS]}"
+                )
+        object.__setattr__(self, "methods", methods)
+        if not 1 <= self.ntk_samples <= 4096:
+            raise ConfigError("ntk_samples", "must be between 1 and 4096")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AnalysisSpec:
+        """The spec ``to_dict`` wrote."""
+        return spec_from_dict(cls, raw)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What an analysis measured.
+
+    Attributes:
+        ntk: kernel statistics by method (at its FT start), or ``trained`` for a finished
+            model.
+        feature_statistics: statistics of the base model's features per evaluated set.
+        feature_change: a finished model's features against its base model's, per set.
+    """
+
+    model: str
+    model_dir: str | None
+    labels: list[Label]
+    ntk: dict[str, NtkStatistics]
+    feature_statistics: dict[str, FeatureStatistics]
+    feature_change: dict[str, FeatureChange]
+    timing: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the analysis job's ``metrics.json``)."""
+        return {"kind": "analysis", **dataclasses.asdict(self)}
+
+
+@dataclass
+class _Subject:
+    """What an analysis measures: the untouched base classifier, the finished model (when
+    analysing one), and the data encoded for their tokenizer."""
+
+    base: str
+    pooling: str
+    labels: list[Label]
+    pretrained: torch.nn.Module
+    trained: torch.nn.Module | None
+    data: PreparedData
+    device: torch.device
+
+
+def analyze(
+    spec: AnalysisSpec,
+    progress: ProgressCallback = no_progress,
+    should_stop: StopCallback = never_stop,
+) -> AnalysisResult:
+    """Run the analysis ``spec`` describes."""
+    seed_everything(spec.hyperparameters.seed)
+    timing: dict[str, float] = {}
+    started = time.perf_counter()
+    progress(ProgressEvent("load", 0, 1))
+    subject = _load(spec)
+    timing["load"] = round(time.perf_counter() - started, 3)
+    progress(ProgressEvent("load", 1, 1))
+    statistics: dict[str, FeatureStatistics] = {}
+    changes: dict[str, FeatureChange] = {}
+    if spec.features:
+        started = time.perf_counter()
+        statistics, changes = _features(spec, subject, progress, should_stop)
+        timing["features"] = round(time.perf_counter() - started, 3)
+    kernels: dict[str, NtkStatistics] = {}
+    if spec.ntk:
+        started = time.perf_counter()
+        kernels = _kernels(spec, subject, progress, should_stop)
+        timing["ntk"] = round(time.perf_counter() - started, 3)
+    return AnalysisResult(
+        model=subject.base,
+        model_dir=spec.model_dir,
+        labels=subject.labels,
+        ntk=kernels,
+        feature_statistics=statistics,
+        feature_change=changes,
+        timing=timing,
+    )
+
+
+def _load(spec: AnalysisSpec) -> _Subject:
+    """The models and the data, in the finished model's label order when there is one."""
+    hp = spec.hyperparameters
+    device = resolve_device(hp.device)
+    trained = None
+    labels: list[Label] | None = None
+    if spec.model_dir:
+        directory = Path(spec.model_dir)
+        manifest = read_manifest(directory)
+        labels = read_labels(directory)
+        trained = load_model(directory, manifest).to(device)
+        base, pooling = manifest.base_model, trained.config.pooling
+        tokenizer, max_length = load_tokenizer(str(directory)), manifest.max_length
+    else:
+        base = spec.model or DEFAULT_MODEL
+        pooling = hp.pooling or default_pooling(resolve_model(spec.model))
+        tokenizer, max_length = load_tokenizer(resolve_model(spec.model)), hp.max_length
+    splits = load_splits(spec.data, seed=hp.seed, max_text_chars=spec.max_text_chars)
+    data = prepare_data(splits, tokenizer, max_length, labels)
+    return _Subject(
+        base=base,
+        pooling=pooling,
+        labels=data.labels,
+        pretrained=build_classifier(resolve_model(base), data.labels, pooling, hp.seed).to(device),
+        trained=trained,
+        data=data,
+        device=device,
+    )
+
+
+def _features(
+    spec: AnalysisSpec,
+    subject: _Subject,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> tuple[dict[str, FeatureStatistics], dict[str, FeatureChange]]:
+    """Statistics of the base model's features per reported set, and the finished model's
+    change against them."""
+    data = subject.data
+
+    def phi(model: torch.nn.Module, key: str) -> np.ndarray:
+        return features_of(
+            model,
+            data.encoded[key],
+            batch_size=spec.hyperparameters.batch_size,
+            device=subject.device,
+            should_stop=should_stop,
+        )
+
+    statistics, changes = {}, {}
+    progress(ProgressEvent("features", 0, len(data.reported)))
+    for step, (name, key) in enumerate(data.reported.items(), start=1):
+        phi0 = phi(subject.pretrained, key)
+        statistics[name] = feature_statistics(phi0, data.targets[key])
+        if subject.trained is not None:
+            changes[name] = feature_change(phi0, phi(subject.trained, key), data.targets[key])
+        progress(ProgressEvent("features", step, len(data.reported)))
+    return statistics, changes
+
+
+def _kernels(
+    spec: AnalysisSpec,
+    subject: _Subject,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> dict[str, NtkStatistics]:
+    """The NTK where the finished model ended, or at each method's FT start."""
+    hp = spec.hyperparameters
+    if subject.trained is not None:
+        trained = subject.trained
+        starts: dict[str, Callable[[], torch.nn.Module]] = {"trained": lambda: trained}
+    else:
+        starts = _method_starts(spec, subject, progress)
+    kernels = {}
+    for step, (name, start) in enumerate(starts.items()):
+        progress(ProgressEvent("ntk", step, len(starts)))
+        kernels[name] = ntk_at_start(
+            start(),
+            subject.data.encoded,
+            subject.data.targets["train"],
+            subject.data.targets[EVALUATION],
+            spec.ntk_samples,
+            hp.seed,
+            subject.device,
+            should_stop,
+        )
+    progress(ProgressEvent("ntk", len(starts), len(starts)))
+    return kernels
+
+
+def _method_starts(
+    spec: AnalysisSpec, subject: _Subject, progress: ProgressCallback
+) -> dict[str, Callable[[], torch.nn.Module]]:
+    """For each method, a builder of the model as its FT stage starts (one shared probe,
+    fitted on the features of the untouched base classifier)."""
+    hp = spec.hyperparameters
+    data = subject.data
+    probe = None
+    if any(m.uses_probe for m in spec.methods):
+        probe = fit_probe_on(
+            subject.pretrained,
+            data.encoded,
+            data.targets["train"],
+            data.targets["validation"],
+            hp.batch_size,
+            hp.seed,
+            subject.device,
+            progress,
+            never_stop,
+            hp.lp_scoring,
+        )
+
+    def start(method: Method) -> Callable[[], torch.nn.Module]:
+        def build() -> torch.nn.Module:
+            model = build_classifier(
+                resolve_model(subject.base), data.labels, subject.pooling, hp.seed
+            ).to(subject.device)
+            if probe is not None and method.uses_probe:
+                install_head(classifier_head(model), probe.weight, probe.bias)
+            if hp.head_norm_scale != 1.0:
+                scale_head(classifier_head(model), hp.head_norm_scale)
+            if method.uses_lora:
+                model = apply_lora(model, hp.lora_r, hp.lora_alpha)
+            return model
+
+        return build
+
+    return {method.value: start(method) for method in spec.methods}

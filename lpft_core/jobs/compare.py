@@ -1,0 +1,149 @@
+"""Several methods on one dataset split, side by side, as the paper's tables.
+
+One linear probe is fitted and shared, so LP, LP-FT and LP-LoRA start from the very same head
+and differ only in what follows it. Each method is a full ``finetune`` (its own artifact),
+with the NTK taken at the start of its FT stage. With several ``seeds`` the whole comparison
+runs once per seed (one probe per seed) on the first seed's split, and each method's metrics
+gain ``runs`` and their mean ± std (``lpft_core.jobs.seeds``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters, Method, spec_from_dict
+from lpft_core.errors import ConfigError
+from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.jobs.finetune import finetune, fit_probe
+from lpft_core.jobs.seeds import keep_metrics_only, run_dir, seed_run, with_runs
+from lpft_core.model.artifacts import write_json
+from lpft_core.results import JobMetrics, SeedRun
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """A comparison job.
+
+    Attributes:
+        methods: the methods to run, in this order (default: all five).
+        ntk_samples: train (and evaluation) samples of the NTK at each FT start; 0 skips it.
+        seeds: as ``FinetuneSpec.seeds``: more than one runs the comparison once per seed.
+    """
+
+    data: DataFiles
+    output_dir: str
+    model: str | None = None
+    methods: list[Method] = field(default_factory=lambda: list(Method))
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    ntk_samples: int = 256
+    max_text_chars: int = 20_000
+    seeds: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            methods = [Method(m) for m in self.methods]
+        except ValueError as exc:
+            known = [m.value for m in Method]
+            raise ConfigError("methods", f"{exc}; use some of {known}") from None
+        if not methods or len(set(methods)) != len(methods):
+            raise ConfigError("methods", "give one or more distinct methods")
+        object.__setattr__(self, "methods", methods)
+        FinetuneSpec(
+            Method.LP,
+            self.data,
+            self.output_dir,
+            hyperparameters=self.hyperparameters,
+            ntk_samples=self.ntk_samples,
+            seeds=self.seeds,
+        )
+
+    def job(self, method: Method, seed: int | None = None) -> FinetuneSpec:
+        """The single-seed ``finetune`` spec of one method (default: the first seed's)."""
+        seeds = self.seeds or [self.hyperparameters.seed]
+        seed = seeds[0] if seed is None else seed
+        output_dir = Path(self.output_dir) / method.value
+        return FinetuneSpec(
+            method=method,
+            data=self.data,
+            output_dir=str(output_dir if seed == seeds[0] else run_dir(output_dir, seed)),
+            model=self.model,
+            hyperparameters=dataclasses.replace(self.hyperparameters, seed=seed),
+            max_text_chars=self.max_text_chars,
+            ntk_samples=self.ntk_samples if method.finetunes else 0,
+            split_seed=seeds[0] if len(seeds) > 1 else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CompareSpec:
+        """The spec ``to_dict`` wrote."""
+        return spec_from_dict(cls, raw)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every method's metrics, in the order run."""
+
+    methods: dict[str, JobMetrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (``comparison.json``)."""
+        return {"methods": {name: m.to_dict() for name, m in self.methods.items()}}
+
+
+def compare(
+    spec: CompareSpec,
+    progress: ProgressCallback = no_progress,
+    should_stop: StopCallback = never_stop,
+) -> Comparison:
+    """Run ``spec.methods`` on one split with one shared probe, once per seed."""
+    seeds = spec.seeds or [spec.hyperparameters.seed]
+    served: dict[str, JobMetrics] = {}
+    runs: dict[str, list[SeedRun]] = {m.value: [] for m in spec.methods}
+    for seed in seeds:
+        prefix = f"seed-{seed}/" if len(seeds) > 1 else ""
+        results = _compare_once(spec, seed, prefix, progress, should_stop)
+        for method, metrics in results.items():
+            runs[method].append(seed_run(seed, metrics))
+            if seed == seeds[0]:
+                served[method] = metrics
+            else:
+                keep_metrics_only(Path(spec.job(Method(method), seed).output_dir))
+    if len(seeds) == 1:
+        return Comparison(served)
+    methods = {name: with_runs(served[name], runs[name]) for name in served}
+    for name, metrics in methods.items():
+        write_json(Path(spec.job(Method(name)).output_dir) / "metrics.json", metrics.to_dict())
+    return Comparison(methods)
+
+
+def _compare_once(
+    spec: CompareSpec,
+    seed: int,
+    prefix: str,
+    progress: ProgressCallback,
+    should_stop: StopCallback,
+) -> dict[str, JobMetrics]:
+    """Every method with ``seed``, sharing one probe fitted with that seed."""
+
+    def tagged(method: str) -> ProgressCallback:
+        return lambda e: progress(
+            ProgressEvent(f"{prefix}{method}/{e.stage}", e.step, e.total, e.metrics)
+        )
+
+    probe = None
+    if any(m.uses_probe for m in spec.methods):
+        first = next(m for m in spec.methods if m.uses_probe)
+        probe = fit_probe(spec.job(first, seed), tagged("shared"), should_stop)
+    return {
+        method.value: finetune(
+            spec.job(method, seed), tagged(method.value), should_stop, probe=probe
+        ).metrics
+        for method in spec.methods
+    }

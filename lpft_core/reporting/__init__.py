@@ -1,0 +1,1 @@
+"""Paper-style tables, pictures and the HTML/markdown report of a job."""

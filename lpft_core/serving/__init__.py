@@ -1,0 +1,1 @@
+"""Predictions from a saved model directory."""

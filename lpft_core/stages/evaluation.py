@@ -1,0 +1,30 @@
+"""Scoring a reported set: the metrics before and after temperature scaling, the reliability
+bins, and the two shares the model-quality checks read (majority label, top prediction)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lpft_core.results import Evaluation, Reliability
+from lpft_core.stages.calibration import classification_metrics, reliability_bins, scaled_softmax
+
+
+def evaluate(
+    split: str, logits: np.ndarray, y: np.ndarray, temperature: float, n_bins: int
+) -> Evaluation:
+    """Every figure of one reported set from its logits and labels."""
+    n_classes = logits.shape[1]
+    return Evaluation(
+        split=split,
+        rows=len(y),
+        majority_rate=float(np.bincount(y, minlength=n_classes).max() / len(y)),
+        top_prediction_share=float(
+            np.bincount(logits.argmax(axis=1), minlength=n_classes).max() / len(y)
+        ),
+        uncalibrated=classification_metrics(logits, y, n_bins=n_bins),
+        calibrated=classification_metrics(logits, y, temperature=temperature, n_bins=n_bins),
+        reliability=Reliability(
+            uncalibrated=reliability_bins(scaled_softmax(logits, 1.0), y, n_bins),
+            calibrated=reliability_bins(scaled_softmax(logits, temperature), y, n_bins),
+        ),
+    )

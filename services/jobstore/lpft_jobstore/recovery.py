@@ -1,0 +1,97 @@
+"""Recovery: the pass the API makes every few seconds so that no fault loses a job.
+
+- Redis lost its data (a flush, a restart without persistence): the job and dataset
+  indexes are rebuilt from the volume, where every record has a copy.
+- A running job's lease stayed missing for ``lease_s`` (its worker died with its trainer,
+  or its machine is gone): the job is queued again and resumes from its last checkpoint, up
+  to ``max_attempts`` runs; only then does it fail, with ``worker_lost``. The lease must be
+  seen missing for the whole ``lease_s`` by this process, so a Redis outage (when nobody can
+  see or renew it) never counts against a healthy worker.
+- A queued job whose Celery message is neither waiting in its queue nor delivered (Redis lost
+  it, or the send failed) gets its message again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.records import JobStatus
+from lpft_jobstore.store import Store
+
+#: Kombu's Redis transport: a queue is a list (plus one per priority step), and delivered
+#: messages wait for their acknowledgement in one hash.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_UNACKED = "unacked"
+
+
+def message_pending(client: redis.Redis, queue: str, job_id: str) -> bool:
+    """Whether a task message for ``job_id`` waits in ``queue`` or is delivered unacked."""
+    needle = f"'{job_id}'"  # the message's argsrepr header: ['job-…']
+    keys = [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9))]
+    for key in keys:
+        if any(needle in raw for raw in client.lrange(key, 0, -1)):
+            return True
+    return any(needle in raw for raw in client.hvals(_UNACKED))
+
+
+@dataclass
+class Recovery:
+    """One recovery pass at a time (``run_once``); keeps what it saw between passes."""
+
+    store: Store
+    enqueuer: Enqueuer
+    lease_s: float
+    max_attempts: int
+    #: A queued job is checked for a lost message once it has waited this long.
+    queue_grace_s: float = 30.0
+    missing_since: dict[str, float] = field(default_factory=dict)
+
+    def run_once(self) -> list[str]:
+        """Do one pass; returns what it did, one line each, for the log."""
+        done = []
+        if not self.store.indexes_present():
+            done.append(f"rebuilt the indexes from {self.store.rebuild_indexes()} records")
+        done += self._lost_runs()
+        done += self._lost_messages()
+        return done
+
+    def _lost_runs(self) -> list[str]:
+        now = time.monotonic()
+        running = self.store.running_jobs()
+        ids = {record.id for record in running}
+        self.missing_since = {k: v for k, v in self.missing_since.items() if k in ids}
+        done = []
+        for record in running:
+            if self.store.lease_alive(record.id):
+                self.missing_since.pop(record.id, None)
+                continue
+            if now - self.missing_since.setdefault(record.id, now) < self.lease_s:
+                continue
+            del self.missing_since[record.id]
+            reason = f"worker {record.worker} was lost"
+            if self.store.requeue_or_fail(record, reason, self.max_attempts):
+                self.enqueuer.run_job(record.id, record.queue)
+                done.append(f"job {record.id} lost its worker; queued to resume")
+            else:
+                done.append(f"job {record.id} lost its worker on its last attempt; failed")
+        return done
+
+    def _lost_messages(self) -> list[str]:
+        done = []
+        for job_id in self.store.queued_since(self.queue_grace_s):
+            record = self.store.get_job(job_id)
+            if record is None or record.status != JobStatus.QUEUED:
+                continue
+            if message_pending(self.store.redis, record.queue, job_id):
+                continue
+            self.enqueuer.run_job(job_id, record.queue)
+            self.store.touch_queued(job_id)
+            self.store.append_event(
+                job_id, "message", {"message": "its queue message was lost; sent again"}
+            )
+            done.append(f"job {job_id} had no queue message; sent again")
+        return done

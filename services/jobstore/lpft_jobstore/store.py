@@ -1,0 +1,548 @@
+"""The job store: Redis for live state, the artifact volume for what must outlive Redis.
+
+Redis holds job and dataset records, per-job event streams, cancel flags, worker leases and
+idempotency keys. Finished jobs (record, metrics, events) and uploaded datasets are also
+written to the artifact volume, so they survive a Redis flush. Celery's own result backend is
+never used for state: its entries expire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
+from lpft_jobstore.settings import Settings
+
+PREFIX = "lpft"
+EVENTS_MAXLEN = 200_000
+#: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
+INDEXED = f"{PREFIX}:indexed"
+
+
+class Store:
+    """All persistent state of the service.
+
+    Args:
+        client: a Redis client created with ``decode_responses=True``.
+        artifacts_dir: the shared artifact volume.
+    """
+
+    def __init__(
+        self, client: redis.Redis, artifacts_dir: Path, event_retention_s: int = 7 * 86_400
+    ) -> None:
+        self.redis = client
+        self.artifacts_dir = Path(artifacts_dir)
+        self.event_retention_s = event_retention_s
+
+    # ---- paths on the artifact volume -------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        """Where a job's model and durable copies live."""
+        return self.artifacts_dir / "jobs" / job_id
+
+    def model_dir(self, job_id: str) -> Path:
+        """The artifact directory a job's model is written to."""
+        return self.job_dir(job_id) / "model"
+
+    def checkpoint_dir(self, job_id: str) -> Path:
+        """Where a finetune job keeps its last completed epoch, to resume a lost run."""
+        return self.job_dir(job_id) / "checkpoint"
+
+    def dataset_path(self, dataset_id: str) -> Path:
+        """The JSONL file of an uploaded dataset."""
+        return self.artifacts_dir / "datasets" / f"{dataset_id}.jsonl"
+
+    # ---- datasets ---------------------------------------------------------------------------
+
+    def save_dataset(self, record: DatasetRecord, rows: list[dict[str, Any]]) -> DatasetRecord:
+        """Write the rows and the record to the volume, then index the record in Redis."""
+        path = Path(record.path)
+        _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+        record = record.model_copy(update={"bytes": path.stat().st_size})
+        _write_atomic(path.with_suffix(".json"), record.model_dump_json(indent=2))
+        self._index_dataset(record)
+        return record
+
+    def _index_dataset(self, record: DatasetRecord) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._key("dataset", record.id), record.model_dump_json())
+        pipe.zadd(self._key("datasets", record.tenant), {record.id: record.created_at})
+        pipe.hset(self._key("dataset-bytes", record.tenant), record.id, record.bytes)
+        pipe.execute()
+
+    def dataset_usage(self, tenant: str) -> tuple[int, int]:
+        """The tenant's stored datasets: how many, and their bytes on the volume."""
+        sizes = self.redis.hvals(self._key("dataset-bytes", tenant))
+        return len(sizes), sum(int(size) for size in sizes)
+
+    def delete_dataset(self, record: DatasetRecord) -> None:
+        """Remove the dataset's rows, record and index entries."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("dataset", record.id))
+        pipe.zrem(self._key("datasets", record.tenant), record.id)
+        pipe.hdel(self._key("dataset-bytes", record.tenant), record.id)
+        pipe.execute()
+        for path in (Path(record.path), Path(record.path).with_suffix(".json")):
+            path.unlink(missing_ok=True)
+
+    def jobs_using_job(self, tenant: str, job_id: str) -> list[str]:
+        """The tenant's unfinished jobs that will read ``job_id``'s model (an analysis of it,
+        a re-calibration)."""
+        return [
+            other
+            for other in self.redis.smembers(self._key("active", tenant))
+            if (record := self.get_job(other)) is not None and record.source_job == job_id
+        ]
+
+    def jobs_using_dataset(self, tenant: str, dataset_id: str) -> list[str]:
+        """The tenant's unfinished jobs that will read ``dataset_id``."""
+        return [
+            job_id
+            for job_id in self.redis.smembers(self._key("active", tenant))
+            if (record := self.get_job(job_id)) is not None
+            and (dataset_id in record.dataset.values() or dataset_id in record.eval_sets.values())
+        ]
+
+    def get_dataset(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
+        """The dataset, if it exists and belongs to ``tenant``."""
+        raw = self.redis.get(self._key("dataset", dataset_id))
+        if raw is None:
+            copy = self.dataset_path(dataset_id).with_suffix(".json")
+            raw = copy.read_text() if _safe_id(dataset_id) and copy.is_file() else None
+        record = DatasetRecord.model_validate_json(raw) if raw else None
+        return record if record and record.tenant == tenant else None
+
+    def list_datasets(self, tenant: str, after: str | None, limit: int) -> list[DatasetRecord]:
+        """A page of the tenant's datasets, newest first, after the id ``after``."""
+        ids = self._page(self._key("datasets", tenant), after, limit)
+        return [r for r in (self.get_dataset(tenant, i) for i in ids) if r is not None]
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def admit(self, tenant: str, job_id: str, cap: int) -> bool:
+        """Count ``job_id`` among the tenant's unfinished jobs unless ``cap`` are already
+        there (the add and the count are one transaction, so concurrent requests cannot
+        overshoot)."""
+        key = self._key("active", tenant)
+        pipe = self.redis.pipeline()
+        pipe.sadd(key, job_id)
+        pipe.scard(key)
+        _, count = pipe.execute()
+        if count > cap:
+            self.redis.srem(key, job_id)
+            return False
+        return True
+
+    def release(self, tenant: str, job_id: str) -> None:
+        """Stop counting ``job_id`` among the tenant's unfinished jobs."""
+        self.redis.srem(self._key("active", tenant), job_id)
+
+    def create_job(self, record: JobRecord) -> JobRecord:
+        """Store a new queued job and its first event (and its copy on the volume)."""
+        self._write_record(record)
+        self._index_job(record)
+        self.append_event(record.id, "status", {"status": record.status.value})
+        return record
+
+    def _index_job(self, record: JobRecord) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._key("job", record.id), record.model_dump_json())
+        pipe.zadd(self._key("jobs", record.tenant), {record.id: record.created_at})
+        if record.status == JobStatus.QUEUED:
+            pipe.zadd(self._key("queued"), {record.id: time.time()})
+        if record.status == JobStatus.RUNNING:
+            pipe.sadd(self._key("running"), record.id)
+        if not record.status.is_terminal:
+            pipe.sadd(self._key("active", record.tenant), record.id)
+        pipe.execute()
+
+    def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
+        """The job (from Redis, else its durable copy), if it belongs to ``tenant``."""
+        raw = self.redis.get(self._key("job", job_id))
+        record = JobRecord.model_validate_json(raw) if raw else self._volume_record(job_id)
+        if record is None or (tenant is not None and record.tenant != tenant):
+            return None
+        return record
+
+    def _volume_record(self, job_id: str) -> JobRecord | None:
+        copy = self.job_dir(job_id) / "record.json"
+        if not _safe_id(job_id) or not copy.is_file():
+            return None
+        return JobRecord.model_validate_json(copy.read_text())
+
+    def list_jobs(
+        self, tenant: str, after: str | None, limit: int, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]:
+        """A page of the tenant's jobs, newest first, and whether more follow."""
+        key = self._key("jobs", tenant)
+        jobs: list[JobRecord] = []
+        cursor = after
+        while len(jobs) <= limit:
+            ids = self._page(key, cursor, 200)
+            if not ids:
+                break
+            for job_id in ids:
+                record = self.get_job(job_id, tenant)
+                if record and (status is None or record.status == status):
+                    jobs.append(record)
+            cursor = ids[-1]
+        return jobs[:limit], len(jobs) > limit
+
+    def claim(self, job_id: str, worker: str, lease_s: float) -> JobRecord | None:
+        """Move a queued job to running for ``worker``; ``None`` if it is not queued (another
+        worker has it, or it was cancelled). The atomic step that keeps two workers from
+        running one job; its lease and index entries change in the same transaction."""
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.set(self._key("job", job_id, "lease"), worker, px=int(lease_s * 1000))
+            pipe.sadd(self._key("running"), job_id)
+            pipe.zrem(self._key("queued"), job_id)
+
+        record = self._transition(
+            job_id,
+            {JobStatus.QUEUED},
+            lambda r: r.model_copy(
+                update={
+                    "status": JobStatus.RUNNING,
+                    "worker": worker,
+                    "started_at": time.time(),
+                    "attempts": r.attempts + 1,
+                }
+            ),
+            indexes,
+        )
+        if record is not None:
+            data = {"status": "running", "worker": worker, "attempt": record.attempts}
+            self.append_event(job_id, "status", data)
+        return record
+
+    def requeue(self, job_id: str, worker: str | None, reason: str) -> JobRecord | None:
+        """Put a running job whose run was lost back in the queue, to resume from its last
+        checkpoint; ``None`` if it is not running under ``worker`` any more (finished, or
+        already handed to another worker). The caller sends the task."""
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.delete(self._key("job", job_id, "lease"))
+            pipe.srem(self._key("running"), job_id)
+            pipe.zadd(self._key("queued"), {job_id: time.time()})
+
+        record = self._transition(
+            job_id,
+            {JobStatus.RUNNING},
+            lambda r: r.model_copy(update={"status": JobStatus.QUEUED, "worker": None}),
+            indexes,
+            worker=worker,
+        )
+        if record is not None:
+            data = {"status": "queued", "retry": record.attempts + 1, "reason": reason}
+            self.append_event(job_id, "status", data)
+        return record
+
+    def requeue_or_fail(self, record: JobRecord, reason: str, max_attempts: int) -> bool:
+        """After a lost run: queue the job again (True: the caller sends its task), or fail
+        it with ``worker_lost`` when that was its last allowed run (False)."""
+        if record.attempts < max_attempts:
+            return self.requeue(record.id, record.worker, reason) is not None
+        error = worker_lost(record.worker, record.attempts)
+        self.finish(record.id, JobStatus.FAILED, error, worker=record.worker)
+        return False
+
+    def queued_since(self, older_than_s: float) -> list[str]:
+        """Jobs queued (or re-queued) more than ``older_than_s`` seconds ago."""
+        return self.redis.zrangebyscore(self._key("queued"), 0, time.time() - older_than_s)
+
+    def touch_queued(self, job_id: str) -> None:
+        """Restart the clock of a queued job (its message was just sent again)."""
+        self.redis.zadd(self._key("queued"), {job_id: time.time()}, xx=True)
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        error: ErrorInfo | None = None,
+        *,
+        worker: str | None = None,
+    ) -> JobRecord | None:
+        """Move a queued or running job to a terminal ``status``; ``None`` if it is already
+        final, or (with ``worker``) no longer running under that worker.
+
+        The record and the event log are also written to the artifact volume.
+        """
+
+        def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            pipe.delete(self._key("job", job_id, "lease"), self._key("job", job_id, "cancel"))
+            pipe.srem(self._key("running"), job_id)
+            pipe.zrem(self._key("queued"), job_id)
+            pipe.srem(self._key("active", record.tenant), job_id)
+
+        record = self._transition(
+            job_id,
+            {JobStatus.QUEUED, JobStatus.RUNNING},
+            lambda r: r.model_copy(
+                update={"status": status, "error": error, "finished_at": time.time()}
+            ),
+            indexes,
+            worker=worker,
+        )
+        if record is None:
+            return None
+        data: dict[str, Any] = {"status": status.value}
+        if error is not None:
+            data["error"] = error.model_dump()
+        self.append_event(job_id, "status", data)
+        events, _ = self.events(job_id, after=None, limit=EVENTS_MAXLEN)
+        _write_atomic(
+            self.job_dir(job_id) / "events.jsonl",
+            "".join(json.dumps(event) + "\n" for event in events),
+        )
+        # The volume holds the whole log now; Redis keeps it only for a while.
+        self.redis.expire(self._key("job", job_id, "events"), self.event_retention_s)
+        shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)  # nothing will resume
+        return record
+
+    def delete_job(self, record: JobRecord) -> None:
+        """Remove a finished job: its record, events, model and every index entry."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
+        pipe.zrem(self._key("jobs", record.tenant), record.id)
+        pipe.execute()
+        shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
+
+    def request_cancel(self, job_id: str) -> JobRecord | None:
+        """Flag a running job for cancellation (a queued one is cancelled at once)."""
+        self.redis.set(self._key("job", job_id, "cancel"), "1")
+        record = self.get_job(job_id)
+        if record is None or record.status.is_terminal:
+            return record
+        if record.status == JobStatus.QUEUED:
+            return self.finish(job_id, JobStatus.CANCELLED) or self.get_job(job_id)
+        updated = self._transition(
+            job_id, {JobStatus.RUNNING}, lambda r: r.model_copy(update={"cancel_requested": True})
+        )
+        self.append_event(job_id, "message", {"message": "cancel requested"})
+        return updated or self.get_job(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked this job to stop."""
+        return bool(self.redis.exists(self._key("job", job_id, "cancel")))
+
+    # ---- leases: how a lost worker is noticed ----------------------------------------------
+
+    def heartbeat(self, job_id: str, worker: str, ttl: float) -> None:
+        """Renew the worker's lease on a running job for ``ttl`` seconds."""
+        self.redis.set(self._key("job", job_id, "lease"), worker, px=int(ttl * 1000))
+
+    def lease_alive(self, job_id: str) -> bool:
+        """Whether a worker has renewed the job's lease recently."""
+        return bool(self.redis.exists(self._key("job", job_id, "lease")))
+
+    def running_jobs(self) -> list[JobRecord]:
+        """Every running job (stale index entries are dropped on the way)."""
+        records = []
+        for job_id in self.redis.smembers(self._key("running")):
+            record = self.get_job(job_id)
+            if record is None or record.status != JobStatus.RUNNING:
+                self.redis.srem(self._key("running"), job_id)
+            else:
+                records.append(record)
+        return records
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def append_event(self, job_id: str, kind: str, data: dict[str, Any]) -> str:
+        """Append an event (``status``, ``stage``, ``step``, ``epoch``, ``message``,
+        ``warning``) to the job's log and return its id."""
+        payload = json.dumps({"type": kind, "created_at": time.time(), "data": data})
+        return self.redis.xadd(
+            self._key("job", job_id, "events"),
+            {"event": payload},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
+
+    def events(
+        self, job_id: str, after: str | None, limit: int, block_ms: int | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` events after the event id ``after``, and whether more follow.
+
+        With ``block_ms`` the call waits that long for a first new event.
+        """
+        key = self._key("job", job_id, "events")
+        if not self.redis.exists(key):
+            return self._events_from_volume(job_id, after, limit)
+        if block_ms is not None:
+            found = self.redis.xread({key: after or "0-0"}, count=limit + 1, block=block_ms)
+            entries = found[0][1] if found else []
+        else:
+            start = f"({after}" if after else "-"
+            entries = self.redis.xrange(key, min=start, max="+", count=limit + 1)
+        events = [{"id": entry_id, **json.loads(f["event"])} for entry_id, f in entries]
+        return events[:limit], len(events) > limit
+
+    def _events_from_volume(
+        self, job_id: str, after: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The copy written when the job finished (its Redis stream may be gone)."""
+        path = self.job_dir(job_id) / "events.jsonl"
+        if not _safe_id(job_id) or not path.is_file():
+            return [], False
+        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if after is not None:
+            events = [e for e in events if _stream_order(e["id"]) > _stream_order(after)]
+        return events[:limit], len(events) > limit
+
+    # ---- idempotency ------------------------------------------------------------------------
+
+    def remember_idempotency(
+        self, tenant: str, key: str, fingerprint: str, job_id: str, ttl_s: int = 86_400
+    ) -> tuple[str, str]:
+        """Bind ``key`` to ``(fingerprint, job_id)`` unless already bound; return the binding
+        that holds (the earlier one on a retry)."""
+        redis_key = self._key("idempotency", tenant, key)
+        value = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
+        if not self.redis.set(redis_key, value, nx=True, ex=ttl_s):
+            value = self.redis.get(redis_key) or value
+        bound = json.loads(value)
+        return bound["fingerprint"], bound["job_id"]
+
+    def forget_idempotency(self, tenant: str, key: str, job_id: str) -> None:
+        """Unbind ``key`` if it is bound to ``job_id`` (whose creation failed), so a retry
+        with the same key creates the job instead of returning the failed one."""
+        redis_key = self._key("idempotency", tenant, key)
+        value = self.redis.get(redis_key)
+        if value is not None and json.loads(value)["job_id"] == job_id:
+            self.redis.delete(redis_key)
+
+    # ---- recovery after Redis lost its data -------------------------------------------------
+
+    def indexes_present(self) -> bool:
+        """False once Redis has lost its data (a flush, a restart without persistence)."""
+        return bool(self.redis.exists(INDEXED))
+
+    def rebuild_indexes(self) -> int:
+        """Index every job and dataset the volume holds; returns how many records were
+        read. Unfinished jobs get their Redis record back, so their workers can still record
+        an outcome; a queued one is then found by the queue check and sent again."""
+        count = 0
+        for path in sorted((self.artifacts_dir / "datasets").glob("*.json")):
+            self._index_dataset(DatasetRecord.model_validate_json(path.read_text()))
+            count += 1
+        for path in sorted((self.artifacts_dir / "jobs").glob("*/record.json")):
+            record = JobRecord.model_validate_json(path.read_text())
+            if not self.redis.exists(self._key("job", record.id)):
+                self._index_job(record)
+            count += 1
+        self.redis.set(INDEXED, str(time.time()))
+        return count
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        job_id: str,
+        allowed: set[JobStatus],
+        update: Callable[[JobRecord], JobRecord],
+        indexes: Callable[[redis.client.Pipeline, JobRecord], None] | None = None,
+        *,
+        worker: str | None = None,
+    ) -> JobRecord | None:
+        """Apply ``update`` to the job if its status is in ``allowed`` (and, with ``worker``,
+        it runs under that worker), together with ``indexes`` in one transaction; the new
+        record is then copied to the volume. A job Redis lost is taken from the volume first,
+        so an outcome is never dropped because Redis restarted empty."""
+        key = self._key("job", job_id)
+        if not self.redis.exists(key) and (copy := self._volume_record(job_id)) is not None:
+            self._index_job(copy)
+
+        def attempt(pipe: redis.client.Pipeline) -> JobRecord | None:
+            raw = pipe.get(key)
+            if raw is None:
+                return None
+            record = JobRecord.model_validate_json(raw)
+            if record.status not in allowed or (worker is not None and record.worker != worker):
+                return None
+            new = update(record)
+            pipe.multi()
+            pipe.set(key, new.model_dump_json())
+            if indexes is not None:
+                indexes(pipe, new)
+            return new
+
+        record = self.redis.transaction(attempt, key, value_from_callable=True)
+        if record is not None:
+            self._write_record(record)
+        return record
+
+    def _write_record(self, record: JobRecord) -> None:
+        """The job's copy on the volume, which outlives Redis."""
+        _write_atomic(self.job_dir(record.id) / "record.json", record.model_dump_json(indent=2))
+
+    def _page(self, key: str, after: str | None, limit: int) -> list[str]:
+        if after is None:
+            return self.redis.zrevrange(key, 0, limit - 1)
+        rank = self.redis.zrevrank(key, after)
+        if rank is None:
+            return []
+        return self.redis.zrevrange(key, rank + 1, rank + limit)
+
+    @staticmethod
+    def _key(*parts: str) -> str:
+        return ":".join((PREFIX, *parts))
+
+
+def _safe_id(value: str) -> bool:
+    """Ids become file names; refuse anything that could leave the artifact directory."""
+    return value.replace("-", "").isalnum()
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    """Redis stream ids ("<ms>-<seq>") in their numeric order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def connect(url: str, *, patient: bool = False) -> redis.Redis:
+    """A Redis client for the store (string responses, short connect timeout).
+
+    Connection errors are retried with exponential back-off: briefly, with short timeouts,
+    for the API and for the calls a worker makes while training runs (a request should fail
+    fast, and a blocked call must not delay a worker's fencing); for about two minutes with
+    ``patient`` (recording outcomes, which must ride out a Redis restart).
+    """
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5 if patient else 2,
+        socket_timeout=30 if patient else 5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), 40 if patient else 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def store_from(settings: Settings, *, patient: bool = False) -> Store:
+    """The store the settings describe (see ``connect`` for ``patient``)."""
+    return Store(
+        connect(settings.redis_url, patient=patient),
+        settings.artifacts_dir,
+        settings.event_retention_seconds,
+    )
