@@ -19,7 +19,7 @@ from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.jobs.finetune import finetune, fit_probe
 from lpft_core.jobs.seeds import keep_metrics_only, run_dir, seed_run, with_runs
-from lpft_core.model.artifacts import write_json
+from lpft_core.model.artifacts import METRICS, write_json
 from lpft_core.results import JobMetrics, SeedRun
 
 
@@ -119,7 +119,7 @@ def compare(
         return Comparison(served)
     methods = {name: with_runs(served[name], runs[name]) for name in served}
     for name, metrics in methods.items():
-        write_json(Path(spec.job(Method(name)).output_dir) / "metrics.json", metrics.to_dict())
+        write_json(Path(spec.job(Method(name)).output_dir) / METRICS, metrics.to_dict())
     return Comparison(methods)
 
 

@@ -19,7 +19,7 @@ from lpft_core.jobs.compare import CompareSpec, compare
 from lpft_core.jobs.finetune import finetune
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.jobs.recalibrate import RecalibrateSpec, recalibrate
-from lpft_core.model.artifacts import write_json
+from lpft_core.model.artifacts import METRICS, write_json
 from lpft_core.reporting.report import analysis_report, job_report, tables
 
 Spec = FinetuneSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
@@ -60,17 +60,17 @@ def run_job(
             },
             **result.to_dict(),
         }
-        write_json(out / "metrics.json", body)
+        write_json(out / METRICS, body)
         job_report(out, title, result.methods)
     elif isinstance(spec, RecalibrateSpec):
         progress(ProgressEvent("recalibrate", 0, 1))
         result = recalibrate(
             spec.model_dir, spec.data, name=spec.name, max_text_chars=spec.max_text_chars
         )
-        write_json(out / "metrics.json", {"kind": "recalibrate", **result.to_dict()})
+        write_json(out / METRICS, {"kind": "recalibrate", **result.to_dict()})
         progress(ProgressEvent("recalibrate", 1, 1, {"temperature": result.temperature}))
     else:
         analysis = analyze(spec, progress, should_stop)
-        write_json(out / "metrics.json", analysis.to_dict())
+        write_json(out / METRICS, analysis.to_dict())
         analysis_report(out, title, analysis)
     return out

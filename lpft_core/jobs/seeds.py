@@ -20,7 +20,7 @@ import numpy as np
 from lpft_core.config import FinetuneSpec
 from lpft_core.events import ProgressCallback, ProgressEvent, no_progress
 from lpft_core.jobs.checkpoint import RUNS, JobCheckpoint, job_identity
-from lpft_core.model.artifacts import write_json
+from lpft_core.model.artifacts import METRICS, SPEC, write_json
 from lpft_core.results import Evaluation, JobMetrics, MeanStd, SeedRun, SeedSummary, SplitSummary
 
 #: Where the runs after the first keep their metrics, inside the job's output directory.
@@ -66,7 +66,7 @@ def tagged(progress: ProgressCallback, seed: int, several: bool) -> ProgressCall
 def keep_metrics_only(directory: Path) -> None:
     """Drop a secondary run's weights and tokenizer: only its numbers are kept."""
     for entry in directory.iterdir():
-        if entry.name in ("metrics.json", "spec.json"):
+        if entry.name in (METRICS, SPEC):
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
@@ -139,7 +139,7 @@ def run_seeds(
             checkpoint.save(RUNS, done)
     assert first is not None
     result = with_runs(first, [done[seed][0] for seed in seeds])
-    write_json(Path(spec.output_dir) / "metrics.json", result.to_dict())
+    write_json(Path(spec.output_dir) / METRICS, result.to_dict())
     if checkpoint:
         checkpoint.remove()
     return result

@@ -11,9 +11,9 @@ import torch
 from torch.func import functional_call, jacrev
 from transformers import GPT2Config
 
-from lpft_core import ntk
 from lpft_core.data.batching import EncodedTexts, encode
 from lpft_core.data.datasets import parse_records
+from lpft_core.diagnostics import ntk
 from lpft_core.diagnostics.ntk import NtkKernels, exact_ntk
 from lpft_core.errors import JobCancelled, ModelError
 from lpft_core.model.classifier import build_classifier, classifier_head, load_tokenizer
