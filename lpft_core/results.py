@@ -11,6 +11,7 @@ from lpft_core.data.datasets import DatasetSummary, Label
 from lpft_core.diagnostics.features import FeatureChange
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
 from lpft_core.stages.calibration import ClassificationMetrics, ReliabilityBin
+from lpft_core.stages.conformal import ConformalResult
 from lpft_core.stages.training import EpochRecord, StepRecord
 
 
@@ -164,6 +165,7 @@ class JobMetrics:
     warnings: list[ModelWarning] = dataclasses.field(default_factory=list)
     runs: list[SeedRun] = dataclasses.field(default_factory=list)
     summary: SeedSummary | None = None
+    conformal: list[ConformalResult] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

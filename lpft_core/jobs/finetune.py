@@ -54,8 +54,15 @@ from lpft_core.stages.calibration import (
     TemperatureAtBoundWarning,
     TemperatureScaler,
     nll_from_logits,
+    scaled_softmax,
 )
 from lpft_core.stages.checks import ModelQualityWarning, check_job
+from lpft_core.stages.conformal import (
+    ConformalCalibration,
+    ConformalResult,
+    coverage_table,
+    fit_conformal,
+)
 from lpft_core.stages.evaluation import evaluate
 from lpft_core.stages.prepare import (
     EVALUATION,
@@ -124,12 +131,15 @@ class FinetuneRun:
 @dataclass(frozen=True)
 class Calibrated:
     """The calibration stage's results: T, where it was fitted, every reported set scored,
-    and the trained features of those sets (for the feature change)."""
+    the trained features of those sets (for the feature change), the conformal scores of the
+    validation rows at T and their coverage on the evaluation split."""
 
     temperature: float
     calibration: Calibration
     evaluations: dict[str, Evaluation]
     trained_features: dict[str, np.ndarray]
+    conformal: ConformalCalibration
+    coverage: list[ConformalResult]
 
 
 def finetune(
@@ -206,7 +216,7 @@ def _run_once(
         raise JobCancelled("stopped on request before saving the model")
     metrics = _metrics(run, calibrated, changes)
     with _timed(run.timing, "save"):
-        _save(run, metrics)
+        _save(run, metrics, calibrated.conformal)
     return metrics
 
 
@@ -349,12 +359,18 @@ def _calibrate(run: FinetuneRun) -> Calibrated:
     with warnings.catch_warnings():  # reported once, as a ModelWarning, with the metrics
         warnings.simplefilter("ignore", TemperatureAtBoundWarning)
         temperature = TemperatureScaler().fit(validation, y_validation).temperature_
+    logits = {name: trained[name] @ weight.T + bias for name in run.data.reported}
     evaluations = {
-        name: evaluate(
-            name, trained[name] @ weight.T + bias, run.data.targets[key], temperature, hp.ece_bins
-        )
+        name: evaluate(name, logits[name], run.data.targets[key], temperature, hp.ece_bins)
         for name, key in run.data.reported.items()
     }
+    # Conformal scores on the split that fitted T (the only held-out labels there are before
+    # the test split), scored on the test split, which neither selected nor fitted anything.
+    conformal = fit_conformal(scaled_softmax(validation, temperature), y_validation)
+    eval_name = next(iter(run.data.reported))
+    coverage = coverage_table(
+        conformal, scaled_softmax(logits[eval_name], temperature), run.data.targets[EVALUATION]
+    )
     run.progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
     return Calibrated(
         temperature=temperature,
@@ -368,6 +384,8 @@ def _calibrate(run: FinetuneRun) -> Calibrated:
         ),
         evaluations=evaluations,
         trained_features=trained,
+        conformal=conformal,
+        coverage=coverage,
     )
 
 
@@ -413,6 +431,7 @@ def _metrics(
         ntk=run.ntk,
         timing=run.timing,
         warnings=model_warnings,
+        conformal=calibrated.coverage,
     )
 
 
@@ -426,7 +445,7 @@ def _parameter_counts(run: FinetuneRun) -> ParameterCounts:
     return ParameterCounts(total=sum(p.numel() for p in parameters), trainable=trainable)
 
 
-def _save(run: FinetuneRun, metrics: JobMetrics) -> None:
+def _save(run: FinetuneRun, metrics: JobMetrics, conformal: ConformalCalibration) -> None:
     """Write the model directory, then drop the checkpoint it supersedes."""
     spec, hp = run.spec, run.spec.hyperparameters
     run.progress(ProgressEvent("save", 0, 1))
@@ -447,6 +466,7 @@ def _save(run: FinetuneRun, metrics: JobMetrics) -> None:
             fitted_on="validation",
             rows=metrics.calibration.rows,
             ece_bins=hp.ece_bins,
+            conformal=conformal.to_dict(),
         ),
         metrics.to_dict(),
         spec.to_dict(),

@@ -24,6 +24,7 @@ from lpft_core.stages.calibration import (
     reliability_bins,
     scaled_softmax,
 )
+from lpft_core.stages.conformal import fit_conformal
 from lpft_core.stages.prepare import label_indices
 
 
@@ -124,7 +125,11 @@ def recalibrate(
             scaled_softmax(logits, old.temperature), labels, bins
         ),
     )
-    replaced = {k: v for k, v in dataclasses.asdict(old).items() if k != "previous"}
+    # The replaced record keeps its T and where it came from; its conformal scores were of the
+    # old T's probabilities and are replaced by scores on this data at the new T.
+    replaced = {
+        k: v for k, v in dataclasses.asdict(old).items() if k not in ("previous", "conformal")
+    }
     write_calibration(
         directory,
         CalibrationRecord(
@@ -133,6 +138,7 @@ def recalibrate(
             rows=len(examples),
             ece_bins=bins,
             previous=[replaced, *old.previous],
+            conformal=fit_conformal(scaled_softmax(logits, temperature), labels).to_dict(),
         ),
     )
     return result

@@ -51,14 +51,19 @@ class ArtifactManifest:
 
 @dataclass(frozen=True)
 class CalibrationRecord:
-    """``calibration.json``: the temperature applied by default at prediction time, and the
-    records it replaced (newest first) when the model was re-calibrated."""
+    """``calibration.json``: the temperature applied by default at prediction time, the
+    conformal scores of the rows it was fitted on at that temperature
+    (``lpft_core.stages.conformal.ConformalCalibration.to_dict``; ``None`` for models saved
+    before), and the records it replaced (newest first) when the model was re-calibrated.
+    The scores live beside T because they are of T-scaled probabilities: a new T needs new
+    scores."""
 
     temperature: float
     fitted_on: str
     rows: int
     ece_bins: int
     previous: list[dict[str, Any]] = field(default_factory=list)
+    conformal: dict[str, Any] | None = None
 
 
 def save_artifact(

@@ -11,7 +11,7 @@ import numpy as np
 
 from lpft_core.data.batching import encode
 from lpft_core.data.datasets import Example, Label
-from lpft_core.errors import DataError
+from lpft_core.errors import DataError, ModelError
 from lpft_core.model.artifacts import (
     CALIBRATION,
     load_model,
@@ -24,15 +24,36 @@ from lpft_core.model.artifacts import (
 from lpft_core.model.classifier import load_tokenizer, resolve_device
 from lpft_core.serving.inference import forward_all
 from lpft_core.stages.calibration import scaled_softmax
+from lpft_core.stages.conformal import (
+    ConformalCalibration,
+    ConformalMethod,
+    prediction_sets,
+)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input's label, its probabilities per label name, and the raw logits."""
+    """One input's label, its probabilities per label name, and the raw logits.
 
-    label: Label
+    ``prediction_set``: the conformal set of labels when one was asked for (may be empty).
+    ``abstained``: the top probability was below the ``min_confidence`` asked for; ``label``
+    is then ``None``.
+    """
+
+    label: Label | None
     probabilities: dict[str, float]
     logits: list[float]
+    prediction_set: list[Label] | None = None
+    abstained: bool = False
+
+
+@dataclass(frozen=True)
+class ConformalRequest:
+    """Conformal sets at miscoverage ``alpha`` with the score ``method`` (``lac`` or
+    ``aps``): sets that hold the true label with probability at least ``1 - alpha``."""
+
+    alpha: float
+    method: ConformalMethod = "aps"
 
 
 class Predictor:
@@ -49,7 +70,7 @@ class Predictor:
         self.manifest = read_manifest(self.directory)
         self.labels = read_labels(self.directory)
         self._calibration_stamp = self._calibration_file().stat().st_mtime_ns
-        self.temperature = read_calibration(self.directory).temperature
+        self._take_calibration()
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(str(self.directory))
@@ -63,8 +84,16 @@ class Predictor:
         nothing changed."""
         stamp = self._calibration_file().stat().st_mtime_ns
         if stamp != self._calibration_stamp:
-            self.temperature = read_calibration(self.directory).temperature
+            self._take_calibration()
             self._calibration_stamp = stamp
+
+    def _take_calibration(self) -> None:
+        record = read_calibration(self.directory)
+        self.temperature = record.temperature
+        #: the conformal scores at ``temperature``; ``None`` for a model saved without them
+        self.conformal = (
+            ConformalCalibration.from_dict(record.conformal) if record.conformal else None
+        )
 
     def _calibration_file(self) -> Path:
         return self.directory / CALIBRATION
@@ -78,27 +107,69 @@ class Predictor:
         return forward_all(self.model, encoded, batch_size=self.batch_size, device=self.device)
 
     def predict(
-        self, inputs: Sequence[Mapping[str, Any]], calibrated: bool = True
+        self,
+        inputs: Sequence[Mapping[str, Any]],
+        calibrated: bool = True,
+        *,
+        conformal: ConformalRequest | None = None,
+        min_confidence: float | None = None,
     ) -> list[Prediction]:
         """Label, probabilities (softmax(logits / T) with the fitted T unless
-        ``calibrated=False``) and logits per input."""
-        return self.predictions(self.logits(inputs), calibrated)
+        ``calibrated=False``) and logits per input; see ``predictions`` for the options."""
+        return self.predictions(
+            self.logits(inputs), calibrated, conformal=conformal, min_confidence=min_confidence
+        )
 
-    def predictions(self, logits: np.ndarray, calibrated: bool = True) -> list[Prediction]:
+    def predictions(
+        self,
+        logits: np.ndarray,
+        calibrated: bool = True,
+        *,
+        conformal: ConformalRequest | None = None,
+        min_confidence: float | None = None,
+    ) -> list[Prediction]:
         """What ``predict`` returns, from logits of shape (n, C) that ``logits`` computed: a
         server that batches the forward passes of several requests together answers each
-        exactly as ``predict`` would."""
+        exactly as ``predict`` would.
+
+        Args:
+            conformal: add each input's conformal set (always of the calibrated
+                probabilities: the scores were fitted on them).
+            min_confidence: abstain (``label`` ``None``, ``abstained`` true) where the top
+                probability is below it.
+
+        Raises:
+            ModelError: conformal sets were asked of a model saved without conformal scores.
+        """
         temperature = self.temperature if calibrated else 1.0
         probs = scaled_softmax(logits, temperature)
+        sets: list[list[Label]] | list[None] = [None] * len(probs)
+        if conformal is not None:
+            sets = self._conformal_sets(logits, conformal)
         names = [str(label) for label in self.labels]
-        return [
-            Prediction(
-                label=self.labels[int(row.argmax())],
-                probabilities=dict(zip(names, map(float, row), strict=True)),
-                logits=[float(v) for v in logit_row],
+        predictions = []
+        for row, logit_row, members in zip(probs, logits, sets, strict=True):
+            abstained = min_confidence is not None and float(row.max()) < min_confidence
+            predictions.append(
+                Prediction(
+                    label=None if abstained else self.labels[int(row.argmax())],
+                    probabilities=dict(zip(names, map(float, row), strict=True)),
+                    logits=[float(v) for v in logit_row],
+                    prediction_set=members,
+                    abstained=abstained,
+                )
             )
-            for row, logit_row in zip(probs, logits, strict=True)
-        ]
+        return predictions
+
+    def _conformal_sets(self, logits: np.ndarray, request: ConformalRequest) -> list[list[Label]]:
+        if self.conformal is None:
+            raise ModelError(
+                "this model was saved without conformal scores; retrain it, or re-calibrate "
+                "it (POST /jobs/{id}/recalibrate), to get prediction sets"
+            )
+        calibrated = scaled_softmax(logits, self.temperature)
+        indices = prediction_sets(calibrated, self.conformal, request.alpha, request.method)
+        return [[self.labels[k] for k in members] for members in indices]
 
     def validate(self, inputs: Sequence[Mapping[str, Any]]) -> list[Example]:
         """Check every input against the model (non-empty text; text_pair exactly when the

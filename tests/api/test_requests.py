@@ -63,6 +63,19 @@ def test_a_bad_job_is_a_422_naming_the_field(client: TestClient, body: dict, fie
         ({"job_id": "job-1", "inputs": [{"text": "a\u0000b"}]}, "inputs[0].text"),
         ({"job_id": "job 1", "inputs": [{"text": "a"}]}, "job_id"),
         ({"job_id": "job-1", "inputs": [{"text": "a"}], "temperature": 2}, "temperature"),
+        (
+            {"job_id": "job-1", "inputs": [{"text": "a"}], "conformal": {"alpha": 0}},
+            "conformal.alpha",
+        ),
+        (
+            {
+                "job_id": "job-1",
+                "inputs": [{"text": "a"}],
+                "conformal": {"alpha": 0.1, "method": "x"},
+            },
+            "conformal.method",
+        ),
+        ({"job_id": "job-1", "inputs": [{"text": "a"}], "min_confidence": 1.5}, "min_confidence"),
     ],
 )
 def test_a_bad_prediction_request_is_a_422(client: TestClient, body: dict, field: str) -> None:

@@ -88,6 +88,21 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         assert set(a["probabilities"]) == {"neg", "neu", "pos"}
         assert a["logits"] == b["logits"] and a["label"] == b["label"]
         assert a["probabilities"] != pytest.approx(b["probabilities"], abs=1e-6)
+    sets = alice.post(
+        "/predict",
+        json={
+            "job_id": job["id"],
+            "inputs": inputs,
+            "conformal": {"alpha": 0.2, "method": "lac"},
+            "min_confidence": 1.0,
+        },
+    ).json()
+    for p in sets["predictions"]:
+        assert set(p["prediction_set"]) <= {"neg", "neu", "pos"}
+        assert p["abstained"] and p["label"] is None
+    assert {(r["method"], r["alpha"]) for r in metrics["conformal"]} == {
+        (m, a) for m in ("lac", "aps") for a in (0.05, 0.1, 0.2)
+    }
 
     archive = alice.get(f"/jobs/{job['id']}/artifacts")
     assert archive.status_code == 200

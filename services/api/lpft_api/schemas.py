@@ -377,6 +377,17 @@ class PredictInput(BaseModel):
     text_pair: InputText | None = None
 
 
+class ConformalIn(BaseModel):
+    """Conformal prediction sets: miscoverage ``alpha`` and the score ``method``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(gt=0, lt=1, description="e.g. 0.1 for sets that cover 90 %")
+    method: Literal["lac", "aps"] = Field(
+        "aps", description="aps: adaptive sets; lac: the smallest sets on average"
+    )
+
+
 class PredictRequest(BaseModel):
     """Inputs to classify with a finished job's model."""
 
@@ -385,14 +396,29 @@ class PredictRequest(BaseModel):
     job_id: ResourceId
     inputs: list[PredictInput] = Field(min_length=1)
     calibrated: bool = Field(True, description="divide logits by the job's temperature")
+    conformal: ConformalIn | None = Field(
+        None,
+        description="add to every prediction a set of labels that holds the true one "
+        "with probability at least 1 - alpha (split conformal, on the calibrated probabilities)",
+    )
+    min_confidence: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="abstain (label null, abstained true) where the top probability is below",
+    )
 
 
 class PredictionOut(BaseModel):
-    """One input's label and probabilities per label name."""
+    """One input's label and probabilities per label name; ``prediction_set`` when
+    ``conformal`` was asked for (it may be empty: no label is likely enough), ``label`` null
+    and ``abstained`` true below ``min_confidence``."""
 
-    label: str | int
+    label: str | int | None
     probabilities: dict[str, float]
     logits: list[float]
+    prediction_set: list[str | int] | None = None
+    abstained: bool = False
 
 
 class PredictResponse(BaseModel):

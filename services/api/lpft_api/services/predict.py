@@ -24,6 +24,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.predictions import ModelCache
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse
 from lpft_core.jobs.kinds import JobKind
+from lpft_core.serving.predictor import ConformalRequest, Predictor
 
 T = TypeVar("T")
 
@@ -88,8 +89,11 @@ async def predict(
         predictor = model.predictor
         rows = [item.model_dump() for item in body.inputs]
         predictor.validate(rows)  # a bad request must not fail the pass it would join
+        conformal = _conformal_request(body, predictor)
         logits = await _unless_client_leaves(receive, model.logits(rows))
-        predictions = predictor.predictions(logits, body.calibrated)
+        predictions = predictor.predictions(
+            logits, body.calibrated, conformal=conformal, min_confidence=body.min_confidence
+        )
         temperature = predictor.temperature if body.calibrated else 1.0
     return PredictResponse(
         job_id=job.id,
@@ -99,10 +103,28 @@ async def predict(
         seed=predictor.seeds[0] if predictor.seeds else None,
         seeds=predictor.seeds,
         predictions=[
-            PredictionOut(label=p.label, probabilities=p.probabilities, logits=p.logits)
+            PredictionOut(
+                label=p.label,
+                probabilities=p.probabilities,
+                logits=p.logits,
+                prediction_set=p.prediction_set,
+                abstained=p.abstained,
+            )
             for p in predictions
         ],
     )
+
+
+def _conformal_request(body: PredictRequest, predictor: Predictor) -> ConformalRequest | None:
+    """The sets asked for, refused before any model work when the model has no scores."""
+    if body.conformal is None:
+        return None
+    if predictor.conformal is None:
+        raise Conflict(
+            f"job {body.job_id}'s model was saved without conformal scores; re-calibrate it "
+            "(POST /jobs/{id}/recalibrate) or train it again to get prediction sets"
+        )
+    return ConformalRequest(alpha=body.conformal.alpha, method=body.conformal.method)
 
 
 def _check_limits(body: PredictRequest, settings: Settings) -> None:
