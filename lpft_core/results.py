@@ -47,10 +47,28 @@ class Reliability:
 
 
 @dataclass(frozen=True)
+class SelectivePrediction:
+    """Accuracy when the model answers only the inputs it is most confident about.
+
+    Attributes:
+        aurc: the area under the risk–coverage curve, the mean over k = 1..n of the error rate
+            among the k most confident inputs (Geifman, Uziel & El-Yaniv 2019): lower is
+            better. Temperature scaling does not change it (it keeps the order of confidences).
+        coverage, accuracy: points of the curve: the share of inputs answered and the accuracy
+            on them, at 20 evenly spaced shares.
+    """
+
+    aurc: float
+    coverage: list[float]
+    accuracy: list[float]
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Metrics on a reported set: the test file (``split`` ``test``), the held-out test split
     (``held_out``) or an extra eval set. ``majority_rate`` is the share of its most common
-    label, ``top_prediction_share`` the share of its most predicted class."""
+    label, ``top_prediction_share`` the share of its most predicted class, ``selective``
+    the risk–coverage curve."""
 
     split: str
     rows: int
@@ -59,6 +77,7 @@ class Evaluation:
     reliability: Reliability
     majority_rate: float
     top_prediction_share: float
+    selective: SelectivePrediction | None = None
 
 
 @dataclass(frozen=True)

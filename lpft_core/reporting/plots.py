@@ -57,6 +57,21 @@ def reliability_diagram(metrics: JobMetrics) -> bytes:
     return _png(figure)
 
 
+def risk_coverage(methods: dict[str, JobMetrics]) -> bytes:
+    """Accuracy on the inputs answered against the share answered (most confident first),
+    per method, on the test split."""
+    figure, ax = plt.subplots(figsize=(5.5, 4))
+    split = next(iter(methods.values())).test.split
+    for name, metrics in methods.items():
+        curve = metrics.test.selective
+        if curve is not None:
+            label = f"{name} (AURC {curve.aurc:.3f})"
+            ax.plot(curve.coverage, curve.accuracy, marker=".", label=label)
+    ax.set(xlim=(0, 1), xlabel="share of inputs answered", ylabel=f"accuracy on {split}")
+    ax.legend(loc="lower left")
+    return _png(figure)
+
+
 def training_curves(metrics: JobMetrics) -> bytes:
     """Loss and head norm ‖V‖_F per optimisation step."""
     figure, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -93,6 +93,20 @@ def calibration_table(methods: dict[str, JobMetrics]) -> Table:
     return header, rows
 
 
+def selective_table(methods: dict[str, JobMetrics]) -> Table:
+    """AURC and the accuracy when answering the most confident half, per method and set."""
+    header = ["method", "set", "AURC", "acc at 50 % answered", "acc at 100 %"]
+    rows = []
+    for name, m in methods.items():
+        for e in (m.test, *m.eval_sets.values()):
+            if e.selective is None:
+                continue
+            curve = e.selective
+            half = next(a for c, a in zip(curve.coverage, curve.accuracy, strict=True) if c >= 0.5)
+            rows.append([name, e.split, _f(curve.aurc), _f(half), _f(curve.accuracy[-1])])
+    return header, rows
+
+
 def head_norm_table(methods: dict[str, JobMetrics]) -> Table:
     """‖V‖_F fresh, after LP and at the end (Norm(C))."""
     header = ["method", "fresh head", "after LP", "final", "LP C"]
@@ -172,6 +186,7 @@ def tables(methods: dict[str, JobMetrics]) -> dict[str, Table]:
         f"Calibration (temperature scaling fitted on validation){seeds}": calibration_table(
             methods
         ),
+        "Selective prediction (risk–coverage)": selective_table(methods),
         "Head norm ‖V‖_F": head_norm_table(methods),
         FEATURES_TITLE: feature_table({name: m.features for name, m in methods.items()}),
         NTK_TITLE: ntk_table({name: m.ntk for name, m in methods.items() if m.ntk}),
@@ -195,6 +210,8 @@ def pictures(methods: dict[str, JobMetrics]) -> dict[str, bytes]:
         made[f"{prefix}reliability"] = lambda m=m: plots.reliability_diagram(m)
         if m.history:
             made[f"{prefix}training"] = lambda m=m: plots.training_curves(m)
+    if any(m.test.selective for m in methods.values()):
+        made["risk-coverage"] = lambda: plots.risk_coverage(methods)
     kernels = {name: m.ntk for name, m in methods.items() if m.ntk}
     if kernels:
         made["ntk-spectra"] = lambda: plots.ntk_spectra(kernels)

@@ -76,3 +76,25 @@ def test_sets_need_stored_scores(model_dir: Path, tmp_path: Path) -> None:
     (old / "calibration.json").write_text(json.dumps(record))
     with pytest.raises(ModelError, match="without conformal scores"):
         Predictor(old).predict(ROWS, conformal=ConformalRequest(alpha=0.1))
+
+
+def test_aurc_is_the_mean_error_rate_over_the_most_confident_k() -> None:
+    import numpy as np
+
+    from lpft_core.stages.evaluation import selective_prediction
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(57, 3))
+    y = rng.integers(0, 3, 57)
+    curve = selective_prediction(logits, y)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ranked = sorted(range(57), key=lambda i: -probs[i].max())
+    errors = [probs[i].argmax() != y[i] for i in ranked]
+    expected = np.mean([np.mean(errors[:k]) for k in range(1, 58)])
+    assert curve.aurc == pytest.approx(expected)
+    assert curve.coverage[-1] == 1.0
+    assert curve.accuracy[-1] == pytest.approx(1 - np.mean(errors))
+    # Answering the confident half of a model that errs only where unsure: no errors there.
+    sure = np.array([[5.0, 0.0]] * 10 + [[0.1, 0.0]] * 10)
+    half = selective_prediction(sure, np.array([0] * 10 + [1] * 10))
+    assert half.accuracy[half.coverage.index(0.5)] == 1.0
