@@ -116,6 +116,11 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         "model/spec.json",
     ):
         assert name in names
+    export = alice.get(f"/jobs/{job['id']}/export", params={"format": "hf"})
+    assert export.status_code == 200, export.text
+    exported = tarfile.open(fileobj=io.BytesIO(export.content)).getnames()
+    assert {"./README.md", "./labels.json", "./model.safetensors"} <= set(exported)
+    assert alice.get(f"/jobs/{job['id']}/export", params={"format": "pt"}).status_code == 422
 
     listed = alice.get("/jobs", params={"status": "succeeded"}).json()
     assert job["id"] in [j["id"] for j in listed["data"]]

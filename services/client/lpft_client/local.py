@@ -79,6 +79,15 @@ def predict_with_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from lpft_core.serving.export import export_model
+
+    _quiet_transformers()
+    archive = export_model(args.model, args.out, args.format)
+    print(f"{args.format} export of {args.model} written to {archive}")
+    return 0
+
+
 def _demo_data(args: argparse.Namespace) -> int:
     paths = write_rotten_tomatoes(
         Path(args.out),
@@ -227,6 +236,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     predict.add_argument("--batch-size", type=int, default=64)
     predict.set_defaults(run=predict_with_model)
+
+    export = commands.add_parser(
+        "export", help="a .tar.gz any runtime loads, calibration folded in (onnx or hf)"
+    )
+    export.add_argument("--model", required=True, help="a directory written by lpft train")
+    export.add_argument("--format", required=True, choices=["onnx", "hf"])
+    export.add_argument("--out", required=True, help="the archive to write (.tar.gz)")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo-data", help="write the Rotten Tomatoes demo splits")
     demo.add_argument("--out", required=True)

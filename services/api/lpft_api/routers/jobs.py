@@ -140,6 +140,22 @@ def get_job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
 
 
 @router.get(
+    "/{job_id}/export",
+    response_class=FileResponse,
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": {}}}},
+)
+def get_job_export(
+    job: JobDep, store: StoreDep, format: Literal["onnx", "hf"] = "onnx"
+) -> FileResponse:
+    """The model for any runtime, as a ``.tar.gz``: LoRA merged, the temperature inside
+    (``hf``: folded into the head, so a plain softmax is calibrated; ``onnx``: outputs
+    ``probabilities`` (calibrated) and ``logits``), with the tokenizer, ``labels.json`` and a
+    model card. Built on the first request (seconds to a minute), then served as a file."""
+    path = artifacts.export(job, store, format)
+    return FileResponse(path, media_type="application/gzip", filename=f"{job.id}-{format}.tar.gz")
+
+
+@router.get(
     "/{job_id}/report",
     response_class=FileResponse,
     responses={**PROBLEMS, 200: {"content": {"text/html": {}, "text/markdown": {}}}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,8 @@ from lpft_jobstore.records import JobRecord, JobStatus
 from lpft_jobstore.store import Store
 
 from lpft_api.errors import Conflict, NotFound
+from lpft_core.jobs.kinds import JobKind
+from lpft_core.serving.export import ExportFormat, export_model
 
 
 def archive(job: JobRecord, store: Store) -> Path:
@@ -21,20 +24,54 @@ def archive(job: JobRecord, store: Store) -> Path:
     Raises:
         Conflict: the job has not succeeded.
     """
-    if job.status != JobStatus.SUCCEEDED:
-        raise Conflict(f"job {job.id} is {job.status.value}; artifacts exist once it succeeded")
+    _succeeded(job, "artifacts")
     job_dir = store.job_dir(job.id)
-    path = job_dir / f"model-{_content_version(store.model_dir(job.id))}.tar.gz"
+    return _built_once(
+        job_dir,
+        "model",
+        store.model_dir(job.id),
+        lambda target: shutil.make_archive(
+            str(target)[: -len(".tar.gz")], "gztar", root_dir=job_dir, base_dir="model"
+        ),
+    )
+
+
+def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path:
+    """The job's model for another runtime (``lpft_core.serving.export``), built on first
+    download and again after the model changed.
+
+    Raises:
+        Conflict: the job is not a succeeded finetune job.
+    """
+    if job.kind != JobKind.FINETUNE:
+        raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
+    _succeeded(job, "exports")
+    model_dir = store.model_dir(job.id)
+    return _built_once(
+        store.job_dir(job.id),
+        f"export-{fmt}",
+        model_dir,
+        lambda target: export_model(model_dir, target, fmt),
+    )
+
+
+def _succeeded(job: JobRecord, what: str) -> None:
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job.id} is {job.status.value}; {what} exist once it succeeded")
+
+
+def _built_once(job_dir: Path, name: str, source: Path, build: Callable[[Path], object]) -> Path:
+    """``<name>-<version of source>.tar.gz`` in ``job_dir``, built by ``build(path)`` when
+    missing. Built under a unique name, then renamed: a concurrent download never sees a
+    half-written archive. Archives of earlier versions (before a re-calibration) go."""
+    path = job_dir / f"{name}-{_content_version(source)}.tar.gz"
     if not path.is_file():
-        # Built under a unique name, then renamed: a concurrent download never sees a
-        # half-written archive. Archives of earlier versions (before a re-calibration) go.
-        for stale in job_dir.glob("model-*.tar.gz"):
+        for stale in job_dir.glob(f"{name}-*.tar.gz"):
             if stale != path:  # a concurrent download may have just built this one
                 stale.unlink(missing_ok=True)
-        base = job_dir / f".model-{uuid.uuid4().hex}"
-        partial = Path(f"{base}.tar.gz")  # what make_archive writes
+        partial = job_dir / f".{name}-{uuid.uuid4().hex}.tar.gz"
         try:
-            shutil.make_archive(str(base), "gztar", root_dir=job_dir, base_dir="model")
+            build(partial)
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
