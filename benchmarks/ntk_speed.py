@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,8 @@ def measure(spec: dict) -> dict:
 
 
 def in_child(spec: dict) -> dict:
-    """``measure(spec)`` in a fresh Python process."""
+    """``measure(spec)`` in a fresh Python process, with the 1-minute load average at its end
+    (other work on a shared machine slows a measurement down: the notes say how busy it was)."""
     done = subprocess.run(
         [sys.executable, __file__, "--measure", json.dumps(spec)],
         capture_output=True,
@@ -118,18 +120,21 @@ def in_child(spec: dict) -> dict:
     )
     if done.returncode:
         raise SystemExit(f"measurement {spec} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": os.getloadavg()[0]}
 
 
-def table_row(spec: dict, baseline_gb: float, params: int, folder: Path) -> str:
-    """Exact kernel, then the naive one where J fits, for one dataset and n."""
+def table_row(spec: dict, baseline_gb: float, params: int, folder: Path, loads: list[float]) -> str:
+    """Exact kernel, then the naive one where J fits, for one dataset and n; the load
+    averages at the measurements' ends go to ``loads``."""
     data, n = spec["data"], spec["n"]
     samples_n = n if data == "sst2" else 2 * n
     exact = in_child({**spec, "method": "exact", "save": str(folder / "exact.npy")})
+    loads.append(exact["load"])
     needed = samples_n * 2 * params * 4 / 2**30
     naive_s, naive_gb, speedup, diff = f"skipped (J needs {needed:.0f} GB)", "–", "–", "–"
     if needed <= baseline_gb:
         naive = in_child({**spec, "method": "naive", "save": str(folder / "naive.npy")})
+        loads.append(naive["load"])
         reference = np.load(folder / "naive.npy")
         error = np.abs(np.load(folder / "exact.npy") - reference).max() / np.abs(reference).max()
         naive_s, naive_gb = f"{naive['seconds']:.1f}", f"{naive['peak_gb']:.1f}"
@@ -172,11 +177,12 @@ def main() -> None:
         "max_length": args.max_length,
         "block_tokens": args.block_tokens,
     }
+    loads: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         for data, sizes in (("sst2", args.sst2), ("rte", args.rte)):
             for n in sizes:
                 spec = {**common, "data": data, "n": n}
-                rows.append(table_row(spec, args.baseline_gb, params, Path(folder)))
+                rows.append(table_row(spec, args.baseline_gb, params, Path(folder), loads))
                 print(rows[-1], flush=True)
     table = "\n".join(rows)
     print(table)
@@ -194,7 +200,9 @@ def main() -> None:
         "the first n SST-2 train sentences; rte n + n: the first n RTE train pairs against "
         "those and the first n validation pairs (the pipeline's NTK). Each figure comes from a "
         "fresh process: peak GB on the CPU is that process's peak RSS (Python, torch, model and "
-        "data included), on CUDA the peak allocated GPU memory.",
+        "data included), on CUDA the peak allocated GPU memory. 1-minute load average at the "
+        f"measurements' ends: {min(loads):.1f} to {max(loads):.1f} ({os.cpu_count()} cores: a "
+        "load above that means other work shared them, and the times are longer).",
     )
 
 

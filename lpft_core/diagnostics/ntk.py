@@ -606,19 +606,25 @@ def exact_ntk(
             batch_tokens=max(1, block_tokens // 4),
             should_stop=should_stop,
         )
-        n = len(train_rows)
-        lengths = encoded.lengths[rows]
-        train = _blocks(lengths[:n], 0, block_tokens)
-        test = _blocks(lengths[n:], n, block_tokens)
+        n, lengths = len(train_rows), encoded.lengths[rows]
         features = np.empty((rows.size, head.in_features))
-        ft_effective = _stream(job, train, test, features)
+        ft_effective = _stream(
+            job,
+            _blocks(lengths[:n], 0, block_tokens),
+            _blocks(lengths[n:], n, block_tokens),
+            features,
+        )
         diagonal = np.diag(ft_effective)[: job.num_classes]
         _check_against_autograd(model, job.sites, encoded, train_rows[0], device, diagonal)
     finally:
         model.train(was_training)
-    pretrain = np.kron(features[:n] @ features.T + 1.0, np.eye(job.num_classes))
+    return _kernels(job, features, ft_effective, n)
+
+
+def _kernels(job: _Job, features: np.ndarray, ft_effective: np.ndarray, n: int) -> NtkKernels:
+    """P from the features, beside the streamed F."""
     return NtkKernels(
-        pretrain_effective=pretrain,
+        pretrain_effective=np.kron(features[:n] @ features.T + 1.0, np.eye(job.num_classes)),
         ft_effective=ft_effective,
         n_rows=n,
         num_classes=job.num_classes,
