@@ -28,15 +28,18 @@ block pair: each train block against itself, the train blocks after it (the bloc
 diagonal is the transpose) and every test block, so at most two blocks' captures are alive at
 once. On top: two GEMM operands of at most 128 MiB, one capture batch's graph (at most a
 quarter of a block's tokens), and what does grow with n, the float64 results: F and P,
-(n·C) × ((n + m)·C) each, and the features. Measured peak RSS of a fresh process, MiniLM on
-the CPU: RTE 64 + 64 pairs 4.24 GB before blocking, 2.09 GB now; RTE 256 + 256: ‹RTE256›.
+(n·C) × ((n + m)·C) each, and the features. Peak RSS of a fresh process, MiniLM on the CPU
+(benchmarks/ntk_speed.py): RTE 64 + 64 pairs 2.14 GB (4.24 GB with the earlier all-at-once
+code, measured the same way); RTE 256 + 256 2.71 GB (the issue saw about 12 GB before);
+SST-2 1,024 sentences 2.56 GB.
 
 Time is the price: every column block is captured again (one forward, C backward passes) and
-its per-sample gradients rebuilt for each row block, so that work grows as n² · tokens per
-sample / block_tokens next to the GEMMs' n². On SST-2 (13 tokens per sentence) the GEMMs
-dominate; on RTE (66 tokens per pair) the rebuilding does: RTE 64 + 64 took 24.4 s as one
-block and 41.9 s in blocks; ‹TIMES›. A ``block_tokens`` at least each side's total tokens
-computes everything in one block, as before.
+its per-sample gradients rebuilt for each row block, work that grows as (n · tokens per
+sample)² / block_tokens next to the GEMMs' n². On SST-2 (13 tokens per sentence) the GEMMs
+dominate; on RTE (66 tokens per pair) the rebuilding does: on an idle machine RTE 64 + 64
+took 24.4 s with the earlier all-at-once code, 22.1 s here in one block and 41.9 s in the
+default blocks. A ``block_tokens`` at least each side's total tokens computes everything in
+one block.
 """
 
 from __future__ import annotations
