@@ -65,7 +65,7 @@ def test_train_then_predict(
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(lines) == 2
     for line in lines:
-        assert set(line) == {"label", "probabilities", "logits"}
+        assert set(line) == {"label", "probabilities", "logits", "prediction_set", "abstained"}
         assert set(line["probabilities"]) == {"neg", "neu", "pos"}
         assert abs(sum(line["probabilities"].values()) - 1) < 1e-9
         assert len(line["logits"]) == 3
