@@ -1,9 +1,11 @@
 """Reading and validating text-classification datasets.
 
 A record has ``text``, an optional ``text_pair`` (sentence-pair tasks such as RTE are
-first-class) and a ``label`` (string or integer). Every rejected row raises a ``DataError``
-naming the file, the line, the field and the fix, because users meet these messages through
-the HTTP service and must be able to correct their file without reading our code.
+first-class) and a ``label`` (string or integer); a ``FieldMap`` reads columns of other names
+into those roles. Files are JSONL, CSV or Parquet. Every rejected row raises a ``DataError``
+naming the file, the line (a Parquet file's row number), the field and the fix, because users
+meet these messages through the HTTP service and must be able to correct their file without
+reading our code.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from lpft_core.data.fields import DEFAULT_FIELDS, ROLES, FieldMap, Role
+from lpft_core.data.parquet import parquet_records
 from lpft_core.errors import DataError
 
 Label = str | int
@@ -134,37 +138,65 @@ def summarize_split(
     )
 
 
-def read_examples(path: str | Path, *, max_text_chars: int = 20_000) -> list[Example]:
-    """Read a JSONL (``.jsonl``/``.json``/``.ndjson``) or CSV (``.csv``) file of records.
+def read_examples(
+    path: str | Path, *, max_text_chars: int = 20_000, fields: FieldMap = DEFAULT_FIELDS
+) -> list[Example]:
+    """Read a JSONL (``.jsonl``/``.json``/``.ndjson``), CSV (``.csv``) or Parquet
+    (``.parquet``) file of records, its columns named by ``fields``.
 
     Raises:
-        DataError: the file is missing, not UTF-8, empty, or a row is invalid.
+        DataError: the file is missing, unreadable, empty, lacks a column ``fields`` needs,
+            or a row is invalid.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path.name}", source=path.name)
-    return examples_from_bytes(path.read_bytes(), path.name, max_text_chars=max_text_chars)
+    with path.open("rb") as handle:
+        return examples_from_file(handle, path.name, max_text_chars=max_text_chars, fields=fields)
 
 
-def examples_from_bytes(
-    raw: bytes, filename: str, *, max_text_chars: int = 20_000, max_rows: int | None = None
+def examples_from_file(
+    handle: BinaryIO,
+    filename: str,
+    *,
+    max_text_chars: int = 20_000,
+    max_rows: int | None = None,
+    fields: FieldMap = DEFAULT_FIELDS,
 ) -> list[Example]:
-    """Parse the content of a JSONL or CSV file named ``filename`` (the extension decides).
+    """Parse a JSONL, CSV or Parquet file named ``filename`` (the extension decides) from a
+    binary, seekable ``handle``. Parquet is read a batch at a time; JSONL and CSV whole.
+
+    Args:
+        fields: which columns hold the text, the text pair and the label.
 
     Raises:
-        DataError: not UTF-8, empty, an unknown extension, or an invalid row.
+        DataError: not UTF-8 (JSONL, CSV) or not Parquet, empty, an unknown extension, a
+            column ``fields`` needs is absent (``field`` names the option that mapped it), or
+            an invalid row (``field`` names the file's column).
     """
     suffix = Path(filename).suffix.lower()
+    records: Iterable[tuple[int, Any]]
     if suffix in (".jsonl", ".json", ".ndjson"):
-        records = _jsonl_records(raw, filename)
+        records = _jsonl_records(handle.read(), filename)
+        if records and any(fields.is_mapped(role) for role in ROLES):
+            line, first = records[0]
+            if isinstance(first, Mapping):
+                fields.check_columns(list(first), filename, line)
     elif suffix == ".csv":
-        records = _csv_records(raw, filename)
+        records = _csv_records(handle.read(), filename, fields)
+    elif suffix == ".parquet":
+        records = parquet_records(
+            handle, filename, fields, max_text_chars=max_text_chars, max_rows=max_rows
+        )
     else:
         raise DataError(
-            f"unsupported file type {suffix!r}; use .jsonl (one JSON object per line) or .csv",
+            f"unsupported file type {suffix!r}; use .jsonl (one JSON object per line), .csv "
+            "or .parquet",
             source=filename,
         )
-    return parse_records(records, source=filename, max_text_chars=max_text_chars, max_rows=max_rows)
+    return parse_records(
+        records, source=filename, max_text_chars=max_text_chars, max_rows=max_rows, fields=fields
+    )
 
 
 def parse_records(
@@ -173,8 +205,10 @@ def parse_records(
     source: str,
     max_text_chars: int = 20_000,
     max_rows: int | None = None,
+    fields: FieldMap = DEFAULT_FIELDS,
 ) -> list[Example]:
-    """Validate ``(line_number, record)`` pairs into examples.
+    """Validate ``(line_number, record)`` pairs into examples, reading each role from the
+    column ``fields`` names.
 
     A dataset is all-single or all-pair, and all its labels are strings or all integers, so
     that a stray row cannot silently change the task. ``max_rows`` bounds the rows.
@@ -187,25 +221,26 @@ def parse_records(
                 source=source,
                 line=line,
             )
-        example = _parse_record(record, source, line, max_text_chars)
+        example = _parse_record(record, fields, source, line, max_text_chars)
         if examples:
             first = examples[0]
             if (example.text_pair is None) != (first.text_pair is None):
                 has = "has" if example.text_pair is not None else "has no"
                 raise DataError(
-                    f"this row {has} text_pair but the first row does not agree; a dataset "
-                    "must be all single texts or all pairs",
+                    f"this row {has} {fields.describe('text_pair')} but the first row does not "
+                    "agree; a dataset must be all single texts or all pairs",
                     source=source,
                     line=line,
-                    field="text_pair",
+                    field=fields.text_pair,
                 )
             if type(example.label) is not type(first.label):
                 raise DataError(
-                    f"label {example.label!r} is a {type(example.label).__name__} but earlier "
-                    f"labels are {type(first.label).__name__}s; use one type for all labels",
+                    f"{fields.describe('label')} {example.label!r} is a "
+                    f"{type(example.label).__name__} but earlier labels are "
+                    f"{type(first.label).__name__}s; use one type for all labels",
                     source=source,
                     line=line,
-                    field="label",
+                    field=fields.label,
                 )
         examples.append(example)
     if not examples:
@@ -424,57 +459,66 @@ def _stratified_holdout(train: list[Example], seed: int) -> tuple[list[Example],
     return [train[i] for i in sorted(keep)], [train[i] for i in sorted(hold)]
 
 
-def _parse_record(record: Any, source: str, line: int, max_text_chars: int) -> Example:
+def _parse_record(
+    record: Any, fields: FieldMap, source: str, line: int, max_text_chars: int
+) -> Example:
     if not isinstance(record, Mapping):
         raise DataError(
             'each row must be a JSON object like {"text": "...", "label": "..."}',
             source=source,
             line=line,
         )
-    text = _parse_text(record.get("text"), "text", source, line, max_text_chars, required=True)
-    pair = _parse_text(
-        record.get("text_pair"), "text_pair", source, line, max_text_chars, required=False
-    )
-    return Example(text=text, label=_parse_label(record, source, line), text_pair=pair, line=line)
+    text = _parse_text(record, fields, "text", source, line, max_text_chars)
+    pair = _parse_text(record, fields, "text_pair", source, line, max_text_chars)
+    label = _parse_label(record, fields, source, line)
+    return Example(text=text, label=label, text_pair=pair, line=line)
 
 
 def _parse_text(
-    value: Any, field: str, source: str, line: int, max_chars: int, *, required: bool
+    record: Mapping[str, Any],
+    fields: FieldMap,
+    role: Role,
+    source: str,
+    line: int,
+    max_chars: int,
 ) -> Any:
+    """The text in ``role``'s column; ``text_pair`` alone may be absent (``None``)."""
+    column, name = fields.column(role), fields.describe(role)
+    value = record.get(column)
     if value is None:
-        if required:
+        if role == "text":
             raise DataError(
-                f"missing {field!r}; every row needs a non-empty {field}",
+                f"missing {fields.describe(role, quote=True)}; every row needs a non-empty {role}",
                 source=source,
                 line=line,
-                field=field,
+                field=column,
             )
         return None
     if not isinstance(value, str):
         raise DataError(
-            f"{field} must be a string, got {type(value).__name__}",
+            f"{name} must be a string, got {type(value).__name__}",
             source=source,
             line=line,
-            field=field,
+            field=column,
         )
     if not value.strip():
         raise DataError(
-            f"{field} is empty; remove the row or fill in the {field}",
+            f"{name} is empty; remove the row or fill in the {role}",
             source=source,
             line=line,
-            field=field,
+            field=column,
         )
     if len(value) > max_chars:
         raise DataError(
-            f"{field} has {len(value)} characters, over the limit of {max_chars}; shorten it "
+            f"{name} has {len(value)} characters, over the limit of {max_chars}; shorten it "
             "or raise max_text_chars",
             source=source,
             line=line,
-            field=field,
+            field=column,
         )
     problem = text_problem(value)
     if problem:
-        raise DataError(f"{field} holds {problem}", source=source, line=line, field=field)
+        raise DataError(f"{name} holds {problem}", source=source, line=line, field=column)
     return value
 
 
@@ -496,24 +540,25 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def _parse_label(record: Mapping[str, Any], source: str, line: int) -> Label:
-    label = record.get("label")
+def _parse_label(record: Mapping[str, Any], fields: FieldMap, source: str, line: int) -> Label:
+    column, name = fields.label, fields.describe("label")
+    label = record.get(column)
     if label is None or (isinstance(label, str) and not label.strip()):
         raise DataError(
-            "missing label; every row needs a label (a string or an integer)",
+            f"missing {name}; every row needs a label (a string or an integer)",
             source=source,
             line=line,
-            field="label",
+            field=column,
         )
     if isinstance(label, bool) or not isinstance(label, str | int):
         raise DataError(
-            f"label must be a string or an integer, got {label!r}",
+            f"{name} must be a string or an integer, got {label!r}",
             source=source,
             line=line,
-            field="label",
+            field=column,
         )
     if isinstance(label, str) and (problem := text_problem(label)):
-        raise DataError(f"label holds {problem}", source=source, line=line, field="label")
+        raise DataError(f"{name} holds {problem}", source=source, line=line, field=column)
     return label.strip() if isinstance(label, str) else label
 
 
@@ -553,25 +598,16 @@ def _jsonl_records(raw: bytes, source: str) -> list[tuple[int, Any]]:
     return records
 
 
-def _csv_records(raw: bytes, source: str) -> list[tuple[int, dict[str, Any]]]:
+def _csv_records(raw: bytes, source: str, fields: FieldMap) -> list[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(io.StringIO(_decode(raw, source), newline=""))
-    header = reader.fieldnames or []
-    for required in ("text", "label"):
-        if required not in header:
-            raise DataError(
-                f"the CSV header has no {required!r} column (found {header}); name the columns "
-                "text, label and optionally text_pair",
-                source=source,
-                line=1,
-                field=required,
-            )
+    fields.check_columns(reader.fieldnames or [], source, line=1)
     records = []
     try:
         for row in reader:
             # CSV has no null: an empty text_pair cell means "no pair".
             clean = {k: v for k, v in row.items() if k is not None}
-            if clean.get("text_pair") == "":
-                clean["text_pair"] = None
+            if clean.get(fields.text_pair) == "":
+                clean[fields.text_pair] = None
             records.append((reader.line_num, clean))
     except csv.Error as exc:
         raise DataError(f"malformed CSV ({exc})", source=source, line=reader.line_num) from None

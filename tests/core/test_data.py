@@ -16,7 +16,8 @@ from lpft_core.data.datasets import (
     parse_records,
     read_examples,
 )
-from lpft_core.errors import DataError
+from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, FieldMap
+from lpft_core.errors import ConfigError, DataError
 from tests.conftest import toy_rows, write_jsonl
 
 
@@ -123,6 +124,100 @@ def test_csv_reads_pairs_and_reports_physical_lines(tmp_path: Path) -> None:
         read_examples(bad)
     with pytest.raises(DataError, match="no 'label' column"):
         read_examples(write(tmp_path, "nolabel.csv", "text,category\na,b\n"))
+
+
+MNLI_FIELDS = FieldMap(text="premise", text_pair="hypothesis", label="gold")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "d.jsonl",
+            '{"premise": "a", "hypothesis": "b", "gold": "yes", "id": 7}\n'
+            '{"premise": "c", "hypothesis": "d", "gold": "no", "id": 8}\n',
+        ),
+        ("d.csv", "id,premise,hypothesis,gold\n7,a,b,yes\n8,c,d,no\n"),
+    ],
+)
+def test_mapped_columns_read_as_the_default_names_would(
+    tmp_path: Path, name: str, content: str
+) -> None:
+    examples = read_examples(write(tmp_path, name, content), fields=MNLI_FIELDS)
+    renamed = parse_records(
+        [
+            (1, {"text": "a", "text_pair": "b", "label": "yes"}),
+            (2, {"text": "c", "text_pair": "d", "label": "no"}),
+        ],
+        source=name,
+    )
+    assert examples == renamed
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "field", "fragment"),
+    [
+        (
+            "d.jsonl",
+            '{"premise": "a", "hypothesis": "b", "gold": "x"}\n'
+            '{"premise": " ", "hypothesis": "b", "gold": "x"}\n',
+            2,
+            "premise",
+            "column 'premise' (text_field) is empty",
+        ),
+        (
+            "d.csv",
+            "premise,hypothesis,gold\na,b,x\nc,d,\n",
+            3,
+            "gold",
+            "missing column 'gold' (label_field)",
+        ),
+        (
+            "d.jsonl",
+            '{"premise": "a", "hypothesis": "b", "gold": "x"}\n{"premise": "a", "gold": "x"}\n',
+            2,
+            "hypothesis",
+            "this row has no column 'hypothesis' (text_pair_field)",
+        ),
+        (
+            "d.csv",
+            "premise,hypothesis,label\na,b,x\n",
+            1,
+            "label_field",
+            "label_field names column 'gold', which the file does not have; its columns are "
+            "['premise', 'hypothesis', 'label']",
+        ),
+        (
+            "d.jsonl",
+            '{"premise": "a", "label": "x"}\n',
+            1,
+            "text_pair_field",
+            "text_pair_field names column 'hypothesis'",
+        ),
+    ],
+)
+def test_errors_name_the_mapped_column_and_its_option(
+    tmp_path: Path, name: str, content: str, line: int, field: str, fragment: str
+) -> None:
+    with pytest.raises(DataError) as info:
+        read_examples(write(tmp_path, name, content), fields=MNLI_FIELDS)
+    assert (info.value.line, info.value.field) == (line, field)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("columns", "option", "fragment"),
+    [
+        ({"text": ""}, "text_field", "non-empty"),
+        ({"label": "x" * (MAX_FIELD_NAME_CHARS + 1)}, "label_field", "characters; the most"),
+        ({"text_pair": "a\nb"}, "text_pair_field", "control"),
+        ({"text": "sentence", "label": "sentence"}, "text_field", "two roles"),
+    ],
+)
+def test_bad_field_maps_name_the_option(columns: dict, option: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        FieldMap(**columns)
+    assert info.value.field == option
 
 
 def test_single_class_and_rare_class_are_rejected() -> None:

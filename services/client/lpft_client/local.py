@@ -213,7 +213,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train, calibrate and save a classifier")
-    train.add_argument("--train", required=True, help="training data (.jsonl or .csv)")
+    train.add_argument("--train", required=True, help="training data (.jsonl, .csv or .parquet)")
     train.add_argument("--validation", help="validation data; default: 10%% of train held out")
     train.add_argument(
         "--test", help="test data; default: 10%% of train held out (never the validation split)"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from lpft_api.deps import DatasetId, SettingsDep, StoreDep, TenantDep
 from lpft_api.schemas import RESOURCE_ID, DatasetList, DatasetPublic, Problem
 from lpft_api.services import datasets
+from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, ROLES, option_name
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -25,9 +26,20 @@ _UPLOAD_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": ".jsonl or .csv with text, text_pair?, label",
+                            "description": ".jsonl, .csv or .parquet with text, text_pair?, "
+                            "label (or the columns the *_field options name)",
                         },
                         "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        **{
+                            option_name(role): {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": MAX_FIELD_NAME_CHARS,
+                                "default": role,
+                                "description": f"the file's column that holds {role}",
+                            }
+                            for role in ROLES
+                        },
                     },
                 }
             },
@@ -48,6 +60,9 @@ async def create_dataset(
     request: Request, store: StoreDep, tenant: TenantDep, settings: SettingsDep
 ) -> DatasetPublic:
     """Upload a dataset (multipart file, or JSON ``records``); it is validated row by row.
+    A file is JSONL, CSV or Parquet; ``text_field``, ``text_pair_field`` and ``label_field``
+    name its columns when they are not text, text_pair and label, and the rows are stored
+    under our names.
     The body is counted as it arrives and refused past ``LPFT_MAX_UPLOAD_BYTES`` (413); a
     file part is spooled to disk, not held in memory; parsing runs off the event loop, so an
     upload never holds up other tenants' requests."""

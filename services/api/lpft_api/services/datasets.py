@@ -21,21 +21,28 @@ from starlette.datastructures import UploadFile
 
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import DatasetRecordsIn
-from lpft_core.data.datasets import Example, examples_from_bytes, parse_records, text_problem
+from lpft_core.data.datasets import Example, examples_from_file, parse_records, text_problem
+from lpft_core.data.fields import ROLES, FieldMap, option_name
+from lpft_core.errors import DataError
 
 
 async def create_dataset(
     request: Request, tenant: str, store: Store, settings: Settings
 ) -> DatasetRecord:
     """Store the dataset the request carries: a multipart ``file`` (spooled to disk by the
-    form parser) or JSON ``records``. The quotas are checked before the body is parsed, and
-    parsing runs off the event loop, so an upload never holds up other tenants' requests.
+    form parser; JSONL, CSV or Parquet, its columns mapped by the optional ``text_field``,
+    ``text_pair_field`` and ``label_field`` form fields) or JSON ``records``. The quotas are
+    checked before the body is parsed, and parsing runs off the event loop, so an upload never
+    holds up other tenants' requests. The rows are stored under our names (text, text_pair,
+    label) whatever the file called them, so jobs never see the mapping.
 
     Raises:
         QuotaExceeded: the tenant has the most datasets, or bytes, allowed.
         Unprocessable: another content type, no ``file`` part, or a bad name.
+        ConfigError: a bad column mapping (naming its form field).
         RequestValidationError: JSON that is not ``{"records": [...]}``.
-        DataError: a row is invalid.
+        DataError: a row is invalid; a mapped column is absent (naming its form field); the
+            file as a whole is unreadable (naming ``file``).
     """
     count, used = store.dataset_usage(tenant)
     if count >= settings.max_datasets_per_tenant:
@@ -44,15 +51,9 @@ async def create_dataset(
         )
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        name, raw = await _uploaded_file(request)
-        _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
-        examples = await run_in_threadpool(
-            examples_from_bytes,
-            raw,
-            name,
-            max_text_chars=settings.max_text_chars,
-            max_rows=settings.max_dataset_rows,
-        )
+        name, upload, fields = await _uploaded_file(request)
+        _check_room(used, upload.size or 0, settings.max_stored_bytes_per_tenant)
+        examples = await run_in_threadpool(_read_upload, upload, name, fields, settings)
     elif content_type.startswith("application/json"):
         raw = await request.body()
         _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
@@ -101,9 +102,10 @@ def delete_dataset(tenant: str, dataset_id: str, store: Store) -> None:
     store.delete_dataset(record)
 
 
-async def _uploaded_file(request: Request) -> tuple[str, bytes]:
-    """The name and bytes of the form's ``file`` part."""
-    form = await request.form(max_files=1, max_fields=2, max_part_size=1024)
+async def _uploaded_file(request: Request) -> tuple[str, UploadFile, FieldMap]:
+    """The name, spooled ``file`` part and column mapping of the upload form; the mapping is
+    checked (names bounded, distinct) before a byte of the file is parsed."""
+    form = await request.form(max_files=1, max_fields=1 + len(ROLES), max_part_size=1024)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise Unprocessable("send the dataset as a form field named 'file'", field="file")
@@ -111,7 +113,34 @@ async def _uploaded_file(request: Request) -> tuple[str, bytes]:
     problem = text_problem(name) if len(name) <= 200 else "more than 200 characters"
     if problem:
         raise Unprocessable(f"the dataset name holds {problem}", field="name")
-    return upload.filename or name, await upload.read()
+    columns: dict[str, str] = {}
+    for role in ROLES:
+        column = form.get(option_name(role))
+        if isinstance(column, UploadFile):
+            raise Unprocessable("give a column name, not a file", field=option_name(role))
+        if column is not None:
+            columns[role] = column
+    return upload.filename or name, upload, FieldMap(**columns)
+
+
+def _read_upload(
+    upload: UploadFile, name: str, fields: FieldMap, settings: Settings
+) -> list[Example]:
+    """The rows of the spooled upload (Parquet is read from it a batch at a time)."""
+    try:
+        return examples_from_file(
+            upload.file,
+            name,
+            max_text_chars=settings.max_text_chars,
+            max_rows=settings.max_dataset_rows,
+            fields=fields,
+        )
+    except DataError as exc:
+        # An error of no line and no column is about the file as a whole (not Parquet, no
+        # rows, an unknown type): the form field to fix is 'file'.
+        if exc.line is None and exc.field is None:
+            exc.field = "file"
+        raise
 
 
 def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
