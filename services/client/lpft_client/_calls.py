@@ -1,0 +1,274 @@
+"""Every API operation as data: the request to send and how to read its answer. The sync
+and async clients execute the same ``Call``s, so the two differ only in how they wait."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from lpft_client._errors import LpftApiError
+from lpft_client._retry import IDEMPOTENT_METHODS
+from lpft_client.types import (
+    METRICS,
+    CursorPage,
+    Dataset,
+    Event,
+    Job,
+    JobLog,
+    Metrics,
+    Predictions,
+)
+
+Result = TypeVar("Result")
+Model = TypeVar("Model", bound=BaseModel)
+
+#: What ``jobs.download`` fetches: the model directory, the report, or the runtime export.
+Download = Literal["model", "report", "export"]
+_DOWNLOAD_PATHS: dict[str, str] = {"model": "artifacts", "report": "report", "export": "export"}
+#: The first request of an export builds it (seconds to a minute); wait that long for it.
+EXPORT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+#: Longest silence on an open event stream before it counts as dead; the server sends a
+#: keep-alive comment every second or so while nothing happens.
+STREAM_READ_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise ``LpftApiError`` with the problem+json body for an error status (the body must
+    have been read)."""
+    if response.status_code < 400:
+        return
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text}
+    raise LpftApiError(response.status_code, problem if isinstance(problem, dict) else {})
+
+
+def _model(kind: type[Model]) -> Callable[[httpx.Response], Model]:
+    def parse(response: httpx.Response) -> Model:
+        raise_for_problem(response)
+        return kind.model_validate_json(response.content)
+
+    return parse
+
+
+def _adapted(adapter: TypeAdapter[Result]) -> Callable[[httpx.Response], Result]:
+    def parse(response: httpx.Response) -> Result:
+        raise_for_problem(response)
+        return adapter.validate_json(response.content)
+
+    return parse
+
+
+def _text(response: httpx.Response) -> str:
+    raise_for_problem(response)
+    return response.text
+
+
+def _nothing(response: httpx.Response) -> None:
+    raise_for_problem(response)
+
+
+@dataclass(frozen=True)
+class Call(Generic[Result]):
+    """One request and the parser of its answer. ``upload`` is a file sent as the multipart
+    part ``file``; it is opened anew for every try."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], Result] = _nothing  # type: ignore[assignment]
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    upload: Path | None = None
+    timeout: httpx.Timeout | None = None
+    #: A POST that changes nothing twice (cancel, predict), so it may be sent again.
+    safe_to_repeat: bool = False
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether sending the request twice has the effect of sending it once: an
+        idempotent method, a POST safe by nature, or one carrying an ``Idempotency-Key``
+        (the server answers a repeat with the first result)."""
+        return (
+            self.safe_to_repeat
+            or self.method in IDEMPOTENT_METHODS
+            or "Idempotency-Key" in self.headers
+        )
+
+    @contextlib.contextmanager
+    def request(
+        self, http: httpx.Client | httpx.AsyncClient, headers: Mapping[str, str]
+    ) -> Iterator[httpx.Request]:
+        """The request on ``http``, with ``headers`` (authentication) added; an upload's
+        file stays open until the block ends."""
+        options: dict[str, Any] = {
+            "params": self.params,
+            "json": self.json,
+            "data": self.data,
+            "headers": {**headers, **self.headers},
+        }
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        if self.upload is None:
+            yield http.build_request(self.method, self.path, **options)
+            return
+        with self.upload.open("rb") as handle:
+            files = {"file": (self.upload.name, handle)}
+            yield http.build_request(self.method, self.path, files=files, **options)
+
+
+def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ---- datasets -----------------------------------------------------------------------------
+
+
+def upload_dataset(path: str | Path, name: str | None = None) -> Call[Dataset]:
+    """``POST /datasets`` with a .jsonl or .csv file."""
+    data = {"name": name} if name else None
+    return Call("POST", "/datasets", _model(Dataset), data=data, upload=Path(path))
+
+
+def create_dataset(records: Sequence[Mapping[str, Any]], name: str | None = None) -> Call[Dataset]:
+    """``POST /datasets`` with the rows as JSON ``records``."""
+    body = _without_none({"records": list(records), "name": name})
+    return Call("POST", "/datasets", _model(Dataset), json=body)
+
+
+def list_datasets(after: str | None, limit: int) -> Call[CursorPage[Dataset]]:
+    """One page of ``GET /datasets``."""
+    params = _without_none({"after": after, "limit": limit})
+    return Call("GET", "/datasets", _model(CursorPage[Dataset]), params=params)
+
+
+def get_dataset(dataset_id: str) -> Call[Dataset]:
+    return Call("GET", f"/datasets/{dataset_id}", _model(Dataset))
+
+
+def delete_dataset(dataset_id: str) -> Call[None]:
+    return Call("DELETE", f"/datasets/{dataset_id}")
+
+
+# ---- jobs ---------------------------------------------------------------------------------
+
+
+def create_job(
+    train: str,
+    *,
+    method: str | None,
+    validation: str | None,
+    test: str | None,
+    kind: str,
+    model: str | None,
+    hyperparameters: Mapping[str, Any] | None,
+    seed: int | None,
+    eval_sets: Mapping[str, str] | None,
+    idempotency_key: str | None,
+    options: Mapping[str, Any],
+) -> Call[Job]:
+    """``POST /jobs``. Sent with an ``Idempotency-Key`` (a new one unless given), so that a
+    retry after a lost answer returns the job the first try made instead of a second job."""
+    body = _without_none(
+        {
+            "kind": kind,
+            "method": method,
+            "dataset": _without_none({"train": train, "validation": validation, "test": test}),
+            "model": model,
+            "hyperparameters": dict(hyperparameters) if hyperparameters else None,
+            "seed": seed,
+            "eval_sets": dict(eval_sets) if eval_sets else None,
+            **options,
+        }
+    )
+    key = idempotency_key or f"lpft-client-{uuid.uuid4()}"
+    return Call("POST", "/jobs", _model(Job), json=body, headers={"Idempotency-Key": key})
+
+
+def list_jobs(status: str | None, after: str | None, limit: int) -> Call[CursorPage[Job]]:
+    """One page of ``GET /jobs``."""
+    params = _without_none({"status": status, "after": after, "limit": limit})
+    return Call("GET", "/jobs", _model(CursorPage[Job]), params=params)
+
+
+def get_job(job_id: str) -> Call[Job]:
+    return Call("GET", f"/jobs/{job_id}", _model(Job))
+
+
+def cancel_job(job_id: str) -> Call[Job]:
+    return Call("POST", f"/jobs/{job_id}/cancel", _model(Job), safe_to_repeat=True)
+
+
+def delete_job(job_id: str) -> Call[None]:
+    return Call("DELETE", f"/jobs/{job_id}")
+
+
+def job_metrics(job_id: str) -> Call[Metrics]:
+    return Call("GET", f"/jobs/{job_id}/metrics", _adapted(METRICS))
+
+
+def job_events(job_id: str, after: str | None, limit: int) -> Call[CursorPage[Event]]:
+    """One page of the event log (JSON, not the live stream)."""
+    params = _without_none({"after": after, "limit": limit})
+    return Call("GET", f"/jobs/{job_id}/events", _model(CursorPage[Event]), params=params)
+
+
+def job_logs(job_id: str, limit: int) -> Call[JobLog]:
+    return Call("GET", f"/jobs/{job_id}/logs", _model(JobLog), params={"limit": limit})
+
+
+def job_report(job_id: str, format: Literal["html", "md"]) -> Call[str]:
+    return Call("GET", f"/jobs/{job_id}/report", _text, params={"format": format})
+
+
+def recalibrate(job_id: str, dataset: str) -> Call[Job]:
+    """``POST /jobs/{id}/recalibrate``: not retried after it may have been received, since
+    the API has no idempotency key for it."""
+    return Call("POST", f"/jobs/{job_id}/recalibrate", _model(Job), json={"dataset": dataset})
+
+
+def download(job_id: str, what: Download, format: str | None) -> Call[None]:
+    """``GET`` of an artifact; the client streams the body to disk."""
+    if what not in _DOWNLOAD_PATHS:
+        raise ValueError(f"what must be one of {sorted(_DOWNLOAD_PATHS)}, not {what!r}")
+    params = {"format": format} if format else None
+    timeout = EXPORT_TIMEOUT if what == "export" else None
+    return Call("GET", f"/jobs/{job_id}/{_DOWNLOAD_PATHS[what]}", params=params, timeout=timeout)
+
+
+def events_stream(job_id: str) -> Call[None]:
+    """``GET /jobs/{id}/events`` as Server-Sent Events (the client adds ``Last-Event-ID``)."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+    return Call("GET", f"/jobs/{job_id}/events", headers=headers, timeout=STREAM_READ_TIMEOUT)
+
+
+# ---- predictions --------------------------------------------------------------------------
+
+
+def predict(
+    job_id: str,
+    inputs: Sequence[str | Mapping[str, str]],
+    calibrated: bool,
+    conformal: Mapping[str, Any] | None,
+    min_confidence: float | None,
+) -> Call[Predictions]:
+    """``POST /predict``: it changes nothing, so a retry is harmless."""
+    body = _without_none(
+        {
+            "job_id": job_id,
+            "inputs": [{"text": i} if isinstance(i, str) else dict(i) for i in inputs],
+            "calibrated": calibrated,
+            "conformal": dict(conformal) if conformal else None,
+            "min_confidence": min_confidence,
+        }
+    )
+    return Call("POST", "/predict", _model(Predictions), json=body, safe_to_repeat=True)

@@ -1,0 +1,454 @@
+"""The API's responses as typed models, mirroring ``lpft_api.schemas`` without importing it
+(the client runs without the service or the ML stack installed).
+
+Every model allows fields it does not declare and keeps them (``model.model_extra``), and
+open sets of values (statuses, kinds, event types) are plain strings: a newer server that
+adds a field or a value does not break an older client. A finished job's metrics are a large
+nested document: the parts a user reads first are typed, the rest stays plain data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+#: The statuses a job never leaves.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ApiModel(BaseModel):
+    """A response body: unknown fields are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- datasets and jobs ----------------------------------------------------------------------
+
+
+class Dataset(ApiModel):
+    """An uploaded, validated dataset and its summary."""
+
+    object: str = "dataset"
+    id: str
+    name: str
+    rows: int
+    pair: bool
+    label_counts: dict[str, int]
+    created_at: float
+
+
+class JobError(ApiModel):
+    """Why a job failed: a stable ``code`` and a message that says what to do."""
+
+    code: str
+    message: str
+
+
+class Job(ApiModel):
+    """A job: ``status`` is ``queued → running → succeeded | failed | cancelled``."""
+
+    object: str = "job"
+    id: str
+    kind: str
+    status: str
+    method: str | None = None
+    methods: list[str] | None = None
+    source_job: str | None = None
+    model: str | None = None
+    dataset: dict[str, str | None] = Field(default_factory=dict)
+    eval_sets: dict[str, str] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    queue: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: JobError | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job can no longer change."""
+        return self.status in TERMINAL_STATUSES
+
+
+Item = TypeVar("Item")
+
+
+class CursorPage(ApiModel, Generic[Item]):
+    """One page of a list, newest first; the next page starts after ``next_cursor``."""
+
+    object: str = "list"
+    data: list[Item]
+    has_more: bool
+    last_id: str | None = None
+
+    @property
+    def next_cursor(self) -> str | None:
+        """The ``after`` of the next page; ``None`` on the last one."""
+        if not self.has_more or not self.data:
+            return None
+        return self.last_id or getattr(self.data[-1], "id", None)
+
+
+# ---- events -------------------------------------------------------------------------------
+
+
+class StatusData(ApiModel):
+    """The job changed status; ``error`` when it failed."""
+
+    status: str
+    error: JobError | None = None
+
+
+class StageData(ApiModel):
+    """A stage started (``load``, ``lp``, ``ft``, ``lora``, ``calibrate``...; ``<method>/<stage>``
+    in a comparison) and will take ``total`` steps."""
+
+    stage: str
+    total: int | None = None
+
+
+class StepData(ApiModel):
+    """One optimisation step of a stage, with its training loss."""
+
+    stage: str
+    step: int
+    total: int
+    loss: float
+    head_weight_norm: float | None = None
+
+
+class EpochData(ApiModel):
+    """The end of an epoch and its validation figures."""
+
+    stage: str
+    step: int
+    total: int
+    epoch: float
+    validation_accuracy: float | None = None
+    validation_loss: float | None = None
+
+
+class MetricsData(ApiModel):
+    """Progress of a stage without a loss (feature extraction, NTK...)."""
+
+    stage: str
+    step: int
+    total: int
+
+
+class MessageData(ApiModel):
+    """A note about the job (``cancel requested``...)."""
+
+    message: str
+
+
+class WarningData(ApiModel):
+    """A warning raised while the job ran."""
+
+    category: str
+    message: str
+
+
+class BaseEvent(ApiModel):
+    """One entry of a job's event log; ``id`` is the cursor to resume after."""
+
+    id: str
+    type: str
+    created_at: float
+    data: Any
+
+
+class StatusEvent(BaseEvent):
+    type: Literal["status"]
+    data: StatusData
+
+
+class StageEvent(BaseEvent):
+    type: Literal["stage"]
+    data: StageData
+
+
+class StepEvent(BaseEvent):
+    type: Literal["step"]
+    data: StepData
+
+
+class EpochEvent(BaseEvent):
+    type: Literal["epoch"]
+    data: EpochData
+
+
+class MetricsEvent(BaseEvent):
+    type: Literal["metrics"]
+    data: MetricsData
+
+
+class MessageEvent(BaseEvent):
+    type: Literal["message"]
+    data: MessageData
+
+
+class WarningEvent(BaseEvent):
+    type: Literal["warning"]
+    data: WarningData
+
+
+class OtherEvent(BaseEvent):
+    """An event type this client does not know yet; ``data`` stays plain."""
+
+    data: dict[str, Any]
+
+
+_EVENT_TYPES = {"status", "stage", "step", "epoch", "metrics", "message", "warning"}
+
+
+def _event_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _EVENT_TYPES else "other"
+
+
+Event = Annotated[
+    Annotated[StatusEvent, Tag("status")]
+    | Annotated[StageEvent, Tag("stage")]
+    | Annotated[StepEvent, Tag("step")]
+    | Annotated[EpochEvent, Tag("epoch")]
+    | Annotated[MetricsEvent, Tag("metrics")]
+    | Annotated[MessageEvent, Tag("message")]
+    | Annotated[WarningEvent, Tag("warning")]
+    | Annotated[OtherEvent, Tag("other")],
+    Discriminator(_event_tag),
+]
+EVENT = TypeAdapter(Event)
+
+
+# ---- metrics ------------------------------------------------------------------------------
+
+
+class ClassificationMetrics(ApiModel):
+    """Quality of a set of probabilities: fractions, except ``mcc`` in [-1, 1]."""
+
+    accuracy: float
+    macro_f1: float
+    nll: float
+    brier: float
+    ece: float
+    mce: float
+    mcc: float | None = None
+
+
+class Evaluation(ApiModel):
+    """Metrics on one reported set, before and after temperature scaling."""
+
+    split: str
+    rows: int
+    uncalibrated: ClassificationMetrics
+    calibrated: ClassificationMetrics
+    reliability: dict[str, Any] = Field(default_factory=dict)
+    majority_rate: float | None = None
+    top_prediction_share: float | None = None
+
+
+class ProbeSummary(ApiModel):
+    """The linear probe: its inverse L2 strength ``C`` and accuracies."""
+
+    C: float
+    train_accuracy: float
+    validation_accuracy: float
+
+
+class HeadNorm(ApiModel):
+    """‖V‖_F of the head: fresh, after LP (``None`` without LP), at the end."""
+
+    initial: float
+    after_lp: float | None = None
+    final: float
+
+
+class ModelWarning(ApiModel):
+    """A reason not to trust the model, with the figures behind it."""
+
+    code: str
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobMetrics(ApiModel):
+    """A finished finetune job's ``metrics.json``: the headline figures typed; the history,
+    reliability bins, NTK, feature and per-seed details are kept as plain data (extra
+    fields)."""
+
+    method: str
+    model: str
+    pooling: str
+    device: str
+    labels: list[str | int]
+    splits: dict[str, int]
+    lp: ProbeSummary | None = None
+    head_norm: HeadNorm
+    temperature: float
+    test: Evaluation
+    eval_sets: dict[str, Evaluation] = Field(default_factory=dict)
+    timing: dict[str, float] = Field(default_factory=dict)
+    warnings: list[ModelWarning] = Field(default_factory=list)
+
+
+class ComparisonMetrics(ApiModel):
+    """A compare job's metrics: every method's, in the order run."""
+
+    methods: dict[str, JobMetrics]
+
+
+class RecalibrationMetrics(ApiModel):
+    """A recalibrate job's metrics: the new temperature and the metrics at T = 1, at the
+    previous T and at the new one, measured on the rows T was fitted on."""
+
+    temperature: float
+    previous_temperature: float
+    rows: int
+    uncalibrated: ClassificationMetrics
+    previous: ClassificationMetrics
+    calibrated: ClassificationMetrics
+    in_sample: bool = True
+
+
+class AnalysisMetrics(ApiModel):
+    """An analysis job's metrics: NTK and feature statistics, kept as plain data."""
+
+    kind: Literal["analysis"]
+    model: str
+    ntk: dict[str, Any] = Field(default_factory=dict)
+    feature_statistics: dict[str, Any] = Field(default_factory=dict)
+    feature_change: dict[str, Any] = Field(default_factory=dict)
+    timing: dict[str, float] = Field(default_factory=dict)
+
+
+class LiveMetrics(ApiModel):
+    """Metrics of an unfinished job: what its event log holds so far."""
+
+    partial: Literal[True] = True
+    status: str
+    kind: str
+    method: str | None = None
+    stage: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    epochs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _metrics_tag(value: Any) -> str:
+    if not isinstance(value, dict):
+        return type(value).__name__
+    if value.get("partial"):
+        return "LiveMetrics"
+    if value.get("kind") == "analysis":
+        return "AnalysisMetrics"
+    if "previous_temperature" in value:
+        return "RecalibrationMetrics"
+    if "methods" in value and "test" not in value:
+        return "ComparisonMetrics"
+    return "JobMetrics"
+
+
+Metrics = Annotated[
+    Annotated[JobMetrics, Tag("JobMetrics")]
+    | Annotated[ComparisonMetrics, Tag("ComparisonMetrics")]
+    | Annotated[RecalibrationMetrics, Tag("RecalibrationMetrics")]
+    | Annotated[AnalysisMetrics, Tag("AnalysisMetrics")]
+    | Annotated[LiveMetrics, Tag("LiveMetrics")],
+    Discriminator(_metrics_tag),
+]
+METRICS = TypeAdapter(Metrics)
+
+
+# ---- predictions --------------------------------------------------------------------------
+
+
+class Prediction(ApiModel):
+    """One input's label and probabilities per label; ``label`` is ``None`` when the model
+    abstained below ``min_confidence``."""
+
+    label: str | int | None
+    probabilities: dict[str, float]
+    logits: list[float]
+    prediction_set: list[str | int] | None = None
+    abstained: bool = False
+
+
+class Predictions(ApiModel):
+    """Predictions in input order and the temperature that made the probabilities."""
+
+    job_id: str
+    temperature: float
+    calibrated: bool
+    predictions: list[Prediction]
+    warnings: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    seeds: list[int] = Field(default_factory=list)
+    serving: str = "torch"
+    quantization: dict[str, Any] | None = None
+
+
+# ---- logs ---------------------------------------------------------------------------------
+
+
+class LogRecord(ApiModel):
+    """One record of a job's log (more fields, such as ``error_id``, where they apply)."""
+
+    time: str
+    level: str
+    logger: str
+    message: str
+    job_id: str | None = None
+
+
+class JobLog(ApiModel):
+    """The newest records of a job's log, oldest first; ``has_more``: older ones exist."""
+
+    data: list[LogRecord]
+    has_more: bool
+
+
+__all__ = [
+    "EVENT",
+    "METRICS",
+    "TERMINAL_STATUSES",
+    "AnalysisMetrics",
+    "ApiModel",
+    "BaseEvent",
+    "ClassificationMetrics",
+    "ComparisonMetrics",
+    "CursorPage",
+    "Dataset",
+    "EpochData",
+    "EpochEvent",
+    "Evaluation",
+    "Event",
+    "HeadNorm",
+    "Job",
+    "JobError",
+    "JobLog",
+    "JobMetrics",
+    "LiveMetrics",
+    "LogRecord",
+    "MessageData",
+    "MessageEvent",
+    "Metrics",
+    "MetricsData",
+    "MetricsEvent",
+    "ModelWarning",
+    "OtherEvent",
+    "Prediction",
+    "Predictions",
+    "ProbeSummary",
+    "RecalibrationMetrics",
+    "StageData",
+    "StageEvent",
+    "StatusData",
+    "StatusEvent",
+    "StepData",
+    "StepEvent",
+    "WarningData",
+    "WarningEvent",
+]
