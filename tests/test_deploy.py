@@ -1,36 +1,129 @@
-"""docker-compose.yml and the Dockerfiles, checked statically.
+"""docker-compose.yml, the Dockerfiles and .dockerignore, checked statically.
 
 No Docker engine runs here (nor in CI), so these tests stand in for ``docker compose up``:
 the YAML parses, every build context, Dockerfile, copied path, command module and volume it
-names exists, and the reliability settings (healthchecks, persistence, GPU reservation, CPU
-profile, pinned torch) are in place.
+names exists, and the production settings are in place: healthchecks (a worker's answers while
+it trains), restart policies, stop grace periods that cover the service's own shutdown,
+persistence, the GPU reservation, the CPU profile, non-root images whose dependency layer is
+built before the source is copied, pinned torch, and a build context that leaves local state
+out.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from lpft_jobstore.settings import Settings
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+WORKERS = ("worker", "worker-cpu")
+BUILT = ("api", *WORKERS)
+HEALTH_COMMAND = ["python", "-m", "lpft_worker.health"]
+TORCH_PIN = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction: its keyword, its text (continuation lines joined) and the
+    body of its here-document, if it has one."""
+
+    keyword: str
+    text: str
+    heredoc: str = ""
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    """The instructions of a Dockerfile, comments dropped, here-documents kept whole."""
+    lines = iter(path.read_text().splitlines())
+    instructions = []
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        text = line
+        while text.endswith("\\"):
+            text = text[:-1] + " " + next(lines).strip()
+        body = []
+        if marker := re.search(r"<<-?'?(\w+)'?", text):
+            body = list(iter(lines.__next__, marker.group(1)))
+        keyword, _, rest = text.strip().partition(" ")
+        instructions.append(Instruction(keyword.upper(), rest.strip(), "\n".join(body)))
+    return instructions
+
+
+def dockerfile_of(name: str) -> Path:
+    build = SERVICES[name]["build"]
+    return ROOT / build["context"] / build["dockerfile"]
+
+
+def env_of(instructions: list[Instruction]) -> dict[str, str]:
+    """The image's ENV, from ``ENV KEY=value ...`` instructions."""
+    pairs = (
+        pair.split("=", 1) for i in instructions if i.keyword == "ENV" for pair in i.text.split()
+    )
+    return dict(pairs)
+
+
+def seconds(duration: str) -> float:
+    """A compose duration (``1m30s``, ``60s``, ``500ms``) in seconds."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def named_volumes(service: dict) -> dict[str, str]:
+    """Named volume → mount point, for a service's ``volume:path`` entries (bind mounts,
+    whose source is a path, left out)."""
+    pairs = (entry.split(":")[:2] for entry in service.get("volumes", []))
+    return {source: target for source, target in pairs if not source.startswith((".", "/", "~"))}
 
 
 def test_compose_has_the_stack_and_shared_volumes() -> None:
     assert {"redis", "api", "worker", "worker-cpu"} <= set(SERVICES)
-    assert {"redis-data", "artifacts"} <= set(COMPOSE["volumes"])
-    for name in ("api", "worker", "worker-cpu"):
+    assert {"redis-data", "artifacts", "hf-cache"} <= set(COMPOSE["volumes"])
+    for name in BUILT:
         assert "artifacts:/artifacts" in SERVICES[name]["volumes"]
         assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert SERVICES[name]["environment"]["LPFT_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_references_resolve() -> None:
+    """Every named volume and dependency exists, conditions are the spec's, a dependency
+    awaited as healthy has a healthcheck, and no always-on service waits on a profiled one."""
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
     for name, service in SERVICES.items():
-        assert "healthcheck" in service, name
-        for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in COMPOSE["volumes"], volume
+        for volume in named_volumes(service):
+            assert volume in COMPOSE["volumes"], f"{name} mounts undeclared volume {volume}"
+        for dependency, spec in service.get("depends_on", {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            assert spec["condition"] in conditions, (name, spec)
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dependency], dependency
+            if "profiles" not in service:
+                assert "profiles" not in SERVICES[dependency], (name, dependency)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_checks_its_health_and_restarts(name: str) -> None:
+    service = SERVICES[name]
+    healthcheck = service["healthcheck"]
+    assert healthcheck["test"][0] in {"CMD", "CMD-SHELL"}, healthcheck
+    assert seconds(healthcheck["timeout"]) < seconds(healthcheck["interval"])
+    assert service["restart"] in {"unless-stopped", "always", "on-failure"}
+    assert service.get("user", "") not in {"root", "0"}
 
 
 def test_redis_persists_and_never_evicts() -> None:
@@ -50,20 +143,19 @@ def test_gpu_worker_reserves_a_gpu_and_cpu_worker_is_a_profile() -> None:
     assert "cu" in SERVICES["worker"]["build"]["args"]["TORCH_INDEX_URL"]
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "worker-cpu"])
+@pytest.mark.parametrize("name", BUILT)
 def test_build_context_dockerfile_and_copied_paths_exist(name: str) -> None:
     build = SERVICES[name]["build"]
     context = ROOT / build["context"]
-    dockerfile = context / build["dockerfile"]
+    dockerfile = dockerfile_of(name)
     assert dockerfile.is_file()
-    text = dockerfile.read_text()
-    assert re.search(r"pip install torch==2\.13\.0 --index-url", text), "torch must be pinned"
-    for line in text.splitlines():
-        if line.startswith("COPY "):
-            for source in line.split()[1:-1]:
+    for instruction in parse_dockerfile(dockerfile):
+        if instruction.keyword == "COPY":
+            sources = [word for word in instruction.text.split()[:-1] if not word.startswith("--")]
+            for source in sources:
                 assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
-        if line.startswith("ARG ") and "=" in line:
-            arg = line.split()[1].split("=")[0]
+        if instruction.keyword == "ARG" and "=" in instruction.text:
+            arg = instruction.text.split("=")[0]
             assert arg in build.get("args", {arg: None}) or name == "api"
 
 
@@ -76,6 +168,217 @@ def test_commands_name_importable_modules() -> None:
     assert importlib.import_module(celery_module).app.main == "lpft"
     for queue in ("gpu", "cpu"):
         assert f"LPFT_WORKER_QUEUE: {queue}" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_worker_health_is_its_heartbeat_not_a_celery_ping() -> None:
+    """``inspect ping`` is answered by the worker's one (solo) thread, which a training job
+    holds for hours; the heartbeat is written by a thread of its own."""
+    for name in WORKERS:
+        assert SERVICES[name]["healthcheck"]["test"] == ["CMD", *HEALTH_COMMAND]
+    instructions = parse_dockerfile(ROOT / "services/worker/Dockerfile")
+    (healthcheck,) = [i for i in instructions if i.keyword == "HEALTHCHECK"]
+    assert healthcheck.text.endswith('CMD ["python", "-m", "lpft_worker.health"]')
+    health = importlib.import_module(HEALTH_COMMAND[-1])
+    assert callable(health.main)
+
+
+def test_worker_stop_grace_covers_a_cancel_in_flight() -> None:
+    """On SIGTERM the worker's task keeps watching its training child: a cancel is seen at
+    the next poll (the heartbeat period) and enforced after the cancel grace; the period must
+    leave time for both and for the outcome to be written."""
+    fields = Settings.model_fields
+    cancel_s = fields["cancel_grace_seconds"].default + fields["heartbeat_seconds"].default
+    for name in WORKERS:
+        assert seconds(SERVICES[name]["stop_grace_period"]) >= 2 * cancel_s, name
+
+
+def test_api_stop_grace_covers_uvicorns_graceful_shutdown() -> None:
+    api = parse_dockerfile(ROOT / "services/api/Dockerfile")
+    (cmd,) = [i for i in api if i.keyword == "CMD"]
+    graceful_s = float(re.search(r"--timeout-graceful-shutdown (\d+)", cmd.text).group(1))
+    assert seconds(SERVICES["api"]["stop_grace_period"]) >= graceful_s + 5
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_hf_cache_is_a_named_volume_at_the_images_hf_home(name: str) -> None:
+    hf_home = env_of(parse_dockerfile(dockerfile_of(name)))["HF_HOME"]
+    assert named_volumes(SERVICES[name])["hf-cache"] == hf_home
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_images_run_as_a_fixed_non_root_user_owning_what_it_writes(name: str) -> None:
+    """The last USER, set after every install, is a user with a fixed uid (so that shared
+    storage can grant it access) that owns the mount points of its volumes: a named volume
+    takes the ownership of the image's directory when it is first created."""
+    instructions = parse_dockerfile(dockerfile_of(name))
+    keywords = [i.keyword for i in instructions]
+    last_user = len(keywords) - 1 - keywords[::-1].index("USER")
+    last_run = len(keywords) - 1 - keywords[::-1].index("RUN")
+    assert last_run < last_user, "the image must not switch back to root after its installs"
+    user = instructions[last_user].text
+    assert user not in {"root", "0"}
+    (setup,) = [i.text for i in instructions if "useradd" in i.text]
+    assert re.search(rf"useradd --uid 10001 .*\b{user}\b", setup)
+    env = env_of(instructions)
+    commands = {cmd.split()[0]: cmd.split()[1:] for cmd in map(str.strip, setup.split("&&"))}
+    created = {expand(word, env) for word in commands["mkdir"] if not word.startswith("-")}
+    owned = {expand(word, env) for word in commands["chown"][1:]}
+    assert commands["chown"][0] == f"{user}:{user}"
+    assert {"/artifacts", env["HF_HOME"]} <= created & owned
+
+
+def expand(word: str, env: dict[str, str]) -> str:
+    """A shell word with its quotes dropped and ``$NAME`` taken from the image's ENV."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], word.strip('"'))
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_dependencies_install_in_a_layer_before_the_source(name: str) -> None:
+    """Editing the source must not reinstall the dependencies: the only files copied before
+    they are installed are the ones that declare them, and the project goes in last."""
+    instructions = parse_dockerfile(dockerfile_of(name))
+    copies = [(n, i.text.split()[:-1]) for n, i in enumerate(instructions) if i.keyword == "COPY"]
+    install = next(n for n, i in enumerate(instructions) if "-r /tmp/requirements.txt" in i.text)
+    first_source = min(n for n, sources in copies if {"lpft_core", "services"} & set(sources))
+    assert install < first_source
+    copied_before = {source for n, sources in copies if n < install for source in sources}
+    assert copied_before == {"pyproject.toml", "constraints.txt", "docker/requirements_of.py"}
+    (project,) = [n for n, i in enumerate(instructions) if "pip install --no-deps ." in i.text]
+    assert project > max(n for n, _ in copies)
+
+
+@pytest.mark.parametrize(("name", "extra"), [("api", "api"), ("worker", "worker")])
+def test_the_dependency_layer_installs_the_whole_extra(
+    name: str, extra: str, tmp_path: Path
+) -> None:
+    """The Dockerfile's own RUN, run by the shell on the real pyproject.toml, lists every
+    requirement of the extra and of the extras it names (``lpft[client,ml]``), not the
+    project."""
+    instructions = parse_dockerfile(dockerfile_of(name))
+    (script,) = [i for i in instructions if "requirements_of.py" in i.text and i.keyword == "RUN"]
+    assert script.text == f"python requirements_of.py {extra} > /tmp/requirements.txt"
+    listing = tmp_path / "requirements.txt"
+    shell = script.text.replace("/tmp/requirements.txt", str(listing)).replace(
+        "requirements_of.py", str(ROOT / "docker" / "requirements_of.py")
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    subprocess.run(["sh", "-c", shell], cwd=ROOT, env={**os.environ, "PATH": path}, check=True)
+    listed = listing.read_text().splitlines()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    expected, pending = set(), [extra]
+    while pending:
+        for requirement in map(Requirement, extras[pending.pop()]):
+            if requirement.name == "lpft":
+                pending += requirement.extras
+            else:
+                expected.add(str(requirement))
+    assert {str(Requirement(line)) for line in listed} == expected
+    assert "torch" in listed
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_every_pip_install_keeps_torch_pinned(name: str) -> None:
+    """torch is named with its pin, and every other install goes through constraints.txt
+    (which pins it) or installs no dependencies at all."""
+    assert TORCH_PIN in (ROOT / "constraints.txt").read_text().splitlines()
+    runs = [i.text for i in parse_dockerfile(dockerfile_of(name)) if i.keyword == "RUN"]
+    installs = [cmd for text in runs for cmd in text.split("&&") if "pip install" in cmd]
+    assert installs
+    for install in installs:
+        if "torch" in install:
+            assert re.search(rf"pip install {re.escape(TORCH_PIN)} --index-url", install)
+        else:
+            assert "-c constraints.txt" in install or "--no-deps" in install, install
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """(is an exception, pattern) for each .dockerignore line, as Docker reads them: ``**``
+    spans directories, ``*`` and ``?`` stay within one, the last matching line decides."""
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = re.escape(pattern)
+        regex = regex.replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        regex = re.sub(r"\\\[(.*?)\\?\]", r"[\1]", regex)
+        rules.append((negate, re.compile(regex)))
+    return rules
+
+
+def ignored(path: str) -> bool:
+    """Whether Docker leaves ``path`` (or a folder above it) out of the build context."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    verdict = False
+    for negate, regex in dockerignore_rules():
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            verdict = not negate
+    return verdict
+
+
+def test_dockerignore_sends_what_the_images_copy_and_nothing_local() -> None:
+    copied = {
+        word
+        for name in ("api", "worker")
+        for i in parse_dockerfile(dockerfile_of(name))
+        if i.keyword == "COPY"
+        for word in i.text.split()[:-1]
+    }
+    assert {"lpft_core", "services", "pyproject.toml"} <= copied
+    for source in copied:
+        assert not ignored(source), source
+    for source in (
+        "lpft_core/__init__.py",
+        "services/worker/lpft_worker/health.py",
+        "docker/requirements_of.py",
+    ):
+        assert not ignored(source), source
+    left_out = [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "runs/service/jobs/x.json",
+        "benchmarks/RESULTS.md",
+        "tests/test_deploy.py",
+        ".env",
+        "lpft_core/__pycache__/config.cpython-311.pyc",
+        "lpft.egg-info/PKG-INFO",
+        ".pytest_cache/v/cache",
+    ]
+    for path in left_out:
+        assert ignored(path), path
+
+
+def compose_command() -> list[str] | None:
+    """The Compose CLI here: the docker plugin, else the standalone ``docker-compose``."""
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+@pytest.mark.skipif(
+    compose_command() is None,
+    reason="needs Docker Compose (the docker plugin or docker-compose), which the development "
+    "machines and CI do not install; the tests above check the same file statically",
+)
+def test_docker_compose_accepts_the_file() -> None:
+    """Compose's own schema and interpolation: the file is valid with keys, and refused
+    without them."""
+    command = [*compose_command(), "--profile", "cpu", "config", "-q"]
+    keyed = {**os.environ, "LPFT_API_KEYS": "tenant:key"}
+    result = subprocess.run(command, cwd=ROOT, env=keyed, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    keyless = {name: value for name, value in keyed.items() if name != "LPFT_API_KEYS"}
+    result = subprocess.run(command, cwd=ROOT, env=keyless, capture_output=True, text=True)
+    assert result.returncode != 0 and "LPFT_API_KEYS" in result.stderr
 
 
 def test_compose_never_serves_without_keys_and_publishes_on_loopback() -> None:

@@ -1,0 +1,28 @@
+"""Print the requirements of one of pyproject.toml's extras, following its ``lpft[...]``
+references to other extras: ``python requirements_of.py api``.
+
+The images install their dependencies in a layer of their own, before the source is copied, so
+that editing the code does not reinstall them; pip cannot install a project's dependencies
+without the project, hence this list. Standard library only: it runs before anything else is
+installed.
+"""
+
+import sys
+import tomllib
+from collections.abc import Iterator
+
+with open("pyproject.toml", "rb") as file:
+    EXTRAS = tomllib.load(file)["project"]["optional-dependencies"]
+
+
+def requirements(extra: str) -> Iterator[str]:
+    for requirement in EXTRAS[extra]:
+        if requirement.startswith("lpft["):
+            for inner in requirement.removeprefix("lpft[").removesuffix("]").split(","):
+                yield from requirements(inner.strip())
+        else:
+            yield requirement
+
+
+if __name__ == "__main__":
+    sys.stdout.write("\n".join(sorted(set(requirements(sys.argv[1])))) + "\n")
