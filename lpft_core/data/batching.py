@@ -41,16 +41,23 @@ class EncodedTexts:
 
     def batch(self, indices: Sequence[int], device: torch.device | str = "cpu") -> dict[str, Any]:
         """Right-padded tensors for the rows ``indices``, padded to their longest row."""
+        return {
+            name: to_device(torch.from_numpy(array), device)
+            for name, array in self.padded(indices).items()
+        }
+
+    def padded(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """Right-padded int64 arrays for the rows ``indices`` (what ONNX Runtime takes)."""
         width = int(self.lengths[list(indices)].max())
-        batch = {}
+        arrays = {}
         for name, rows in self.columns.items():
             fill = self.pad_token_id if name == "input_ids" else 0
             array = np.full((len(indices), width), fill, dtype=np.int64)
             for i, index in enumerate(indices):
                 row = rows[index]
                 array[i, : len(row)] = row
-            batch[name] = to_device(torch.from_numpy(array), device)
-        return batch
+            arrays[name] = array
+        return arrays
 
 
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:

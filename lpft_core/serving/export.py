@@ -97,6 +97,12 @@ def write_hf(model_dir: Path, out: Path) -> None:
 
 def write_onnx(model_dir: Path, out: Path) -> None:
     """``model.onnx`` (opset from the exporter's default) and the tokenizer."""
+    write_onnx_graph(model_dir, out / "model.onnx")
+    load_tokenizer(str(model_dir)).save_pretrained(out)
+
+
+def write_onnx_graph(model_dir: Path, path: Path) -> None:
+    """The graph alone (the exporter may put the weights beside it, in ``path``'s folder)."""
     model = load_model(model_dir, read_manifest(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
     sample = tokenizer(
@@ -109,13 +115,12 @@ def write_onnx(model_dir: Path, out: Path) -> None:
     torch.onnx.export(
         wrapped,
         tuple(sample[name].long() for name in names),
-        str(out / "model.onnx"),
+        str(path),
         input_names=names,
         output_names=["probabilities", "logits"],
         dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
         dynamo=True,
     )
-    tokenizer.save_pretrained(out)
 
 
 def model_card(model_dir: Path, fmt: ExportFormat) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
-from lpft_core.data.batching import encode
+from lpft_core.data.batching import EncodedTexts, encode
 from lpft_core.data.datasets import Example, Label
 from lpft_core.errors import DataError, ModelError
 from lpft_core.model.artifacts import (
@@ -23,12 +24,17 @@ from lpft_core.model.artifacts import (
 )
 from lpft_core.model.classifier import load_tokenizer, resolve_device
 from lpft_core.serving.inference import forward_all
+from lpft_core.serving.onnx_runtime import OnnxLogits, Precision, serving_graph
+from lpft_core.serving.quantization import QuantizationReport, quantization_report
 from lpft_core.stages.calibration import scaled_softmax
 from lpft_core.stages.conformal import (
     ConformalCalibration,
     ConformalMethod,
     prediction_sets,
 )
+
+Backend = Literal["torch", "onnx"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -61,23 +67,60 @@ class Predictor:
 
     Args:
         directory: an artifact directory written by ``finetune``.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu`` or ``cuda`` (the ``torch`` backend's).
         batch_size: rows per forward pass.
+        backend: ``torch``, or ``onnx``: the model's ONNX graph in onnxruntime on the CPU
+            (``lpft_core.serving.onnx_runtime``; built into the model directory on first use).
+        precision: ``fp32``, or ``int8`` (``onnx`` only): dynamic int8 quantisation, whose
+            effect on the job's held-out rows is measured first (``quantization``).
     """
 
-    def __init__(self, directory: str | Path, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        device: str = "auto",
+        batch_size: int = 64,
+        *,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        if precision != "fp32" and backend != "onnx":
+            raise ModelError("int8 precision is an onnx backend option; use backend='onnx'")
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         self.labels = read_labels(self.directory)
         self._calibration_stamp = self._calibration_file().stat().st_mtime_ns
         self._take_calibration()
-        self.device = resolve_device(device)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(str(self.directory))
-        self.model = load_model(self.directory, self.manifest).to(self.device)
         self.warnings = read_warning_codes(self.directory)
         #: the job's seeds; the model is the first one's run
         self.seeds = read_run_seeds(self.directory)
+        #: how int8 serving differs from fp32 (``None`` unless ``precision`` is ``int8``)
+        self.quantization: QuantizationReport | None = None
+        #: what computes the logits: ``torch``, ``onnx`` or ``onnx-int8``
+        self.serving = backend if precision == "fp32" else f"{backend}-{precision}"
+        if backend == "torch":
+            self.device = resolve_device(device)
+            model = load_model(self.directory, self.manifest).to(self.device)
+            self._forward: Callable[[EncodedTexts], np.ndarray] = lambda encoded: forward_all(
+                model, encoded, batch_size=self.batch_size, device=self.device
+            )
+        else:
+            self.device = torch.device("cpu")
+            self._forward = self._onnx_forward(precision)
+
+    def _onnx_forward(self, precision: Precision) -> Callable[[EncodedTexts], np.ndarray]:
+        fp32 = OnnxLogits(serving_graph(self.directory, "fp32"))
+        if precision == "fp32":
+            return lambda encoded: fp32(encoded, self.batch_size)
+        int8 = OnnxLogits(serving_graph(self.directory, "int8"))
+        self.quantization = quantization_report(
+            self.directory, fp32, int8, self.tokenizer, self.labels, self.temperature
+        )
+        return lambda encoded: int8(encoded, self.batch_size)
 
     def refresh_calibration(self) -> None:
         """Take up a temperature re-fitted since loading (``recalibrate``); a stat when
@@ -103,8 +146,7 @@ class Predictor:
         examples = self.validate(inputs)
         if not examples:
             return np.empty((0, len(self.labels)), dtype=np.float32)
-        encoded = encode(self.tokenizer, examples, self.manifest.max_length)
-        return forward_all(self.model, encoded, batch_size=self.batch_size, device=self.device)
+        return self._forward(encode(self.tokenizer, examples, self.manifest.max_length))
 
     def predict(
         self,

@@ -1,0 +1,119 @@
+"""What int8 serving costs, measured on the job's own held-out rows.
+
+Dynamic int8 quantisation changes every logit a little, and a user acting on a calibrated
+probability must know by how much. So before an int8 graph serves, its predictions are
+compared with the fp32 graph's on the job's evaluation split (rows that selected and fitted
+nothing): accuracy and ECE of each at the fitted T, how often the label agrees, and how far
+the probabilities moved. The figures are kept beside the graph (``onnx/quantization.json``)
+and returned with every int8 prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpft_core.config import FinetuneSpec
+from lpft_core.data.batching import encode
+from lpft_core.errors import LpftError
+from lpft_core.model.artifacts import SPEC, read_manifest
+from lpft_core.serving.onnx_runtime import GRAPHS, OnnxLogits
+from lpft_core.stages.calibration import calibration_errors, scaled_softmax
+from lpft_core.stages.prepare import label_indices, load_splits
+
+REPORT = "quantization.json"
+#: Held-out rows compared, at most: enough for ECE to mean something, few enough that the
+#: comparison costs seconds at the first load.
+MAX_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """int8 against fp32 on ``rows`` rows of the job's ``split``, probabilities at ``temperature``.
+
+    ``probability_shift_mean`` / ``_max``: mean and largest absolute change of a class
+    probability. ``label_agreement``: share of rows whose predicted label is the same. When
+    the rows could not be read (the dataset was deleted since), every figure is ``None`` and
+    ``unmeasured`` says why.
+    """
+
+    split: str | None
+    rows: int
+    temperature: float
+    accuracy_fp32: float | None = None
+    accuracy_int8: float | None = None
+    ece_fp32: float | None = None
+    ece_int8: float | None = None
+    probability_shift_mean: float | None = None
+    probability_shift_max: float | None = None
+    label_agreement: float | None = None
+    unmeasured: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def quantization_report(
+    model_dir: str | Path,
+    fp32: OnnxLogits,
+    int8: OnnxLogits,
+    tokenizer: object,
+    labels: list,
+    temperature: float,
+    batch_size: int = 64,
+) -> QuantizationReport:
+    """The model's report, measured on first use and read back after."""
+    path = Path(model_dir) / GRAPHS / REPORT
+    if path.is_file():
+        return QuantizationReport(**json.loads(path.read_text()))
+    report = _measure(Path(model_dir), fp32, int8, tokenizer, labels, temperature, batch_size)
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(report.to_dict(), indent=2))
+    scratch.replace(path)
+    return report
+
+
+def _measure(
+    model_dir: Path,
+    fp32: OnnxLogits,
+    int8: OnnxLogits,
+    tokenizer: object,
+    labels: list,
+    temperature: float,
+    batch_size: int,
+) -> QuantizationReport:
+    try:
+        spec = FinetuneSpec.from_dict(json.loads((model_dir / SPEC).read_text()))
+        splits = load_splits(
+            spec.data,
+            seed=spec.hyperparameters.seed,
+            max_text_chars=spec.max_text_chars,
+            split_seed=spec.split_seed,
+        )
+    except (OSError, LpftError, ValueError) as exc:
+        return QuantizationReport(
+            split=None, rows=0, temperature=temperature, unmeasured=f"held-out rows: {exc}"
+        )
+    rows = splits.test[:MAX_ROWS]
+    split = "test" if splits.test_source == "file" else splits.test_source
+    encoded = encode(tokenizer, rows, read_manifest(model_dir).max_length)
+    y = label_indices(rows, labels)
+    before = scaled_softmax(fp32(encoded, batch_size), temperature)
+    after = scaled_softmax(int8(encoded, batch_size), temperature)
+    shift = np.abs(after - before)
+    return QuantizationReport(
+        split=split,
+        rows=len(rows),
+        temperature=temperature,
+        accuracy_fp32=float((before.argmax(1) == y).mean()),
+        accuracy_int8=float((after.argmax(1) == y).mean()),
+        ece_fp32=calibration_errors(before, y)[0],
+        ece_int8=calibration_errors(after, y)[0],
+        probability_shift_mean=float(shift.mean()),
+        probability_shift_max=float(shift.max()),
+        label_agreement=float((before.argmax(1) == after.argmax(1)).mean()),
+    )

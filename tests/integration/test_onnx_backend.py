@@ -1,0 +1,103 @@
+"""The predict backend setting on a real server: one pair-task job served by three API
+processes (torch, onnx, onnx int8) over the same Redis and artifacts. onnx answers as torch
+does to 1e-4, sets for pair inputs included; int8 says so and carries its measured cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import toy_rows, write_jsonl
+from tests.integration.conftest import KEYS, ApiServer, job_body, upload, wait_for
+
+INPUTS = [
+    {"text": row["text"], "text_pair": row["text_pair"]}
+    for row in toy_rows(6, seed=11, pair=True)
+]
+BODY = {"inputs": INPUTS, "conformal": {"alpha": 0.05, "method": "aps"}}
+
+
+@pytest.fixture(scope="module")
+def pair_job(
+    api_url: str, cpu_worker: object, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    root = tmp_path_factory.mktemp("pairs")
+    headers = {"Authorization": f"Bearer {KEYS['alice']}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=60) as alice:
+        dataset = {
+            split: upload(alice, write_jsonl(root / f"{split}.jsonl", toy_rows(n, seed, pair=True)))
+            for split, n, seed in (("train", 90, 1), ("validation", 30, 2), ("test", 30, 3))
+        }
+        job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir)).json()
+        wait_for(alice, job["id"], {"succeeded"}, timeout=300)
+    return job["id"]
+
+
+@pytest.fixture(scope="module")
+def servers(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    logs = tmp_path_factory.mktemp("backend-logs")
+    started = {
+        name: ApiServer({**service_env, **env}, logs / f"{name}.log")
+        for name, env in (
+            ("onnx", {"LPFT_PREDICT_BACKEND": "onnx"}),
+            (
+                "onnx-int8",
+                {"LPFT_PREDICT_BACKEND": "onnx", "LPFT_PREDICT_PRECISION": "int8"},
+            ),
+        )
+    }
+    yield {name: server.url for name, server in started.items()}
+    for server in started.values():
+        server.stop()
+
+
+def predict(url: str, job_id: str) -> dict:
+    headers = {"Authorization": f"Bearer {KEYS['alice']}"}
+    response = httpx.post(
+        f"{url}/predict", json={"job_id": job_id, **BODY}, headers=headers, timeout=300
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_backends_serve_the_same_calibrated_answers(
+    api_url: str, pair_job: str, servers: dict[str, str]
+) -> None:
+    by_torch = predict(api_url, pair_job)
+    by_onnx = predict(servers["onnx"], pair_job)
+    assert (by_torch["serving"], by_onnx["serving"]) == ("torch", "onnx")
+    assert by_torch["quantization"] is None and by_onnx["quantization"] is None
+    assert any(p["prediction_set"] for p in by_torch["predictions"])  # sets to compare
+    for a, b in zip(by_torch["predictions"], by_onnx["predictions"], strict=True):
+        assert a["prediction_set"] == b["prediction_set"] and a["label"] == b["label"]
+        for name, p in a["probabilities"].items():
+            assert b["probabilities"][name] == pytest.approx(p, abs=1e-4)
+
+    by_int8 = predict(servers["onnx-int8"], pair_job)
+    assert by_int8["serving"] == "onnx-int8"
+    report = by_int8["quantization"]
+    assert report["split"] == "test" and report["rows"] == 30 and report["unmeasured"] is None
+    assert report["temperature"] == pytest.approx(by_torch["temperature"])
+    assert 0 <= report["probability_shift_mean"] <= report["probability_shift_max"] <= 1
+    for p in by_int8["predictions"]:
+        assert p["prediction_set"] is not None
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_single_text_to_a_pair_model_is_a_422_on_every_backend(
+    pair_job: str, servers: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {KEYS['alice']}"}
+    response = httpx.post(
+        f"{servers['onnx']}/predict",
+        json={"job_id": pair_job, "inputs": [{"text": "no pair here"}]},
+        headers=headers,
+        timeout=60,
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "inputs[0].text_pair"
