@@ -26,7 +26,6 @@ from urllib.parse import urlparse
 import httpx
 from _models import DATA
 from _results import append
-from lpft_client import LpftClient
 from predict_http import STACK, train_lp_jobs
 
 
@@ -79,7 +78,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     url = args.api_url or (STACK / "url").read_text().strip()
-    job = args.job or train_lp_jobs(LpftClient(url), [0])[0]
+    with httpx.Client(base_url=url, timeout=600) as http:
+        job = args.job or train_lp_jobs(http, [0])[0]
     lines = (DATA / "sst2" / "test.jsonl").read_text().splitlines()
     texts = [json.loads(line)["text"] for line in lines]
     big = (texts * (1024 // len(texts) + 1))[:1024]

@@ -38,7 +38,8 @@ up() {
   fi
   port=$(free_port "${LPFT_API_PORT:-8000}")
   export LPFT_API_PORT=$port
-  nohup "$BIN/celery" -A lpft_worker.celery_app worker -Q cpu,gpu -P solo -n "local@%h" \
+  # Both log JSON lines (lpft_jobstore.logs); --quiet leaves out Celery's text banner.
+  nohup "$BIN/celery" --quiet -A lpft_worker.celery_app worker -Q cpu,gpu -P solo -n "local@%h" \
     --without-gossip --without-mingle -l info > "$STATE/worker.log" 2>&1 &
   echo $! > "$STATE/worker.pid"
   nohup "$BIN/uvicorn" --factory lpft_api.main:create_app --host 127.0.0.1 --port "$port" \

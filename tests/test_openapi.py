@@ -35,3 +35,37 @@ def test_operation_ids_read_as_method_names() -> None:
     }
     assert {"createJob", "getJobMetrics", "listDatasets", "createPredictions"} <= ids
     assert all(i.isidentifier() and "_" not in i for i in ids), ids
+
+
+def test_bearer_scheme_is_declared_and_applied_to_every_non_public_operation() -> None:
+    import json
+
+    from lpft_api.guard import PUBLIC_PATHS
+
+    document = json.loads(render())
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "security" not in document  # nothing is secured by default: public routes exist
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path in PUBLIC_PATHS:
+                assert "security" not in operation, (method, path)
+                assert "401" not in operation["responses"], (method, path)
+            else:
+                assert operation["security"] == [{"bearer": []}], (method, path)
+                assert {"401", "422", "500"} <= set(operation["responses"]), (method, path)
+    assert {"/healthz", "/readyz"} <= set(document["paths"])
+
+
+def test_every_error_answer_is_a_problem_document() -> None:
+    import json
+
+    from lpft_api.guard import PUBLIC_PATHS
+
+    document = json.loads(render())
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and path not in PUBLIC_PATHS:
+                    assert response.get("content") == problem, (method, path, status)

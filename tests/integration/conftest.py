@@ -107,6 +107,11 @@ class Worker:
                 self.process.kill()
 
 
+#: How long an API process may take to answer /readyz. It imports the ML stack first, which
+#: took over 40 s on a loaded 2-core machine; a process that exits fails the wait at once.
+API_START_S = 300
+
+
 class ApiServer:
     """A uvicorn process serving the API on a free port, ready once /readyz answers."""
 
@@ -129,7 +134,7 @@ class ApiServer:
             stdout=log.open("a"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + API_START_S
         while True:
             assert self.process.poll() is None, log.read_text()
             try:

@@ -9,4 +9,11 @@ if __name__ == "__main__":
     settings = get_settings()
     # Open mode answers anyone as tenant 'default': never on an interface others can reach.
     host = "127.0.0.1" if settings.open_mode else settings.api_host
-    uvicorn.run("lpft_api.main:create_app", factory=True, host=host, port=settings.api_port)
+    # No log_config: create_app sets up the JSON lines, uvicorn's loggers included.
+    uvicorn.run(
+        "lpft_api.main:create_app",
+        factory=True,
+        host=host,
+        port=settings.api_port,
+        log_config=None,
+    )

@@ -2,14 +2,15 @@
 
 Routers raise ``ApiError`` subclasses or let lpft_core's ``LpftError`` through; the handlers
 below turn both, request-validation errors and unknown routes into problem documents with a
-stable ``code`` and, where a field is at fault, ``errors: [{field, message}]``.
+stable ``code`` and, where a field is at fault, ``errors: [{field, message}]``. Every problem
+carries the request's ``X-Request-ID``; a 5xx also an ``error_id``, the one its log records
+carry, for the user to quote.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from lpft_jobstore import logs
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -98,8 +100,9 @@ def problem(
     instance: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    error_id: str | None = None,
 ) -> JSONResponse:
-    """A problem+json response."""
+    """A problem+json response, with the request's id as ``X-Request-ID``."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -111,6 +114,11 @@ def problem(
         body["instance"] = instance
     if errors:
         body["errors"] = errors
+    if error_id:
+        body["error_id"] = error_id
+    request_id = logs.request_id.get()
+    if request_id:
+        headers = {**(headers or {}), "X-Request-ID": request_id}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -134,7 +142,12 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
-    return problem(exc.status, exc.title, exc.detail, exc.code, request.url.path, errors, headers)
+    error_id = None
+    if exc.status >= 500:
+        error_id = logs.new_error_id()
+        logger.warning("%s on %s: %s", exc.code, request.url.path, exc.detail)
+    path = request.url.path
+    return problem(exc.status, exc.title, exc.detail, exc.code, path, errors, headers, error_id)
 
 
 async def _core_error(request: Request, exc: LpftError) -> JSONResponse:
@@ -151,6 +164,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+    error_id = logs.new_error_id()
     logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
     return problem(
         503,
@@ -159,18 +173,24 @@ async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONRes
         "store_unavailable",
         request.url.path,
         headers={"Retry-After": "5"},
+        error_id=error_id,
     )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    error_id = f"err-{uuid.uuid4().hex[:16]}"
-    logger.exception("unhandled error %s on %s", error_id, request.url.path)
+    # This handler runs in Starlette's outermost middleware, outside the request gate, where
+    # a middleware in between may have run the request in a task (and context) of its own.
+    logs.request_id.set(getattr(request.state, "request_id", None))
+    logs.tenant.set(getattr(request.state, "tenant", None))
+    error_id = logs.new_error_id()
+    logger.exception("unhandled error on %s", request.url.path)
     return problem(
         500,
         "Internal server error",
         f"an unexpected error occurred; the operator can find it in the API log under {error_id}",
         "internal",
         request.url.path,
+        error_id=error_id,
     )
 
 
@@ -246,13 +266,14 @@ COMMON_PROBLEMS = {
     "413": "the body is over the limit",
     "422": "invalid input: the errors name the fields",
     "503": "the job store is briefly unreachable; retry after Retry-After seconds",
+    "500": "an unexpected error: its error_id is what the operator finds in the log",
 }
 
 
 def describe_problems(document: dict[str, Any], public_paths: frozenset[str]) -> dict[str, Any]:
     """Make the OpenAPI document say what the handlers above send: every error as
-    ``application/problem+json`` with the ``Problem`` schema, the answers every authenticated
-    route can give, and the bearer scheme (so Swagger has an Authorize button)."""
+    ``application/problem+json`` with the ``Problem`` schema, and the answers every
+    authenticated route can give (the bearer scheme is declared by ``guard.BEARER``)."""
     problem_content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path, operations in document["paths"].items():
         if path in public_paths:
@@ -265,9 +286,7 @@ def describe_problems(document: dict[str, Any], public_paths: frozenset[str]) ->
             for status, description in COMMON_PROBLEMS.items():
                 responses.setdefault(status, {"description": description})
                 responses[status]["content"] = problem_content
-            operation["security"] = [{"bearer": []}]
     components = document.setdefault("components", {})
-    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
     for unused in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(unused, None)
     return document

@@ -6,23 +6,41 @@ against the route's limit (413 at once), then the bytes as they arrive, chunked 
 as soon as the count passes the limit). JSON nested deeper than Python's parser recurses is
 a 422 from the error handlers (``RecursionError``), so the body is never scanned twice here.
 In open mode only loopback clients are served, however the server was started.
+
+Every request gets a request id (the client's ``X-Request-ID`` if sane, else a new one),
+echoed on every answer, refusals included; it and the tenant are on the log context for the
+request's records, and one record per request says its status and duration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import time
 from dataclasses import dataclass
 
+from fastapi.security import HTTPBearer
+from lpft_jobstore import logs
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lpft_api.errors import problem
 
 OPEN_TENANT = "default"
-#: Routes anyone may call: probes and the API's own documentation.
+#: Routes anyone may call: probes and the API's own documentation (and ``METRICS_PATH`` when
+#: ``LPFT_METRICS_PUBLIC`` says so).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+METRICS_PATH = "/metrics"
+#: The scheme the OpenAPI document declares on the routes that need a key, so that Swagger
+#: has an Authorize button and client generators see it. It checks nothing (``auto_error``
+#: off): this gate has refused a request without a valid key before any route runs.
+BEARER = HTTPBearer(
+    scheme_name="bearer", description="an API key: `Authorization: Bearer <key>`", auto_error=False
+)
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
+logger = logging.getLogger("lpft.api")
 
 
 class BodyTooLarge(HTTPException):
@@ -71,21 +89,44 @@ class Keys:
 class RequestGuard:
     """ASGI middleware: authentication and body limits, before the app sees the request.
 
-    The caller's tenant is left in ``scope["state"]["tenant"]`` for the routes.
+    The caller's tenant and the request id are left in ``scope["state"]`` for the routes.
     """
 
-    def __init__(self, app: ASGIApp, keys: Keys, limits: Limits) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: Keys, limits: Limits, public_paths: frozenset[str] = PUBLIC_PATHS
+    ) -> None:
         self.app = app
         self.keys = keys
         self.limits = limits
+        self.public_paths = public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.monotonic()
+        request_id = logs.request_id_from(_header(scope, b"x-request-id"))
+        logs.request_id.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        reply = _Reply(send, request_id)
+        try:
+            await self._guard(scope, receive, reply)
+        finally:
+            ms = round(1000 * (time.monotonic() - started), 1)
+            method, path, status = scope["method"], scope["path"], reply.status
+            logger.info(
+                "%s %s %d",
+                method,
+                path,
+                status,
+                extra={"method": method, "path": path, "status": status, "duration_ms": ms},
+            )
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         tenant = self._tenant(scope)
-        if tenant is None and path not in PUBLIC_PATHS:
+        logs.tenant.set(tenant)
+        if tenant is None and path not in self.public_paths:
             await _refuse(scope, receive, send, *self._unauthorized(scope))
             return
         scope.setdefault("state", {})["tenant"] = tenant
@@ -116,6 +157,22 @@ class RequestGuard:
         else:
             detail = "send an API key as 'Authorization: Bearer <key>'"
         return 401, "Unauthorized", detail, "unauthorized", "Authorization"
+
+
+class _Reply:
+    """``send`` that puts ``X-Request-ID`` on the answer and remembers its status (500 until
+    one is sent: an exception escaping the app is answered so, outside this middleware)."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.request_id = request_id
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            MutableHeaders(scope=message).setdefault("X-Request-ID", self.request_id)
+        await self.send(message)
 
 
 class _CountingReceive:

@@ -8,32 +8,41 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Security
 from fastapi.routing import APIRoute
 from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.logs import configure_logging
 from lpft_jobstore.recovery import Recovery
 from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.store import store_from
 
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers
-from lpft_api.guard import PUBLIC_PATHS, Keys, Limits, RequestGuard
+from lpft_api.guard import BEARER, METRICS_PATH, PUBLIC_PATHS, Keys, Limits, RequestGuard
+from lpft_api.metrics import registry_for
+from lpft_api.metrics.http import HttpMetrics
 from lpft_api.predictions import ModelCache
-from lpft_api.routers import datasets, health, jobs, predict
+from lpft_api.routers import datasets, health, jobs, metrics, predict
 
 logger = logging.getLogger("lpft.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` default to the ``LPFT_*`` environment."""
+    """Build the app; ``settings`` default to the ``LPFT_*`` environment. Logging is set up
+    here (JSON lines), so that every way of serving the app gets it."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store = store_from(settings)
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
         app.state.models = ModelCache(
-            settings.model_cache_size, settings.predict_max_batch, settings.predict_device
+            settings.model_cache_size,
+            settings.predict_max_batch,
+            settings.predict_device,
+            settings.predict_backend,
+            settings.predict_precision,
         )
         recovery = Recovery(
             store,
@@ -70,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=Limits(
             upload_bytes=settings.max_upload_bytes, request_bytes=settings.max_request_bytes
         ),
+        public_paths=PUBLIC_PATHS | {METRICS_PATH} if settings.metrics_public else PUBLIC_PATHS,
     )
+    app.add_middleware(HttpMetrics)  # outside the guard, so that refusals count too
+    app.state.metrics = registry_for(app.state, settings.worker_stale_seconds)
     install_error_handlers(app)
     document = app.openapi
 
@@ -80,8 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for router in (health.router, datasets.router, jobs.router, predict.router):
+    for router in (health.router, metrics.router):
         app.include_router(router)
+    for router in (datasets.router, jobs.router, predict.router):
+        app.include_router(router, dependencies=[Security(BEARER)])
     return app
 
 

@@ -38,7 +38,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from lpft_api.metrics.serving import PREDICT_BATCH_SIZE
 from lpft_core import Predictor
+from lpft_core.serving.onnx_runtime import Precision
+from lpft_core.serving.predictor import Backend
 
 T = TypeVar("T")
 
@@ -131,6 +134,7 @@ class BatchedModel:
         """Run passes until no request waits; a pass's error goes to its requests only."""
         while plan := self._next_pass():
             rows = [row for part in plan for row in part.request.rows[part.start : part.stop]]
+            PREDICT_BATCH_SIZE.observe(len(rows))
             try:
                 logits = await self.torch_thread.run(self.predictor.logits, rows)
             except Exception as exc:  # noqa: BLE001 - the requests in this pass get the error
@@ -176,11 +180,20 @@ class BatchedModel:
 class ModelCache:
     """Up to ``capacity`` loaded models, least recently used evicted first."""
 
-    def __init__(self, capacity: int, max_batch: int, device: str) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        max_batch: int,
+        device: str,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+    ) -> None:
         self.torch_thread = TorchThread()
         self.capacity = capacity
         self.max_batch = max_batch
         self.device = device
+        self.backend = backend
+        self.precision = precision
         self.models: OrderedDict[str, BatchedModel] = OrderedDict()
         self.loading: dict[str, asyncio.Lock] = {}
 
@@ -195,7 +208,12 @@ class ModelCache:
         async with lock:
             if job_id not in self.models:
                 predictor = await self.torch_thread.run(
-                    Predictor, directory, self.device, self.max_batch
+                    Predictor,
+                    directory,
+                    self.device,
+                    self.max_batch,
+                    backend=self.backend,
+                    precision=self.precision,
                 )
                 self.models[job_id] = BatchedModel(predictor, self.max_batch, self.torch_thread)
                 while len(self.models) > self.capacity:

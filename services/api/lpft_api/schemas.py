@@ -205,6 +205,7 @@ class CompareJobCreate(JobCreateBase):
     methods: list[Method] = Field(
         default_factory=lambda: list(Method),
         min_length=1,
+        max_length=len(Method),
         description="default: all five",
         json_schema_extra={"uniqueItems": True},
     )
@@ -229,11 +230,12 @@ class AnalysisJobCreate(JobCreateBase):
 
     kind: Literal["analysis"]
     analyses: list[Literal["ntk", "features"]] = Field(
-        default_factory=lambda: ["ntk", "features"], min_length=1
+        default_factory=lambda: ["ntk", "features"], min_length=1, max_length=2
     )
     methods: list[Method] = Field(
         default_factory=lambda: [m for m in Method if m.finetunes],
         min_length=1,
+        max_length=sum(m.finetunes for m in Method),
         description="base-model NTK: whose FT start (ft, lp_ft, lora, lp_lora)",
         json_schema_extra={
             "uniqueItems": True,
@@ -356,6 +358,28 @@ class EventList(BaseModel):
     has_more: bool
 
 
+class LogRecord(BaseModel):
+    """One record of a job's log, as its worker or training process wrote it; more fields
+    (``error_id``, ``status``, ...) come with the records that have them. Tracebacks stay in
+    the operator's process log, which the ``error_id`` leads to."""
+
+    model_config = ConfigDict(extra="allow")
+
+    time: str = Field(description="UTC, ISO 8601")
+    level: str
+    logger: str
+    message: str
+    job_id: str | None = None
+
+
+class JobLog(BaseModel):
+    """The newest records of a job's log, oldest first; ``has_more``: older ones exist."""
+
+    object: Literal["list"] = "list"
+    data: list[LogRecord]
+    has_more: bool
+
+
 class LiveMetrics(BaseModel):
     """Metrics of an unfinished job: what the event log holds so far."""
 
@@ -394,7 +418,9 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: ResourceId
-    inputs: list[PredictInput] = Field(min_length=1)
+    inputs: list[PredictInput] = Field(
+        min_length=1, description="at most LPFT_MAX_PREDICT_INPUTS (1024 unless configured)"
+    )
     calibrated: bool = Field(True, description="divide logits by the job's temperature")
     conformal: ConformalIn | None = Field(
         None,
@@ -421,6 +447,28 @@ class PredictionOut(BaseModel):
     abstained: bool = False
 
 
+class QuantizationOut(BaseModel):
+    """How the int8 graph that answered differs from fp32, on ``rows`` held-out rows of the
+    job's ``split`` at ``temperature``; all ``None`` (with ``unmeasured`` saying why) when the
+    job's data could no longer be read."""
+
+    split: str | None
+    rows: int
+    temperature: float
+    accuracy_fp32: float | None
+    accuracy_int8: float | None
+    ece_fp32: float | None
+    ece_int8: float | None
+    probability_shift_mean: float | None = Field(
+        description="mean absolute change of a class probability"
+    )
+    probability_shift_max: float | None = Field(
+        description="largest absolute change of a class probability"
+    )
+    label_agreement: float | None = Field(description="share of rows with the same label")
+    unmeasured: str | None = None
+
+
 class PredictResponse(BaseModel):
     """Predictions in input order, and the temperature that produced the probabilities.
     ``warnings`` holds the codes of the model's warnings (``metrics.json``): a client can
@@ -438,6 +486,12 @@ class PredictResponse(BaseModel):
         default_factory=list,
         description="every seed the job trained; its metrics give each run and mean ± std",
     )
+    serving: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="what computed the logits (the server's predict backend)"
+    )
+    quantization: QuantizationOut | None = Field(
+        None, description="with onnx-int8 only: what int8 costs against fp32, as measured"
+    )
 
 
 class Problem(BaseModel):
@@ -451,6 +505,9 @@ class Problem(BaseModel):
     code: str
     errors: list[dict[str, Any]] | None = Field(
         None, description="per-field errors: {field, message}"
+    )
+    error_id: str | None = Field(
+        None, description="on a 5xx: the id the server's log records carry, to quote"
     )
 
 

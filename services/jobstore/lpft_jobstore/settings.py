@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +33,23 @@ class Settings(BaseSettings):
         30.0, description="a running job without heartbeat this long is lost"
     )
     heartbeat_seconds: float = Field(5.0, description="how often a worker renews its job lease")
+    worker_beat_seconds: float = Field(
+        5.0, description="how often each worker writes its heartbeat record (also while training)"
+    )
+    worker_stale_seconds: float = Field(
+        30.0,
+        description="a worker whose last heartbeat is older is stale in /metrics and fails its "
+        "container's health check (python -m lpft_worker.health)",
+    )
+    worker_queue: str = Field(
+        "", description="the queue a worker container consumes; its health check looks for it"
+    )
+    metrics_public: bool = Field(
+        True,
+        description="serve GET /metrics without an API key, as Prometheus expects on the "
+        "internal network; set false where the API port is reachable from outside (the scraper "
+        "then sends a tenant's key as a bearer token)",
+    )
     cancel_grace_seconds: float = Field(
         10.0, description="after a cancel, how long training may take to stop before it is killed"
     )
@@ -44,7 +62,20 @@ class Settings(BaseSettings):
         description="inputs per forward pass; a small request waits about two passes under "
         "load (16: 0.24 s p50 on 2 CPU cores, at the throughput of 64)",
     )
-    predict_device: str = Field("auto", description="device of /predict models: auto, cpu, cuda")
+    predict_device: str = Field(
+        "auto", description="device of /predict models (torch backend): auto, cpu, cuda"
+    )
+    predict_backend: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="what runs /predict models: torch, or onnx (onnxruntime on the CPU; each "
+        "model's graph is built into its directory on first use)",
+    )
+    predict_precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="onnx backend only: int8 quantises the graph's weights (faster; its "
+        "accuracy, ECE and probability shift against fp32 are measured on the job's held-out "
+        "rows and returned with every prediction)",
+    )
     max_predict_inputs: int = Field(1024, description="inputs per /predict request")
     predict_concurrency_per_tenant: int = Field(
         4, description="/predict requests one tenant may have in flight (429 above)"
@@ -70,12 +101,24 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(
         3, description="runs of a job before a lost worker fails it (resumed from checkpoint)"
     )
+    log_level: str = Field("INFO", description="least level logged (JSON lines on stderr)")
     open_mode: bool = Field(
         False, description="serve without API keys (tenant 'default'); binds to 127.0.0.1"
     )
     models_dir: Path | None = Field(
         None, description="server-side directory whose models a job may name by path"
     )
+
+    @model_validator(mode="after")
+    def _serving_options_agree(self) -> Settings:
+        """Refuse at start-up a serving set-up that would fail at the first /predict."""
+        if self.predict_precision == "int8" and self.predict_backend != "onnx":
+            raise ValueError("LPFT_PREDICT_PRECISION=int8 needs LPFT_PREDICT_BACKEND=onnx")
+        if self.predict_backend == "onnx" and self.predict_device == "cuda":
+            raise ValueError(
+                "the onnx backend serves on the CPU; use LPFT_PREDICT_BACKEND=torch for cuda"
+            )
+        return self
 
     def tenant_keys(self) -> dict[str, str]:
         """API key → tenant, from ``api_keys`` and ``api_keys_file``."""

@@ -21,6 +21,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from lpft_jobstore import job_stats
 from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
 from lpft_jobstore.settings import Settings
 
@@ -165,6 +166,7 @@ class Store:
             pipe.sadd(self._key("running"), record.id)
         if not record.status.is_terminal:
             pipe.sadd(self._key("active", record.tenant), record.id)
+        job_stats.index_status(pipe, record.id, record.kind, record.status)
         pipe.execute()
 
     def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
@@ -285,6 +287,7 @@ class Store:
             pipe.srem(self._key("running"), job_id)
             pipe.zrem(self._key("queued"), job_id)
             pipe.srem(self._key("active", record.tenant), job_id)
+            job_stats.record_duration(pipe, record)
 
         record = self._transition(
             job_id,
@@ -316,6 +319,7 @@ class Store:
         pipe = self.redis.pipeline()
         pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
         pipe.zrem(self._key("jobs", record.tenant), record.id)
+        job_stats.unindex_status(pipe, record)
         pipe.execute()
         shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
 
@@ -475,6 +479,8 @@ class Store:
             new = update(record)
             pipe.multi()
             pipe.set(key, new.model_dump_json())
+            if new.status != record.status:
+                job_stats.index_status(pipe, job_id, new.kind, new.status)
             if indexes is not None:
                 indexes(pipe, new)
             return new

@@ -5,15 +5,21 @@
 - prefetch 1: a worker holds only the job it runs; queued jobs stay available to idle workers.
 - a visibility timeout above the longest job, set in all three places Celery reads it, so a
   long job is never redelivered to a second worker while it still runs.
-The job store, not Celery's result backend, holds job state (results expire).
+- logs: JSON lines (``lpft_jobstore.logs``) instead of Celery's text, set up on its
+  ``setup_logging`` signal (a receiver there is what keeps Celery from setting up its own).
+The job store, not Celery's result backend, holds job state (results expire). Each worker
+also beats in Redis from a thread of its own (``lpft_worker.heartbeat``).
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
+from lpft_jobstore.logs import configure_logging
 from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.tasks import Queue as JobQueue
+
+from lpft_worker import heartbeat
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -40,4 +46,11 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
+@signals.setup_logging.connect
+def json_logs(loglevel: int | None = None, **_: object) -> None:
+    """Log as JSON lines at the worker's ``-l`` level (else ``LPFT_LOG_LEVEL``)."""
+    configure_logging(loglevel or get_settings().log_level)
+
+
 app = create_celery(get_settings())
+heartbeat.install()

@@ -3,25 +3,27 @@
 Runs one claimed job (``lpft_core.jobs.dispatch.run_job``: finetune, compare, analysis or
 recalibrate), publishes its progress as job events, polls the cancel flag between steps, and
 records the outcome. It stops by itself if the worker that started it dies, so an orphan never
-trains on.
+trains on. It logs JSON lines (``lpft_jobstore.logs``) to stderr, which it shares with its
+worker, and to the job's own log; an internal error as one record with its ``error_id`` and
+traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
-import traceback
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.logs import configure_logging, job_logging, new_error_id
 from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus
-from lpft_jobstore.settings import get_settings
+from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.store import Store, store_from
 
 from lpft_core import JobCancelled, LpftError, ProgressEvent
@@ -30,6 +32,7 @@ from lpft_core.jobs.dispatch import run_job
 #: After a failed write, events are only buffered for this long before the next try, so a
 #: Redis outage costs training nothing.
 RETRY_AFTER_S = 2.0
+logger = logging.getLogger("lpft.training")
 
 
 class BufferedEvents:
@@ -119,7 +122,20 @@ def main(job_id: str) -> int:
     store, patient = store_from(settings), store_from(settings, patient=True)
     record = patient.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:
+        logger.warning("job %s is not running, so not trained here", job_id)
         return 1
+    with job_logging(patient.job_dir(job_id), job_id, record.tenant):
+        return _run_and_record(record, settings, store, patient)
+
+
+def _run_and_record(record: JobRecord, settings: Settings, store: Store, patient: Store) -> int:
+    job_id = record.id
+    logger.info(
+        "training process started: %s (attempt %d)",
+        record.method or record.kind,
+        record.attempts,
+        extra={"kind": record.kind, "method": record.method, "attempt": record.attempts},
+    )
     events = BufferedEvents(store, job_id)
     parent = os.getppid()
 
@@ -140,12 +156,15 @@ def main(job_id: str) -> int:
     events.flush(patient)
     if outcome is None:  # the worker died under us: resume elsewhere
         reason = f"worker {record.worker} died"
+        logger.warning("%s; the job is queued again to resume from its checkpoint", reason)
         if patient.requeue_or_fail(record, reason, settings.max_job_attempts):
             Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).run_job(
                 record.id, record.queue
             )
     else:  # only while the job is still this run's: never over another worker's run
-        patient.finish(job_id, *outcome, worker=record.worker)
+        status, error = outcome
+        logger.info("job %s", status.value, extra={"status": status.value})
+        patient.finish(job_id, status, error, worker=record.worker)
     return 0
 
 
@@ -168,21 +187,25 @@ def _run(
     except JobCancelled:
         return None if orphaned() else (JobStatus.CANCELLED, None)
     except LpftError as exc:
+        logger.warning("job failed: %s", exc, extra={"code": exc.code})
         return JobStatus.FAILED, ErrorInfo(code=exc.code, message=str(exc))
     except Exception:  # noqa: BLE001 - any crash must end as a failed job, with a reason
-        error_id = f"err-{uuid.uuid4().hex[:16]}"
-        sys.stderr.write(f"job {record.id} failed with error {error_id}:\n")
-        traceback.print_exc()
+        error_id = new_error_id()
+        logger.exception("job failed on an internal error")
         message = (
-            "the job failed on an internal error; the operator can find it in the worker "
-            f"log under {error_id}"
+            f"the job failed on an internal error ({error_id}); its record in the job's log "
+            "(GET /jobs/{id}/logs) and the worker log say more"
         )
         return JobStatus.FAILED, ErrorInfo(code="internal", message=message)
     return JobStatus.SUCCEEDED, None
 
 
 if __name__ == "__main__":
-    from transformers.utils import logging
+    from transformers.utils import logging as transformers_logging
 
-    logging.disable_progress_bar()
+    configure_logging(get_settings().log_level)
+    # transformers prints its records as text on a handler of its own; ours make them JSON.
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
     sys.exit(main(sys.argv[1]))

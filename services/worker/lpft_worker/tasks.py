@@ -19,6 +19,7 @@ import time
 
 import redis
 from celery import shared_task
+from lpft_jobstore.logs import job_logging, new_error_id
 from lpft_jobstore.records import ErrorInfo, JobStatus
 from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.store import Store, store_from
@@ -40,9 +41,11 @@ def run_job(job_id: str) -> None:
         return
     if patient.claim(job_id, worker, settings.lease_seconds) is None:
         return
-    child = subprocess.Popen([sys.executable, "-m", "lpft_worker.runner", job_id])
-    if _watch(store_from(settings), job_id, worker, child, settings):
-        _record_a_silent_death(patient, job_id, worker, child.returncode)
+    with job_logging(patient.job_dir(job_id), job_id, record.tenant):
+        logger.info("job claimed by worker %s", worker, extra={"worker": worker})
+        child = subprocess.Popen([sys.executable, "-m", "lpft_worker.runner", job_id])
+        if _watch(store_from(settings), job_id, worker, child, settings):
+            _record_a_silent_death(patient, job_id, worker, child.returncode)
 
 
 def _watch(
@@ -68,6 +71,9 @@ def _watch(
             renewed = time.monotonic()
             record = store.get_job(job_id)
             if record is None or record.status != JobStatus.RUNNING or record.worker != worker:
+                if record is not None and record.worker == worker and record.status.is_terminal:
+                    child.wait()  # it has recorded its outcome and is exiting
+                    return True
                 _kill(child)
                 logger.warning("job %s is no longer this worker's; its training stopped", job_id)
                 return False
@@ -102,13 +108,11 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
 
 def _record_a_silent_death(store: Store, job_id: str, worker: str, returncode: int) -> None:
     """The child exited; if it recorded no outcome (killed, out of memory), record one."""
-    store.finish(
-        job_id,
-        JobStatus.FAILED,
-        ErrorInfo(
-            code="training_process_died",
-            message=f"the training process exited with code {returncode} before finishing "
-            "(killed or out of memory?); see the worker log",
-        ),
-        worker=worker,
+    error_id = new_error_id()
+    died = ErrorInfo(
+        code="training_process_died",
+        message=f"the training process exited with code {returncode} before finishing "
+        f"(killed or out of memory?); see the worker log under {error_id}",
     )
+    if store.finish(job_id, JobStatus.FAILED, died, worker=worker) is not None:
+        logger.error("the training process exited with code %d, recording nothing", returncode)

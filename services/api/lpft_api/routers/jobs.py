@@ -14,6 +14,7 @@ from lpft_api.schemas import (
     EventList,
     JobCreate,
     JobList,
+    JobLog,
     JobPublic,
     LiveMetrics,
     Problem,
@@ -114,6 +115,16 @@ async def get_job_events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/{job_id}/logs", response_model=JobLog, responses=PROBLEMS)
+def get_job_logs(
+    job: JobDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> JobLog:
+    """The job's own log, the newest ``limit`` records: what its worker and training process
+    logged (an internal error with its ``error_id`` and traceback), over every run of it.
+    Kept up to 5 MB a job; later records are dropped after one that says so."""
+    return jobs.job_log(job, limit, store)
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""Submitting, cancelling and deleting jobs.
+"""Submitting, cancelling and deleting jobs; reading a job's own log.
 
 A job is checked in full (``specs``) before anything is stored, then counted against its
 tenant's cap on unfinished jobs, stored and sent to its queue. A retry that carries the same
@@ -13,12 +13,13 @@ import time
 
 import redis
 from lpft_jobstore.enqueue import Enqueuer
+from lpft_jobstore.logs import JOB_LOG, read_job_log
 from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_jobstore.settings import Settings
 from lpft_jobstore.store import Store
 
 from lpft_api.errors import Conflict, QueueUnavailable, TooManyRequests, Unprocessable
-from lpft_api.schemas import JobCreate, RecalibrateRequest
+from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
 from lpft_api.services.specs import job_record, recalibration_record
 
 #: How long a retry waits for the job a concurrent request with its key is still creating.
@@ -130,6 +131,13 @@ def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Setti
         if isinstance(exc, redis.RedisError):
             raise  # a 503 from the store's handler
         raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
+
+
+def job_log(job: JobRecord, limit: int, store: Store) -> JobLog:
+    """The newest ``limit`` records of the job's log (its worker's and training process's,
+    every run of it), oldest first; empty until the job has started."""
+    records, has_more = read_job_log(store.job_dir(job.id) / JOB_LOG, limit)
+    return JobLog(data=[LogRecord.model_validate(r) for r in records], has_more=has_more)
 
 
 def _bind_key(tenant: str, key: str, body: JobCreate, job_id: str, store: Store) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
@@ -21,8 +22,9 @@ from lpft_jobstore.store import Store
 from starlette.types import Receive
 
 from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
+from lpft_api.metrics.serving import PREDICT_LATENCY
 from lpft_api.predictions import ModelCache
-from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse
+from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.predictor import ConformalRequest, Predictor
 
@@ -82,6 +84,7 @@ async def predict(
         NotFound, Conflict: no such job, or not a succeeded finetune job.
         ClientClosedRequest: the client left before the predictions were ready.
     """
+    started = time.perf_counter()
     _check_limits(body, settings)
     with slots.hold(tenant):
         job = _servable_job(body.job_id, tenant, store)
@@ -95,6 +98,7 @@ async def predict(
             logits, body.calibrated, conformal=conformal, min_confidence=body.min_confidence
         )
         temperature = predictor.temperature if body.calibrated else 1.0
+    PREDICT_LATENCY.observe(time.perf_counter() - started)
     return PredictResponse(
         job_id=job.id,
         temperature=temperature,
@@ -102,6 +106,10 @@ async def predict(
         warnings=predictor.warnings,
         seed=predictor.seeds[0] if predictor.seeds else None,
         seeds=predictor.seeds,
+        serving=predictor.serving,
+        quantization=(
+            QuantizationOut(**predictor.quantization.to_dict()) if predictor.quantization else None
+        ),
         predictions=[
             PredictionOut(
                 label=p.label,

@@ -1,0 +1,16 @@
+"""``GET /metrics`` for Prometheus (outside the OpenAPI document: it is not a JSON API)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lpft_api.guard import METRICS_PATH
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(METRICS_PATH, include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """The service's series in Prometheus' text format (see ``lpft_api.metrics``)."""
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
