@@ -3,6 +3,7 @@ guarantee. Every random draw has a fixed seed: these tests never flake."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -40,6 +41,18 @@ def hand_ranking(row: np.ndarray) -> list[int]:
     return sorted(range(len(row)), key=lambda k: (-row[k], k))
 
 
+def hand_uniform(row: np.ndarray) -> float:
+    """The randomised APS draw of a row: its probabilities' hash as a number in [0, 1)."""
+    digest = hashlib.blake2b(np.asarray(row, dtype=np.float64).tobytes(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") / 2**64
+
+
+def hand_class_score(row: np.ndarray, k: int, mass_above: float, method: str) -> float:
+    if method == "aps_randomized":
+        return mass_above + hand_uniform(row) * float(row[k])
+    return mass_above + float(row[k])
+
+
 def hand_scores(probs: np.ndarray, labels: np.ndarray, method: str) -> list[float]:
     scores = []
     for row, label in zip(probs, labels, strict=True):
@@ -48,10 +61,10 @@ def hand_scores(probs: np.ndarray, labels: np.ndarray, method: str) -> list[floa
             continue
         mass = 0.0
         for k in hand_ranking(row):
-            mass += float(row[k])
             if k == label:
-                scores.append(mass)
+                scores.append(hand_class_score(row, k, mass, method))
                 break
+            mass += float(row[k])
     return scores
 
 
@@ -68,9 +81,9 @@ def hand_sets(probs: np.ndarray, q: float, method: str) -> list[list[int]]:
             continue
         members, mass = [], 0.0
         for k in hand_ranking(row):
-            mass += float(row[k])
-            if mass <= q:  # the class's own score: its cumulative mass in ranking order
+            if hand_class_score(row, k, mass, method) <= q:  # the class's own score
                 members.append(k)
+            mass += float(row[k])
         sets.append(sorted(members))
     return sets
 
@@ -218,9 +231,47 @@ def test_coverage_on_calibrated_synthetic_data() -> None:
         )
         assert r.coverage >= 1 - r.alpha - 0.02
         assert 0 < r.mean_set_size <= 4
-    # Neither score has atoms here, so both cover near 1 - alpha from above.
-    assert rows["lac", 0.1].coverage == pytest.approx(0.9, abs=0.03)
-    assert rows["aps", 0.1].coverage == pytest.approx(0.9, abs=0.03)
+    # No score has atoms here, so all cover near 1 - alpha from above.
+    for method in METHODS:
+        assert rows[method, 0.1].coverage == pytest.approx(0.9, abs=0.03)
+
+
+def test_randomized_aps_removes_the_binary_atom() -> None:
+    # Binary and calibrated, 25 % of rows misclassified: every misclassified row scores exactly
+    # 1 under APS, so at alpha 0.1 its threshold is 1 and every set holds both classes, while
+    # the draw brings coverage back to 1 - alpha with smaller sets.
+    rng = np.random.default_rng(77)
+    cal_probs, cal_labels = calibrated_data(rng, 3000, 2)
+    test_probs, test_labels = calibrated_data(rng, 3000, 2)
+    table = coverage_table(fit_conformal(cal_probs, cal_labels), test_probs, test_labels)
+    rows = {(r.method, r.alpha): r for r in table}
+    # (1 up to rounding: p0 + p1 lands a hair below 1 for some rows)
+    assert rows["aps", 0.1].coverage > 0.98 and rows["aps", 0.1].mean_set_size > 1.9
+    assert rows["aps_randomized", 0.1].coverage == pytest.approx(0.9, abs=0.02)
+    assert rows["aps_randomized", 0.1].mean_set_size < 1.9
+
+
+def test_randomized_aps_is_the_same_for_the_same_input() -> None:
+    rng = np.random.default_rng(5)
+    probs, labels = calibrated_data(rng, 500, 3)
+    calibration = fit_conformal(probs[:300], labels[:300])
+    first = prediction_sets(probs[300:], calibration, 0.1, "aps_randomized")
+    # the same rows, in another order and batched with others, get the same sets
+    again = prediction_sets(probs[::-1], calibration, 0.1, "aps_randomized")[::-1][300:]
+    assert first == again
+
+
+def test_a_record_saved_before_randomized_aps_still_serves_the_others() -> None:
+    rng = np.random.default_rng(9)
+    probs, labels = calibrated_data(rng, 100, 3)
+    record = fit_conformal(probs, labels).to_dict()
+    del record["aps_randomized_scores"]
+    old = ConformalCalibration.from_dict(record)
+    assert prediction_sets(probs[:5], old, 0.1, "aps") == prediction_sets(
+        probs[:5], fit_conformal(probs, labels), 0.1, "aps"
+    )
+    with pytest.raises(DataError, match="re-calibrate"):
+        prediction_sets(probs[:5], old, 0.1, "aps_randomized")
 
 
 # --- edge cases ------------------------------------------------------------------------------
@@ -250,7 +301,7 @@ def test_lac_sets_may_be_empty() -> None:
     # Every score is 0.1 (up to rounding), so only classes with p >= 0.9 qualify.
     assert prediction_sets(np.array([[0.5, 0.5]]), calibration, 0.5, "lac") == [[]]
     table = coverage_table(calibration, np.array([[0.5, 0.5]]), np.array([0]), alphas=[0.5])
-    assert [(r.method, r.empty_sets, r.coverage) for r in table] == [
+    assert [(r.method, r.empty_sets, r.coverage) for r in table][:2] == [
         ("lac", 1.0, 0.0),
         ("aps", 0.0, 1.0),
     ]

@@ -101,7 +101,7 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         assert set(p["prediction_set"]) <= {"neg", "neu", "pos"}
         assert p["abstained"] and p["label"] is None
     assert {(r["method"], r["alpha"]) for r in metrics["conformal"]} == {
-        (m, a) for m in ("lac", "aps") for a in (0.05, 0.1, 0.2)
+        (m, a) for m in ("lac", "aps", "aps_randomized") for a in (0.05, 0.1, 0.2)
     }
 
     archive = alice.get(f"/jobs/{job['id']}/artifacts")

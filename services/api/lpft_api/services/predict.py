@@ -127,10 +127,14 @@ def _conformal_request(body: PredictRequest, predictor: Predictor) -> ConformalR
     """The sets asked for, refused before any model work when the model has no scores."""
     if body.conformal is None:
         return None
-    if predictor.conformal is None:
+    stale = body.conformal.method == "aps_randomized" and (
+        predictor.conformal is not None and predictor.conformal.aps_randomized_scores is None
+    )
+    if predictor.conformal is None or stale:
         raise Conflict(
-            f"job {body.job_id}'s model was saved without conformal scores; re-calibrate it "
-            "(POST /jobs/{id}/recalibrate) or train it again to get prediction sets"
+            f"job {body.job_id}'s model was saved without {body.conformal.method} conformal "
+            "scores; re-calibrate it (POST /jobs/{id}/recalibrate) or train it again to get "
+            "these prediction sets"
         )
     return ConformalRequest(alpha=body.conformal.alpha, method=body.conformal.method)
 
