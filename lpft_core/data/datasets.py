@@ -162,12 +162,15 @@ def examples_from_file(
     max_text_chars: int = 20_000,
     max_rows: int | None = None,
     fields: FieldMap = DEFAULT_FIELDS,
+    max_decoded_bytes: int | None = None,
 ) -> list[Example]:
     """Parse a JSONL, CSV or Parquet file named ``filename`` (the extension decides) from a
     binary, seekable ``handle``. Parquet is read a batch at a time; JSONL and CSV whole.
 
     Args:
         fields: which columns hold the text, the text pair and the label.
+        max_decoded_bytes: Parquet only: the most bytes of text its rows may decode to (a
+            compressed file can hold far more than its size suggests).
 
     Raises:
         DataError: not UTF-8 (JSONL, CSV) or not Parquet, empty, an unknown extension, a
@@ -186,7 +189,12 @@ def examples_from_file(
         records = _csv_records(handle.read(), filename, fields)
     elif suffix == ".parquet":
         records = parquet_records(
-            handle, filename, fields, max_text_chars=max_text_chars, max_rows=max_rows
+            handle,
+            filename,
+            fields,
+            max_text_chars=max_text_chars,
+            max_rows=max_rows,
+            max_decoded_bytes=max_decoded_bytes,
         )
     else:
         raise DataError(

@@ -17,6 +17,7 @@ from lpft_core.data.fields import ROLES, FieldMap
 from lpft_core.errors import DataError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
 #: Rows decoded at a time: a batch of the longest texts allowed stays within tens of MB.
@@ -37,6 +38,7 @@ def parquet_records(
     *,
     max_text_chars: int,
     max_rows: int | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row_number, record)`` pairs of a Parquet file, row numbers counted from 1.
 
@@ -45,17 +47,18 @@ def parquet_records(
 
     Raises:
         DataError: the bytes are not Parquet, a needed column is absent (``FieldMap.
-            check_columns``), the file holds more than ``max_rows`` rows, or it would
-            decompress to more than valid rows can take.
+            check_columns``), the file holds more than ``max_rows`` rows, it would
+            decompress to more than valid rows can take, or (as it is read) its text decodes
+            to more than ``max_decoded_bytes``.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(handle)
+        columns = parquet.schema_arrow.names
     except (pa.ArrowException, OSError) as exc:
         raise _not_parquet(source, exc) from None
-    columns = parquet.schema_arrow.names
     fields.check_columns(columns, source)
     wanted = [fields.column(role) for role in ROLES if fields.column(role) in columns]
     metadata = parquet.metadata
@@ -74,22 +77,49 @@ def parquet_records(
             "shorten the texts or raise max_text_chars",
             source=source,
         )
-    return _rows(parquet, wanted, source)
+    return _rows(parquet, wanted, source, max_decoded_bytes)
 
 
 def _rows(
-    parquet: pq.ParquetFile, columns: list[str], source: str
+    parquet: pq.ParquetFile, columns: list[str], source: str, max_decoded_bytes: int | None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records, decoded a batch at a time. The metadata's sizes are the uploader's word
+    and dictionary pages stay small however often a long string repeats, so each batch's
+    decoded bytes are counted by Arrow before any becomes a Python string, against
+    ``max_decoded_bytes`` for the whole file."""
     import pyarrow as pa
 
-    row = 0
+    row, decoded = 0, 0
     try:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            batch.validate(full=True)  # invalid UTF-8 in a string column fails here
+            decoded += _decoded_bytes(batch)
+            if max_decoded_bytes is not None and decoded > max_decoded_bytes:
+                raise DataError(
+                    f"the rows decode to more than {max_decoded_bytes} bytes of text (by row "
+                    f"{row + batch.num_rows}), the limit per upload; split the file",
+                    source=source,
+                )
             for record in batch.to_pylist():
                 row += 1
                 yield row, record
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise _not_parquet(source, exc) from None
+
+
+def _decoded_bytes(batch: pa.RecordBatch) -> int:
+    """Bytes of the batch's string and binary values once decoded (Arrow's own buffers)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            total += pc.sum(pc.binary_length(column)).as_py() or 0
+        elif pa.types.is_dictionary(column.type):
+            lengths = pc.binary_length(column.dictionary)
+            total += pc.sum(pc.take(lengths, column.indices)).as_py() or 0
+    return total
 
 
 def _uncompressed_bytes(parquet: pq.ParquetFile, columns: list[str]) -> int:

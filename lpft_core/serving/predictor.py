@@ -113,22 +113,38 @@ class Predictor:
             self._forward = self._onnx_forward(precision)
 
     def _onnx_forward(self, precision: Precision) -> Callable[[EncodedTexts], np.ndarray]:
-        fp32 = OnnxLogits(serving_graph(self.directory, "fp32"))
-        if precision == "fp32":
-            return lambda encoded: fp32(encoded, self.batch_size)
-        int8 = OnnxLogits(serving_graph(self.directory, "int8"))
+        graph = OnnxLogits(serving_graph(self.directory, precision))
+        if precision == "int8":
+            self._int8 = graph
+            self._measure_quantization()
+        return lambda encoded: graph(encoded, self.batch_size)
+
+    def _measure_quantization(self) -> None:
+        """The int8 report at the current T; the fp32 graph is loaded only while it is
+        compared (read back from onnx/quantization.json, without loading, once measured)."""
         self.quantization = quantization_report(
-            self.directory, fp32, int8, self.tokenizer, self.labels, self.temperature
+            self.directory,
+            lambda: OnnxLogits(serving_graph(self.directory, "fp32")),
+            self._int8,
+            self.tokenizer,
+            self.labels,
+            self.temperature,
         )
-        return lambda encoded: int8(encoded, self.batch_size)
+
+    def calibration_is_current(self) -> bool:
+        """Whether no re-calibration has written a new T since it was read (a stat)."""
+        return self._calibration_file().stat().st_mtime_ns == self._calibration_stamp
 
     def refresh_calibration(self) -> None:
         """Take up a temperature re-fitted since loading (``recalibrate``); a stat when
-        nothing changed."""
+        nothing changed. An int8 model's report is measured again at the new T (seconds of
+        inference)."""
         stamp = self._calibration_file().stat().st_mtime_ns
         if stamp != self._calibration_stamp:
             self._take_calibration()
             self._calibration_stamp = stamp
+            if self.quantization is not None:
+                self._measure_quantization()
 
     def _take_calibration(self) -> None:
         record = read_calibration(self.directory)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import numpy as np
 
 from lpft_core.config import FinetuneSpec
 from lpft_core.data.batching import encode
+from lpft_core.data.datasets import Example, read_examples
 from lpft_core.errors import LpftError
 from lpft_core.model.artifacts import SPEC, read_manifest
 from lpft_core.serving.onnx_runtime import GRAPHS, OnnxLogits
@@ -26,8 +30,8 @@ from lpft_core.stages.calibration import calibration_errors, scaled_softmax
 from lpft_core.stages.prepare import label_indices, load_splits
 
 REPORT = "quantization.json"
-#: Held-out rows compared, at most: enough for ECE to mean something, few enough that the
-#: comparison costs seconds at the first load.
+#: Held-out rows compared, at most (a seeded sample beyond): enough for ECE to mean something,
+#: few enough that the comparison costs seconds at the first load.
 MAX_ROWS = 2000
 
 
@@ -59,27 +63,35 @@ class QuantizationReport:
 
 def quantization_report(
     model_dir: str | Path,
-    fp32: OnnxLogits,
+    fp32: Callable[[], OnnxLogits],
     int8: OnnxLogits,
     tokenizer: object,
     labels: list,
     temperature: float,
     batch_size: int = 64,
 ) -> QuantizationReport:
-    """The model's report, measured on first use and read back after."""
+    """The model's report at ``temperature``: measured on first use and after a
+    re-calibration changed T, read back otherwise. ``fp32`` loads the graph to compare with,
+    only when a measurement is needed. A report that could not measure is not kept (the data
+    may be readable next time), nor is a file that does not parse trusted."""
     path = Path(model_dir) / GRAPHS / REPORT
-    if path.is_file():
-        return QuantizationReport(**json.loads(path.read_text()))
+    try:
+        kept = QuantizationReport(**json.loads(path.read_text()))
+        if kept.temperature == temperature:
+            return kept
+    except (OSError, ValueError, TypeError):
+        pass
     report = _measure(Path(model_dir), fp32, int8, tokenizer, labels, temperature, batch_size)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps(report.to_dict(), indent=2))
-    scratch.replace(path)
+    if report.unmeasured is None:
+        scratch = path.with_name(f".{REPORT}.{uuid.uuid4().hex}")
+        scratch.write_text(json.dumps(report.to_dict(), indent=2))
+        scratch.replace(path)  # atomic: a reader sees the old report or the new one
     return report
 
 
 def _measure(
     model_dir: Path,
-    fp32: OnnxLogits,
+    fp32: Callable[[], OnnxLogits],
     int8: OnnxLogits,
     tokenizer: object,
     labels: list,
@@ -88,32 +100,44 @@ def _measure(
 ) -> QuantizationReport:
     try:
         spec = FinetuneSpec.from_dict(json.loads((model_dir / SPEC).read_text()))
-        splits = load_splits(
-            spec.data,
-            seed=spec.hyperparameters.seed,
-            max_text_chars=spec.max_text_chars,
-            split_seed=spec.split_seed,
-        )
+        split, rows = _held_out_rows(spec)
+        y = label_indices(rows, labels)
     except (OSError, LpftError, ValueError) as exc:
         return QuantizationReport(
             split=None, rows=0, temperature=temperature, unmeasured=f"held-out rows: {exc}"
         )
-    rows = splits.test[:MAX_ROWS]
-    split = "test" if splits.test_source == "file" else splits.test_source
     encoded = encode(tokenizer, rows, read_manifest(model_dir).max_length)
-    y = label_indices(rows, labels)
-    before = scaled_softmax(fp32(encoded, batch_size), temperature)
+    before = scaled_softmax(fp32()(encoded, batch_size), temperature)
     after = scaled_softmax(int8(encoded, batch_size), temperature)
     shift = np.abs(after - before)
+    bins = spec.hyperparameters.ece_bins
     return QuantizationReport(
         split=split,
         rows=len(rows),
         temperature=temperature,
         accuracy_fp32=float((before.argmax(1) == y).mean()),
         accuracy_int8=float((after.argmax(1) == y).mean()),
-        ece_fp32=calibration_errors(before, y)[0],
-        ece_int8=calibration_errors(after, y)[0],
+        ece_fp32=calibration_errors(before, y, bins)[0],
+        ece_int8=calibration_errors(after, y, bins)[0],
         probability_shift_mean=float(shift.mean()),
         probability_shift_max=float(shift.max()),
         label_agreement=float((before.argmax(1) == after.argmax(1)).mean()),
     )
+
+
+def _held_out_rows(spec: FinetuneSpec) -> tuple[str, list[Example]]:
+    """The job's evaluation split (at most ``MAX_ROWS``, drawn with a fixed seed): its test
+    file alone when it had one, else the hold-out ``finetune`` drew from train."""
+    if spec.data.test:
+        split, rows = "test", read_examples(spec.data.test, max_text_chars=spec.max_text_chars)
+    else:
+        splits = load_splits(
+            spec.data,
+            seed=spec.hyperparameters.seed,
+            max_text_chars=spec.max_text_chars,
+            split_seed=spec.split_seed,
+        )
+        split, rows = splits.test_source, splits.test
+    if len(rows) > MAX_ROWS:
+        rows = random.Random(0).sample(rows, MAX_ROWS)
+    return split, rows

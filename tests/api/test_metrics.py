@@ -67,7 +67,7 @@ def store(tmp_path: Path) -> Store:
 def client(store: Store) -> Iterator[TestClient]:
     client = serving(Settings(api_keys=f"alice:{KEY}"), store)
     yield client
-    client.app.state.models.torch_thread.close()
+    client.app.state.models.close()
 
 
 def scrape(client: TestClient) -> Samples:
@@ -120,7 +120,7 @@ def test_metrics_asks_for_a_key_unless_public(store: Store) -> None:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers=AUTH).status_code == 200
     finally:
-        client.app.state.models.torch_thread.close()
+        client.app.state.models.close()
 
 
 def job(kind: str) -> JobRecord:
@@ -207,3 +207,16 @@ def test_a_scrape_loads_no_torch() -> None:
         "assert b'lpft_redis_up 1.0' in generate_latest(registry_for(state, 30.0))"
     )
     assert "torch" not in loaded_after(code)
+
+
+def test_a_store_from_before_the_status_index_is_backfilled(
+    client: TestClient, store: Store
+) -> None:
+    kind = f"kind-{uuid.uuid4().hex[:8]}"
+    record = store.create_job(job(kind))
+    # what a store written before the index looks like: the record, but no status set
+    store.redis.srem(f"lpft:jobs-by-status:queued:{kind}", record.id)
+    assert value(scrape(client), "lpft_jobs", status="queued", kind=kind) == 0
+    store.rebuild_indexes()  # what recovery runs when the current index marker is missing
+    assert value(scrape(client), "lpft_jobs", status="queued", kind=kind) == 1
+    assert store.get_job(record.id) == record  # the Redis record itself is left alone

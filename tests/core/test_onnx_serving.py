@@ -87,10 +87,12 @@ def test_int8_is_measured_on_the_held_out_rows_before_it_serves(pair_dir: Path) 
     assert 0.0 <= report.probability_shift_mean <= report.probability_shift_max <= 1.0
     saved = json.loads((pair_dir / GRAPHS / REPORT).read_text())
     assert saved == report.to_dict()
-    # int8 moves the logits, but by little on a model this small
+    # int8 serves: its logits move, a little against their scale, and the labels mostly hold
     rows = rows_of(pair_dir, pair=True)
     fp32 = Predictor(pair_dir, backend="onnx").logits(rows)
-    assert np.abs(predictor.logits(rows) - fp32).max() < 0.5
+    int8 = predictor.logits(rows)
+    assert 0 < np.abs(int8 - fp32).max() < 0.15 * np.abs(fp32).max()
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.8
 
 
 def test_int8_without_its_data_says_it_is_unmeasured(single_dir: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lpft_core.data import parquet
-from lpft_core.data.datasets import read_examples
+from lpft_core.data.datasets import examples_from_file, read_examples
 from lpft_core.data.fields import FieldMap
 from lpft_core.errors import DataError
 from tests.conftest import toy_rows, write_jsonl
@@ -151,3 +151,26 @@ def test_row_limit_and_decompressed_size_are_checked_before_rows_are_read(
     assert bomb.stat().st_size < 100_000
     with pytest.raises(DataError, match="decompress to"):
         read_examples(bomb, max_text_chars=1000)
+
+
+def test_invalid_utf8_in_a_string_column_is_a_data_error(tmp_path: Path) -> None:
+    broken = pa.array([b"fine text", b"\xff\xfe not utf-8"], type=pa.binary()).view(pa.string())
+    path = write_parquet(tmp_path / "d.parquet", {"text": broken, "label": [0, 1]})
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        read_examples(path)
+
+
+def test_text_that_decodes_past_the_cap_is_refused_before_it_becomes_python(
+    tmp_path: Path,
+) -> None:
+    # One long string repeated: its dictionary page stays small, and so does the file, but
+    # every row decodes to the whole string.
+    long = "word " * 2000
+    text = pa.array([long] * 5000).dictionary_encode()
+    path = write_parquet(tmp_path / "d.parquet", {"text": text, "label": [0, 1] * 2500})
+    assert path.stat().st_size < 200_000
+    with path.open("rb") as handle:
+        with pytest.raises(DataError, match="decode to more than 10000000 bytes"):
+            examples_from_file(handle, "d.parquet", max_decoded_bytes=10_000_000)
+    with path.open("rb") as handle:
+        assert len(examples_from_file(handle, "d.parquet", max_decoded_bytes=100_000_000)) == 5000

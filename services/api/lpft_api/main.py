@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loop = asyncio.create_task(_recover_forever(recovery, settings.heartbeat_seconds))
         yield
         loop.cancel()
-        app.state.models.torch_thread.close()
+        app.state.models.close()
 
     app = FastAPI(
         title="lpft",

@@ -18,12 +18,14 @@ wait) gives up its unsent rows before the next pass. A pass that raises fails on
 requests that had rows in it; ``services.predict`` validates inputs first, so one bad input
 cannot fail others' passes.
 
-All torch work of the API runs on one dedicated thread. Each thread that calls torch gets its
-own OpenMP team, and teams on different threads contend for the cores: with asyncio's shared
-pool a one-input forward pass took 9.6 ms here instead of 6.4 ms. Every model submits one pass
-at a time, so the thread's queue holds at most one pass per busy model: a small request also
-waits for at most one pass of each other model being served (and for a model load already
-running). Re-calibration runs in a worker, as a job, never on this thread.
+All forward passes of the API run on one dedicated thread. Each thread that calls torch gets
+its own OpenMP team, and teams on different threads contend for the cores: with asyncio's
+shared pool a one-input forward pass took 9.6 ms here instead of 6.4 ms. Every model submits
+one pass at a time, so the thread's queue holds at most one pass per busy model: a small
+request also waits for at most one pass of each other model being served. Models are loaded on
+a second thread, so a load (seconds; with the onnx backend's first use, a graph export of tens
+of seconds) costs the others' passes a share of the cores, not a wait for the whole load.
+Re-calibration runs in a worker, as a job, never here.
 """
 
 from __future__ import annotations
@@ -47,11 +49,8 @@ T = TypeVar("T")
 
 
 class TorchThread:
-    """The one thread that runs the API's model loading and inference.
-
-    They queue behind each other: loading a model delays the predictions that arrive
-    meanwhile, the price of never oversubscribing the cores.
-    """
+    """One dedicated thread for the API's model work (``ModelCache`` keeps one for forward
+    passes and one for loading models): the calls queue behind each other on it."""
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpft-torch")
@@ -189,6 +188,10 @@ class ModelCache:
         precision: Precision = "fp32",
     ) -> None:
         self.torch_thread = TorchThread()
+        #: loads models beside the torch thread, so that a load (with the onnx backend, a
+        #: graph export of tens of seconds on first use) never holds up the passes of models
+        #: already loaded; the two share the cores meanwhile
+        self.loader = TorchThread()
         self.capacity = capacity
         self.max_batch = max_batch
         self.device = device
@@ -197,17 +200,23 @@ class ModelCache:
         self.models: OrderedDict[str, BatchedModel] = OrderedDict()
         self.loading: dict[str, asyncio.Lock] = {}
 
+    def close(self) -> None:
+        """Stop the threads (work not yet started is dropped)."""
+        self.torch_thread.close()
+        self.loader.close()
+
     async def get(self, job_id: str, directory: Path) -> BatchedModel:
         """The model of ``job_id``, loaded from ``directory`` on first use."""
         if job_id in self.models:
             self.models.move_to_end(job_id)
             model = self.models[job_id]
-            model.predictor.refresh_calibration()  # another API process may have re-fitted T
+            if not model.predictor.calibration_is_current():  # another process re-fitted T
+                await self.torch_thread.run(model.predictor.refresh_calibration)
             return model
         lock = self.loading.setdefault(job_id, asyncio.Lock())
         async with lock:
             if job_id not in self.models:
-                predictor = await self.torch_thread.run(
+                predictor = await self.loader.run(
                     Predictor,
                     directory,
                     self.device,

@@ -123,6 +123,12 @@ async def _uploaded_file(request: Request) -> tuple[str, UploadFile, FieldMap]:
     return upload.filename or name, upload, FieldMap(**columns)
 
 
+#: How much text a Parquet upload may decode to, per byte of the upload limit: text compresses
+#: a few times over, and a JSONL upload of the limit's size holds about one byte of text per
+#: byte; far beyond that, one upload would hold more than the tenant's storage quota allows.
+PARQUET_EXPANSION = 10
+
+
 def _read_upload(
     upload: UploadFile, name: str, fields: FieldMap, settings: Settings
 ) -> list[Example]:
@@ -134,6 +140,7 @@ def _read_upload(
             max_text_chars=settings.max_text_chars,
             max_rows=settings.max_dataset_rows,
             fields=fields,
+            max_decoded_bytes=PARQUET_EXPANSION * settings.max_upload_bytes,
         )
     except DataError as exc:
         # An error of no line and no column is about the file as a whole (not Parquet, no
