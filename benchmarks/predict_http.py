@@ -120,6 +120,9 @@ def api_process(backend_env: dict[str, str]) -> Iterator[tuple[str, int]]:
         **os.environ,
         "LPFT_ARTIFACTS_DIR": os.environ.get("LPFT_ARTIFACTS_DIR", str(ROOT / "runs/service")),
         "LPFT_OPEN_MODE": "true",
+        # one tenant sends every request here: lift the per-tenant cap on requests in flight
+        # (a fairness limit, measured by predict_fairness.py) above the 32 clients
+        "LPFT_PREDICT_CONCURRENCY_PER_TENANT": "64",
         **backend_env,
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "lpft_api.main:create_app"]

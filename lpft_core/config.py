@@ -168,8 +168,9 @@ def _check_learning_rate(value: float | dict[str, float] | None) -> None:
 
 @dataclass(frozen=True)
 class DataFiles:
-    """Dataset files (JSONL or CSV). Without ``test`` a stratified 10 % of train is held out
-    for testing, and without ``validation`` 10 % of the rest for validation (see
+    """Dataset files (JSONL, CSV or Parquet, with the columns text, text_pair?, label).
+    Without ``test`` a stratified 10 % of train is held out for testing, and without
+    ``validation`` 10 % of the rest for validation (see
     ``build_splits``): metrics are never reported on the split that fitted T. ``eval_sets``
     names extra labelled files (out-of-distribution sets, say) that get the full metrics."""
 

@@ -14,8 +14,7 @@ from tests.conftest import toy_rows, write_jsonl
 from tests.integration.conftest import KEYS, ApiServer, job_body, upload, wait_for
 
 INPUTS = [
-    {"text": row["text"], "text_pair": row["text_pair"]}
-    for row in toy_rows(6, seed=11, pair=True)
+    {"text": row["text"], "text_pair": row["text_pair"]} for row in toy_rows(6, seed=11, pair=True)
 ]
 BODY = {"inputs": INPUTS, "conformal": {"alpha": 0.05, "method": "aps"}}
 

@@ -407,8 +407,12 @@ class ConformalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(gt=0, lt=1, description="e.g. 0.1 for sets that cover 90 %")
-    method: Literal["lac", "aps"] = Field(
-        "aps", description="aps: adaptive sets; lac: the smallest sets on average"
+    method: Literal["lac", "aps", "aps_randomized"] = Field(
+        "aps",
+        description="aps: adaptive sets, deterministic, conservative where the error rate "
+        "exceeds alpha (binary tasks: often both labels); aps_randomized: adaptive sets that "
+        "cover 1 - alpha without that excess (the draw is a hash of the input, so an input "
+        "always gets the same set); lac: the smallest sets on average",
     )
 
 
@@ -490,7 +494,9 @@ class PredictResponse(BaseModel):
         "torch", description="what computed the logits (the server's predict backend)"
     )
     quantization: QuantizationOut | None = Field(
-        None, description="with onnx-int8 only: what int8 costs against fp32, as measured"
+        None,
+        description="with onnx-int8 only: what int8 costs against fp32, as measured at the "
+        "fitted T (also when this answer is uncalibrated)",
     )
 
 

@@ -135,7 +135,9 @@ class JobLogFile(logging.Handler):
         self.setFormatter(JsonFormatter(tracebacks=False))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if job_id.get() != self.job or self.full:
+        # lpft's own records only: the libraries' (warnings with their file paths, download
+        # and cache notes) describe the server, not the job, and stay in the process log
+        if job_id.get() != self.job or self.full or not record.name.startswith("lpft"):
             return
         try:
             line = (self.format(record) + "\n").encode()

@@ -21,18 +21,16 @@ import redis
 from lpft_jobstore.enqueue import Enqueuer
 from lpft_jobstore.records import JobStatus
 from lpft_jobstore.store import Store
+from lpft_jobstore.tasks import broker_lists
 
-#: Kombu's Redis transport: a queue is a list (plus one per priority step), and delivered
-#: messages wait for their acknowledgement in one hash.
-_PRIORITY_SEPARATOR = "\x06\x16"
+#: Kombu's Redis transport: delivered messages wait for their acknowledgement in one hash.
 _UNACKED = "unacked"
 
 
 def message_pending(client: redis.Redis, queue: str, job_id: str) -> bool:
     """Whether a task message for ``job_id`` waits in ``queue`` or is delivered unacked."""
     needle = f"'{job_id}'"  # the message's argsrepr header: ['job-…']
-    keys = [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9))]
-    for key in keys:
+    for key in broker_lists(queue):
         if any(needle in raw for raw in client.lrange(key, 0, -1)):
             return True
     return any(needle in raw for raw in client.hvals(_UNACKED))

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,7 +101,15 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(
         3, description="runs of a job before a lost worker fails it (resumed from checkpoint)"
     )
-    log_level: str = Field("INFO", description="least level logged (JSON lines on stderr)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="least level logged (JSON lines on stderr)"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     open_mode: bool = Field(
         False, description="serve without API keys (tenant 'default'); binds to 127.0.0.1"
     )

@@ -28,7 +28,9 @@ from lpft_jobstore.settings import Settings
 PREFIX = "lpft"
 EVENTS_MAXLEN = 200_000
 #: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
-INDEXED = f"{PREFIX}:indexed"
+#: Set once the indexes are built; its version moves when a new index needs building from
+#: the records (v2: jobs by status and kind, for /metrics), so an upgraded store backfills it.
+INDEXED = f"{PREFIX}:indexed:v2"
 
 
 class Store:
@@ -446,9 +448,26 @@ class Store:
             record = JobRecord.model_validate_json(path.read_text())
             if not self.redis.exists(self._key("job", record.id)):
                 self._index_job(record)
+            else:
+                self._index_status_of(record.id)
             count += 1
         self.redis.set(INDEXED, str(time.time()))
         return count
+
+    def _index_status_of(self, job_id: str) -> None:
+        """Put a job Redis still holds in the status index, from its Redis record, watched so
+        that a transition meanwhile is not overwritten (a store that predates the index)."""
+        key = self._key("job", job_id)
+
+        def attempt(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(key)
+            if raw is None:
+                return
+            record = JobRecord.model_validate_json(raw)
+            pipe.multi()
+            job_stats.index_status(pipe, record.id, record.kind, record.status)
+
+        self.redis.transaction(attempt, key)
 
     # ---- internals --------------------------------------------------------------------------
 

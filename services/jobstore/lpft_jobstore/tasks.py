@@ -25,3 +25,9 @@ def queue_for_device(device: str, auto_queue: str) -> Queue:
     if device == "cpu":
         return Queue.CPU
     return Queue(auto_queue)
+
+
+def broker_lists(queue: str) -> list[str]:
+    """The Redis lists that hold ``queue``'s waiting messages: Kombu's Redis transport keeps
+    one per priority step beside the queue's own."""
+    return [queue, *(f"{queue}\x06\x16{priority}" for priority in (3, 6, 9))]

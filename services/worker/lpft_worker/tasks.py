@@ -72,7 +72,12 @@ def _watch(
             record = store.get_job(job_id)
             if record is None or record.status != JobStatus.RUNNING or record.worker != worker:
                 if record is not None and record.worker == worker and record.status.is_terminal:
-                    child.wait()  # it has recorded its outcome and is exiting
+                    # Normally the child recorded its outcome and is exiting; but the recovery
+                    # pass may have failed the job while the child trains on: never wait forever.
+                    try:
+                        child.wait(timeout=grace_s)
+                    except subprocess.TimeoutExpired:
+                        _kill(child)
                     return True
                 _kill(child)
                 logger.warning("job %s is no longer this worker's; its training stopped", job_id)

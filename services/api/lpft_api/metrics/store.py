@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import redis
 from lpft_jobstore import job_stats
-from lpft_jobstore.tasks import Queue
+from lpft_jobstore.tasks import Queue, broker_lists
 from lpft_jobstore.workers import WorkerBeat, read_beats
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,9 +22,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.datastructures import State
-
-#: Kombu's Redis transport keeps a queue's prioritised messages in lists beside the queue's own.
-_PRIORITY_LISTS = tuple(f"\x06\x16{priority}" for priority in (3, 6, 9))
 
 
 class StoreCollector(Collector):
@@ -81,11 +78,11 @@ def _queues(client: redis.Redis) -> Metric:
     )
     pipe = client.pipeline(transaction=False)
     for queue in Queue:
-        for key in (queue.value, *(queue.value + suffix for suffix in _PRIORITY_LISTS)):
+        for key in broker_lists(queue.value):
             pipe.llen(key)
     lengths = iter(pipe.execute())
     for queue in Queue:
-        family.add_metric([queue.value], sum(next(lengths) for _ in range(4)))
+        family.add_metric([queue.value], sum(next(lengths) for _ in broker_lists(queue.value)))
     return family
 
 

@@ -122,7 +122,8 @@ def get_job_logs(
     job: JobDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> JobLog:
     """The job's own log, the newest ``limit`` records: what its worker and training process
-    logged (an internal error with its ``error_id`` and traceback), over every run of it.
+    logged (an internal error with its ``error_id``; its traceback stays in the operator's
+    log), over every run of it.
     Kept up to 5 MB a job; later records are dropped after one that says so."""
     return jobs.job_log(job, limit, store)
 
