@@ -62,6 +62,14 @@ def test_a_post_the_api_cannot_deduplicate_is_not_retried() -> None:
     assert len(server.received) == 1
 
 
+def test_a_429_is_retried_even_for_a_post_the_api_cannot_deduplicate() -> None:
+    # lpft refuses with 429 before doing any work, so sending it again cannot do it twice
+    replies = [json_reply(429, BUSY, {"Retry-After": "0"}), json_reply(202, job("queued"))]
+    with ScriptedServer(replies) as server, LpftClient(server.url) as client:
+        assert client.jobs.recalibrate("job-1", "ds-2").status == "queued"
+    assert len(server.received) == 2
+
+
 def test_an_api_that_is_not_there_is_a_connection_error_after_the_retries() -> None:
     with ScriptedServer([json_reply(200, {})]) as server:
         url = server.url  # a port that was just free and is closed again below

@@ -56,8 +56,8 @@ def retry_after(response: httpx.Response) -> float | None:
 @dataclass(frozen=True)
 class RetryPolicy:
     """At most ``max_retries`` retries of one request. After a failure that may have reached
-    the server, only a repeatable request is retried; a connection that was never made is
-    retried for any request."""
+    the server, only a repeatable request is retried; a connection that was never made, or a
+    429 (refused before any work), is retried for any request."""
 
     max_retries: int = 2
     backoff: Backoff = Backoff()
@@ -79,7 +79,11 @@ class RetryPolicy:
             return (
                 self.backoff.delay(attempt) if repeatable or isinstance(error, NOT_SENT) else None
             )
-        if response is not None and repeatable and response.status_code in RETRYABLE_STATUSES:
+        if response is None or response.status_code not in RETRYABLE_STATUSES:
+            return None
+        # lpft answers 429 before doing any of the work, so even an upload may be sent again;
+        # a 5xx from a proxy may have followed work done behind it.
+        if repeatable or response.status_code == 429:
             return self.backoff.delay(attempt, response)
         return None
 

@@ -65,6 +65,8 @@ class JobProgress:
         if isinstance(event, StatusEvent):
             error = event.data.error
             say(f"status: {event.data.status}" + (f" ({error.message})" if error else ""))
+            if event.data.status == "succeeded":  # the last stage sends no step of its end
+                self._finish_stages()
         elif isinstance(event, StageEvent):
             self._stage(event.data.stage, event.data.total)
         elif isinstance(event, StepEvent):
@@ -82,10 +84,13 @@ class JobProgress:
         elif isinstance(event, WarningEvent | MessageEvent):
             say(f"{event.type}: {event.data.message}")
 
-    def _stage(self, stage: str, total: int | None) -> None:
-        for task in self.progress.tasks:  # the previous stage is over
+    def _finish_stages(self) -> None:
+        for task in self.progress.tasks:
             if task.total is not None:
                 self.progress.update(task.id, completed=task.total)
+
+    def _stage(self, stage: str, total: int | None) -> None:
+        self._finish_stages()  # the previous stage is over
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total, info="")
 
