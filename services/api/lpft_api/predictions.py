@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from lpft_jobstore.logs import route_transformers_logs
 
 from lpft_api.metrics.serving import PREDICT_BATCH_SIZE
 from lpft_core import Predictor
@@ -187,6 +188,7 @@ class ModelCache:
         backend: Backend = "torch",
         precision: Precision = "fp32",
     ) -> None:
+        route_transformers_logs()  # loading a model must not print text into the JSON log
         self.torch_thread = TorchThread()
         #: loads models beside the torch thread, so that a load (with the onnx backend, a
         #: graph export of tens of seconds on first use) never holds up the passes of models

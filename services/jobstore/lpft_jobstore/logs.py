@@ -120,6 +120,17 @@ def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = N
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
+def route_transformers_logs() -> None:
+    """transformers prints its records as text on a handler of its own, and progress bars
+    when it loads weights: hand its records to ours (JSON lines) and draw no bars. For the
+    processes that load models (the API, the training process); imports transformers."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
+
+
 class JobLogFile(logging.Handler):
     """Appends the records logged while ``job_id`` is ``job`` to the job's log file.
 

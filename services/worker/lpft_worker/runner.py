@@ -21,7 +21,12 @@ from typing import Any
 
 import redis
 from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.logs import configure_logging, job_logging, new_error_id
+from lpft_jobstore.logs import (
+    configure_logging,
+    job_logging,
+    new_error_id,
+    route_transformers_logs,
+)
 from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus
 from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.store import Store, store_from
@@ -201,11 +206,6 @@ def _run(
 
 
 if __name__ == "__main__":
-    from transformers.utils import logging as transformers_logging
-
     configure_logging(get_settings().log_level)
-    # transformers prints its records as text on a handler of its own; ours make them JSON.
-    transformers_logging.disable_default_handler()
-    transformers_logging.enable_propagation()
-    transformers_logging.disable_progress_bar()
+    route_transformers_logs()
     sys.exit(main(sys.argv[1]))
