@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Security
@@ -32,35 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     here (JSON lines), so that every way of serving the app gets it."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = store = store_from(settings)
-        app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
-        app.state.models = ModelCache(
-            settings.model_cache_size,
-            settings.predict_max_batch,
-            settings.predict_device,
-            settings.predict_backend,
-            settings.predict_precision,
-        )
-        recovery = Recovery(
-            store,
-            app.state.enqueuer,
-            settings.lease_seconds,
-            settings.max_job_attempts,
-            settings.lost_message_seconds,
-        )
-        loop = asyncio.create_task(_recover_forever(recovery, settings.heartbeat_seconds))
-        yield
-        loop.cancel()
-        app.state.models.close()
-
     app = FastAPI(
         title="lpft",
         version="0.1.0",
         summary="Calibrated LP-FT fine-tuning of transformer text classifiers, as a job API.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         dependencies=[Depends(reject_unknown_query_parameters)],
         generate_unique_id_function=operation_id,
     )
@@ -97,6 +74,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (datasets.router, jobs.router, predict.router):
         app.include_router(router, dependencies=[Security(BEARER)])
     return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the app holds while it serves: the store, the enqueuer, the model cache and the
+    recovery loop."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = store = store_from(settings)
+        app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
+        app.state.models = ModelCache(
+            settings.model_cache_size,
+            settings.predict_max_batch,
+            settings.predict_device,
+            settings.predict_backend,
+            settings.predict_precision,
+        )
+        recovery = Recovery(
+            store,
+            app.state.enqueuer,
+            settings.lease_seconds,
+            settings.max_job_attempts,
+            settings.lost_message_seconds,
+        )
+        loop = asyncio.create_task(_recover_forever(recovery, settings.heartbeat_seconds))
+        yield
+        loop.cancel()
+        app.state.models.close()
+
+    return lifespan
 
 
 def operation_id(route: APIRoute) -> str:

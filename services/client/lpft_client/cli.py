@@ -309,30 +309,35 @@ def _service_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_options(command: argparse.ArgumentParser, json_output: bool = True) -> None:
+    command.add_argument(
+        "--api-url", default=os.environ.get("LPFT_API_URL", "http://127.0.0.1:8000")
+    )
+    command.add_argument("--api-key", default=os.environ.get("LPFT_API_KEY"))
+    if json_output:
+        command.add_argument(
+            "--json", action="store_true", help="print the result as one JSON document"
+        )
+
+
 def _add_service_commands(
     parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
 ) -> None:
-    def api_options(command: argparse.ArgumentParser, json_output: bool = True) -> None:
-        command.add_argument(
-            "--api-url", default=os.environ.get("LPFT_API_URL", "http://127.0.0.1:8000")
-        )
-        command.add_argument("--api-key", default=os.environ.get("LPFT_API_KEY"))
-        if json_output:
-            command.add_argument(
-                "--json", action="store_true", help="print the result as one JSON document"
-            )
-
     predict = commands.choices["predict"]
     predict.add_argument("--job", help="predict with a service job's model instead of --model")
-    api_options(predict, json_output=False)
+    _api_options(predict, json_output=False)
     predict.set_defaults(run=_predict)
 
     demo = commands.add_parser("demo", help="run the demo job on a running lpft service")
     demo.add_argument("--data", default="runs/demo/data", help="where to write the demo data")
-    api_options(demo, json_output=False)
+    _api_options(demo, json_output=False)
     demo.set_defaults(run=_service_demo)
 
-    jobs = commands.add_parser("jobs", help="jobs on an lpft service")
+    _add_jobs_commands(commands.add_parser("jobs", help="jobs on an lpft service"))
+    _add_datasets_commands(commands.add_parser("datasets", help="datasets on an lpft service"))
+
+
+def _add_jobs_commands(jobs: argparse.ArgumentParser) -> None:
     verbs = jobs.add_subparsers(required=True, metavar="VERB")
     submit = verbs.add_parser("submit", help="upload data and start a job")
     submit.add_argument("--kind", choices=["finetune", "compare", "analysis"], default="finetune")
@@ -383,12 +388,13 @@ def _add_service_commands(
     )
     download.add_argument("--out", help="default: <job>.tar.gz, <job>-report.html, ...")
     for verb in (submit, listing, *(verbs.choices[n] for n in per_job)):
-        api_options(verb)
+        _api_options(verb)
 
-    datasets = commands.add_parser("datasets", help="datasets on an lpft service")
+
+def _add_datasets_commands(datasets: argparse.ArgumentParser) -> None:
     dataset_verbs = datasets.add_subparsers(required=True, metavar="VERB")
     upload = dataset_verbs.add_parser("upload", help="upload and validate a labelled file")
-    upload.add_argument("file", help=".jsonl or .csv with text, text_pair?, label")
+    upload.add_argument("file", help=".jsonl, .csv or .parquet with text, text_pair?, label")
     upload.add_argument("--name", help="default: the file name")
     upload.set_defaults(run=_dataset_upload)
     dataset_list = dataset_verbs.add_parser("list", help="your datasets, newest first")
@@ -402,7 +408,7 @@ def _add_service_commands(
         verb.add_argument("dataset_id")
         verb.set_defaults(run=handler)
     for verb in dataset_verbs.choices.values():
-        api_options(verb)
+        _api_options(verb)
 
 
 if __name__ == "__main__":
