@@ -58,8 +58,8 @@ def _config() -> SchemathesisConfig:
         # on what a stateful run records: ``use_after_free`` and ``ensure_resource_availability``
         # follow a creating or deleting request to the requests made with its result (the
         # pytest runner sends independent cases, with no such history), and
-        # ``object_level_authorization`` replays reads as other configured identities, which
-        # the document (no security scheme) gives it none of. Tenant isolation is checked here
+        # ``object_level_authorization`` replays reads as other configured identities, of which
+        # this configuration gives it none (it knows one key). Tenant isolation is checked here
         # instead: ``foreign_ids_are_not_served``. ``max_response_time`` stays off, as by
         # default: a latency bound would only measure how busy the 2 shared cores are.
         "checks": {
