@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Security
+from fastapi.openapi.constants import REF_TEMPLATE
 from fastapi.routing import APIRoute
 from lpft_jobstore.enqueue import Enqueuer
 from lpft_jobstore.logs import configure_logging
 from lpft_jobstore.recovery import Recovery
 from lpft_jobstore.settings import Settings, get_settings
 from lpft_jobstore.store import store_from
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = describe_problems(document(), PUBLIC_PATHS)
+            declare_schemas(app.openapi_schema, datasets.SELF_PARSED_BODIES)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -104,6 +108,17 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         app.state.models.close()
 
     return lifespan
+
+
+def declare_schemas(document: dict[str, Any], models: Iterable[type[BaseModel]]) -> None:
+    """Put the schemas of ``models`` (and of the models they use) under
+    ``components/schemas``, for the ``$ref``s that name them from ``openapi_extra``: a
+    reference that resolves nowhere makes client generators drop the whole operation."""
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in models], ref_template=REF_TEMPLATE
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(definitions.get("$defs", {}))
 
 
 def operation_id(route: APIRoute) -> str:

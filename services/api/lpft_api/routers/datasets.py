@@ -7,11 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from lpft_api.deps import DatasetId, SettingsDep, StoreDep, TenantDep
-from lpft_api.schemas import RESOURCE_ID, DatasetList, DatasetPublic, Problem
+from lpft_api.schemas import RESOURCE_ID, DatasetList, DatasetPublic, DatasetRecordsIn, Problem
 from lpft_api.services import datasets
 from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, ROLES, option_name
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+#: Bodies the handlers parse themselves, so FastAPI does not put their schemas in the
+#: document; ``create_app`` adds them under ``components/schemas`` for the ``$ref``s below.
+SELF_PARSED_BODIES = (DatasetRecordsIn,)
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -43,7 +46,9 @@ _UPLOAD_BODY = {
                     },
                 }
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/DatasetRecordsIn"}},
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{DatasetRecordsIn.__name__}"}
+            },
         },
     }
 }

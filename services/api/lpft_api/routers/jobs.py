@@ -28,6 +28,11 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem},
     422: {"model": Problem},
 }
+#: Bodies that are not JSON, each with the schema client generators need to keep the answer
+#: (without one, openapi-python-client drops it): bytes for the archives and pictures, text
+#: for the report and the event stream.
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+TEXT = {"schema": {"type": "string"}}
 
 
 @router.post(
@@ -95,7 +100,7 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     response_model=EventList,
     responses={
         **PROBLEMS,
-        200: {"content": {"text/event-stream": {}}, "description": "JSON page or SSE stream"},
+        200: {"content": {"text/event-stream": TEXT}, "description": "JSON page or SSE stream"},
     },
 )
 async def get_job_events(
@@ -143,7 +148,7 @@ def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
 @router.get(
     "/{job_id}/artifacts",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"application/gzip": {}}}},
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}},
 )
 def get_job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
     """The trained model directory as a ``.tar.gz`` archive."""
@@ -154,7 +159,7 @@ def get_job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
 @router.get(
     "/{job_id}/export",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"application/gzip": {}}}},
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}},
 )
 def get_job_export(
     job: JobDep, store: StoreDep, format: Literal["onnx", "hf"] = "onnx"
@@ -170,7 +175,7 @@ def get_job_export(
 @router.get(
     "/{job_id}/report",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"text/html": {}, "text/markdown": {}}}},
+    responses={**PROBLEMS, 200: {"content": {"text/html": TEXT, "text/markdown": TEXT}}},
 )
 def get_job_report(
     job: JobDep, store: StoreDep, format: Literal["html", "md"] = "html"
@@ -186,7 +191,7 @@ def get_job_report(
 @router.get(
     "/{job_id}/plots/{name}.png",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"image/png": {}}}},
+    responses={**PROBLEMS, 200: {"content": {"image/png": BINARY}}},
 )
 def get_job_plot(
     job: JobDep, store: StoreDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
