@@ -55,6 +55,9 @@ def stack_env(db: int, artifacts: Path, models_dir: Path) -> dict[str, str]:
         "LPFT_MAX_UPLOAD_BYTES": "200000",
         # Jobs name the tiny test model by its path, which must lie in the models directory.
         "LPFT_MODELS_DIR": str(models_dir),
+        # A hub id at POST /jobs is sized from the hub: offline, from the local cache only,
+        # so that no test stack ever reaches the network.
+        "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -88,6 +88,17 @@ class QueueUnavailable(ApiError):
     status, code, title = 503, "queue_unavailable", "Service unavailable"
 
 
+class HubUnavailable(ApiError):
+    """The Hugging Face Hub did not answer a check that must precede the job; ``retry_after``
+    seconds is when to try again."""
+
+    status, code, title = 503, "hub_unavailable", "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, field="model")
+        self.retry_after = retry_after
+
+
 #: lpft_core errors that reach the API are the user's to fix.
 CORE_STATUS = {DataError: 422, ConfigError: 422}
 
@@ -140,7 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | HubUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     error_id = None
     if exc.status >= 500:

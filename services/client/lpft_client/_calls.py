@@ -35,7 +35,8 @@ _DOWNLOAD_PATHS: dict[str, str] = {"model": "artifacts", "report": "report", "ex
 #: The first request of an export builds it (seconds to a minute); wait that long for it.
 EXPORT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 #: Longest silence on an open event stream before it counts as dead; the server sends a
-#: keep-alive comment every second or so while nothing happens.
+#: keep-alive comment every LPFT_EVENT_STREAM_KEEPALIVE_SECONDS (15 by default) while
+#: nothing happens.
 STREAM_READ_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 

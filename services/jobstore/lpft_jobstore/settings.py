@@ -90,7 +90,27 @@ class Settings(BaseSettings):
     )
     max_datasets_per_tenant: int = Field(200, description="datasets one tenant may store")
     max_stored_bytes_per_tenant: int = Field(
-        2 * 1024**3, description="bytes of datasets one tenant may store"
+        2 * 1024**3,
+        description="bytes one tenant may store: its datasets and its finished jobs' files",
+    )
+    max_model_bytes: int = Field(
+        2 * 1024**3,
+        description="largest model a job may start from, as the files a job loads (its "
+        "weights, config and tokenizer) measure on the hub or on disk",
+    )
+    allowed_models: str = Field(
+        "",
+        description="comma-separated globs of the hub ids jobs may name (sentence-transformers/*); "
+        "empty: any",
+    )
+    max_event_streams_per_tenant: int = Field(
+        8, description="live event streams (SSE) one tenant may hold open at once (429 above)"
+    )
+    event_stream_keepalive_seconds: float = Field(
+        15.0,
+        description="an idle event stream sends a comment this often; a client gone is "
+        "noticed and its stream closed within this time",
+        gt=0,
     )
     event_retention_seconds: int = Field(
         7 * 24 * 3600, description="how long a finished job's event stream stays in Redis"

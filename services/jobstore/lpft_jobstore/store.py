@@ -8,6 +8,7 @@ never used for state: its entries expire.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,8 +30,9 @@ PREFIX = "lpft"
 EVENTS_MAXLEN = 200_000
 #: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
 #: Set once the indexes are built; its version moves when a new index needs building from
-#: the records (v2: jobs by status and kind, for /metrics), so an upgraded store backfills it.
-INDEXED = f"{PREFIX}:indexed:v2"
+#: the records (v2: jobs by status and kind, for /metrics; v3: the bytes of finished jobs'
+#: files, for the storage quota), so an upgraded store backfills it.
+INDEXED = f"{PREFIX}:indexed:v3"
 
 
 class Store:
@@ -88,6 +90,21 @@ class Store:
         """The tenant's stored datasets: how many, and their bytes on the volume."""
         sizes = self.redis.hvals(self._key("dataset-bytes", tenant))
         return len(sizes), sum(int(size) for size in sizes)
+
+    def stored_bytes(self, tenant: str) -> int:
+        """The bytes the tenant keeps on the volume: its datasets and its finished jobs'
+        directories (as ``measure_job`` last found them)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hvals(self._key("dataset-bytes", tenant))
+        pipe.hvals(self._key("job-bytes", tenant))
+        return sum(int(size) for sizes in pipe.execute() for size in sizes)
+
+    def measure_job(self, record: JobRecord) -> None:
+        """Count the job's directory (model, reports, archives, its log and records) toward
+        its tenant's stored bytes; called whenever the service has written to it after the
+        job finished, since the files are then the tenant's to keep until it deletes them."""
+        size = _tree_bytes(self.job_dir(record.id))
+        self.redis.hset(self._key("job-bytes", record.tenant), record.id, size)
 
     def delete_dataset(self, record: DatasetRecord) -> None:
         """Remove the dataset's rows, record and index entries."""
@@ -314,6 +331,11 @@ class Store:
         # The volume holds the whole log now; Redis keeps it only for a while.
         self.redis.expire(self._key("job", job_id, "events"), self.event_retention_s)
         shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)  # nothing will resume
+        self.measure_job(record)
+        # A re-calibration rewrote its source's calibration record.
+        source = self.get_job(record.source_job) if record.source_job else None
+        if source is not None and source.status.is_terminal:
+            self.measure_job(source)
         return record
 
     def delete_job(self, record: JobRecord) -> None:
@@ -321,6 +343,7 @@ class Store:
         pipe = self.redis.pipeline()
         pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
         pipe.zrem(self._key("jobs", record.tenant), record.id)
+        pipe.hdel(self._key("job-bytes", record.tenant), record.id)
         job_stats.unindex_status(pipe, record)
         pipe.execute()
         shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
@@ -450,6 +473,8 @@ class Store:
                 self._index_job(record)
             else:
                 self._index_status_of(record.id)
+            if record.status.is_terminal:
+                self.measure_job(record)
             count += 1
         self.redis.set(INDEXED, str(time.time()))
         return count
@@ -529,6 +554,16 @@ class Store:
 def _safe_id(value: str) -> bool:
     """Ids become file names; refuse anything that could leave the artifact directory."""
     return value.replace("-", "").isalnum()
+
+
+def _tree_bytes(directory: Path) -> int:
+    """The bytes of the files under ``directory``; one removed meanwhile (a stale archive, a
+    partial file renamed) counts nothing."""
+    total = 0
+    for path in directory.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size if path.is_file() else 0
+    return total
 
 
 def _stream_order(entry_id: str) -> tuple[int, int]:

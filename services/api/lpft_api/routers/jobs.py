@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from lpft_jobstore.records import JobStatus
 
 from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
@@ -101,25 +101,25 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     responses={
         **PROBLEMS,
         200: {"content": {"text/event-stream": TEXT}, "description": "JSON page or SSE stream"},
+        429: {"model": Problem},
     },
 )
 async def get_job_events(
     request: Request,
     job: JobDep,
     store: StoreDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
     after: Annotated[str | None, Query(pattern=events.EVENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """The job's event log as JSON pages, or live as Server-Sent Events when the client sends
-    ``Accept: text/event-stream`` (resumable with ``Last-Event-ID``)."""
+    ``Accept: text/event-stream`` (resumable with ``Last-Event-ID``; at most
+    ``LPFT_MAX_EVENT_STREAMS_PER_TENANT`` open at once, 429 above)."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         return await events.page(job.id, after, limit, store)
     start = events.resume_point(request.headers.get("last-event-id"), after)
-    return StreamingResponse(
-        events.stream(job.id, start, store, request.is_disconnected),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return await events.live(job.id, start, tenant, store, settings, request.is_disconnected)
 
 
 @router.get("/{job_id}/logs", response_model=JobLog, responses=PROBLEMS)

@@ -27,7 +27,8 @@ def archive(job: JobRecord, store: Store) -> Path:
     _succeeded(job, "artifacts")
     job_dir = store.job_dir(job.id)
     return _built_once(
-        job_dir,
+        store,
+        job,
         "model",
         store.model_dir(job.id),
         lambda target: shutil.make_archive(
@@ -48,7 +49,8 @@ def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path:
     _succeeded(job, "exports")
     model_dir = store.model_dir(job.id)
     return _built_once(
-        store.job_dir(job.id),
+        store,
+        job,
         f"export-{fmt}",
         model_dir,
         lambda target: export_model(model_dir, target, fmt),
@@ -60,10 +62,14 @@ def _succeeded(job: JobRecord, what: str) -> None:
         raise Conflict(f"job {job.id} is {job.status.value}; {what} exist once it succeeded")
 
 
-def _built_once(job_dir: Path, name: str, source: Path, build: Callable[[Path], object]) -> Path:
-    """``<name>-<version of source>.tar.gz`` in ``job_dir``, built by ``build(path)`` when
-    missing. Built under a unique name, then renamed: a concurrent download never sees a
-    half-written archive. Archives of earlier versions (before a re-calibration) go."""
+def _built_once(
+    store: Store, job: JobRecord, name: str, source: Path, build: Callable[[Path], object]
+) -> Path:
+    """``<name>-<version of source>.tar.gz`` in the job's directory, built by ``build(path)``
+    when missing. Built under a unique name, then renamed: a concurrent download never sees a
+    half-written archive. Archives of earlier versions (before a re-calibration) go. A new
+    archive counts toward the tenant's stored bytes."""
+    job_dir = store.job_dir(job.id)
     path = job_dir / f"{name}-{_content_version(source)}.tar.gz"
     if not path.is_file():
         for stale in job_dir.glob(f"{name}-*.tar.gz"):
@@ -75,6 +81,7 @@ def _built_once(job_dir: Path, name: str, source: Path, build: Callable[[Path], 
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
+        store.measure_job(job)
     return path
 
 

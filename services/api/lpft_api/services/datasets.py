@@ -37,14 +37,16 @@ async def create_dataset(
     label) whatever the file called them, so jobs never see the mapping.
 
     Raises:
-        QuotaExceeded: the tenant has the most datasets, or bytes, allowed.
+        QuotaExceeded: the tenant has the most datasets, or bytes (of datasets and finished
+            jobs), allowed.
         Unprocessable: another content type, no ``file`` part, or a bad name.
         ConfigError: a bad column mapping (naming its form field).
         RequestValidationError: JSON that is not ``{"records": [...]}``.
         DataError: a row is invalid; a mapped column is absent (naming its form field); the
             file as a whole is unreadable (naming ``file``).
     """
-    count, used = store.dataset_usage(tenant)
+    count, _ = store.dataset_usage(tenant)
+    used = store.stored_bytes(tenant)
     if count >= settings.max_datasets_per_tenant:
         raise QuotaExceeded(
             f"you have {count} datasets, the most allowed; delete one (DELETE /datasets/{{id}})"
@@ -169,8 +171,9 @@ def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
 def _check_room(used: int, incoming: int, cap: int) -> None:
     if used + incoming > cap:
         raise QuotaExceeded(
-            f"your datasets use {used} bytes and this upload {incoming}; the quota is {cap} "
-            "bytes. Delete datasets you no longer need (DELETE /datasets/{id})"
+            f"your datasets and finished jobs store {used} bytes and this upload {incoming}; "
+            f"the quota is {cap} bytes (LPFT_MAX_STORED_BYTES_PER_TENANT). Delete datasets or "
+            "jobs you no longer need (DELETE /datasets/{id}, DELETE /jobs/{id})"
         )
 
 

@@ -1,24 +1,153 @@
-"""A job's event log, as pages or live, and the metrics it holds before the job is done."""
+"""A job's event log, as pages or live, and the metrics it holds before the job is done.
+
+Live streams are counted per tenant (``StreamSlots``): each holds a slot in Redis, so every
+API replica counts the same streams, and a slot lapses unless its stream renews it, so an API
+process killed mid-stream leaks none.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import redis
 from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.store import Store
+from lpft_jobstore.settings import Settings
+from lpft_jobstore.store import PREFIX, Store
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from lpft_api.errors import Unprocessable
+from lpft_api.errors import TooManyRequests, Unprocessable
 from lpft_api.schemas import EventList, LiveMetrics
 from lpft_core.model.artifacts import METRICS
 
 #: Redis stream ids, the only cursors the event log accepts.
 EVENT_ID = r"^\d{1,19}-\d{1,19}$"  # below 2**63: Redis refuses larger ids
-#: Events read per call while streaming, and how long a call waits for the first one (ms).
+#: Events read per call while streaming, and how long a call waits for the first one (ms):
+#: also how often a stream looks for its job's end and its client's departure.
 STREAM_BATCH, STREAM_WAIT_MS = 200, 1000
+#: A stream's slot lapses this many keep-alive intervals after its last renewal.
+LEASE_INTERVALS = 3
+#: Redis' clock, in ms, for every replica to agree on when a slot lapses.
+_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+_ACQUIRE = f"""{_NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_RENEW = f"""{_NOW}
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""
+_HELD = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
+
+
+class StreamSlots:
+    """The live event streams each tenant holds, at most ``cap`` at once across replicas.
+
+    A slot is a member of the tenant's sorted set, scored by when it lapses; taking one drops
+    the lapsed ones first, in the same script, so concurrent requests never overshoot.
+    """
+
+    def __init__(self, client: redis.Redis, cap: int, lease_s: float) -> None:
+        self.cap = cap
+        self.lease_ms = max(1, int(lease_s * 1000))
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._held = client.register_script(_HELD)
+        self._client = client
+
+    @staticmethod
+    def key(tenant: str) -> str:
+        """The Redis key of the tenant's slots."""
+        return f"{PREFIX}:event-streams:{tenant}"
+
+    def acquire(self, tenant: str) -> str | None:
+        """A new slot's id, or ``None`` when the tenant holds ``cap`` live slots."""
+        slot = uuid.uuid4().hex
+        taken = self._acquire(keys=[self.key(tenant)], args=[self.cap, self.lease_ms, slot])
+        return slot if taken else None
+
+    def renew(self, tenant: str, slot: str) -> None:
+        """Keep the slot for another lease (a lapsed one stays lapsed)."""
+        self._renew(keys=[self.key(tenant)], args=[self.lease_ms, slot])
+
+    def release(self, tenant: str, slot: str) -> None:
+        """Give the slot back."""
+        self._client.zrem(self.key(tenant), slot)
+
+    def held(self, tenant: str) -> int:
+        """How many live slots the tenant holds."""
+        return int(self._held(keys=[self.key(tenant)]))
+
+
+def stream_slots(store: Store, settings: Settings) -> StreamSlots:
+    """The slots of ``settings``' cap, leased for a few keep-alive intervals."""
+    lease_s = LEASE_INTERVALS * settings.event_stream_keepalive_seconds
+    return StreamSlots(store.redis, settings.max_event_streams_per_tenant, lease_s)
+
+
+class EventStream(StreamingResponse):
+    """A Server-Sent Events response that gives its slot back however it ends: the job
+    finished, the client left (Starlette stops the body when it reads the disconnect), the
+    server shuts down."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: a cancelled request still releases; if Redis is down, the lease lapses.
+            await asyncio.shield(asyncio.to_thread(self.release))
+
+
+async def live(
+    job_id: str,
+    after: str | None,
+    tenant: str,
+    store: Store,
+    settings: Settings,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> EventStream:
+    """The job's live event stream, in one of the tenant's stream slots.
+
+    Raises:
+        TooManyRequests: the tenant holds ``max_event_streams_per_tenant`` streams already.
+    """
+    slots = stream_slots(store, settings)
+    slot = await asyncio.to_thread(slots.acquire, tenant)
+    if slot is None:
+        raise TooManyRequests(
+            f"you have {slots.cap} live event streams open, the most allowed at once "
+            "(LPFT_MAX_EVENT_STREAMS_PER_TENANT); close one, or read GET /jobs/{id}/events "
+            "as JSON pages",
+            retry_after=max(1, round(settings.event_stream_keepalive_seconds)),
+        )
+    keepalive_s = settings.event_stream_keepalive_seconds
+    renewed = time.monotonic()
+
+    async def renew() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed >= keepalive_s:
+            await asyncio.to_thread(slots.renew, tenant, slot)
+            renewed = time.monotonic()
+
+    events = stream(job_id, after, store, disconnected, keepalive_s, renew)
+    return EventStream(events, lambda: slots.release(tenant, slot))
 
 
 async def page(job_id: str, after: str | None, limit: int, store: Store) -> EventList:
@@ -47,24 +176,35 @@ def resume_point(last_event_id: str | None, after: str | None) -> str | None:
 
 
 async def stream(
-    job_id: str, after: str | None, store: Store, disconnected: Callable[[], Awaitable[bool]]
+    job_id: str,
+    after: str | None,
+    store: Store,
+    disconnected: Callable[[], Awaitable[bool]],
+    keepalive_s: float,
+    renew: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[str]:
     """Server-Sent Events of the job's log from ``after`` on, until the job has finished and
-    its last event was sent, or ``disconnected()``. A comment goes out whenever no event came
-    for a while, so that proxies keep the connection open."""
+    its last event was sent, or ``disconnected()`` (asked at least once a second, and every
+    ``keepalive_s``). A comment goes out after ``keepalive_s`` without an event, so that
+    proxies keep the connection open and a client that vanished without closing it fails the
+    write. ``renew`` keeps the stream's slot while it runs."""
     cursor = after
+    wait_ms = max(1, min(STREAM_WAIT_MS, int(keepalive_s * 1000)))
+    written = time.monotonic()
     while not await disconnected():
-        events, _ = await asyncio.to_thread(
-            store.events, job_id, cursor, STREAM_BATCH, STREAM_WAIT_MS
-        )
+        await renew()
+        events, _ = await asyncio.to_thread(store.events, job_id, cursor, STREAM_BATCH, wait_ms)
         for event in events:
             cursor = event["id"]
             yield f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            written = time.monotonic()
         if not events:
             record = await asyncio.to_thread(store.get_job, job_id)
             if record is None or record.status.is_terminal:
                 return
-            yield ": keep-alive\n\n"
+            if time.monotonic() - written >= keepalive_s:
+                yield ": keep-alive\n\n"
+                written = time.monotonic()
 
 
 def metrics(job: JobRecord, store: Store) -> dict[str, Any] | LiveMetrics:

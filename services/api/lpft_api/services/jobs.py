@@ -18,7 +18,13 @@ from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_jobstore.settings import Settings
 from lpft_jobstore.store import Store
 
-from lpft_api.errors import Conflict, QueueUnavailable, TooManyRequests, Unprocessable
+from lpft_api.errors import (
+    Conflict,
+    QueueUnavailable,
+    QuotaExceeded,
+    TooManyRequests,
+    Unprocessable,
+)
 from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
 from lpft_api.services.specs import job_record, recalibration_record
 
@@ -41,6 +47,7 @@ def create_job(
 
     Raises:
         Unprocessable: the key was used with another body (or see ``specs.job_record``).
+        QuotaExceeded: the tenant stores as many bytes as its quota allows.
         TooManyRequests: the tenant is at its cap on unfinished jobs.
         QueueUnavailable: the broker did not take the job.
     """
@@ -73,7 +80,7 @@ def recalibrate(
     Raises:
         Conflict: ``job`` is not a succeeded finetune job.
         Unprocessable: no such dataset.
-        TooManyRequests, QueueUnavailable: as for ``create_job``.
+        QuotaExceeded, TooManyRequests, QueueUnavailable: as for ``create_job``.
     """
     record = recalibration_record(new_id("job"), job, body, store, settings)
     _submit(record, store, enqueuer, settings)
@@ -109,9 +116,18 @@ def delete_job(job: JobRecord, store: Store) -> None:
 
 
 def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Settings) -> None:
-    """Count the job against its tenant's cap on unfinished jobs (429 above it), store it
-    and send its task. If storing or sending fails, the job is failed (it must not sit
-    queued, nor run after the client was told it failed) and its place in the cap freed."""
+    """Refuse the job if its tenant has used up its storage (the job's files would add to
+    it), count it against the tenant's cap on unfinished jobs (429 above it), store it and
+    send its task. If storing or sending fails, the job is failed (it must not sit queued,
+    nor run after the client was told it failed) and its place in the cap freed."""
+    used, quota = store.stored_bytes(record.tenant), settings.max_stored_bytes_per_tenant
+    if used >= quota:
+        raise QuotaExceeded(
+            f"your datasets and finished jobs store {used} bytes, the quota of {quota} bytes "
+            "(LPFT_MAX_STORED_BYTES_PER_TENANT), and a job's model and reports would add to "
+            "them. Delete jobs or datasets you no longer need (DELETE /jobs/{id}, "
+            "DELETE /datasets/{id})"
+        )
     cap = settings.max_active_jobs_per_tenant
     if not store.admit(record.tenant, record.id, cap):
         raise TooManyRequests(

@@ -16,7 +16,7 @@ from lpft_jobstore.store import Store
 from lpft_jobstore.tasks import queue_for_device
 
 from lpft_api.errors import Conflict, Unprocessable
-from lpft_api.models import check_model
+from lpft_api.models import check_model, check_model_policy
 from lpft_api.schemas import (
     AnalysisJobCreate,
     CompareJobCreate,
@@ -55,6 +55,7 @@ def job_record(
 
     Raises:
         Unprocessable: a seed, dataset, source job, model or eval set the job cannot use.
+        HubUnavailable: the hub did not answer how large the model is.
         DataError: the datasets' splits do not fit together (too few classes or rows, mixed
             single texts and pairs, a label train lacks).
         ConfigError: options lpft_core refuses.
@@ -77,6 +78,7 @@ def job_record(
         hyperparameters=hyperparameters,
         seeds=seeds,
     )
+    check_model_policy(model, settings)  # after the cheap checks: it may ask the hub
     methods = getattr(body, "methods", None)
     return JobRecord(
         id=job_id,
