@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import RobertaConfig, RobertaModel
 
+from lpft_core.config import DataFiles
 from lpft_core.data.batching import EncodedTexts, encode
 from lpft_core.data.datasets import Example, parse_records
 from lpft_core.errors import ModelError
@@ -101,3 +102,24 @@ def stratified_sample(path: Path, rows: int, seed: int) -> list[str]:
         picked += rng.sample(lines, round(rows * len(lines) / total))
     rng.shuffle(picked)
     return picked
+
+
+def write_splits(
+    lines: list[str], directory: Path, train_rows: int, validation_rows: int, test_rows: int
+) -> DataFiles:
+    """Disjoint train, validation and test JSONL files cut from ``lines`` shuffled once
+    (seed 0): the test rows neither train nor calibrate anything."""
+    shuffled = list(lines)
+    random.Random(0).shuffle(shuffled)
+    if train_rows + validation_rows + test_rows > len(shuffled):
+        raise ValueError(
+            f"{train_rows + validation_rows + test_rows} rows asked for; the data has "
+            f"{len(shuffled)}"
+        )
+    sizes = {"train": train_rows, "validation": validation_rows, "test": test_rows}
+    directory.mkdir(parents=True, exist_ok=True)
+    start = 0
+    for name, size in sizes.items():
+        (directory / f"{name}.jsonl").write_text("\n".join(shuffled[start : start + size]) + "\n")
+        start += size
+    return DataFiles(**{name: str(directory / f"{name}.jsonl") for name in sizes})

@@ -22,38 +22,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _models import DATA
+from _models import DATA, write_splits
 from _results import append
 
-from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, Method, Predictor, finetune
+from lpft_core import FinetuneSpec, Hyperparameters, Method, Predictor, finetune
 from lpft_core.model.artifacts import METRICS
 from lpft_core.serving.export import export_model, unpack
 from lpft_core.stages.calibration import scaled_softmax
 from lpft_core.stages.conformal import coverage_table, fit_conformal
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench" / "conformal_sst2"
-
-
-def write_splits(directory: Path, train_rows: int, validation_rows: int) -> DataFiles:
-    """Disjoint train, validation and test files cut from the shuffled SST-2 train sample."""
-    lines = (DATA / "sst2" / "train.jsonl").read_text().splitlines()
-    random.Random(0).shuffle(lines)
-    cuts = {
-        "train": lines[:train_rows],
-        "validation": lines[train_rows : train_rows + validation_rows],
-        "test": lines[train_rows + validation_rows :],
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, rows in cuts.items():
-        (directory / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
-    return DataFiles(**{name: str(directory / f"{name}.jsonl") for name in cuts})
 
 
 def exported_probabilities(directory: Path, fmt: str, texts: list[str]) -> np.ndarray:
@@ -114,7 +98,9 @@ def main() -> None:
     model_dir = args.out / "model"
     seconds = None
     if not (model_dir / METRICS).is_file():
-        data = write_splits(args.out / "data", args.train_rows, args.validation_rows)
+        lines = (DATA / "sst2" / "train.jsonl").read_text().splitlines()
+        rest = len(lines) - args.train_rows - args.validation_rows
+        data = write_splits(lines, args.out / "data", args.train_rows, args.validation_rows, rest)
         spec = FinetuneSpec(
             method=Method(args.method),
             data=data,
@@ -136,7 +122,11 @@ def main() -> None:
         labels[split] = np.array([predictor.labels.index(r["label"]) for r in records])
     scores = fit_conformal(probabilities["validation"], labels["validation"])
     results = coverage_table(scores, probabilities["test"], labels["test"])
-    recorded = {(r["method"], r["alpha"]): r["coverage"] for r in metrics["conformal"]}
+    recorded = {
+        (r["method"], r["alpha"]): r["coverage"]
+        for r in metrics["conformal"]
+        if not r.get("mondrian")
+    }
     rows = [
         "| alpha | method | target coverage | empirical coverage | mean set size "
         "| coverage in the job's metrics.json |",

@@ -60,8 +60,8 @@ from lpft_core.stages.checks import ModelQualityWarning, check_job
 from lpft_core.stages.conformal import (
     ConformalCalibration,
     ConformalResult,
-    coverage_table,
     fit_conformal,
+    reported_coverage,
 )
 from lpft_core.stages.evaluation import evaluate
 from lpft_core.stages.prepare import (
@@ -368,8 +368,11 @@ def _calibrate(run: FinetuneRun) -> Calibrated:
     # the test split), scored on the test split, which neither selected nor fitted anything.
     conformal = fit_conformal(scaled_softmax(validation, temperature), y_validation)
     eval_name = next(iter(run.data.reported))
-    coverage = coverage_table(
-        conformal, scaled_softmax(logits[eval_name], temperature), run.data.targets[EVALUATION]
+    coverage = reported_coverage(
+        conformal,
+        scaled_softmax(logits[eval_name], temperature),
+        run.data.targets[EVALUATION],
+        [str(label) for label in run.data.labels],
     )
     run.progress(ProgressEvent("calibrate", 1, 1, {"temperature": temperature}))
     return Calibrated(

@@ -157,8 +157,9 @@ def model_card(model_dir: Path, fmt: ExportFormat) -> str:
                 f"{figures['accuracy']:.4f}, ECE {figures['ece']:.4f}, NLL {figures['nll']:.4f}."
             )
     for row in metrics.get("conformal", []):
+        sets = "Mondrian " if row.get("mondrian") else ""
         lines.append(
-            f"- Conformal {row['method']} sets at alpha {row['alpha']}: coverage "
+            f"- Conformal {sets}{row['method']} sets at alpha {row['alpha']}: coverage "
             f"{row['coverage']:.3f}, mean size {row['mean_set_size']:.2f} (test split)."
         )
     lines += [

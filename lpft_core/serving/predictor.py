@@ -28,9 +28,12 @@ from lpft_core.serving.onnx_runtime import OnnxLogits, Precision, serving_graph
 from lpft_core.serving.quantization import QuantizationReport, quantization_report
 from lpft_core.stages.calibration import scaled_softmax
 from lpft_core.stages.conformal import (
+    DEFAULT_METHOD,
     ConformalCalibration,
     ConformalMethod,
+    mondrian_shortfall,
     prediction_sets,
+    rows_needed,
 )
 
 Backend = Literal["torch", "onnx"]
@@ -55,11 +58,16 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ConformalRequest:
-    """Conformal sets at miscoverage ``alpha`` with the score ``method`` (``lac`` or
-    ``aps``): sets that hold the true label with probability at least ``1 - alpha``."""
+    """Conformal sets at miscoverage ``alpha`` with the score ``method``: sets that hold the
+    true label with probability at least ``1 - alpha``; with ``mondrian``, at least that for
+    each label on its own (per-label thresholds).
+
+    The default method is ``DEFAULT_METHOD``, chosen from measurements (beside it).
+    """
 
     alpha: float
-    method: ConformalMethod = "aps"
+    method: ConformalMethod = DEFAULT_METHOD
+    mondrian: bool = False
 
 
 class Predictor:
@@ -197,7 +205,8 @@ class Predictor:
                 probability is below it.
 
         Raises:
-            ModelError: conformal sets were asked of a model saved without conformal scores.
+            ModelError, DataError: conformal sets this model cannot serve
+                (``check_conformal``).
         """
         temperature = self.temperature if calibrated else 1.0
         probs = scaled_softmax(logits, temperature)
@@ -219,14 +228,47 @@ class Predictor:
             )
         return predictions
 
-    def _conformal_sets(self, logits: np.ndarray, request: ConformalRequest) -> list[list[Label]]:
-        if self.conformal is None:
+    def check_conformal(self, request: ConformalRequest) -> ConformalCalibration:
+        """The stored scores that serve ``request``, checked before any model work.
+
+        Raises:
+            ModelError: the model was saved without the scores ``request`` needs (none, none
+                for ``aps_randomized``, or none per label for Mondrian sets).
+            DataError: Mondrian sets at an ``alpha`` some label has too few calibration rows
+                for (field ``conformal.alpha``, naming the label and the rows needed).
+        """
+        stored = self.conformal
+        if (
+            stored is None
+            or (request.method == "aps_randomized" and stored.aps_randomized_scores is None)
+            or (request.mondrian and stored.class_scores is None)
+        ):
+            sets = "Mondrian " if request.mondrian else ""
             raise ModelError(
-                "this model was saved without conformal scores; retrain it, or re-calibrate "
-                "it (POST /jobs/{id}/recalibrate), to get prediction sets"
+                f"this model was saved without conformal scores for {sets}{request.method} "
+                "sets; re-calibrate it (POST /jobs/{id}/recalibrate), or train it again, "
+                "to get these prediction sets"
             )
+        if request.mondrian:
+            short = mondrian_shortfall(stored, request.alpha)
+            if short:
+                k, rows = min(short.items(), key=lambda item: item[1])
+                allowed = f"alpha 1/{rows + 1} or larger" if rows else "no alpha"
+                raise DataError(
+                    f"label {self.labels[k]!r} has {rows} calibration rows; Mondrian sets at "
+                    f"alpha {request.alpha} need at least {rows_needed(request.alpha)} per "
+                    f"label ({rows} rows allow {allowed}): ask for a larger alpha, marginal "
+                    "sets, or re-calibrate on more rows of that label",
+                    field="conformal.alpha",
+                )
+        return stored
+
+    def _conformal_sets(self, logits: np.ndarray, request: ConformalRequest) -> list[list[Label]]:
+        stored = self.check_conformal(request)
         calibrated = scaled_softmax(logits, self.temperature)
-        indices = prediction_sets(calibrated, self.conformal, request.alpha, request.method)
+        indices = prediction_sets(
+            calibrated, stored, request.alpha, request.method, mondrian=request.mondrian
+        )
         return [[self.labels[k] for k in members] for members in indices]
 
     def validate(self, inputs: Sequence[Mapping[str, Any]]) -> list[Example]:

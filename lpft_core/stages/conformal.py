@@ -40,6 +40,12 @@ Conventions (stated because implementations disagree):
   gave both classes almost always: not the set a user asked for.)
 - Comparisons are exact (no epsilon): calibration and prediction compute the scores the same way,
   so an input seen in calibration is judged by the very number it contributed.
+- Mondrian (class-conditional) sets (Vovk et al. 2003): class k is in a set when its score is
+  within ``q_k``, the same order statistic of the calibration scores of the rows labelled k
+  alone, so each class is covered at ``1 - alpha`` by itself. Marginal coverage can hide a
+  rare class that is always missed; Mondrian sets cannot. A class with ``n_k`` calibration rows
+  can have a finite ``q_k`` only when ``n_k >= ceil(1/alpha) - 1`` (``rows_needed``); below that
+  Mondrian sets are refused rather than silently given every class.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal, cast, get_args
 
@@ -58,6 +64,20 @@ from lpft_core.errors import DataError
 ConformalMethod = Literal["lac", "aps", "aps_randomized"]
 #: The score functions, in the order ``coverage_table`` reports them.
 METHODS: tuple[ConformalMethod, ...] = get_args(ConformalMethod)
+#: The method served when none is asked for, chosen from benchmarks/conformal_methods.py
+#: (RESULTS.md): ``lp`` of the default model, 700-1,000 calibration rows, coverage and mean set
+#: size on 867-5,000 held-out rows of SST-2, CoLA, RTE (binary) and 3-class tweets, at alpha
+#: 0.05 / 0.1 / 0.2 (12 cells). lac: coverage within 0.03 of 1 - alpha in 12 of 12 (largest gap
+#: 0.029), the smallest mean set in 10, 1.53 labels a set on average. aps_randomized: on target
+#: in 12, smallest in 2 (RTE and CoLA at 0.2, by 0.024 and 0.015 labels), 1.61 on average. aps: on
+#: target in 3 (both labels for nearly every binary row at 0.05 and 0.1), 1.94. At alpha 0.1
+#: (coverage / mean size; lac, aps_randomized, aps): SST-2 0.902/1.18, 0.903/1.30, 0.999/1.98;
+#: CoLA 0.885/1.57, 0.902/1.68, 1.000/2.00; RTE 0.900/1.76, 0.912/1.81, 1.000/2.00; tweets
+#: 0.905/1.70, 0.900/1.81, 0.888/1.89.
+DEFAULT_METHOD: ConformalMethod = "lac"
+
+#: The miscoverage levels a job reports coverage at.
+REPORTED_ALPHAS = (0.05, 0.1, 0.2)
 
 #: How far a row of probabilities may sum from 1 before we assume logits were passed by mistake.
 _ROW_SUM_TOLERANCE = 1e-6
@@ -78,6 +98,9 @@ class ConformalCalibration:
         aps_scores: the n non-randomised APS scores, ascending.
         aps_randomized_scores: the n randomised APS scores, ascending; ``None`` in a record
             saved before lpft had them (re-calibrating the model adds them).
+        class_scores: per method, each class's calibration scores ascending (index k: the
+            rows labelled k), what Mondrian sets need; ``None`` in a record saved before lpft
+            had them (re-calibrating the model adds them).
     """
 
     n: int
@@ -85,6 +108,7 @@ class ConformalCalibration:
     lac_scores: tuple[float, ...]
     aps_scores: tuple[float, ...]
     aps_randomized_scores: tuple[float, ...] | None = None
+    class_scores: Mapping[ConformalMethod, tuple[tuple[float, ...], ...]] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -97,9 +121,27 @@ class ConformalCalibration:
             scores = self.scores(method)
             if len(scores) != self.n:
                 raise DataError(f"{method}_scores has {len(scores)} values, expected n={self.n}")
-            values = np.asarray(scores, dtype=np.float64)
-            if not np.isfinite(values).all() or (np.diff(values) < 0).any():
-                raise DataError(f"{method}_scores must be finite and sorted ascending")
+            _check_sorted(scores, f"{method}_scores")
+        if self.class_scores is not None:
+            self._check_class_scores(self.class_scores)
+
+    def _check_class_scores(
+        self, class_scores: Mapping[ConformalMethod, tuple[tuple[float, ...], ...]]
+    ) -> None:
+        """Each method's per-class scores must be the marginal scores split by class."""
+        if set(class_scores) != set(METHODS):
+            raise DataError(f"class_scores must hold every method {list(METHODS)}")
+        for method, per_class in class_scores.items():
+            if len(per_class) != self.n_classes:
+                raise DataError(
+                    f"class_scores[{method!r}] has {len(per_class)} classes, expected "
+                    f"n_classes={self.n_classes}"
+                )
+            for k, scores in enumerate(per_class):
+                _check_sorted(scores, f"class_scores[{method!r}][{k}]")
+            merged = np.sort(np.concatenate([np.asarray(s, dtype=np.float64) for s in per_class]))
+            if not np.array_equal(merged, np.asarray(self.scores(method), dtype=np.float64)):
+                raise DataError(f"class_scores[{method!r}] are not {method}_scores split by class")
 
     def scores(self, method: ConformalMethod) -> tuple[float, ...]:
         """The sorted calibration scores of ``method``.
@@ -119,6 +161,24 @@ class ConformalCalibration:
             )
         return self.aps_randomized_scores
 
+    def scores_by_class(self, method: ConformalMethod) -> tuple[tuple[float, ...], ...]:
+        """Each class's sorted calibration scores of ``method`` (index k: class k's rows).
+
+        Raises:
+            DataError: a record saved before lpft had Mondrian sets.
+        """
+        method = _check_method(method)
+        if self.class_scores is None:
+            raise DataError(
+                "this model's conformal scores predate Mondrian sets; re-calibrate the model "
+                "to add them, or ask for marginal sets"
+            )
+        return self.class_scores[method]
+
+    def class_rows(self) -> tuple[int, ...]:
+        """How many calibration rows each class has (needs the per-class scores)."""
+        return tuple(len(scores) for scores in self.scores_by_class("lac"))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (ints, lists of floats)."""
         record: dict[str, Any] = {
@@ -129,6 +189,11 @@ class ConformalCalibration:
         }
         if self.aps_randomized_scores is not None:
             record["aps_randomized_scores"] = list(self.aps_randomized_scores)
+        if self.class_scores is not None:
+            record["class_scores"] = {
+                method: [list(scores) for scores in per_class]
+                for method, per_class in self.class_scores.items()
+            }
         return record
 
     @classmethod
@@ -145,18 +210,33 @@ class ConformalCalibration:
                     if "aps_randomized_scores" in data
                     else None
                 ),
+                class_scores=(
+                    {
+                        cast(ConformalMethod, method): tuple(
+                            tuple(float(s) for s in scores) for scores in per_class
+                        )
+                        for method, per_class in data["class_scores"].items()
+                    }
+                    if "class_scores" in data
+                    else None
+                ),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"not a conformal calibration record: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
 class ConformalResult:
-    """Empirical behaviour of one (method, alpha) on a labelled test split.
+    """Empirical behaviour of one (method, alpha, mode) on a labelled test split.
 
     ``coverage`` is the share of rows whose label is in their set (target: at least
     ``1 - alpha``), ``mean_set_size`` the mean number of classes per set, and ``empty_sets`` the
-    share of empty sets (0 for non-randomised APS). All shares are fractions.
+    share of empty sets (0 for non-randomised APS). ``mondrian``: per-class thresholds rather
+    than one. ``class_coverage`` is coverage per class name on each split:
+    ``"test"`` (the labelled split measured; ``None`` for a class it has no row of) and
+    ``"calibration"`` (the calibration rows' own scores against the thresholds they gave; absent
+    for a record without per-class scores). Marginal coverage can hide a class that is always
+    missed; these show it. All shares are fractions.
     """
 
     method: ConformalMethod
@@ -164,6 +244,8 @@ class ConformalResult:
     coverage: float
     mean_set_size: float
     empty_sets: float
+    mondrian: bool = False
+    class_coverage: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def conformal_scores(
@@ -173,34 +255,29 @@ def conformal_scores(
     method = _check_method(method)
     probs = _check_probabilities(probabilities)
     labels = _check_labels(labels, probs)
-    rows = np.arange(len(labels))
-    if method == "lac":
-        return 1.0 - probs[rows, labels]
-    # The same cumulative sums that prediction_sets compares with the threshold, so a calibration
-    # row and an identical test row agree to the last bit.
-    order, cumulative = _ranked_cumulative_mass(probs)
-    if method == "aps_randomized":
-        cumulative = _randomized(cumulative, probs, order)
-    rank = np.argsort(order, axis=1, kind="stable")[rows, labels]
-    return cumulative[rows, rank]
+    # The very scores that prediction_sets compares with the threshold, so a calibration row and
+    # an identical test row agree to the last bit.
+    return _every_class_score(probs, method)[np.arange(len(labels)), labels]
 
 
 def fit_conformal(probabilities: np.ndarray, labels: np.ndarray) -> ConformalCalibration:
-    """Score the calibration split with every method and keep the sorted scores."""
+    """Score the calibration split with every method and keep the sorted scores, all rows
+    together and per class (for Mondrian sets)."""
     probs = _check_probabilities(probabilities)
     labels = _check_labels(labels, probs)
     if len(labels) == 0:
         raise DataError("need at least one calibration row to fit conformal prediction")
-    sorted_scores = {
-        method: tuple(float(s) for s in np.sort(conformal_scores(probs, labels, method)))
-        for method in METHODS
-    }
+    row_scores = {method: conformal_scores(probs, labels, method) for method in METHODS}
     return ConformalCalibration(
         n=len(labels),
         n_classes=probs.shape[1],
-        lac_scores=sorted_scores["lac"],
-        aps_scores=sorted_scores["aps"],
-        aps_randomized_scores=sorted_scores["aps_randomized"],
+        lac_scores=_sorted_tuple(row_scores["lac"]),
+        aps_scores=_sorted_tuple(row_scores["aps"]),
+        aps_randomized_scores=_sorted_tuple(row_scores["aps_randomized"]),
+        class_scores={
+            method: tuple(_sorted_tuple(scores[labels == k]) for k in range(probs.shape[1]))
+            for method, scores in row_scores.items()
+        },
     )
 
 
@@ -208,10 +285,41 @@ def threshold(calibration: ConformalCalibration, alpha: float, method: Conformal
     """The split-conformal threshold q: the ceil((n+1)(1-alpha))-th smallest calibration score,
     or ``inf`` when that rank exceeds n (too few calibration rows for this alpha)."""
     method = _check_method(method)
-    rank = conformal_rank(calibration.n, alpha)
-    if rank > calibration.n:
-        return math.inf
-    return calibration.scores(method)[rank - 1]
+    return _order_statistic(calibration.scores(method), alpha)
+
+
+def class_thresholds(
+    calibration: ConformalCalibration, alpha: float, method: ConformalMethod
+) -> np.ndarray:
+    """Mondrian thresholds, shape (C,): ``q_k`` from class k's calibration scores alone.
+
+    Raises:
+        DataError: a class has fewer than ``rows_needed(alpha)`` calibration rows (its
+            threshold would be infinite), or the record has no per-class scores.
+    """
+    per_class = calibration.scores_by_class(method)
+    short = mondrian_shortfall(calibration, alpha)
+    if short:
+        k, rows = next(iter(short.items()))
+        raise DataError(
+            f"class {k} has {rows} calibration rows; Mondrian sets at alpha {alpha} need at "
+            f"least {rows_needed(alpha)} per class"
+        )
+    return np.array([_order_statistic(scores, alpha) for scores in per_class])
+
+
+def rows_needed(alpha: float) -> int:
+    """The fewest calibration rows whose threshold at ``alpha`` is finite: the least n with
+    ``ceil((n+1)(1-alpha)) <= n``, which is ``ceil(1/alpha) - 1`` (alpha read exactly)."""
+    alpha = _check_alpha(alpha)
+    return math.ceil(1 / Fraction(repr(alpha))) - 1
+
+
+def mondrian_shortfall(calibration: ConformalCalibration, alpha: float) -> dict[int, int]:
+    """The classes with too few calibration rows for Mondrian sets at ``alpha``, each with its
+    row count (empty when every class has enough)."""
+    needed = rows_needed(alpha)
+    return {k: rows for k, rows in enumerate(calibration.class_rows()) if rows < needed}
 
 
 def conformal_rank(n: int, alpha: float) -> int:
@@ -226,9 +334,12 @@ def prediction_sets(
     calibration: ConformalCalibration,
     alpha: float,
     method: ConformalMethod,
+    *,
+    mondrian: bool = False,
 ) -> list[list[int]]:
-    """The conformal set of each row: class indices in ascending order (may be empty)."""
-    masks = _set_masks(probabilities, calibration, alpha, method)
+    """The conformal set of each row: class indices in ascending order (may be empty);
+    ``mondrian``: each class judged by its own threshold (``class_thresholds``)."""
+    masks = _set_masks(probabilities, calibration, alpha, method, mondrian)
     return [np.flatnonzero(row).tolist() for row in masks]
 
 
@@ -236,31 +347,100 @@ def coverage_table(
     calibration: ConformalCalibration,
     probabilities: np.ndarray,
     labels: np.ndarray,
-    alphas: Iterable[float] = (0.05, 0.1, 0.2),
+    alphas: Iterable[float] = REPORTED_ALPHAS,
+    *,
+    mondrian: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> list[ConformalResult]:
     """Coverage and set sizes on a labelled test split, one row per method and alpha
-    (grouped by method in ``METHODS`` order, alphas in the order given)."""
+    (grouped by method in ``METHODS`` order, alphas in the order given), of marginal sets or,
+    with ``mondrian``, of Mondrian ones; per-class figures are keyed by ``class_names``
+    (default: the class indices).
+
+    Raises:
+        DataError: ``mondrian`` at an alpha some class has too few calibration rows for.
+    """
     probs = _check_probabilities(probabilities)
     labels = _check_labels(labels, probs)
     if len(labels) == 0:
         raise DataError("need at least one test row to measure coverage")
     alphas = [_check_alpha(alpha) for alpha in alphas]
+    names = [str(k) for k in range(probs.shape[1])] if class_names is None else class_names
+    if len(names) != probs.shape[1]:
+        raise DataError(f"{len(names)} class names for {probs.shape[1]} classes")
     rows = np.arange(len(labels))
     results = []
     for method in METHODS:
         for alpha in alphas:
-            masks = _set_masks(probs, calibration, alpha, method)
+            masks = _set_masks(probs, calibration, alpha, method, mondrian)
             sizes = masks.sum(axis=1)
+            covered = masks[rows, labels]
+            class_coverage: dict[str, dict[str, float | None]] = {
+                "test": {
+                    name: float(covered[labels == k].mean()) if (labels == k).any() else None
+                    for k, name in enumerate(names)
+                }
+            }
+            if calibration.class_scores is not None:
+                on_calibration = _calibration_class_coverage(calibration, alpha, method, mondrian)
+                class_coverage["calibration"] = dict(zip(names, on_calibration, strict=True))
             results.append(
                 ConformalResult(
                     method=method,
                     alpha=alpha,
-                    coverage=float(masks[rows, labels].mean()),
+                    coverage=float(covered.mean()),
                     mean_set_size=float(sizes.mean()),
                     empty_sets=float((sizes == 0).mean()),
+                    mondrian=mondrian,
+                    class_coverage=class_coverage,
                 )
             )
     return results
+
+
+def reported_coverage(
+    calibration: ConformalCalibration,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+) -> list[ConformalResult]:
+    """A job's coverage table: marginal sets at every ``REPORTED_ALPHAS``, then Mondrian sets
+    at those every class has enough calibration rows for (the others would be refused when
+    asked for, so they have no figures)."""
+    marginal = coverage_table(calibration, probabilities, labels, class_names=class_names)
+    servable = [alpha for alpha in REPORTED_ALPHAS if not mondrian_shortfall(calibration, alpha)]
+    by_class = coverage_table(
+        calibration, probabilities, labels, servable, mondrian=True, class_names=class_names
+    )
+    return [*marginal, *by_class]
+
+
+def _calibration_class_coverage(
+    calibration: ConformalCalibration, alpha: float, method: ConformalMethod, mondrian: bool
+) -> list[float | None]:
+    """Each class's share of calibration rows whose score is within its threshold: a row's
+    label is in its set exactly then, so the stored scores alone give it (``None`` for a class
+    without calibration rows)."""
+    q = _thresholds(calibration, alpha, method, mondrian)
+    limits = np.broadcast_to(q, (calibration.n_classes,))
+    return [
+        float((np.asarray(scores) <= limit).mean()) if scores else None
+        for scores, limit in zip(calibration.scores_by_class(method), limits, strict=True)
+    ]
+
+
+def _thresholds(
+    calibration: ConformalCalibration, alpha: float, method: ConformalMethod, mondrian: bool
+) -> float | np.ndarray:
+    if mondrian:
+        return class_thresholds(calibration, alpha, method)
+    return threshold(calibration, alpha, method)
+
+
+def _order_statistic(sorted_scores: Sequence[float], alpha: float) -> float:
+    """The ``conformal_rank``-th smallest of ``sorted_scores``, ``inf`` beyond their count."""
+    rank = conformal_rank(len(sorted_scores), alpha)
+    return math.inf if rank > len(sorted_scores) else sorted_scores[rank - 1]
 
 
 def _set_masks(
@@ -268,8 +448,10 @@ def _set_masks(
     calibration: ConformalCalibration,
     alpha: float,
     method: ConformalMethod,
+    mondrian: bool,
 ) -> np.ndarray:
-    """Boolean (n, C) membership of each class in each row's set."""
+    """Boolean (n, C) membership of each class in each row's set: its score within its
+    threshold (one for all classes, or its class's own)."""
     method = _check_method(method)
     probs = _check_probabilities(probabilities)
     if probs.shape[1] != calibration.n_classes:
@@ -277,16 +459,29 @@ def _set_masks(
             f"probabilities have {probs.shape[1]} classes but the conformal calibration was "
             f"fitted on {calibration.n_classes}"
         )
-    q = threshold(calibration, alpha, method)
+    return _every_class_score(probs, method) <= _thresholds(calibration, alpha, method, mondrian)
+
+
+def _every_class_score(probs: np.ndarray, method: ConformalMethod) -> np.ndarray:
+    """(n, C): the score each class would have as a row's label, in class order."""
     if method == "lac":
-        return 1.0 - probs <= q
+        return 1.0 - probs
     order, cumulative = _ranked_cumulative_mass(probs)
     if method == "aps_randomized":
         cumulative = _randomized(cumulative, probs, order)
-    ranked_mask = cumulative <= q
-    mask = np.empty_like(ranked_mask)
-    np.put_along_axis(mask, order, ranked_mask, axis=1)
-    return mask
+    scores = np.empty_like(cumulative)
+    np.put_along_axis(scores, order, cumulative, axis=1)
+    return scores
+
+
+def _sorted_tuple(scores: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(s) for s in np.sort(scores))
+
+
+def _check_sorted(scores: Sequence[float], name: str) -> None:
+    values = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(values).all() or (np.diff(values) < 0).any():
+        raise DataError(f"{name} must be finite and sorted ascending")
 
 
 def _ranked_cumulative_mass(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lpft_core import ModelError, Predictor, finetune
+from lpft_core import DataError, ModelError, Predictor, finetune
 from lpft_core.jobs.recalibrate import recalibrate
 from lpft_core.serving.predictor import ConformalRequest
 from lpft_core.stages.conformal import METHODS, ConformalCalibration
@@ -40,6 +40,29 @@ def test_the_job_stores_scores_beside_t_and_reports_coverage(model_dir: Path) ->
     table = {(row["method"], row["alpha"]): row for row in metrics["conformal"]}
     assert set(table) == {(m, a) for m in METHODS for a in (0.05, 0.1, 0.2)}
     assert all(0 <= row["coverage"] <= 1 for row in table.values())
+
+
+def test_the_job_reports_coverage_per_label_for_both_modes(model_dir: Path) -> None:
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    # 10 validation rows a label: Mondrian sets need 9 at alpha 0.1 and 19 at 0.05, which is
+    # therefore not reported (it would be refused).
+    mondrian = {(r["method"], r["alpha"]) for r in metrics["conformal"] if r["mondrian"]}
+    assert mondrian == {(m, a) for m in METHODS for a in (0.1, 0.2)}
+    for row in metrics["conformal"]:
+        assert set(row["class_coverage"]) == {"test", "calibration"}
+        for split in ("test", "calibration"):
+            assert set(row["class_coverage"][split]) == set(metrics["labels"])
+        if row["mondrian"]:  # each label's own threshold covers its own calibration rows
+            assert min(row["class_coverage"]["calibration"].values()) >= 1 - row["alpha"]
+
+
+def test_the_predictor_serves_mondrian_sets_and_refuses_too_few_rows(model_dir: Path) -> None:
+    predictor = Predictor(model_dir)
+    by_label = predictor.predict(ROWS, conformal=ConformalRequest(alpha=0.2, mondrian=True))
+    assert all(set(p.prediction_set or []) <= set(predictor.labels) for p in by_label)
+    with pytest.raises(DataError, match=r"label '\w+' has \d+ calibration rows.*at least 19") as e:
+        predictor.predict(ROWS, conformal=ConformalRequest(alpha=0.05, mondrian=True))
+    assert e.value.field == "conformal.alpha"
 
 
 def test_the_predictor_serves_sets_and_abstains(model_dir: Path) -> None:
@@ -76,6 +99,14 @@ def test_sets_need_stored_scores(model_dir: Path, tmp_path: Path) -> None:
     (old / "calibration.json").write_text(json.dumps(record))
     with pytest.raises(ModelError, match="without conformal scores"):
         Predictor(old).predict(ROWS, conformal=ConformalRequest(alpha=0.1))
+    # A record saved before Mondrian sets serves marginal ones, and asks for a re-calibration
+    # for the others.
+    conformal = json.loads((model_dir / "calibration.json").read_text())["conformal"]
+    del conformal["class_scores"]
+    (old / "calibration.json").write_text(json.dumps({**record, "conformal": conformal}))
+    assert Predictor(old).predict(ROWS, conformal=ConformalRequest(alpha=0.2))
+    with pytest.raises(ModelError, match="Mondrian lac sets; re-calibrate"):
+        Predictor(old).predict(ROWS, conformal=ConformalRequest(alpha=0.2, mondrian=True))
 
 
 def test_aurc_is_the_mean_error_rate_over_the_most_confident_k() -> None:

@@ -126,6 +126,51 @@ def test_upload_submit_watch_metrics_predict_artifacts(
     assert job["id"] in [j["id"] for j in listed["data"]]
 
 
+def test_predict_serves_mondrian_sets_and_names_a_label_with_too_few_rows(
+    alice: httpx.Client,
+    cpu_worker: Worker,
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    service_env: dict[str, str],
+) -> None:
+    job = alice.post("/jobs", json={**job_body(dataset, tiny_model_dir), "method": "lp"}).json()
+    wait_for(alice, job["id"], {"succeeded"})
+    inputs = [{"text": "the movie was good and great"}, {"text": "awful bad plot"}]
+
+    def predict(conformal: dict) -> httpx.Response:
+        body = {"job_id": job["id"], "inputs": inputs, "conformal": conformal}
+        return alice.post("/predict", json=body)
+
+    by_label = predict({"alpha": 0.2, "mondrian": True})
+    assert by_label.status_code == 200, by_label.text
+    for p in by_label.json()["predictions"]:
+        assert set(p["prediction_set"]) <= {"neg", "neu", "pos"}
+    unnamed, lac = predict({"alpha": 0.2}).json(), predict({"alpha": 0.2, "method": "lac"}).json()
+    assert unnamed["predictions"] == lac["predictions"]  # lac is the default
+
+    # The job calibrated on 10 validation rows a label; Mondrian sets at alpha 0.05 need 19.
+    too_few = predict({"alpha": 0.05, "mondrian": True})
+    assert too_few.status_code == 422, too_few.text
+    problem = too_few.json()
+    assert [e["field"] for e in problem["errors"]] == ["conformal.alpha"]
+    assert "has 10 calibration rows" in problem["detail"] and "at least 19" in problem["detail"]
+    assert any(f"label '{name}'" in problem["detail"] for name in ("neg", "neu", "pos"))
+
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    for row in metrics["conformal"]:
+        assert set(row["class_coverage"]["calibration"]) == {"neg", "neu", "pos"}
+    assert {r["alpha"] for r in metrics["conformal"] if r["mondrian"]} == {0.1, 0.2}
+
+    # A model calibrated before Mondrian sets existed: marginal sets still, Mondrian ones 409.
+    model = Path(service_env["LPFT_ARTIFACTS_DIR"]) / "jobs" / job["id"] / "model"
+    record = json.loads((model / "calibration.json").read_text())
+    del record["conformal"]["class_scores"]
+    (model / "calibration.json").write_text(json.dumps(record))
+    stale = predict({"alpha": 0.2, "mondrian": True})
+    assert stale.status_code == 409 and "re-calibrate" in stale.json()["detail"], stale.text
+    assert predict({"alpha": 0.2}).status_code == 200
+
+
 def test_finished_job_survives_losing_its_redis_keys(
     alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
 ) -> None:

@@ -25,6 +25,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.metrics.serving import PREDICT_LATENCY
 from lpft_api.predictions import ModelCache
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
+from lpft_core.errors import ModelError
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.predictor import ConformalRequest, Predictor
 
@@ -124,19 +125,22 @@ async def predict(
 
 
 def _conformal_request(body: PredictRequest, predictor: Predictor) -> ConformalRequest | None:
-    """The sets asked for, refused before any model work when the model has no scores."""
+    """The sets asked for, refused before any model work when the model cannot serve them.
+
+    Raises:
+        Conflict: the model has no stored scores for these sets (re-calibrating adds them).
+        DataError: Mondrian sets at an alpha a label has too few calibration rows for (422).
+    """
     if body.conformal is None:
         return None
-    stale = body.conformal.method == "aps_randomized" and (
-        predictor.conformal is not None and predictor.conformal.aps_randomized_scores is None
+    request = ConformalRequest(
+        alpha=body.conformal.alpha, method=body.conformal.method, mondrian=body.conformal.mondrian
     )
-    if predictor.conformal is None or stale:
-        raise Conflict(
-            f"job {body.job_id}'s model was saved without {body.conformal.method} conformal "
-            "scores; re-calibrate it (POST /jobs/{id}/recalibrate) or train it again to get "
-            "these prediction sets"
-        )
-    return ConformalRequest(alpha=body.conformal.alpha, method=body.conformal.method)
+    try:
+        predictor.check_conformal(request)
+    except ModelError as exc:
+        raise Conflict(f"job {body.job_id}: {exc}") from exc
+    return request
 
 
 def _check_limits(body: PredictRequest, settings: Settings) -> None:
