@@ -9,12 +9,13 @@ never used for state: its entries expire.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ EVENTS_MAXLEN = 200_000
 #: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
 #: Set once the indexes are built; its version moves when a new index needs building from
 #: the records (v2: jobs by status and kind, for /metrics; v3: the bytes of finished jobs'
-#: files, for the storage quota), so an upgraded store backfills it.
-INDEXED = f"{PREFIX}:indexed:v3"
+#: files, for the storage quota; v4: each tenant's jobs by status, for ``GET /jobs?status=``),
+#: so an upgraded store backfills it.
+INDEXED = f"{PREFIX}:indexed:v4"
 
 
 class Store:
@@ -171,12 +173,21 @@ class Store:
     def create_job(self, record: JobRecord) -> JobRecord:
         """Store a new queued job and its first event (and its copy on the volume)."""
         self._write_record(record)
-        self._index_job(record)
+        self.index_jobs([record])
         self.append_event(record.id, "status", {"status": record.status.value})
         return record
 
-    def _index_job(self, record: JobRecord) -> None:
-        pipe = self.redis.pipeline()
+    def index_jobs(self, records: Iterable[JobRecord], batch: int = 1000) -> None:
+        """Write job records and every index entry of theirs to Redis, ``batch`` records per
+        transaction (a bulk import costs a round trip per batch, not per record)."""
+        pending = iter(records)
+        while chunk := list(itertools.islice(pending, batch)):
+            pipe = self.redis.pipeline()
+            for record in chunk:
+                self._queue_index(pipe, record)
+            pipe.execute()
+
+    def _queue_index(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
         pipe.set(self._key("job", record.id), record.model_dump_json())
         pipe.zadd(self._key("jobs", record.tenant), {record.id: record.created_at})
         if record.status == JobStatus.QUEUED:
@@ -186,7 +197,22 @@ class Store:
         if not record.status.is_terminal:
             pipe.sadd(self._key("active", record.tenant), record.id)
         job_stats.index_status(pipe, record.id, record.kind, record.status)
-        pipe.execute()
+        self._index_tenant_status(pipe, record)
+
+    def _index_tenant_status(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
+        """Queue the commands that put the job in its tenant's list of its status, and out of
+        the other statuses' lists. Scored as in the tenant's list of all jobs, so a filtered
+        page is ordered, and continues after an ``after`` id, as the unfiltered list is."""
+        for status in JobStatus:
+            key = self._tenant_status_key(record.tenant, status)
+            if status == record.status:
+                pipe.zadd(key, {record.id: record.created_at})
+            else:
+                pipe.zrem(key, record.id)
+
+    def _tenant_status_key(self, tenant: str, status: JobStatus) -> str:
+        # The status before the tenant: a tenant name holding ":" cannot reach another's key.
+        return self._key("jobs-with-status", status.value, tenant)
 
     def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
         """The job (from Redis, else its durable copy), if it belongs to ``tenant``."""
@@ -205,20 +231,21 @@ class Store:
     def list_jobs(
         self, tenant: str, after: str | None, limit: int, status: JobStatus | None = None
     ) -> tuple[list[JobRecord], bool]:
-        """A page of the tenant's jobs, newest first, and whether more follow."""
-        key = self._key("jobs", tenant)
-        jobs: list[JobRecord] = []
-        cursor = after
-        while len(jobs) <= limit:
-            ids = self._page(key, cursor, 200)
-            if not ids:
-                break
-            for job_id in ids:
-                record = self.get_job(job_id, tenant)
-                if record and (status is None or record.status == status):
+        """A page of the tenant's jobs (with ``status``: from that status's index, so it costs
+        the page's records however long the tenant's history), newest first, after the id
+        ``after`` (any of the tenant's jobs), and whether more follow."""
+        every_job = self._key("jobs", tenant)
+        key = every_job if status is None else self._tenant_status_key(tenant, status)
+        ids = self._page(key, after, limit + 1, order=every_job)
+        raw = self.redis.mget([self._key("job", job_id) for job_id in ids]) if ids else []
+        jobs = []
+        for job_id, text in zip(ids[:limit], raw[:limit], strict=True):
+            record = JobRecord.model_validate_json(text) if text else self._volume_record(job_id)
+            # skips a job deleted, or moved to another status, since the index was read
+            if record is not None and record.tenant == tenant:
+                if status is None or record.status == status:
                     jobs.append(record)
-            cursor = ids[-1]
-        return jobs[:limit], len(jobs) > limit
+        return jobs, len(ids) > limit
 
     def claim(self, job_id: str, worker: str, lease_s: float) -> JobRecord | None:
         """Move a queued job to running for ``worker``; ``None`` if it is not queued (another
@@ -344,6 +371,8 @@ class Store:
         pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
         pipe.zrem(self._key("jobs", record.tenant), record.id)
         pipe.hdel(self._key("job-bytes", record.tenant), record.id)
+        for status in JobStatus:
+            pipe.zrem(self._tenant_status_key(record.tenant, status), record.id)
         job_stats.unindex_status(pipe, record)
         pipe.execute()
         shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
@@ -470,7 +499,7 @@ class Store:
         for path in sorted((self.artifacts_dir / "jobs").glob("*/record.json")):
             record = JobRecord.model_validate_json(path.read_text())
             if not self.redis.exists(self._key("job", record.id)):
-                self._index_job(record)
+                self.index_jobs([record])
             else:
                 self._index_status_of(record.id)
             if record.status.is_terminal:
@@ -480,8 +509,9 @@ class Store:
         return count
 
     def _index_status_of(self, job_id: str) -> None:
-        """Put a job Redis still holds in the status index, from its Redis record, watched so
-        that a transition meanwhile is not overwritten (a store that predates the index)."""
+        """Put a job Redis still holds in the status indexes (for /metrics, and its tenant's),
+        from its Redis record, watched so that a transition meanwhile is not overwritten (a
+        store that predates an index)."""
         key = self._key("job", job_id)
 
         def attempt(pipe: redis.client.Pipeline) -> None:
@@ -491,6 +521,7 @@ class Store:
             record = JobRecord.model_validate_json(raw)
             pipe.multi()
             job_stats.index_status(pipe, record.id, record.kind, record.status)
+            self._index_tenant_status(pipe, record)
 
         self.redis.transaction(attempt, key)
 
@@ -511,7 +542,7 @@ class Store:
         so an outcome is never dropped because Redis restarted empty."""
         key = self._key("job", job_id)
         if not self.redis.exists(key) and (copy := self._volume_record(job_id)) is not None:
-            self._index_job(copy)
+            self.index_jobs([copy])
 
         def attempt(pipe: redis.client.Pipeline) -> JobRecord | None:
             raw = pipe.get(key)
@@ -525,6 +556,7 @@ class Store:
             pipe.set(key, new.model_dump_json())
             if new.status != record.status:
                 job_stats.index_status(pipe, job_id, new.kind, new.status)
+                self._index_tenant_status(pipe, new)
             if indexes is not None:
                 indexes(pipe, new)
             return new
@@ -538,13 +570,19 @@ class Store:
         """The job's copy on the volume, which outlives Redis."""
         _write_atomic(self.job_dir(record.id) / "record.json", record.model_dump_json(indent=2))
 
-    def _page(self, key: str, after: str | None, limit: int) -> list[str]:
+    def _page(self, key: str, after: str | None, limit: int, order: str | None = None) -> list[str]:
+        """Up to ``limit`` ids of the sorted set ``key``, highest score first, after the id
+        ``after``, which is looked up in ``order`` (default ``key``): a set holding part of
+        ``order``'s ids with their scores pages after an id it lacks. Equal scores keep
+        Redis's order, descending ids, as ``ZREVRANGE`` does."""
         if after is None:
             return self.redis.zrevrange(key, 0, limit - 1)
-        rank = self.redis.zrevrank(key, after)
-        if rank is None:
+        score = self.redis.zscore(order or key, after)
+        if score is None:
             return []
-        return self.redis.zrevrange(key, rank + 1, rank + limit)
+        tied = [i for i in self.redis.zrevrangebyscore(key, score, score) if i < after]
+        rest = self.redis.zrevrangebyscore(key, f"({score}", "-inf", start=0, num=limit)
+        return (tied + rest)[:limit]
 
     @staticmethod
     def _key(*parts: str) -> str:

@@ -1,0 +1,153 @@
+"""The store's job list against a real Redis (database ``STORE_REDIS_DB``, flushed before each
+test): ``list_jobs(status=...)`` pages a per-tenant, per-status index that moves with every
+status change, instead of reading the tenant's whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from lpft_jobstore.records import JobRecord, JobStatus
+from lpft_jobstore.store import Store
+
+from tests.api.test_metrics import job as queued_job
+
+STORE_REDIS_DB = 10
+
+
+class CountingRedis(redis.Redis):
+    """A real client that counts the job records its commands read, to tell an index read
+    (the page's records) from a scan (every record of the tenant)."""
+
+    records_read = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] in ("GET", "MGET"):
+            keys = args[1:]
+            self.records_read += sum(
+                1 for k in keys if k.startswith("lpft:job:") and k.count(":") == 2
+            )
+        return super().execute_command(*args, **options)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    client = CountingRedis(db=STORE_REDIS_DB, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("the store tests need Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    client.flushdb()
+    yield Store(client, tmp_path)
+    client.flushdb()
+
+
+def job(n: int, tenant: str = "alice", created_at: float | None = None) -> JobRecord:
+    """Job ``n`` of ``tenant``, created ``n`` seconds after the others' start."""
+    return queued_job("finetune").model_copy(
+        update={
+            "id": f"job-{n:06d}",
+            "tenant": tenant,
+            "created_at": 1_000.0 + n if created_at is None else created_at,
+        }
+    )
+
+
+def ids(page: tuple[list[JobRecord], bool]) -> tuple[list[str], bool]:
+    return [record.id for record in page[0]], page[1]
+
+
+def fail(store: Store, job_id: str) -> None:
+    assert store.claim(job_id, "w", 60) is not None
+    assert store.finish(job_id, JobStatus.FAILED, worker="w") is not None
+
+
+def test_a_status_filter_reads_the_page_not_the_history(store: Store) -> None:
+    store.index_jobs(job(n) for n in range(500))
+    for n in (7, 300, 450):
+        fail(store, f"job-{n:06d}")
+    store.redis.records_read = 0
+    assert ids(store.list_jobs("alice", None, 2, JobStatus.FAILED)) == (
+        ["job-000450", "job-000300"],
+        True,
+    )
+    assert ids(store.list_jobs("alice", None, 20, JobStatus.CANCELLED)) == ([], False)
+    assert store.redis.records_read <= 3  # the page's records (2 + 1 to know more follow)
+
+
+def test_the_status_index_moves_with_each_transition_and_pages_newest_first(
+    store: Store,
+) -> None:
+    for n in range(6):
+        store.create_job(job(n))
+    store.create_job(job(99, tenant="bob"))
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.QUEUED))[0] == [
+        f"job-{n:06d}" for n in (5, 4, 3, 2, 1, 0)
+    ]
+    for n in (1, 3, 4):
+        store.claim(f"job-{n:06d}", "w", 60)
+    store.finish("job-000003", JobStatus.SUCCEEDED, worker="w")
+    store.request_cancel("job-000005")  # a queued job is cancelled at once
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.QUEUED)) == (
+        ["job-000002", "job-000000"],
+        False,
+    )
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.RUNNING))[0] == [
+        "job-000004",
+        "job-000001",
+    ]
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.SUCCEEDED))[0] == ["job-000003"]
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.CANCELLED))[0] == ["job-000005"]
+    assert ids(store.list_jobs("bob", None, 10, JobStatus.QUEUED))[0] == ["job-000099"]
+    store.requeue("job-000004", "w", "lost")
+    assert ids(store.list_jobs("alice", None, 1, JobStatus.QUEUED)) == (["job-000004"], True)
+
+    store.delete_job(store.get_job("job-000003"))
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.SUCCEEDED)) == ([], False)
+    indexes = store.redis.keys("lpft:jobs-with-status:*")
+    assert all(store.redis.zscore(key, "job-000003") is None for key in indexes)
+
+
+def test_paging_a_status_continues_after_any_of_the_tenants_jobs(store: Store) -> None:
+    # Equal creation times are ordered as the tenant's unfiltered list orders them.
+    store.index_jobs(
+        [*(job(n) for n in range(4)), *(job(n, created_at=1_010.0) for n in (10, 11, 12))]
+    )
+    for n in (0, 2, 10, 12):
+        fail(store, f"job-{n:06d}")
+    unfiltered = ids(store.list_jobs("alice", None, 10))[0]
+    assert unfiltered[:3] == ["job-000012", "job-000011", "job-000010"]
+    first = ids(store.list_jobs("alice", None, 1, JobStatus.FAILED))
+    assert first == (["job-000012"], True)
+    assert ids(store.list_jobs("alice", "job-000012", 2, JobStatus.FAILED)) == (
+        ["job-000010", "job-000002"],
+        True,
+    )
+    # ``after`` needs not have the status (it changed since, or came from the unfiltered list)
+    assert ids(store.list_jobs("alice", "job-000011", 10, JobStatus.FAILED)) == (
+        ["job-000010", "job-000002", "job-000000"],
+        False,
+    )
+    assert ids(store.list_jobs("alice", "job-000001", 10, JobStatus.FAILED)) == (
+        ["job-000000"],
+        False,
+    )
+    assert ids(store.list_jobs("alice", "job-nope", 10, JobStatus.FAILED)) == ([], False)
+
+
+def test_a_store_from_before_the_tenant_status_index_is_backfilled(store: Store) -> None:
+    failed = store.create_job(job(1))
+    fail(store, failed.id)
+    store.create_job(job(2))
+    store.redis.set("lpft:indexed:v3", "1")  # a store the previous release indexed
+    for key in store.redis.keys("lpft:jobs-with-status:*"):  # which had no such index
+        store.redis.delete(key)
+    assert not store.indexes_present()  # so recovery rebuilds the indexes
+    store.rebuild_indexes()
+    assert store.indexes_present()
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.FAILED)) == ([failed.id], False)
+    assert ids(store.list_jobs("alice", None, 10, JobStatus.QUEUED)) == (["job-000002"], False)
