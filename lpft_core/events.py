@@ -16,7 +16,8 @@ class ProgressEvent:
 
     Attributes:
         stage: ``load``, ``lp``, ``ntk``, ``ft``, ``lora``, ``calibrate`` or ``save``
-            (``<method>/<stage>`` within a comparison).
+            (``<method>/<stage>`` within a comparison); ``<part>/resumed`` for a part of a
+            job that an interrupted run finished (``lpft_core.jobs.checkpoint``).
         step: steps done in this stage.
         total: steps this stage will take.
         metrics: numbers for this step (``loss``, ``head_weight_norm``, ...); may be empty.

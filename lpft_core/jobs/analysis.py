@@ -1,5 +1,7 @@
 """Analysis without training: the NTK and the features of a base model on a dataset (the
-kernel each method would start FT from), or of a finished model against its base."""
+kernel each method would start FT from), or of a finished model against its base. With
+``checkpoint_dir`` a rerun after an interruption reuses the parts that finished (the features,
+the probe, each method's kernel; ``lpft_core.jobs.checkpoint``)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from lpft_core.diagnostics.features import (
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
 from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.jobs.checkpoint import JobCheckpoint, finished_or_run, job_identity
 from lpft_core.jobs.finetune import fit_probe_on, ntk_at_start
 from lpft_core.model.artifacts import load_model, read_labels, read_manifest
 from lpft_core.model.classifier import (
@@ -62,6 +65,7 @@ class AnalysisSpec:
         ntk: compute the NTK; ``methods`` picks whose FT-start kernel (base model only).
         features: compute feature statistics (base) or feature change (finished model).
         ntk_samples: stratified, seeded train samples (and as many evaluation samples).
+        checkpoint_dir: as ``FinetuneSpec.checkpoint_dir``.
     """
 
     data: DataFiles
@@ -74,6 +78,7 @@ class AnalysisSpec:
     ntk_samples: int = 256
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     max_text_chars: int = 20_000
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.ntk or self.features):
@@ -143,6 +148,9 @@ def analyze(
 ) -> AnalysisResult:
     """Run the analysis ``spec`` describes."""
     seed_everything(spec.hyperparameters.seed)
+    checkpoint = (
+        JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec)) if spec.checkpoint_dir else None
+    )
     timing: dict[str, float] = {}
     started = time.perf_counter()
     progress(ProgressEvent("load", 0, 1))
@@ -153,13 +161,20 @@ def analyze(
     changes: dict[str, FeatureChange] = {}
     if spec.features:
         started = time.perf_counter()
-        statistics, changes = _features(spec, subject, progress, should_stop)
+        statistics, changes = finished_or_run(
+            checkpoint,
+            "features",
+            lambda: _features(spec, subject, progress, should_stop),
+            progress,
+        )
         timing["features"] = round(time.perf_counter() - started, 3)
     kernels: dict[str, NtkStatistics] = {}
     if spec.ntk:
         started = time.perf_counter()
-        kernels = _kernels(spec, subject, progress, should_stop)
+        kernels = _kernels(spec, subject, progress, should_stop, checkpoint)
         timing["ntk"] = round(time.perf_counter() - started, 3)
+    if checkpoint is not None:
+        checkpoint.remove()
     return AnalysisResult(
         model=subject.base,
         model_dir=spec.model_dir,
@@ -236,18 +251,19 @@ def _kernels(
     subject: _Subject,
     progress: ProgressCallback,
     should_stop: StopCallback,
+    checkpoint: JobCheckpoint | None,
 ) -> dict[str, NtkStatistics]:
-    """The NTK where the finished model ended, or at each method's FT start."""
+    """The NTK where the finished model ended, or at each method's FT start (those an
+    interrupted run measured are taken from ``checkpoint``)."""
     hp = spec.hyperparameters
     if subject.trained is not None:
         trained = subject.trained
         starts: dict[str, Callable[[], torch.nn.Module]] = {"trained": lambda: trained}
     else:
-        starts = _method_starts(spec, subject, progress)
-    kernels = {}
-    for step, (name, start) in enumerate(starts.items()):
-        progress(ProgressEvent("ntk", step, len(starts)))
-        kernels[name] = ntk_at_start(
+        starts = _method_starts(spec, subject, progress, checkpoint)
+
+    def measure(start: Callable[[], torch.nn.Module]) -> NtkStatistics:
+        return ntk_at_start(
             start(),
             subject.data.encoded,
             subject.data.targets["train"],
@@ -257,30 +273,46 @@ def _kernels(
             subject.device,
             should_stop,
         )
+
+    kernels = {}
+    for step, (name, start) in enumerate(starts.items()):
+        progress(ProgressEvent("ntk", step, len(starts)))
+        kernels[name] = finished_or_run(
+            checkpoint, f"ntk/{name}", lambda s=start: measure(s), progress
+        )
     progress(ProgressEvent("ntk", len(starts), len(starts)))
     return kernels
 
 
 def _method_starts(
-    spec: AnalysisSpec, subject: _Subject, progress: ProgressCallback
+    spec: AnalysisSpec,
+    subject: _Subject,
+    progress: ProgressCallback,
+    checkpoint: JobCheckpoint | None,
 ) -> dict[str, Callable[[], torch.nn.Module]]:
     """For each method, a builder of the model as its FT stage starts (one shared probe,
-    fitted on the features of the untouched base classifier)."""
+    fitted on the features of the untouched base classifier, or the one an interrupted run
+    fitted)."""
     hp = spec.hyperparameters
     data = subject.data
     probe = None
     if any(m.uses_probe for m in spec.methods):
-        probe = fit_probe_on(
-            subject.pretrained,
-            data.encoded,
-            data.targets["train"],
-            data.targets["validation"],
-            hp.batch_size,
-            hp.seed,
-            subject.device,
+        probe = finished_or_run(
+            checkpoint,
+            "lp",
+            lambda: fit_probe_on(
+                subject.pretrained,
+                data.encoded,
+                data.targets["train"],
+                data.targets["validation"],
+                hp.batch_size,
+                hp.seed,
+                subject.device,
+                progress,
+                never_stop,
+                hp.lp_scoring,
+            ),
             progress,
-            never_stop,
-            hp.lp_scoring,
         )
 
     def start(method: Method) -> Callable[[], torch.nn.Module]:

@@ -1,8 +1,8 @@
-"""Checkpoints of a finetune job, so that a rerun of the same spec after an interruption
-(a killed worker, a cancel) resumes where it stopped and ends with the numbers an
-uninterrupted run would have given.
+"""Checkpoints of a job, so that a rerun of the same spec after an interruption (a killed
+worker, a cancel) resumes where it stopped and ends with the numbers an uninterrupted run
+would have given.
 
-The job's ``checkpoint_dir`` holds:
+A finetune job's ``checkpoint_dir`` holds:
 
 * ``job.json``: the spec fields that decide the numbers (``job_identity``). A directory
   written for another job is emptied, with a warning, and the job starts from scratch.
@@ -14,6 +14,12 @@ The job's ``checkpoint_dir`` holds:
   (``lpft_core.stages.training.TrainingCheckpoint``).
 * ``runs.pt``, in a multi-seed job's directory: the runs that finished
   (``lpft_core.jobs.seeds``); each run keeps the files above in its own ``seed-<s>/``.
+
+A compare or analysis job's holds ``job.json`` and ``finished.pt``: the result of every part
+that finished (a compare job's shared probe and each method's metrics, an analysis job's
+features, probe and each method's kernel; ``finished_or_run``). Each method a compare job
+trains is a finetune job with its own directory inside, so one cut short resumes from its
+last epoch.
 
 Every file is written atomically (a temporary file in the same directory, then
 ``os.replace``), so a worker killed mid-write leaves the previous version. The files are
@@ -30,21 +36,28 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from lpft_core.config import FinetuneSpec
+from lpft_core.events import ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:
+    from lpft_core.jobs.analysis import AnalysisSpec
+    from lpft_core.jobs.compare import CompareSpec
 
 IDENTITY = "job.json"
 PROBE = "probe.pt"
 NTK = "ntk.pt"
 TRAINING = "training.pt"
 RUNS = "runs.pt"
-_FILES = (IDENTITY, PROBE, NTK, TRAINING, RUNS)
+FINISHED = "finished.pt"
+_FILES = (IDENTITY, PROBE, NTK, TRAINING, RUNS, FINISHED)
+T = TypeVar("T")
 
 
-def job_identity(spec: FinetuneSpec) -> dict[str, Any]:
+def job_identity(spec: FinetuneSpec | CompareSpec | AnalysisSpec) -> dict[str, Any]:
     """The spec as plain data less where its outputs go: method, model, data paths,
     hyperparameters and the other options that change what the job computes. The files
     behind the data paths are taken to be unchanged (the service's datasets are immutable)."""
@@ -96,6 +109,15 @@ class JobCheckpoint:
         """Store ``value`` as ``name``, atomically."""
         save_checkpoint(value, self.path(name))
 
+    def finished(self) -> dict[str, Any]:
+        """The result of every part ``finish`` recorded, by the part's name."""
+        return self.load(FINISHED) or {}
+
+    def finish(self, part: str, result: Any) -> None:
+        """Record ``part`` as finished with ``result``, with those recorded before, in one
+        atomic write."""
+        self.save(FINISHED, {**self.finished(), part: result})
+
     def remove(self) -> None:
         """Delete the checkpoint files, and the directory unless something else is in it."""
         self._clear()
@@ -107,6 +129,27 @@ class JobCheckpoint:
             self.path(name).unlink(missing_ok=True)
         for leftover in self.directory.glob(".*.tmp"):  # from writes cut short
             leftover.unlink(missing_ok=True)
+
+
+def finished_or_run(
+    checkpoint: JobCheckpoint | None,
+    part: str,
+    run: Callable[[], T],
+    progress: ProgressCallback,
+) -> T:
+    """The result of ``part`` that an interrupted run of this job finished, announced as the
+    progress event ``<part>/resumed`` with ``already_finished``; else ``run()``, recorded as
+    finished once it returned, so whatever it wrote (a method's model) is complete when a
+    later run skips it."""
+    if checkpoint is None:
+        return run()
+    done = checkpoint.finished()
+    if part in done:
+        progress(ProgressEvent(f"{part}/resumed", 1, 1, {"already_finished": 1.0}))
+        return done[part]
+    result = run()
+    checkpoint.finish(part, result)
+    return result
 
 
 def save_checkpoint(value: Any, path: Path) -> None:

@@ -4,7 +4,9 @@ One linear probe is fitted and shared, so LP, LP-FT and LP-LoRA start from the v
 and differ only in what follows it. Each method is a full ``finetune`` (its own artifact),
 with the NTK taken at the start of its FT stage. With several ``seeds`` the whole comparison
 runs once per seed (one probe per seed) on the first seed's split, and each method's metrics
-gain ``runs`` and their mean ± std (``lpft_core.jobs.seeds``).
+gain ``runs`` and their mean ± std (``lpft_core.jobs.seeds``). With ``checkpoint_dir`` a
+rerun after an interruption reuses the probe and the methods that finished, and resumes the
+method it was training from its last epoch (``lpft_core.jobs.checkpoint``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters, Method, spec_from_dict
 from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
+from lpft_core.jobs.checkpoint import JobCheckpoint, finished_or_run, job_identity
 from lpft_core.jobs.finetune import finetune, fit_probe
 from lpft_core.jobs.seeds import keep_metrics_only, run_dir, seed_run, with_runs
 from lpft_core.model.artifacts import METRICS, write_json
@@ -31,6 +34,8 @@ class CompareSpec:
         methods: the methods to run, in this order (default: all five).
         ntk_samples: train (and evaluation) samples of the NTK at each FT start; 0 skips it.
         seeds: as ``FinetuneSpec.seeds``: more than one runs the comparison once per seed.
+        checkpoint_dir: as ``FinetuneSpec.checkpoint_dir``; each method's run keeps its own
+            checkpoint in a directory inside it.
     """
 
     data: DataFiles
@@ -41,6 +46,7 @@ class CompareSpec:
     ntk_samples: int = 256
     max_text_chars: int = 20_000
     seeds: list[int] = field(default_factory=list)
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -61,10 +67,16 @@ class CompareSpec:
         )
 
     def job(self, method: Method, seed: int | None = None) -> FinetuneSpec:
-        """The single-seed ``finetune`` spec of one method (default: the first seed's)."""
+        """The single-seed ``finetune`` spec of one method (default: the first seed's), which
+        checkpoints inside ``checkpoint_dir``."""
         seeds = self.seeds or [self.hyperparameters.seed]
         seed = seeds[0] if seed is None else seed
         output_dir = Path(self.output_dir) / method.value
+        checkpoint_dir = (
+            str(Path(self.checkpoint_dir) / f"{method.value}-seed-{seed}")
+            if self.checkpoint_dir
+            else None
+        )
         return FinetuneSpec(
             method=method,
             data=self.data,
@@ -73,6 +85,7 @@ class CompareSpec:
             hyperparameters=dataclasses.replace(self.hyperparameters, seed=seed),
             max_text_chars=self.max_text_chars,
             ntk_samples=self.ntk_samples if method.finetunes else 0,
+            checkpoint_dir=checkpoint_dir,
             split_seed=seeds[0] if len(seeds) > 1 else None,
         )
 
@@ -104,22 +117,26 @@ def compare(
 ) -> Comparison:
     """Run ``spec.methods`` on one split with one shared probe, once per seed."""
     seeds = spec.seeds or [spec.hyperparameters.seed]
+    checkpoint = (
+        JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec)) if spec.checkpoint_dir else None
+    )
     served: dict[str, JobMetrics] = {}
     runs: dict[str, list[SeedRun]] = {m.value: [] for m in spec.methods}
     for seed in seeds:
         prefix = f"seed-{seed}/" if len(seeds) > 1 else ""
-        results = _compare_once(spec, seed, prefix, progress, should_stop)
+        results = _compare_once(spec, seed, prefix, progress, should_stop, checkpoint)
         for method, metrics in results.items():
             runs[method].append(seed_run(seed, metrics))
             if seed == seeds[0]:
                 served[method] = metrics
-            else:
-                keep_metrics_only(Path(spec.job(Method(method), seed).output_dir))
     if len(seeds) == 1:
-        return Comparison(served)
-    methods = {name: with_runs(served[name], runs[name]) for name in served}
-    for name, metrics in methods.items():
-        write_json(Path(spec.job(Method(name)).output_dir) / METRICS, metrics.to_dict())
+        methods = served
+    else:
+        methods = {name: with_runs(served[name], runs[name]) for name in served}
+        for name, metrics in methods.items():
+            write_json(Path(spec.job(Method(name)).output_dir) / METRICS, metrics.to_dict())
+    if checkpoint is not None:
+        checkpoint.remove()
     return Comparison(methods)
 
 
@@ -129,21 +146,36 @@ def _compare_once(
     prefix: str,
     progress: ProgressCallback,
     should_stop: StopCallback,
+    checkpoint: JobCheckpoint | None,
 ) -> dict[str, JobMetrics]:
-    """Every method with ``seed``, sharing one probe fitted with that seed."""
+    """Every method with ``seed``, sharing one probe fitted with that seed; the probe and the
+    methods an interrupted run finished are taken from ``checkpoint``."""
+    seeds = spec.seeds or [spec.hyperparameters.seed]
 
     def tagged(method: str) -> ProgressCallback:
         return lambda e: progress(
             ProgressEvent(f"{prefix}{method}/{e.stage}", e.step, e.total, e.metrics)
         )
 
+    def train(method: Method) -> JobMetrics:
+        job = spec.job(method, seed)
+        metrics = finetune(job, tagged(method.value), should_stop, probe=probe).metrics
+        if seed != seeds[0]:
+            keep_metrics_only(Path(job.output_dir))
+        return metrics
+
     probe = None
     if any(m.uses_probe for m in spec.methods):
         first = next(m for m in spec.methods if m.uses_probe)
-        probe = fit_probe(spec.job(first, seed), tagged("shared"), should_stop)
+        probe = finished_or_run(
+            checkpoint,
+            f"{prefix}shared/lp",
+            lambda: fit_probe(spec.job(first, seed), tagged("shared"), should_stop),
+            progress,
+        )
     return {
-        method.value: finetune(
-            spec.job(method, seed), tagged(method.value), should_stop, probe=probe
-        ).metrics
+        method.value: finished_or_run(
+            checkpoint, f"{prefix}{method.value}", lambda m=method: train(m), progress
+        )
         for method in spec.methods
     }

@@ -1,5 +1,5 @@
 """Resuming an interrupted job from its checkpoint gives the numbers of an uninterrupted run
-(on the CPU, where every kernel is deterministic)."""
+(on the CPU, where every kernel is deterministic), and does not redo the parts that finished."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import pytest
 
 from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, JobCancelled, Method, finetune
 from lpft_core.events import ProgressEvent, StopCallback
+from lpft_core.jobs.analysis import AnalysisSpec, analyze
 from lpft_core.jobs.checkpoint import IDENTITY, PROBE, TRAINING
+from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.model.artifacts import write_json
 from tests.conftest import TINY_HYPERPARAMETERS
 
 #: 90 toy train rows in batches of 16: 6 steps an epoch.
@@ -131,3 +134,92 @@ def test_checkpoint_dir_round_trips_and_defaults_to_none(toy_files: dict[str, Pa
     spec = FinetuneSpec(Method.FT, DataFiles(str(toy_files["train"])), "out", checkpoint_dir="ckpt")
     assert FinetuneSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert FinetuneSpec(Method.FT, DataFiles("t.jsonl"), "out").checkpoint_dir is None
+
+
+def finished_parts(events: list[ProgressEvent]) -> list[str]:
+    """The stages a resumed run announced as finished by the interrupted one."""
+    return [e.stage for e in events if "already_finished" in e.metrics]
+
+
+def compare_spec(files: dict[str, Path], model_dir: Path, root: Path) -> CompareSpec:
+    return CompareSpec(
+        data=DataFiles(**{k: str(v) for k, v in files.items()}),
+        output_dir=str(root / "model"),
+        model=str(model_dir),
+        methods=[Method.LP_FT, Method.FT],
+        hyperparameters=Hyperparameters(**{**TINY_HYPERPARAMETERS, "epochs": 3, "device": "cpu"}),
+        ntk_samples=6,
+        checkpoint_dir=str(root / "checkpoint"),
+    )
+
+
+def test_an_interrupted_comparison_keeps_the_methods_that_finished(
+    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    compare(compare_spec(toy_files, tiny_model_dir, tmp_path / "a"))
+    methods = ("lp_ft", "ft")
+    expected = {m: reproducible(tmp_path / "a" / "model" / m / "metrics.json") for m in methods}
+
+    spec = compare_spec(toy_files, tiny_model_dir, tmp_path / "b")
+    events: list[ProgressEvent] = []
+    with pytest.raises(JobCancelled):  # in the second epoch of ft, the second method
+        compare(
+            spec,
+            events.append,
+            stop_when(events, lambda e: e.stage == "ft/ft" and e.step > STEPS_PER_EPOCH),
+        )
+    events.clear()
+    result = compare(spec, events.append)
+
+    assert finished_parts(events) == ["shared/lp/resumed", "lp_ft/resumed"]
+    # neither the shared probe nor lp_ft was trained again
+    assert {e.stage for e in events if e.stage.startswith(("shared/", "lp_ft/"))} == {
+        "shared/lp/resumed",
+        "lp_ft/resumed",
+    }
+    assert [(e.stage, e.metrics) for e in events if resumes(e)] == [
+        ("ft/ft", {"resumed_from_epoch": 1.0})
+    ]
+    for method in methods:
+        assert reproducible(Path(spec.output_dir) / method / "metrics.json") == expected[method]
+    assert result.methods["lp_ft"].temperature == expected["lp_ft"]["temperature"]
+    assert not Path(spec.checkpoint_dir or "").exists()
+
+
+def analysis_spec(files: dict[str, Path], model_dir: Path, root: Path) -> AnalysisSpec:
+    return AnalysisSpec(
+        data=DataFiles(**{k: str(v) for k, v in files.items()}),
+        output_dir=str(root / "analysis"),
+        model=str(model_dir),
+        methods=[Method.FT, Method.LP_FT],
+        ntk_samples=6,
+        hyperparameters=Hyperparameters(**{**TINY_HYPERPARAMETERS, "device": "cpu"}),
+        checkpoint_dir=str(root / "checkpoint"),
+    )
+
+
+def analysis_numbers(spec: AnalysisSpec, **callbacks: object) -> dict:
+    """The analysis's metrics.json less its timing."""
+    path = Path(spec.output_dir) / "metrics.json"
+    write_json(path, analyze(spec, **callbacks).to_dict())  # type: ignore[arg-type]
+    numbers = json.loads(path.read_text())
+    del numbers["timing"]
+    return numbers
+
+
+def test_an_interrupted_analysis_keeps_the_parts_that_finished(
+    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    expected = analysis_numbers(analysis_spec(toy_files, tiny_model_dir, tmp_path / "a"))
+
+    spec = analysis_spec(toy_files, tiny_model_dir, tmp_path / "b")
+    events: list[ProgressEvent] = []
+    with pytest.raises(JobCancelled):  # in the second kernel (lp_ft's)
+        analyze(spec, events.append, stop_when(events, lambda e: e.stage == "ntk" and e.step == 1))
+    events.clear()
+    numbers = analysis_numbers(spec, progress=events.append)
+
+    assert finished_parts(events) == ["features/resumed", "lp/resumed", "ntk/ft/resumed"]
+    assert not any(e.stage in ("features", "lp") for e in events)  # not measured again
+    assert numbers == expected
+    assert not Path(spec.checkpoint_dir or "").exists()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import TINY_HYPERPARAMETERS
-from tests.integration.conftest import Worker, job_body, upload, wait_for
+from tests.integration.conftest import TERMINAL, Worker, job_body, upload, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -87,6 +90,71 @@ def test_compare_job_returns_tables_and_a_report(
 
     predict = alice.post("/predict", json={"job_id": job["id"], "inputs": [{"text": "good"}]})
     assert predict.status_code == 409 and "finetune" in predict.json()["detail"]
+
+
+def all_events(client: httpx.Client, job_id: str) -> list[dict]:
+    events: list[dict] = []
+    while True:
+        params = {"limit": 1000, **({"after": events[-1]["id"]} if events else {})}
+        page = client.get(f"/jobs/{job_id}/events", params=params).json()
+        events += page["data"]
+        if not page["has_more"]:
+            return events
+
+
+def test_a_compare_job_resumes_after_a_worker_sigkill_without_retraining_finished_methods(
+    alice: httpx.Client,
+    service_env: dict[str, str],
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # device auto: the gpu queue, which only the workers started here consume. Batches of one
+    # make each method's training long enough (3 epochs of 90 steps) to be killed in.
+    hyper = {**TINY_HYPERPARAMETERS, "epochs": 3, "batch_size": 1, "device": "auto"}
+    body = {
+        "kind": "compare",
+        "methods": ["lp_ft", "ft"],
+        "dataset": dataset,
+        "model": str(tiny_model_dir),
+        "hyperparameters": hyper,
+        "ntk_samples": 0,
+    }
+    workers = [Worker(service_env, "gpu", "compare-1", tmp_path / "compare-1.log")]
+    try:
+        job = alice.post("/jobs", json=body).json()
+        assert job["queue"] == "gpu", job
+        deadline = time.monotonic() + 180
+        # once the second method (ft) finished its first epoch
+        while not any(
+            e["type"] == "epoch" and e["data"]["stage"] == "ft/ft"
+            for e in all_events(alice, job["id"])
+        ):
+            status = alice.get(f"/jobs/{job['id']}").json()["status"]
+            assert status not in TERMINAL, f"the job ended {status} before it could be killed"
+            assert time.monotonic() < deadline, "the second method never finished an epoch"
+            time.sleep(0.1)
+        os.kill(workers[0].process.pid, signal.SIGKILL)
+        workers[0].process.wait()
+        workers.append(Worker(service_env, "gpu", "compare-2", tmp_path / "compare-2.log"))
+        finished = wait_for(alice, job["id"], {"succeeded"}, timeout=300)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    assert finished["attempts"] == 2, finished
+    log = all_events(alice, job["id"])
+    started = [e["data"]["stage"] for e in log if e["type"] == "stage"]
+    assert started.count("lp_ft/ft") == 1, started  # the first method trained once
+    assert started.count("shared/lp") == 1, started  # and so did the probe it shared
+    reused = [e["data"] for e in log if e["data"].get("already_finished")]
+    assert [d["stage"] for d in reused] == ["shared/lp/resumed", "lp_ft/resumed"], reused
+    resumed = [e["data"] for e in log if "resumed_from_epoch" in e["data"]]
+    assert [d["stage"] for d in resumed] == ["ft/ft"], resumed  # from its own checkpoint
+    assert resumed[0]["resumed_from_epoch"] >= 1, resumed
+    metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    assert set(metrics["methods"]) == {"lp_ft", "ft"}
+    assert [e["epoch"] for e in metrics["methods"]["ft"]["epochs"]] == [1, 2, 3]
 
 
 def test_analysis_of_a_base_model_and_of_a_finished_job(

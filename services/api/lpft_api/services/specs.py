@@ -165,6 +165,7 @@ def core_spec(
             ntk_samples=body.ntk_samples,
             max_text_chars=settings.max_text_chars,
             seeds=inputs.seeds,
+            checkpoint_dir=str(store.checkpoint_dir(job_id)),
         )
     return AnalysisSpec(
         data=inputs.data,
@@ -177,6 +178,7 @@ def core_spec(
         ntk_samples=body.ntk_samples,
         hyperparameters=inputs.hyperparameters,
         max_text_chars=settings.max_text_chars,
+        checkpoint_dir=str(store.checkpoint_dir(job_id)),
     )
 
 
