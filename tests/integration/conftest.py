@@ -9,11 +9,13 @@ That lets a test kill its own worker without touching the others.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,6 +225,20 @@ def wait_for(client: httpx.Client, job_id: str, statuses: set[str], timeout: flo
                 f"error: {job.get('error')}; last events: {tail}"
             )
         time.sleep(0.1)
+
+
+def download_archive(client: httpx.Client, route: str, timeout: float = 60) -> tarfile.TarFile:
+    """The archive at ``route`` (``/jobs/{id}/artifacts``, ``…/export``), following its 202s
+    (each with ``Location`` and ``Retry-After``) until it is built."""
+    deadline = time.monotonic() + timeout
+    while (response := client.get(route)).status_code == 202:
+        assert response.headers["location"] == route
+        assert int(response.headers["retry-after"]) >= 1 and response.json()["detail"]
+        assert time.monotonic() < deadline, f"{route} is still being built"
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/gzip"
+    return tarfile.open(fileobj=io.BytesIO(response.content))
 
 
 def job_body(dataset: dict[str, str], model: Path, **hyper: object) -> dict:

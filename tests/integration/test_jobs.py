@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,7 +14,14 @@ import pytest
 import redis
 
 from tests.conftest import SHARED_DATA
-from tests.integration.conftest import REDIS_DB, Worker, job_body, upload, wait_for
+from tests.integration.conftest import (
+    REDIS_DB,
+    Worker,
+    download_archive,
+    job_body,
+    upload,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -104,9 +110,7 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         (m, a) for m in ("lac", "aps", "aps_randomized") for a in (0.05, 0.1, 0.2)
     }
 
-    archive = alice.get(f"/jobs/{job['id']}/artifacts")
-    assert archive.status_code == 200
-    names = tarfile.open(fileobj=io.BytesIO(archive.content)).getnames()
+    names = download_archive(alice, f"/jobs/{job['id']}/artifacts").getnames()
     for name in (
         "model/config.json",
         "model/model.safetensors",
@@ -116,9 +120,7 @@ def test_upload_submit_watch_metrics_predict_artifacts(
         "model/spec.json",
     ):
         assert name in names
-    export = alice.get(f"/jobs/{job['id']}/export", params={"format": "hf"})
-    assert export.status_code == 200, export.text
-    exported = tarfile.open(fileobj=io.BytesIO(export.content)).getnames()
+    exported = download_archive(alice, f"/jobs/{job['id']}/export?format=hf").getnames()
     assert {"./README.md", "./labels.json", "./model.safetensors"} <= set(exported)
     assert alice.get(f"/jobs/{job['id']}/export", params={"format": "pt"}).status_code == 422
 

@@ -527,6 +527,12 @@ class Problem(BaseModel):
     )
 
 
+class Building(BaseModel):
+    """A file that is being built: ask again at ``Location`` after ``Retry-After`` seconds."""
+
+    detail: str
+
+
 class Health(BaseModel):
     """Liveness or readiness."""
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from lpft_client._retry import RetryPolicy
-from lpft_client._streaming import RECONNECT_FOR_S
+import httpx
+
+from lpft_client._calls import BUILD_WAIT_S, Call
+from lpft_client._retry import Attempts, RetryPolicy
+from lpft_client._streaming import RECONNECT_FOR_S, ResumableStream
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 #: Seconds per request; an event stream has its own (longer) read timeout.
@@ -49,3 +53,15 @@ class ClientOptions:
             retry=RetryPolicy(max_retries=max_retries),
             reconnect_for=RECONNECT_FOR_S if reconnect_for is None else reconnect_for,
         )
+
+    def attempts(self, call: Call[Any], base_url: httpx.URL) -> Attempts:
+        """The send loop's decisions for one ``call``."""
+        return Attempts(call, self.retry, base_url, BUILD_WAIT_S)
+
+    def stream_state(
+        self, job_id: str, after: str | None, reconnect_for: float | None
+    ) -> ResumableStream:
+        """A job's event stream from after ``after``, reconnecting for ``reconnect_for``
+        seconds (default this client's)."""
+        budget = self.reconnect_for if reconnect_for is None else reconnect_for
+        return ResumableStream(job_id, after, budget)

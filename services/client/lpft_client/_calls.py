@@ -1,5 +1,7 @@
 """Every API operation as data: the request to send and how to read its answer. The sync
-and async clients execute the same ``Call``s, so the two differ only in how they wait."""
+and async clients send the same ``Call``s, and their public methods are these functions
+(``_resources.operation``), so the two differ only in how they wait. Each function's
+signature and docstring are its method's."""
 
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ Model = TypeVar("Model", bound=BaseModel)
 #: What ``jobs.download`` fetches: the model directory, the report, or the runtime export.
 Download = Literal["model", "report", "export"]
 _DOWNLOAD_PATHS: dict[str, str] = {"model": "artifacts", "report": "report", "export": "export"}
-#: The first request of an export builds it (seconds to a minute); wait that long for it.
-EXPORT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+#: Seconds a download waits for the server to build an archive (202 until it is built): an
+#: export can take a minute on a large model.
+BUILD_WAIT_S = 600.0
 #: Longest silence on an open event stream before it counts as dead; the server sends a
 #: keep-alive comment every LPFT_EVENT_STREAM_KEEPALIVE_SECONDS (15 by default) while
 #: nothing happens.
@@ -93,6 +96,9 @@ class Call(Generic[Result]):
     timeout: httpx.Timeout | None = None
     #: A POST that changes nothing twice (cancel, predict), so it may be sent again.
     safe_to_repeat: bool = False
+    #: A download of an archive the server builds first: a 202 is asked again after its
+    #: ``Retry-After``, for up to ``BUILD_WAIT_S``.
+    waits_for_build: bool = False
 
     @property
     def repeatable(self) -> bool:
@@ -127,6 +133,14 @@ class Call(Generic[Result]):
             yield http.build_request(self.method, self.path, files=files, **options)
 
 
+@dataclass(frozen=True)
+class Listing(Generic[Result]):
+    """A paginated list: the call of the page after a cursor, and where the first starts."""
+
+    page: Callable[[str | None], Call[CursorPage[Result]]]
+    after: str | None
+
+
 def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -134,29 +148,37 @@ def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
 # ---- datasets -----------------------------------------------------------------------------
 
 
-def upload_dataset(path: str | Path, name: str | None = None) -> Call[Dataset]:
-    """``POST /datasets`` with a .jsonl or .csv file."""
+def upload_dataset(path: str | Path, *, name: str | None = None) -> Call[Dataset]:
+    """Upload a .jsonl or .csv file (streamed from disk); returns it with its summary."""
     data = {"name": name} if name else None
     return Call("POST", "/datasets", _model(Dataset), data=data, upload=Path(path))
 
 
-def create_dataset(records: Sequence[Mapping[str, Any]], name: str | None = None) -> Call[Dataset]:
-    """``POST /datasets`` with the rows as JSON ``records``."""
+def create_dataset(
+    records: Sequence[Mapping[str, Any]], *, name: str | None = None
+) -> Call[Dataset]:
+    """Upload rows (``{"text", "text_pair"?, "label"}``) as JSON."""
     body = _without_none({"records": list(records), "name": name})
     return Call("POST", "/datasets", _model(Dataset), json=body)
 
 
-def list_datasets(after: str | None, limit: int) -> Call[CursorPage[Dataset]]:
-    """One page of ``GET /datasets``."""
-    params = _without_none({"after": after, "limit": limit})
-    return Call("GET", "/datasets", _model(CursorPage[Dataset]), params=params)
+def list_datasets(*, limit: int = 20, after: str | None = None) -> Listing[Dataset]:
+    """Every dataset, newest first, fetched ``limit`` a page."""
+
+    def page(cursor: str | None) -> Call[CursorPage[Dataset]]:
+        params = _without_none({"after": cursor, "limit": limit})
+        return Call("GET", "/datasets", _model(CursorPage[Dataset]), params=params)
+
+    return Listing(page, after)
 
 
 def get_dataset(dataset_id: str) -> Call[Dataset]:
+    """One dataset."""
     return Call("GET", f"/datasets/{dataset_id}", _model(Dataset))
 
 
 def delete_dataset(dataset_id: str) -> Call[None]:
+    """Delete a dataset (refused while an unfinished job will read it)."""
     return Call("DELETE", f"/datasets/{dataset_id}")
 
 
@@ -164,21 +186,24 @@ def delete_dataset(dataset_id: str) -> Call[None]:
 
 
 def create_job(
-    train: str,
     *,
-    method: str | None,
-    validation: str | None,
-    test: str | None,
-    kind: str,
-    model: str | None,
-    hyperparameters: Mapping[str, Any] | None,
-    seed: int | None,
-    eval_sets: Mapping[str, str] | None,
-    idempotency_key: str | None,
-    options: Mapping[str, Any],
+    train: str,
+    method: str | None = None,
+    validation: str | None = None,
+    test: str | None = None,
+    kind: str = "finetune",
+    model: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    eval_sets: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
+    **options: Any,
 ) -> Call[Job]:
-    """``POST /jobs``. Sent with an ``Idempotency-Key`` (a new one unless given), so that a
-    retry after a lost answer returns the job the first try made instead of a second job."""
+    """Create and queue a job from dataset ids. ``method`` is for finetune jobs;
+    ``options`` are the other kinds' fields (``methods``, ``ntk_samples``, ``analyses``,
+    ``source_job``) and ``seeds``. Retried safely: every call carries an
+    ``Idempotency-Key`` (``idempotency_key``, else a new one), so that a retry after a lost
+    answer returns the job the first try made instead of a second job."""
     body = _without_none(
         {
             "kind": kind,
@@ -195,55 +220,74 @@ def create_job(
     return Call("POST", "/jobs", _model(Job), json=body, headers={"Idempotency-Key": key})
 
 
-def list_jobs(status: str | None, after: str | None, limit: int) -> Call[CursorPage[Job]]:
-    """One page of ``GET /jobs``."""
-    params = _without_none({"status": status, "after": after, "limit": limit})
-    return Call("GET", "/jobs", _model(CursorPage[Job]), params=params)
+def list_jobs(
+    *, status: str | None = None, limit: int = 20, after: str | None = None
+) -> Listing[Job]:
+    """Every job (of ``status``), newest first, fetched ``limit`` a page."""
+
+    def page(cursor: str | None) -> Call[CursorPage[Job]]:
+        params = _without_none({"status": status, "after": cursor, "limit": limit})
+        return Call("GET", "/jobs", _model(CursorPage[Job]), params=params)
+
+    return Listing(page, after)
 
 
 def get_job(job_id: str) -> Call[Job]:
+    """One job."""
     return Call("GET", f"/jobs/{job_id}", _model(Job))
 
 
 def cancel_job(job_id: str) -> Call[Job]:
+    """Ask a job to stop (a queued one at once, a running one within a step)."""
     return Call("POST", f"/jobs/{job_id}/cancel", _model(Job), safe_to_repeat=True)
 
 
 def delete_job(job_id: str) -> Call[None]:
+    """Delete a finished job and everything it made."""
     return Call("DELETE", f"/jobs/{job_id}")
 
 
 def job_metrics(job_id: str) -> Call[Metrics]:
+    """The job's metrics: by kind once it succeeded, ``LiveMetrics`` until then."""
     return Call("GET", f"/jobs/{job_id}/metrics", _adapted(METRICS))
 
 
-def job_events(job_id: str, after: str | None, limit: int) -> Call[CursorPage[Event]]:
-    """One page of the event log (JSON, not the live stream)."""
-    params = _without_none({"after": after, "limit": limit})
-    return Call("GET", f"/jobs/{job_id}/events", _model(CursorPage[Event]), params=params)
+def job_events(job_id: str, *, limit: int = 100, after: str | None = None) -> Listing[Event]:
+    """The job's event log so far, in order, fetched ``limit`` a page (JSON pages, not the
+    live stream)."""
+
+    def page(cursor: str | None) -> Call[CursorPage[Event]]:
+        params = _without_none({"after": cursor, "limit": limit})
+        return Call("GET", f"/jobs/{job_id}/events", _model(CursorPage[Event]), params=params)
+
+    return Listing(page, after)
 
 
-def job_logs(job_id: str, limit: int) -> Call[JobLog]:
+def job_logs(job_id: str, *, limit: int = 100) -> Call[JobLog]:
+    """The last ``limit`` (at most 1,000) records of the job's own log."""
     return Call("GET", f"/jobs/{job_id}/logs", _model(JobLog), params={"limit": limit})
 
 
-def job_report(job_id: str, format: Literal["html", "md"]) -> Call[str]:
+def job_report(job_id: str, format: Literal["html", "md"] = "html") -> Call[str]:
+    """The job's report: HTML with its pictures embedded, or markdown."""
     return Call("GET", f"/jobs/{job_id}/report", _text, params={"format": format})
 
 
 def recalibrate(job_id: str, dataset: str) -> Call[Job]:
-    """``POST /jobs/{id}/recalibrate``: not retried after it may have been received, since
-    the API has no idempotency key for it."""
+    """Queue a ``recalibrate`` job: a new temperature for a finished job's model, fitted
+    on an uploaded dataset; its metrics hold the result. Not retried after it may have been
+    received, since the API has no idempotency key for it."""
     return Call("POST", f"/jobs/{job_id}/recalibrate", _model(Job), json={"dataset": dataset})
 
 
 def download(job_id: str, what: Download, format: str | None) -> Call[None]:
-    """``GET`` of an artifact; the client streams the body to disk."""
+    """``GET`` of an artifact; the client streams the body to disk. An archive the server
+    is still building (202) is asked for again until it is there."""
     if what not in _DOWNLOAD_PATHS:
         raise ValueError(f"what must be one of {sorted(_DOWNLOAD_PATHS)}, not {what!r}")
     params = {"format": format} if format else None
-    timeout = EXPORT_TIMEOUT if what == "export" else None
-    return Call("GET", f"/jobs/{job_id}/{_DOWNLOAD_PATHS[what]}", params=params, timeout=timeout)
+    path = f"/jobs/{job_id}/{_DOWNLOAD_PATHS[what]}"
+    return Call("GET", path, params=params, waits_for_build=what != "report")
 
 
 def events_stream(job_id: str) -> Call[None]:
@@ -258,11 +302,13 @@ def events_stream(job_id: str) -> Call[None]:
 def predict(
     job_id: str,
     inputs: Sequence[str | Mapping[str, str]],
-    calibrated: bool,
-    conformal: Mapping[str, Any] | None,
-    min_confidence: float | None,
+    *,
+    calibrated: bool = True,
+    conformal: Mapping[str, Any] | None = None,
+    min_confidence: float | None = None,
 ) -> Call[Predictions]:
-    """``POST /predict``: it changes nothing, so a retry is harmless."""
+    """Labels and (calibrated) probabilities for ``inputs``: texts, or
+    ``{"text", "text_pair"?}`` objects. It changes nothing, so a retry is harmless."""
     body = _without_none(
         {
             "job_id": job_id,

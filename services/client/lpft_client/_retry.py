@@ -7,8 +7,14 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from lpft_client._errors import LpftConnectionError
+
+if TYPE_CHECKING:
+    from lpft_client._calls import Call
 
 #: Answers that say "not now" rather than "no": rate limited, or a proxy without a backend.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -86,6 +92,53 @@ class RetryPolicy:
         if repeatable or response.status_code == 429:
             return self.backoff.delay(attempt, response)
         return None
+
+
+class Attempts:
+    """The decisions of one call's send loop, apart from its I/O, so that the sync and the
+    async client make the same ones: after each try, wait and try again, or stop.
+
+    A 202 of a call that ``waits_for_build`` (an archive the server is still building) is
+    asked again after its ``Retry-After`` until ``build_wait_s`` have passed; those waits
+    are not retries.
+    """
+
+    def __init__(
+        self, call: Call[Any], policy: RetryPolicy, base_url: httpx.URL, build_wait_s: float
+    ) -> None:
+        self.call = call
+        self.policy = policy
+        self.url = base_url.join(call.path)
+        self.attempt = 0
+        self.build_deadline = time.monotonic() + build_wait_s
+
+    def after_error(self, error: httpx.TransportError) -> float:
+        """Seconds to wait before the next try.
+
+        Raises:
+            LpftConnectionError: no more tries (or the request is not safe to repeat).
+        """
+        delay = self.policy.delay(self.call.repeatable, self.attempt, error=error)
+        if delay is None:
+            message = unreachable(self.url, self.call.method, error, self.attempt)
+            raise LpftConnectionError(message) from error
+        self.attempt += 1
+        return delay
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next try, or ``None``: ``response`` is the answer.
+
+        Raises:
+            TimeoutError: the archive was still being built after ``build_wait_s``.
+        """
+        if self.call.waits_for_build and response.status_code == 202:
+            if time.monotonic() > self.build_deadline:
+                raise TimeoutError(f"{self.url} was still being built; ask again later")
+            return retry_after(response) or 1.0
+        delay = self.policy.delay(self.call.repeatable, self.attempt, response=response)
+        if delay is not None:
+            self.attempt += 1
+        return delay
 
 
 def unreachable(url: httpx.URL, method: str, error: Exception, attempt: int) -> str:

@@ -9,11 +9,14 @@ long as ``reconnect_for`` seconds pass without a sign of life from the server.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator, Mapping
 
 import httpx
 from httpx_sse import ServerSentEvent
 
+from lpft_client import _calls
 from lpft_client._errors import LpftConnectionError
 from lpft_client._retry import Backoff
 from lpft_client.types import EVENT, TERMINAL_STATUSES, Event, StatusEvent
@@ -54,9 +57,15 @@ class ResumableStream:
         self._failures = 0
         self._failing_since: float | None = None
 
-    def headers(self) -> dict[str, str]:
-        """``Last-Event-ID`` of the last event received, so the server resumes after it."""
-        return {"Last-Event-ID": self.last_id} if self.last_id else {}
+    @contextlib.contextmanager
+    def request(
+        self, http: httpx.Client | httpx.AsyncClient, headers: Mapping[str, str]
+    ) -> Iterator[httpx.Request]:
+        """The stream's request on ``http``, with ``headers`` (authentication) and the
+        ``Last-Event-ID`` of the last event received, so the server resumes after it."""
+        resume = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        with _calls.events_stream(self.job_id).request(http, {**headers, **resume}) as request:
+            yield request
 
     def accept(self, sse: ServerSentEvent) -> Event | None:
         """The event ``sse`` carries; ``None`` for a keep-alive or an event already seen.
@@ -72,11 +81,12 @@ class ResumableStream:
             self.finished = True
         return event
 
-    def check(self, response: httpx.Response) -> None:
-        """Raise ``StreamFailure`` for an answer worth reconnecting after (5xx, 429); the
-        caller has read the body of any error and raises the others as they are."""
+    def refuse(self, response: httpx.Response) -> None:
+        """Raise for an error answer (its body read): ``StreamFailure`` for one worth
+        reconnecting after (5xx, 429), else ``LpftApiError``."""
         if response.status_code >= 500 or response.status_code == 429:
             raise StreamFailure(f"the API answered {response.status_code}", response)
+        _calls.raise_for_problem(response)
 
     def retry_delay(self, failure: Exception) -> float:
         """Seconds to wait before reconnecting after ``failure``.

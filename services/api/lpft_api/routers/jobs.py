@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -11,6 +12,7 @@ from lpft_jobstore.records import JobStatus
 from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.schemas import (
     RESOURCE_ID,
+    Building,
     EventList,
     JobCreate,
     JobList,
@@ -33,6 +35,10 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 #: for the report and the event stream.
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 TEXT = {"schema": {"type": "string"}}
+#: An archive not built yet: 202, with ``Location`` and ``Retry-After``.
+BUILDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": Building, "description": "Being built: ask again at Location"}
+}
 
 
 @router.post(
@@ -148,28 +154,46 @@ def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
 @router.get(
     "/{job_id}/artifacts",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}},
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}, **BUILDING},
 )
-def get_job_artifacts(job: JobDep, store: StoreDep) -> FileResponse:
-    """The trained model directory as a ``.tar.gz`` archive."""
+def get_job_artifacts(request: Request, job: JobDep, store: StoreDep) -> Response:
+    """The job's output as a ``.tar.gz``: a finetune job's model directory; a comparison's
+    models (``model/<method>/``), metrics and report; an analysis's metrics and report. A
+    recalibrate job has none (409: its temperature is in its source job's archive). Built
+    off the request, at the first download and after a re-calibration: until then 202, with
+    ``Location`` and ``Retry-After``."""
     path = artifacts.archive(job, store)
-    return FileResponse(path, media_type="application/gzip", filename=f"{job.id}.tar.gz")
+    return _archive_or_building(request, path, f"{job.id}.tar.gz")
 
 
 @router.get(
     "/{job_id}/export",
     response_class=FileResponse,
-    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}},
+    responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}, **BUILDING},
 )
 def get_job_export(
-    job: JobDep, store: StoreDep, format: Literal["onnx", "hf"] = "onnx"
-) -> FileResponse:
+    request: Request, job: JobDep, store: StoreDep, format: Literal["onnx", "hf"] = "onnx"
+) -> Response:
     """The model for any runtime, as a ``.tar.gz``: LoRA merged, the temperature inside
     (``hf``: folded into the head, so a plain softmax is calibrated; ``onnx``: outputs
     ``probabilities`` (calibrated) and ``logits``), with the tokenizer, ``labels.json`` and a
-    model card. Built on the first request (seconds to a minute), then served as a file."""
+    model card. Built off the request at the first one (seconds to a minute): until then
+    202, with ``Location`` and ``Retry-After``."""
     path = artifacts.export(job, store, format)
-    return FileResponse(path, media_type="application/gzip", filename=f"{job.id}-{format}.tar.gz")
+    return _archive_or_building(request, path, f"{job.id}-{format}.tar.gz")
+
+
+def _archive_or_building(request: Request, path: FilePath | None, filename: str) -> Response:
+    """The archive, streamed from disk; or, while it is built, where and when to ask again."""
+    if path is not None:
+        return FileResponse(path, media_type="application/gzip", filename=filename)
+    retry_after = artifacts.BUILD_RETRY_AFTER_S
+    location = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return JSONResponse(
+        Building(detail=f"the archive is being built; ask again in {retry_after} s").model_dump(),
+        status_code=202,
+        headers={"Location": location, "Retry-After": str(retry_after)},
+    )
 
 
 @router.get(

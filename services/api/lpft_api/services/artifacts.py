@@ -1,9 +1,17 @@
-"""The files a succeeded job leaves: its model as an archive, its report and plots."""
+"""The files a succeeded job leaves: its output as an archive, its report and plots.
+
+An archive is built off the request path, on a thread of its own: a comparison's several
+models take seconds to compress, longer than a client should wait for an answer. Until it is
+built, a request is told to come back (202); once built, it is streamed from disk.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
+import logging
+import os
+import tarfile
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,30 +24,42 @@ from lpft_api.errors import Conflict, NotFound
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.export import ExportFormat, export_model
 
+#: Seconds a client is told to wait (``Retry-After``) before it asks again for an archive
+#: that is being built.
+BUILD_RETRY_AFTER_S = 2
+logger = logging.getLogger("lpft.api")
+#: The archives this process is building, so that repeated requests start one build.
+_building: set[Path] = set()
+_building_lock = threading.Lock()
 
-def archive(job: JobRecord, store: Store) -> Path:
-    """The job's model directory as a ``.tar.gz``, built on first download and again after
-    the model changed (a re-calibration writes a new temperature).
+
+def archive(job: JobRecord, store: Store) -> Path | None:
+    """The job's output directory as a ``.tar.gz``, or None while it is being built (and
+    again after the directory changed: a re-calibration writes a new temperature).
+
+    What it holds, by kind: ``finetune``, the model directory; ``compare``, every method's
+    model (``model/<method>/``) beside the metrics and the report; ``analysis``, the metrics
+    and the report. A ``recalibrate`` job writes no files of its own: the temperature it fits
+    goes into its source job's model, hence into that job's archive.
 
     Raises:
-        Conflict: the job has not succeeded.
+        Conflict: the job has not succeeded, or is a recalibrate job.
     """
+    if job.kind == JobKind.RECALIBRATE:
+        raise Conflict(
+            f"job {job.id} is a recalibrate job and has no files of its own; the temperature "
+            f"it fits is in job {job.source_job}'s model: GET /jobs/{job.source_job}/artifacts"
+        )
     _succeeded(job, "artifacts")
-    job_dir = store.job_dir(job.id)
+    model_dir = store.model_dir(job.id)
     return _built_once(
-        store,
-        job,
-        "model",
-        store.model_dir(job.id),
-        lambda target: shutil.make_archive(
-            str(target)[: -len(".tar.gz")], "gztar", root_dir=job_dir, base_dir="model"
-        ),
+        store, job, "model", model_dir, lambda target: _write_archive(model_dir, target)
     )
 
 
-def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path:
-    """The job's model for another runtime (``lpft_core.serving.export``), built on first
-    download and again after the model changed.
+def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path | None:
+    """The job's model for another runtime (``lpft_core.serving.export``), or None while it
+    is being built (on the first download, and again after the model changed).
 
     Raises:
         Conflict: the job is not a succeeded finetune job.
@@ -64,25 +84,66 @@ def _succeeded(job: JobRecord, what: str) -> None:
 
 def _built_once(
     store: Store, job: JobRecord, name: str, source: Path, build: Callable[[Path], object]
-) -> Path:
-    """``<name>-<version of source>.tar.gz`` in the job's directory, built by ``build(path)``
-    when missing. Built under a unique name, then renamed: a concurrent download never sees a
+) -> Path | None:
+    """``<name>-<version of source>.tar.gz`` in the job's directory once it is built; until
+    then None, and ``build(path)`` runs on a thread of its own."""
+    path = store.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
+    if path.is_file():
+        return path
+    with _building_lock:
+        if path in _building:
+            return None
+        _building.add(path)
+    threading.Thread(
+        target=_build, args=(store, job, name, path, build), name=f"build-{name}", daemon=True
+    ).start()
+    return None
+
+
+def _build(
+    store: Store, job: JobRecord, name: str, path: Path, build: Callable[[Path], object]
+) -> None:
+    """Build under a unique name, then rename: a concurrent download never sees a
     half-written archive. Archives of earlier versions (before a re-calibration) go. A new
     archive counts toward the tenant's stored bytes."""
-    job_dir = store.job_dir(job.id)
-    path = job_dir / f"{name}-{_content_version(source)}.tar.gz"
-    if not path.is_file():
+    job_dir = path.parent
+    partial = job_dir / f".{name}-{uuid.uuid4().hex}.tar.gz"
+    try:
         for stale in job_dir.glob(f"{name}-*.tar.gz"):
-            if stale != path:  # a concurrent download may have just built this one
-                stale.unlink(missing_ok=True)
-        partial = job_dir / f".{name}-{uuid.uuid4().hex}.tar.gz"
-        try:
-            build(partial)
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
+            stale.unlink(missing_ok=True)
+        build(partial)
+        partial.replace(path)
         store.measure_job(job)
-    return path
+    except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
+        logger.info("stopped building %s: its job is gone", path.name)
+    except Exception:  # noqa: BLE001 - a thread's error must reach the log; the next request tries again
+        logger.exception("building %s failed", path.name)
+    finally:
+        partial.unlink(missing_ok=True)
+        with _building_lock:
+            _building.discard(path)
+
+
+def _write_archive(directory: Path, target: Path) -> None:
+    """``directory`` as ``model/…`` in a gzipped tar. Dot-named entries are other writers'
+    scratch files (a re-calibration's ``.calibration.json.partial``, a serving graph's
+    ``.build-*``), renamed away at any moment: they are left out, as is a file that vanishes
+    while the archive is written."""
+    with tarfile.open(target, "w:gz") as tar:
+        for path in _files(directory):
+            try:
+                tar.add(path, arcname=f"model/{path.relative_to(directory)}", recursive=False)
+            except FileNotFoundError:
+                continue
+
+
+def _files(directory: Path) -> list[Path]:
+    """The files below ``directory``, in a stable order, without dot-named entries."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+    return found
 
 
 def report(job: JobRecord, store: Store, format: Literal["html", "md"]) -> Path:
@@ -113,11 +174,14 @@ def _finished_file(job: JobRecord, store: Store, relative: str) -> Path:
 
 
 def _content_version(directory: Path) -> str:
-    """A digest of the names, sizes and modification times of the directory's files: any
-    change to the model (a new temperature, say) makes a new archive."""
-    stats = sorted(
-        (str(path.relative_to(directory)), path.stat().st_size, path.stat().st_mtime_ns)
-        for path in directory.rglob("*")
-        if path.is_file()
-    )
+    """A digest of the names, sizes and modification times of the directory's files (its
+    scratch files aside): any change to the model (a new temperature, say) makes a new
+    archive."""
+    stats = []
+    for path in _files(directory):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        stats.append((str(path.relative_to(directory)), stat.st_size, stat.st_mtime_ns))
     return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
