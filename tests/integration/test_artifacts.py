@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -139,3 +140,27 @@ def test_the_files_of_an_unfinished_job_say_why_not(
     assert_files_say_why(alice, running["id"])
     alice.delete(f"/jobs/{running['id']}")
     assert_files_say_why(alice, running["id"], 404)
+
+
+def test_a_build_that_fails_is_answered_not_retried_forever(
+    service_env: dict[str, str],
+    alice: httpx.Client,
+    cpu_worker: Worker,
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    """A build runs off the request, so its failure must reach the next request: the export
+    of a model whose weights are gone fails every time, and used to answer 202 until the
+    client gave up. It is answered once as a problem with an error id, then built again."""
+    job = alice.post("/jobs", json={**job_body(dataset, tiny_model_dir), "method": "lp"}).json()
+    wait_for(alice, job["id"], {"succeeded"})
+    model_dir = Path(service_env["LPFT_ARTIFACTS_DIR"]) / "jobs" / job["id"] / "model"
+    (model_dir / "model.safetensors").unlink()
+    route = f"/jobs/{job['id']}/export?format=hf"
+    deadline = time.monotonic() + 60
+    while (response := alice.get(route)).status_code == 202:
+        assert time.monotonic() < deadline, f"{route} answered 202 for 60 s"
+        time.sleep(0.1)
+    assert response.status_code == 500, response.text
+    assert response.json()["error_id"]
+    assert alice.get(route).status_code == 202  # the failure was told once: a new build

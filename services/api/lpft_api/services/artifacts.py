@@ -30,6 +30,9 @@ BUILD_RETRY_AFTER_S = 2
 logger = logging.getLogger("lpft.api")
 #: The archives this process is building, so that repeated requests start one build.
 _building: set[Path] = set()
+#: Builds that failed, by archive, each kept until the next request for it raises it: without
+#: this a build that always fails would answer 202 until the client gave up.
+_failed: dict[Path, Exception] = {}
 _building_lock = threading.Lock()
 
 
@@ -86,11 +89,20 @@ def _built_once(
     store: Store, job: JobRecord, name: str, source: Path, build: Callable[[Path], object]
 ) -> Path | None:
     """``<name>-<version of source>.tar.gz`` in the job's directory once it is built; until
-    then None, and ``build(path)`` runs on a thread of its own."""
+    then None, and ``build(path)`` runs on a thread of its own.
+
+    Raises:
+        Exception: the last build of this archive failed; it is raised once (a user error
+        such as an unexportable model as its 4xx, anything else as a 500 with an error id),
+        and the request after it builds again.
+    """
     path = store.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
     if path.is_file():
         return path
     with _building_lock:
+        failure = _failed.pop(path, None)
+        if failure is not None:
+            raise failure
         if path in _building:
             return None
         _building.add(path)
@@ -116,8 +128,10 @@ def _build(
         store.measure_job(job)
     except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
         logger.info("stopped building %s: its job is gone", path.name)
-    except Exception:  # noqa: BLE001 - a thread's error must reach the log; the next request tries again
+    except Exception as error:  # a thread's error must reach the log and its client
         logger.exception("building %s failed", path.name)
+        with _building_lock:
+            _failed[path] = error
     finally:
         partial.unlink(missing_ok=True)
         with _building_lock:
