@@ -46,6 +46,10 @@ def test_health_needs_no_key(client: TestClient) -> None:
         ({**JOB, "eval_sets": {"a": "ds-1", "b": "ds-2", "c": "ds-3"}}, "eval_sets"),
         ({**JOB, "eval_sets": {"test": "ds-1"}}, "eval_sets"),
         ({**JOB, "model": "../../etc"}, "model"),
+        # Spelled like a hub id but refused by the hub's own rules: once a 500.
+        ({**JOB, "model": "a--b"}, "model"),
+        ({**JOB, "model": "org/name."}, "model"),
+        ({**JOB, "model": "x.git"}, "model"),
         ({**JOB, "dataset": {"train": "ds/../x"}}, "dataset.train"),
         ({"kind": "analysis", "methods": ["lp"], "dataset": {"train": "ds-a"}}, "methods"),
         ({"kind": "nope", "dataset": {"train": "ds-a"}}, "kind"),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client: its transport errors mean "hub unreachable"
 from huggingface_hub import HfApi, constants, try_to_load_from_cache
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
 from lpft_jobstore.settings import Settings
 
 from lpft_api.errors import HubUnavailable, Unprocessable
@@ -45,8 +46,11 @@ def check_model(model: str | None, models_dir: Path | None) -> str | None:
                 return str(path)
         looks_like_path = model.startswith(("/", ".", "~")) or ".." in model
         if HUB_ID.fullmatch(model) and not looks_like_path and not Path(model).exists():
+            validate_repo_id(model)  # the hub's own rules ("a--b", "x.git"): else a 500 later
             return model
     except OSError:  # a name too long for the filesystem, say: not a directory we have
+        pass
+    except HFValidationError:
         pass
     raise Unprocessable(
         f"{model!r} is neither a Hugging Face id (org/name) nor a model directory under the "
