@@ -25,4 +25,7 @@ def requirements(extra: str) -> Iterator[str]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in EXTRAS:
+        # An image built without its EXTRA build argument gets here with no extra at all.
+        sys.exit(f"usage: python requirements_of.py EXTRA, one of: {', '.join(EXTRAS)}")
     sys.stdout.write("\n".join(sorted(set(requirements(sys.argv[1])))) + "\n")

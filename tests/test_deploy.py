@@ -1,12 +1,12 @@
-"""docker-compose.yml, the Dockerfiles and .dockerignore, checked statically.
+"""docker-compose.yml, docker/Dockerfile and .dockerignore, checked statically.
 
 No Docker engine runs here (nor in CI), so these tests stand in for ``docker compose up``:
-the YAML parses, every build context, Dockerfile, copied path, command module and volume it
-names exists, and the production settings are in place: healthchecks (a worker's answers while
-it trains), restart policies, stop grace periods that cover the service's own shutdown,
-persistence, the GPU reservation, the CPU profile, non-root images whose dependency layer is
-built before the source is copied, pinned torch, and a build context that leaves local state
-out.
+the YAML parses, every build context, Dockerfile target, copied path, command module and
+volume it names exists, and the production settings are in place: healthchecks (a worker's
+answers while it trains), restart policies, stop grace periods that cover the service's own
+shutdown, persistence, the GPU reservation, the CPU profile, images that share one base stage,
+run as a non-root user and build their dependency layer before the source is copied, pinned
+torch, and a build context that leaves local state out.
 """
 
 from __future__ import annotations
@@ -63,9 +63,48 @@ def parse_dockerfile(path: Path) -> list[Instruction]:
     return instructions
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One build stage: what it is built ``FROM`` (an image, or an earlier stage's name) and
+    its own instructions after that line."""
+
+    parent: str
+    instructions: list[Instruction]
+
+
+def stages_of(instructions: list[Instruction]) -> dict[str, Stage]:
+    """A multi-stage Dockerfile's stages by name (``FROM parent AS name``)."""
+    stages: dict[str, Stage] = {}
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            parent, _, name = re.sub(r"(?i) as ", " AS ", instruction.text).partition(" AS ")
+            stage = stages[name.strip()] = Stage(parent.strip(), [])
+        else:
+            stage.instructions.append(instruction)
+    return stages
+
+
 def dockerfile_of(name: str) -> Path:
     build = SERVICES[name]["build"]
     return ROOT / build["context"] / build["dockerfile"]
+
+
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+STAGES = stages_of(parse_dockerfile(DOCKERFILE))
+BASE = "base"
+TARGETS = ("api", "worker")
+
+
+def image_of(target: str) -> list[Instruction]:
+    """Every instruction that builds ``target``: its ancestor stages' first, then its own."""
+    stage = STAGES[target]
+    inherited = image_of(stage.parent) if stage.parent in STAGES else []
+    return inherited + stage.instructions
+
+
+def instruction_of(target: str, keyword: str) -> Instruction:
+    """The image's last ``keyword`` instruction (``CMD``, ``HEALTHCHECK``): the one in force."""
+    return [i for i in image_of(target) if i.keyword == keyword][-1]
 
 
 def env_of(instructions: list[Instruction]) -> dict[str, str]:
@@ -144,24 +183,39 @@ def test_gpu_worker_reserves_a_gpu_and_cpu_worker_is_a_profile() -> None:
 
 
 @pytest.mark.parametrize("name", BUILT)
-def test_build_context_dockerfile_and_copied_paths_exist(name: str) -> None:
+def test_build_context_dockerfile_target_and_copied_paths_exist(name: str) -> None:
+    """Every service builds a target of the one Dockerfile, is given each build argument
+    that has no default, and copies only paths that exist."""
     build = SERVICES[name]["build"]
     context = ROOT / build["context"]
-    dockerfile = dockerfile_of(name)
-    assert dockerfile.is_file()
-    for instruction in parse_dockerfile(dockerfile):
+    assert dockerfile_of(name) == DOCKERFILE
+    assert build["target"] in TARGETS
+    for instruction in image_of(build["target"]):
         if instruction.keyword == "COPY":
             sources = [word for word in instruction.text.split()[:-1] if not word.startswith("--")]
             for source in sources:
-                assert (context / source).exists(), f"{dockerfile.name} copies missing {source}"
-        if instruction.keyword == "ARG" and "=" in instruction.text:
-            arg = instruction.text.split("=")[0]
-            assert arg in build.get("args", {arg: None}) or name == "api"
+                assert (context / source).exists(), f"{DOCKERFILE.name} copies missing {source}"
+        if instruction.keyword == "ARG" and "=" not in instruction.text:
+            assert instruction.text in build["args"], f"{name} does not pass {instruction.text}"
+    assert build["args"]["EXTRA"] == build["target"], "the image installs another extra"
+
+
+def test_the_targets_share_one_base_that_installs_everything() -> None:
+    """The API and worker images differ only in what they run: each target is built on the
+    base stage and adds no layer of its own, so the user, the pinned torch and the layer
+    order are written once."""
+    assert STAGES[BASE].parent.startswith("python:3.11")
+    for target in TARGETS:
+        assert STAGES[target].parent == BASE
+        own = {i.keyword for i in STAGES[target].instructions}
+        assert own <= {"ENV", "EXPOSE", "HEALTHCHECK", "CMD"}, (target, own)
+        assert {"HEALTHCHECK", "CMD"} <= own, target
+    assert {SERVICES[name]["build"]["target"] for name in BUILT} == set(TARGETS)
 
 
 def test_commands_name_importable_modules() -> None:
-    api = (ROOT / "services/api/Dockerfile").read_text()
-    worker = (ROOT / "services/worker/Dockerfile").read_text()
+    api = instruction_of("api", "CMD").text
+    worker = instruction_of("worker", "CMD").text
     module, _, factory = re.search(r"--factory (\S+)", api).group(1).partition(":")
     assert callable(getattr(importlib.import_module(module), factory))
     celery_module = re.search(r"celery -A (\S+) worker", worker).group(1)
@@ -175,8 +229,7 @@ def test_worker_health_is_its_heartbeat_not_a_celery_ping() -> None:
     holds for hours; the heartbeat is written by a thread of its own."""
     for name in WORKERS:
         assert SERVICES[name]["healthcheck"]["test"] == ["CMD", *HEALTH_COMMAND]
-    instructions = parse_dockerfile(ROOT / "services/worker/Dockerfile")
-    (healthcheck,) = [i for i in instructions if i.keyword == "HEALTHCHECK"]
+    healthcheck = instruction_of("worker", "HEALTHCHECK")
     assert healthcheck.text.endswith('CMD ["python", "-m", "lpft_worker.health"]')
     health = importlib.import_module(HEALTH_COMMAND[-1])
     assert callable(health.main)
@@ -193,24 +246,23 @@ def test_worker_stop_grace_covers_a_cancel_in_flight() -> None:
 
 
 def test_api_stop_grace_covers_uvicorns_graceful_shutdown() -> None:
-    api = parse_dockerfile(ROOT / "services/api/Dockerfile")
-    (cmd,) = [i for i in api if i.keyword == "CMD"]
+    cmd = instruction_of("api", "CMD")
     graceful_s = float(re.search(r"--timeout-graceful-shutdown (\d+)", cmd.text).group(1))
     assert seconds(SERVICES["api"]["stop_grace_period"]) >= graceful_s + 5
 
 
 @pytest.mark.parametrize("name", BUILT)
 def test_hf_cache_is_a_named_volume_at_the_images_hf_home(name: str) -> None:
-    hf_home = env_of(parse_dockerfile(dockerfile_of(name)))["HF_HOME"]
+    hf_home = env_of(image_of(SERVICES[name]["build"]["target"]))["HF_HOME"]
     assert named_volumes(SERVICES[name])["hf-cache"] == hf_home
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_images_run_as_a_fixed_non_root_user_owning_what_it_writes(name: str) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_images_run_as_a_fixed_non_root_user_owning_what_it_writes(target: str) -> None:
     """The last USER, set after every install, is a user with a fixed uid (so that shared
     storage can grant it access) that owns the mount points of its volumes: a named volume
     takes the ownership of the image's directory when it is first created."""
-    instructions = parse_dockerfile(dockerfile_of(name))
+    instructions = image_of(target)
     keywords = [i.keyword for i in instructions]
     last_user = len(keywords) - 1 - keywords[::-1].index("USER")
     last_run = len(keywords) - 1 - keywords[::-1].index("RUN")
@@ -232,11 +284,11 @@ def expand(word: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], word.strip('"'))
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_dependencies_install_in_a_layer_before_the_source(name: str) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_dependencies_install_in_a_layer_before_the_source(target: str) -> None:
     """Editing the source must not reinstall the dependencies: the only files copied before
     they are installed are the ones that declare them, and the project goes in last."""
-    instructions = parse_dockerfile(dockerfile_of(name))
+    instructions = image_of(target)
     copies = [(n, i.text.split()[:-1]) for n, i in enumerate(instructions) if i.keyword == "COPY"]
     install = next(n for n, i in enumerate(instructions) if "-r /tmp/requirements.txt" in i.text)
     first_source = min(n for n, sources in copies if {"lpft_core", "services"} & set(sources))
@@ -247,22 +299,23 @@ def test_dependencies_install_in_a_layer_before_the_source(name: str) -> None:
     assert project > max(n for n, _ in copies)
 
 
-@pytest.mark.parametrize(("name", "extra"), [("api", "api"), ("worker", "worker")])
-def test_the_dependency_layer_installs_the_whole_extra(
-    name: str, extra: str, tmp_path: Path
-) -> None:
-    """The Dockerfile's own RUN, run by the shell on the real pyproject.toml, lists every
-    requirement of the extra and of the extras it names (``lpft[client,ml]``), not the
-    project."""
-    instructions = parse_dockerfile(dockerfile_of(name))
+@pytest.mark.parametrize("name", BUILT)
+def test_the_dependency_layer_installs_the_whole_extra(name: str, tmp_path: Path) -> None:
+    """The Dockerfile's own RUN, run by the shell on the real pyproject.toml with the build
+    arguments compose passes, lists every requirement of the service's extra and of the
+    extras it names (``lpft[client,ml]``), not the project."""
+    build = SERVICES[name]["build"]
+    extra = build["args"]["EXTRA"]
+    instructions = image_of(build["target"])
     (script,) = [i for i in instructions if "requirements_of.py" in i.text and i.keyword == "RUN"]
-    assert script.text == f"python requirements_of.py {extra} > /tmp/requirements.txt"
+    assert script.text == "python requirements_of.py ${EXTRA} > /tmp/requirements.txt"
     listing = tmp_path / "requirements.txt"
     shell = script.text.replace("/tmp/requirements.txt", str(listing)).replace(
         "requirements_of.py", str(ROOT / "docker" / "requirements_of.py")
     )
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    subprocess.run(["sh", "-c", shell], cwd=ROOT, env={**os.environ, "PATH": path}, check=True)
+    env = {**os.environ, "PATH": path, **build["args"]}
+    subprocess.run(["sh", "-c", shell], cwd=ROOT, env=env, check=True)
     listed = listing.read_text().splitlines()
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
@@ -278,12 +331,11 @@ def test_the_dependency_layer_installs_the_whole_extra(
     assert "torch" in listed
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
-def test_every_pip_install_keeps_torch_pinned(name: str) -> None:
+def test_every_pip_install_keeps_torch_pinned() -> None:
     """torch is named with its pin, and every other install goes through constraints.txt
     (which pins it) or installs no dependencies at all."""
     assert TORCH_PIN in (ROOT / "constraints.txt").read_text().splitlines()
-    runs = [i.text for i in parse_dockerfile(dockerfile_of(name)) if i.keyword == "RUN"]
+    runs = [i.text for i in parse_dockerfile(DOCKERFILE) if i.keyword == "RUN"]
     installs = [cmd for text in runs for cmd in text.split("&&") if "pip install" in cmd]
     assert installs
     for install in installs:
@@ -325,8 +377,7 @@ def ignored(path: str) -> bool:
 def test_dockerignore_sends_what_the_images_copy_and_nothing_local() -> None:
     copied = {
         word
-        for name in ("api", "worker")
-        for i in parse_dockerfile(dockerfile_of(name))
+        for i in parse_dockerfile(DOCKERFILE)
         if i.keyword == "COPY"
         for word in i.text.split()[:-1]
     }
