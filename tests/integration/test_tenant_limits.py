@@ -214,8 +214,9 @@ def test_a_hub_model_is_checked_before_anything_is_queued_or_downloaded(
         datasets = {"train": upload(erin, toy_dataset_files["train"])}
         body = job_body(datasets, places["models"] / "tiny", device="cuda")  # never trained
 
-        def submit(model: str) -> httpx.Response:
-            return erin.post("/jobs", json={**body, "model": model})
+        def submit(model: str, key: str | None = None) -> httpx.Response:
+            headers = {"Idempotency-Key": key} if key else {}
+            return erin.post("/jobs", json={**body, "model": model}, headers=headers)
 
         detail = assert_problem(submit("tiny-org/big"), 422, "model")["detail"]
         assert f"{60 * MB + 2:,} bytes on the hub" in detail, detail
@@ -235,7 +236,7 @@ def test_a_hub_model_is_checked_before_anything_is_queued_or_downloaded(
         assert not [path for path in asked if "/resolve/" in path], asked
         assert not list(places["hf_home"].glob("hub/models--tiny-org--*"))  # nor downloaded
 
-        small = submit("tiny-org/small")
+        small = submit("tiny-org/small", key="small-1")
         assert small.status_code == 202, small.text
         assert erin.post(f"/jobs/{small.json()['id']}/cancel").status_code == 200
 
@@ -248,6 +249,9 @@ def test_a_hub_model_is_checked_before_anything_is_queued_or_downloaded(
         down = submit("tiny-org/small")
         assert down.status_code == 503 and down.json()["code"] == "hub_unavailable", down.text
         assert int(down.headers["retry-after"]) > 0 and "did not answer" in down.json()["detail"]
+        # A retry of a job already created needs no hub: it is the same job.
+        retried = submit("tiny-org/small", key="small-1")
+        assert retried.status_code == 202 and retried.json()["id"] == small.json()["id"], retried
 
 
 def open_stream(client: httpx.Client, job_id: str, stack: ExitStack) -> httpx.Response:

@@ -26,7 +26,7 @@ from lpft_api.errors import (
     Unprocessable,
 )
 from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
-from lpft_api.services.specs import job_record, recalibration_record
+from lpft_api.services.specs import check_job_model, job_record, recalibration_record
 
 #: How long a retry waits for the job a concurrent request with its key is still creating.
 IDEMPOTENCY_WAIT_S = 10
@@ -46,19 +46,23 @@ def create_job(
     a rejected request does not use the key up.
 
     Raises:
-        Unprocessable: the key was used with another body (or see ``specs.job_record``).
+        Unprocessable: the key was used with another body (or see ``specs.job_record`` and
+            ``specs.check_job_model``).
+        HubUnavailable: the hub did not answer how large the model is.
         QuotaExceeded: the tenant stores as many bytes as its quota allows.
         TooManyRequests: the tenant is at its cap on unfinished jobs.
         QueueUnavailable: the broker did not take the job.
     """
     record = job_record(new_id("job"), tenant, body, store, settings)
     if not idempotency_key:
+        check_job_model(body, settings)
         _submit(record, store, enqueuer, settings)
         return record
     bound_id = _bind_key(tenant, idempotency_key, body, record.id, store)
     if bound_id != record.id:
         return _wait_for_job(store, bound_id, tenant)
     try:
+        check_job_model(body, settings)
         _submit(record, store, enqueuer, settings)
     except Exception:
         # A retry with this key must create the job, not find this failed one.

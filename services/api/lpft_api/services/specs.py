@@ -55,7 +55,6 @@ def job_record(
 
     Raises:
         Unprocessable: a seed, dataset, source job, model or eval set the job cannot use.
-        HubUnavailable: the hub did not answer how large the model is.
         DataError: the datasets' splits do not fit together (too few classes or rows, mixed
             single texts and pairs, a label train lacks).
         ConfigError: options lpft_core refuses.
@@ -78,7 +77,6 @@ def job_record(
         hyperparameters=hyperparameters,
         seeds=seeds,
     )
-    check_model_policy(model, settings)  # after the cheap checks: it may ask the hub
     methods = getattr(body, "methods", None)
     return JobRecord(
         id=job_id,
@@ -94,6 +92,18 @@ def job_record(
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
         spec=core_spec(body, inputs, job_id, store, settings).to_dict(),
     )
+
+
+def check_job_model(body: JobCreate, settings: Settings) -> None:
+    """Refuse the job's model if the operator does not allow it or it is too large. Apart
+    from ``job_record``'s checks since it may ask the hub: a retry of a job already created
+    must find that job without it, even while the hub is down.
+
+    Raises:
+        Unprocessable: see ``check_model_policy``.
+        HubUnavailable: the hub did not answer how large the model is.
+    """
+    check_model_policy(check_model(body.model, settings.models_dir), settings)
 
 
 def recalibration_record(
