@@ -156,13 +156,15 @@ def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
     response_class=FileResponse,
     responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}, **BUILDING},
 )
-def get_job_artifacts(request: Request, job: JobDep, store: StoreDep) -> Response:
+def get_job_artifacts(
+    request: Request, job: JobDep, store: StoreDep, settings: SettingsDep
+) -> Response:
     """The job's output as a ``.tar.gz``: a finetune job's model directory; a comparison's
     models (``model/<method>/``), metrics and report; an analysis's metrics and report. A
     recalibrate job has none (409: its temperature is in its source job's archive). Built
     off the request, at the first download and after a re-calibration: until then 202, with
     ``Location`` and ``Retry-After``."""
-    path = artifacts.archive(job, store)
+    path = artifacts.archive(job, store, settings.max_stored_bytes_per_tenant)
     return _archive_or_building(request, path, f"{job.id}.tar.gz")
 
 
@@ -172,14 +174,18 @@ def get_job_artifacts(request: Request, job: JobDep, store: StoreDep) -> Respons
     responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}, **BUILDING},
 )
 def get_job_export(
-    request: Request, job: JobDep, store: StoreDep, format: Literal["onnx", "hf"] = "onnx"
+    request: Request,
+    job: JobDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    format: Literal["onnx", "hf"] = "onnx",
 ) -> Response:
     """The model for any runtime, as a ``.tar.gz``: LoRA merged, the temperature inside
     (``hf``: folded into the head, so a plain softmax is calibrated; ``onnx``: outputs
     ``probabilities`` (calibrated) and ``logits``), with the tokenizer, ``labels.json`` and a
     model card. Built off the request at the first one (seconds to a minute): until then
     202, with ``Location`` and ``Retry-After``."""
-    path = artifacts.export(job, store, format)
+    path = artifacts.export(job, store, format, settings.max_stored_bytes_per_tenant)
     return _archive_or_building(request, path, f"{job.id}-{format}.tar.gz")
 
 

@@ -14,13 +14,14 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 from lpft_jobstore.records import JobRecord, JobStatus
 from lpft_jobstore.store import Store
 
-from lpft_api.errors import Conflict, NotFound
+from lpft_api.errors import Conflict, NotFound, QuotaExceeded
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.export import ExportFormat, export_model
 
@@ -34,9 +35,12 @@ _building: set[Path] = set()
 #: this a build that always fails would answer 202 until the client gave up.
 _failed: dict[Path, Exception] = {}
 _building_lock = threading.Lock()
+#: Builds run here, a few at a time: an onnx export runs torch in the API process, and one
+#: per request could exhaust its memory.
+_builder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="build")
 
 
-def archive(job: JobRecord, store: Store) -> Path | None:
+def archive(job: JobRecord, store: Store, quota: int) -> Path | None:
     """The job's output directory as a ``.tar.gz``, or None while it is being built (and
     again after the directory changed: a re-calibration writes a new temperature).
 
@@ -47,6 +51,8 @@ def archive(job: JobRecord, store: Store) -> Path | None:
 
     Raises:
         Conflict: the job has not succeeded, or is a recalibrate job.
+        QuotaExceeded: the archive must be built and the tenant's stored bytes (``quota``
+            at most) are used up.
     """
     if job.kind == JobKind.RECALIBRATE:
         raise Conflict(
@@ -56,16 +62,17 @@ def archive(job: JobRecord, store: Store) -> Path | None:
     _succeeded(job, "artifacts")
     model_dir = store.model_dir(job.id)
     return _built_once(
-        store, job, "model", model_dir, lambda target: _write_archive(model_dir, target)
+        store, job, quota, "model", model_dir, lambda target: _write_archive(model_dir, target)
     )
 
 
-def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path | None:
+def export(job: JobRecord, store: Store, fmt: ExportFormat, quota: int) -> Path | None:
     """The job's model for another runtime (``lpft_core.serving.export``), or None while it
     is being built (on the first download, and again after the model changed).
 
     Raises:
         Conflict: the job is not a succeeded finetune job.
+        QuotaExceeded: as for ``archive``.
     """
     if job.kind != JobKind.FINETUNE:
         raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
@@ -74,6 +81,7 @@ def export(job: JobRecord, store: Store, fmt: ExportFormat) -> Path | None:
     return _built_once(
         store,
         job,
+        quota,
         f"export-{fmt}",
         model_dir,
         lambda target: export_model(model_dir, target, fmt),
@@ -86,7 +94,12 @@ def _succeeded(job: JobRecord, what: str) -> None:
 
 
 def _built_once(
-    store: Store, job: JobRecord, name: str, source: Path, build: Callable[[Path], object]
+    store: Store,
+    job: JobRecord,
+    quota: int,
+    name: str,
+    source: Path,
+    build: Callable[[Path], object],
 ) -> Path | None:
     """``<name>-<version of source>.tar.gz`` in the job's directory once it is built; until
     then None, and ``build(path)`` runs on a thread of its own.
@@ -106,25 +119,42 @@ def _built_once(
         if path in _building:
             return None
         _building.add(path)
-    threading.Thread(
-        target=_build, args=(store, job, name, path, build), name=f"build-{name}", daemon=True
-    ).start()
+    try:
+        _refuse_over_quota(store, job, quota)
+    except QuotaExceeded:
+        with _building_lock:
+            _building.discard(path)
+        raise
+    _builder.submit(_build, store, job, name, path, build)
     return None
+
+
+def _refuse_over_quota(store: Store, job: JobRecord, quota: int) -> None:
+    """An archive adds about a model's size to the tenant's stored bytes: refused, like an
+    upload, once they reach the quota."""
+    used = store.stored_bytes(job.tenant)
+    if used >= quota:
+        raise QuotaExceeded(
+            f"your datasets and jobs store {used} bytes, the quota of {quota} bytes "
+            "(LPFT_MAX_STORED_BYTES_PER_TENANT), and this archive would add to them. Delete "
+            "jobs or datasets you no longer need (DELETE /jobs/{id}, DELETE /datasets/{id})"
+        )
 
 
 def _build(
     store: Store, job: JobRecord, name: str, path: Path, build: Callable[[Path], object]
 ) -> None:
     """Build under a unique name, then rename: a concurrent download never sees a
-    half-written archive. Archives of earlier versions (before a re-calibration) go. A new
-    archive counts toward the tenant's stored bytes."""
+    half-written archive. Archives of earlier versions (before a re-calibration) go once the
+    new one is in place. A new archive counts toward the tenant's stored bytes."""
     job_dir = path.parent
     partial = job_dir / f".{name}-{uuid.uuid4().hex}.tar.gz"
     try:
-        for stale in job_dir.glob(f"{name}-*.tar.gz"):
-            stale.unlink(missing_ok=True)
         build(partial)
         partial.replace(path)
+        for stale in job_dir.glob(f"{name}-*.tar.gz"):
+            if stale != path:  # an older version; this one another replica may be serving
+                stale.unlink(missing_ok=True)
         store.measure_job(job)
     except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
         logger.info("stopped building %s: its job is gone", path.name)
