@@ -108,9 +108,11 @@ class Settings(BaseSettings):
     )
     event_stream_keepalive_seconds: float = Field(
         15.0,
-        description="an idle event stream sends a comment this often; a client gone is "
-        "noticed and its stream closed within this time",
-        gt=0,
+        description="an idle event stream sends a comment this often (keep it under clients' "
+        "and proxies' idle timeouts); a disconnect is noticed within a second, a client whose "
+        "host resets the connection at the next comment",
+        ge=1,
+        le=30,
     )
     event_retention_seconds: int = Field(
         7 * 24 * 3600, description="how long a finished job's event stream stays in Redis"

@@ -43,8 +43,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 _RENEW = f"""{_NOW}
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+local lapses = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if (not lapses) or tonumber(lapses) <= now then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
 """
 _HELD = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
 
@@ -75,9 +81,12 @@ class StreamSlots:
         taken = self._acquire(keys=[self.key(tenant)], args=[self.cap, self.lease_ms, slot])
         return slot if taken else None
 
-    def renew(self, tenant: str, slot: str) -> None:
-        """Keep the slot for another lease (a lapsed one stays lapsed)."""
-        self._renew(keys=[self.key(tenant)], args=[self.lease_ms, slot])
+    def renew(self, tenant: str, slot: str) -> bool:
+        """Keep the slot for another lease; False when it was lost and cannot be taken again
+        under the cap. A slot is lost when it lapsed (its stream stalled on a client that
+        stopped reading) or Redis lost it (a restart): an uncounted stream would let a
+        tenant hold more than the cap."""
+        return bool(self._renew(keys=[self.key(tenant)], args=[self.lease_ms, slot, self.cap]))
 
     def release(self, tenant: str, slot: str) -> None:
         """Give the slot back."""
@@ -140,11 +149,12 @@ async def live(
     keepalive_s = settings.event_stream_keepalive_seconds
     renewed = time.monotonic()
 
-    async def renew() -> None:
+    async def renew() -> bool:
         nonlocal renewed
-        if time.monotonic() - renewed >= keepalive_s:
-            await asyncio.to_thread(slots.renew, tenant, slot)
-            renewed = time.monotonic()
+        if time.monotonic() - renewed < keepalive_s:
+            return True
+        renewed = time.monotonic()
+        return await asyncio.to_thread(slots.renew, tenant, slot)
 
     events = stream(job_id, after, store, disconnected, keepalive_s, renew)
     return EventStream(events, lambda: slots.release(tenant, slot))
@@ -181,18 +191,20 @@ async def stream(
     store: Store,
     disconnected: Callable[[], Awaitable[bool]],
     keepalive_s: float,
-    renew: Callable[[], Awaitable[None]],
+    renew: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     """Server-Sent Events of the job's log from ``after`` on, until the job has finished and
     its last event was sent, or ``disconnected()`` (asked at least once a second, and every
     ``keepalive_s``). A comment goes out after ``keepalive_s`` without an event, so that
     proxies keep the connection open and a client that vanished without closing it fails the
-    write. ``renew`` keeps the stream's slot while it runs."""
+    write. ``renew`` keeps the stream's slot while it runs; a stream whose slot is lost ends,
+    and its client, reconnecting with ``Last-Event-ID``, is counted again."""
     cursor = after
     wait_ms = max(1, min(STREAM_WAIT_MS, int(keepalive_s * 1000)))
     written = time.monotonic()
     while not await disconnected():
-        await renew()
+        if not await renew():
+            return
         events, _ = await asyncio.to_thread(store.events, job_id, cursor, STREAM_BATCH, wait_ms)
         for event in events:
             cursor = event["id"]
