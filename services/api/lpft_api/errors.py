@@ -60,14 +60,19 @@ class QuotaExceeded(ApiError):
     status, code, title = 409, "quota_exceeded", "Quota exceeded"
 
 
-class TooManyRequests(ApiError):
-    """A per-tenant cap is reached; ``retry_after`` seconds is when to try again."""
-
-    status, code, title = 429, "too_many_requests", "Too many requests"
+class RetryLater(ApiError):
+    """An error that passes by itself: ``retry_after`` seconds is when to try again, sent as
+    the answer's ``Retry-After``."""
 
     def __init__(self, detail: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(detail, field=field)
         self.retry_after = retry_after
+
+
+class TooManyRequests(RetryLater):
+    """A per-tenant cap is reached."""
+
+    status, code, title = 429, "too_many_requests", "Too many requests"
 
 
 class Unprocessable(ApiError):
@@ -88,15 +93,10 @@ class QueueUnavailable(ApiError):
     status, code, title = 503, "queue_unavailable", "Service unavailable"
 
 
-class HubUnavailable(ApiError):
-    """The Hugging Face Hub did not answer a check that must precede the job; ``retry_after``
-    seconds is when to try again."""
+class HubUnavailable(RetryLater):
+    """The Hugging Face Hub did not answer a check that must precede the job."""
 
     status, code, title = 503, "hub_unavailable", "Service unavailable"
-
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail, field="model")
-        self.retry_after = retry_after
 
 
 #: lpft_core errors that reach the API are the user's to fix.
@@ -151,7 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if isinstance(exc, TooManyRequests | HubUnavailable):
+    if isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after)}
     error_id = None
     if exc.status >= 500:

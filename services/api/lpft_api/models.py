@@ -150,6 +150,7 @@ def _cached_bytes(model: str, *, offline: bool) -> int:
         f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer, so the size of model "
         f"{model!r} cannot be checked (it is not in this server's cache); retry shortly",
         retry_after=30,
+        field="model",
     )
 
 
