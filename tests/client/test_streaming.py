@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from lpft_client import AsyncLpftClient, LpftClient
-from lpft_client.types import StatusEvent, StepEvent
+from lpft_client.types import OtherEvent, StatusEvent, StepEvent
 
 from tests.client.servers import ScriptedServer, event, sse_reply
 
@@ -42,3 +42,15 @@ def test_the_async_client_resumes_the_same_way() -> None:
         ids = asyncio.run(collect(server.url))
     assert ids == [e["id"] for e in FIRST + REST]
     assert server.received[1].headers["last-event-id"] == FIRST[-1]["id"]
+
+
+def test_an_event_this_client_cannot_read_goes_on_plain_and_the_stream_with_it() -> None:
+    """A newer server may send a type this client does not know, or change what a known type
+    carries: such an event arrives as an ``OtherEvent`` with its data as sent."""
+    unknown = event(2, "checkpoint", path="checkpoints/epoch-1")
+    changed = event(3, "step", stage="ft", step="3 of 6")
+    stream = [event(1), unknown, changed, event(4, "status", status="succeeded")]
+    with ScriptedServer([sse_reply(stream)]) as server, LpftClient(server.url) as client:
+        events = list(client.jobs.stream_events("job-1"))
+    assert [type(e) for e in events] == [StepEvent, OtherEvent, OtherEvent, StatusEvent]
+    assert events[2].data == changed["data"]

@@ -110,33 +110,31 @@ class StageData(ApiModel):
     total: int | None = None
 
 
-class StepData(ApiModel):
-    """One optimisation step of a stage, with its training loss."""
+class StageProgress(ApiModel):
+    """How far a stage has come: ``step`` of ``total``, in every progress event's data."""
 
     stage: str
     step: int
     total: int
+
+
+class StepData(StageProgress):
+    """One optimisation step of a stage, with its training loss."""
+
     loss: float
     head_weight_norm: float | None = None
 
 
-class EpochData(ApiModel):
+class EpochData(StageProgress):
     """The end of an epoch and its validation figures."""
 
-    stage: str
-    step: int
-    total: int
     epoch: float
     validation_accuracy: float | None = None
     validation_loss: float | None = None
 
 
-class MetricsData(ApiModel):
+class MetricsData(StageProgress):
     """Progress of a stage without a loss (feature extraction, NTK...)."""
-
-    stage: str
-    step: int
-    total: int
 
 
 class MessageData(ApiModel):
@@ -202,24 +200,18 @@ class OtherEvent(BaseEvent):
     data: dict[str, Any]
 
 
-_EVENT_TYPES = {"status", "stage", "step", "epoch", "metrics", "message", "warning"}
-
-
-def _event_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in _EVENT_TYPES else "other"
-
-
+#: An event as the class of its ``type``: each member's ``type`` is a literal, so the first
+#: that fits is the one; a type this client does not know yet falls through to ``OtherEvent``.
 Event = Annotated[
-    Annotated[StatusEvent, Tag("status")]
-    | Annotated[StageEvent, Tag("stage")]
-    | Annotated[StepEvent, Tag("step")]
-    | Annotated[EpochEvent, Tag("epoch")]
-    | Annotated[MetricsEvent, Tag("metrics")]
-    | Annotated[MessageEvent, Tag("message")]
-    | Annotated[WarningEvent, Tag("warning")]
-    | Annotated[OtherEvent, Tag("other")],
-    Discriminator(_event_tag),
+    StatusEvent
+    | StageEvent
+    | StepEvent
+    | EpochEvent
+    | MetricsEvent
+    | MessageEvent
+    | WarningEvent
+    | OtherEvent,
+    Field(union_mode="left_to_right"),
 ]
 EVENT = TypeAdapter(Event)
 
@@ -445,6 +437,7 @@ __all__ = [
     "RecalibrationMetrics",
     "StageData",
     "StageEvent",
+    "StageProgress",
     "StatusData",
     "StatusEvent",
     "StepData",
