@@ -1,11 +1,12 @@
-"""Dependencies: settings, the store, the caller's tenant, a job looked up for it, and the
-per-process state of /predict."""
+"""Dependencies: settings, the store, the caller's tenant, a job looked up for it, the page
+of a list asked for, and the per-process state of /predict."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from lpft_jobstore.enqueue import Enqueuer
 from lpft_jobstore.records import JobRecord
@@ -75,6 +76,18 @@ def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobRecord:
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of the caller's jobs or datasets, newest first: at most ``limit`` of those
+    after the one named ``after`` (the last id of the previous page)."""
+
+    after: Annotated[str | None, Query(pattern=RESOURCE_ID)] = None
+    limit: Annotated[int, Query(ge=1, le=100)] = 20
+
+
+PageDep = Annotated[Page, Depends()]
 
 
 def reject_unknown_query_parameters(request: Request) -> None:

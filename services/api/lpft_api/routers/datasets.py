@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Query, Request, Response
-
-from lpft_api.deps import DatasetId, SettingsDep, StoreDep, TenantDep
-from lpft_api.schemas import RESOURCE_ID, DatasetList, DatasetPublic, DatasetRecordsIn, Problem
+from lpft_api.deps import DatasetId, PageDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn, Problem
 from lpft_api.services import datasets
 from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, ROLES, option_name
 
@@ -76,14 +74,9 @@ async def create_dataset(
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(
-    store: StoreDep,
-    tenant: TenantDep,
-    after: Annotated[str | None, Query(pattern=RESOURCE_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> DatasetList:
+def list_datasets(store: StoreDep, tenant: TenantDep, page: PageDep) -> DatasetList:
     """The caller's datasets, newest first."""
-    records, has_more = datasets.list_datasets(tenant, after, limit, store)
+    records, has_more = datasets.list_datasets(tenant, page.after, page.limit, store)
     return DatasetList(data=[DatasetPublic.from_record(r) for r in records], has_more=has_more)
 
 

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from lpft_jobstore.records import JobStatus
 
-from lpft_api.deps import EnqueuerDep, JobDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.schemas import (
-    RESOURCE_ID,
     Building,
     EventList,
     JobCreate,
@@ -64,14 +63,10 @@ def create_job(
 
 @router.get("", response_model=JobList)
 def list_jobs(
-    store: StoreDep,
-    tenant: TenantDep,
-    after: Annotated[str | None, Query(pattern=RESOURCE_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    status: JobStatus | None = None,
+    store: StoreDep, tenant: TenantDep, page: PageDep, status: JobStatus | None = None
 ) -> JobList:
     """The caller's jobs, newest first; ``after`` is the last id of the previous page."""
-    records, has_more = store.list_jobs(tenant, after, limit, status)
+    records, has_more = store.list_jobs(tenant, page.after, page.limit, status)
     data = [JobPublic.from_record(r) for r in records]
     return JobList(
         data=data,
