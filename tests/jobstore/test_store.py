@@ -15,6 +15,7 @@ from lpft_jobstore.records import JobRecord, JobStatus
 from lpft_jobstore.store import Store
 
 from tests.api.test_metrics import job as queued_job
+from tests.jobstore import empty_database
 
 STORE_REDIS_DB = 10
 
@@ -37,13 +38,8 @@ class CountingRedis(redis.Redis):
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     client = CountingRedis(db=STORE_REDIS_DB, decode_responses=True)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("the store tests need Redis on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
-    yield Store(client, tmp_path)
-    client.flushdb()
+    with empty_database(client):
+        yield Store(client, tmp_path)
 
 
 def job(n: int, tenant: str = "alice", created_at: float | None = None) -> JobRecord:

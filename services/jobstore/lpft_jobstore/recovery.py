@@ -1,7 +1,7 @@
 """Recovery: the pass the API makes every few seconds so that no fault loses a job.
 
 - Redis lost its data (a flush, a restart without persistence): the job and dataset
-  indexes are rebuilt from the volume, where every record has a copy.
+  indexes are rebuilt from the volume, where every record has a copy, by one API replica.
 - A running job's lease stayed missing for ``lease_s`` (its worker died with its trainer,
   or its machine is gone): the job is queued again and resumes from its last checkpoint, up
   to ``max_attempts`` runs; only then does it fail, with ``worker_lost``. The lease must be
@@ -52,7 +52,9 @@ class Recovery:
         """Do one pass; returns what it did, one line each, for the log."""
         done = []
         if not self.store.indexes_present():
-            done.append(f"rebuilt the indexes from {self.store.rebuild_indexes()} records")
+            count = self.store.rebuild_indexes()
+            if count is not None:  # else another replica is rebuilding them
+                done.append(f"rebuilt the indexes from {count} records")
         done += self._lost_runs()
         done += self._lost_messages()
         return done

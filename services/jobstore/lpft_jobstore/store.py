@@ -35,6 +35,30 @@ EVENTS_MAXLEN = 200_000
 #: files, for the storage quota; v4: each tenant's jobs by status, for ``GET /jobs?status=``),
 #: so an upgraded store backfills it.
 INDEXED = f"{PREFIX}:indexed:v4"
+#: Held by the one API replica rebuilding the indexes, so the others do not repeat its walk of
+#: every job directory. It expires in case that replica dies mid-rebuild; long, since a second
+#: replica joining a long rebuild is the very load the lock is there to spare, while until it
+#: expires a job is still read from its copy on the volume.
+REBUILDING = f"{PREFIX}:rebuilding"
+REBUILD_LOCK_S = 600
+#: How long a deleted job's marker stays: far longer than a finish takes to write the job's
+#: copies (even one riding out a Redis restart), which is all it must outlast.
+DELETED_MARKER_S = 86_400
+
+#: The job's bytes are counted only while its record is in Redis: checked and written in one
+#: step, so a delete (which drops the record and the count in one transaction) either comes
+#: after the write and drops it, or before and the write is skipped.
+_MEASURE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+"""
+#: Frees a lock only for the holder that took it, not one that took it after it expired.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+end
+"""
 
 
 class Store:
@@ -51,6 +75,8 @@ class Store:
         self.redis = client
         self.artifacts_dir = Path(artifacts_dir)
         self.event_retention_s = event_retention_s
+        self._measure = client.register_script(_MEASURE)
+        self._release_lock = client.register_script(_RELEASE)
 
     # ---- paths on the artifact volume -------------------------------------------------------
 
@@ -104,9 +130,12 @@ class Store:
     def measure_job(self, record: JobRecord) -> None:
         """Count the job's directory (model, reports, archives, its log and records) toward
         its tenant's stored bytes; called whenever the service has written to it after the
-        job finished, since the files are then the tenant's to keep until it deletes them."""
+        job finished, since the files are then the tenant's to keep until it deletes them.
+        A job deleted meanwhile (an archive built, or a finish recorded, as the client deleted
+        it) is not counted: the count is written only while the job's record exists."""
         size = _tree_bytes(self.job_dir(record.id))
-        self.redis.hset(self._key("job-bytes", record.tenant), record.id, size)
+        keys = [self._key("job", record.id), self._key("job-bytes", record.tenant)]
+        self._measure(keys=keys, args=[record.id, size])
 
     def delete_dataset(self, record: DatasetRecord) -> None:
         """Remove the dataset's rows, record and index entries."""
@@ -223,8 +252,10 @@ class Store:
         return record
 
     def _volume_record(self, job_id: str) -> JobRecord | None:
+        """The job's copy on the volume, for a job Redis lost; never a deleted job's (files
+        a finish wrote as the job was deleted, had it died before removing them)."""
         copy = self.job_dir(job_id) / "record.json"
-        if not _safe_id(job_id) or not copy.is_file():
+        if not _safe_id(job_id) or not copy.is_file() or self._deleted(job_id):
             return None
         return JobRecord.model_validate_json(copy.read_text())
 
@@ -325,7 +356,11 @@ class Store:
         """Move a queued or running job to a terminal ``status``; ``None`` if it is already
         final, or (with ``worker``) no longer running under that worker.
 
-        The record and the event log are also written to the artifact volume.
+        The record and the event log are also written to the artifact volume, after the
+        status changed in Redis (only that transaction decides whether this call finishes the
+        job). A client that sees the final status may delete the job while they are written;
+        the delete wins: these writes end by checking for it and removing what they put back
+        (see ``_drop_if_deleted``), so a deleted job never returns from the volume.
         """
 
         def indexes(pipe: redis.client.Pipeline, record: JobRecord) -> None:
@@ -363,11 +398,39 @@ class Store:
         source = self.get_job(record.source_job) if record.source_job else None
         if source is not None and source.status.is_terminal:
             self.measure_job(source)
+        self._drop_if_deleted(job_id)
         return record
 
+    def _drop_if_deleted(self, job_id: str) -> None:
+        """Remove the volume copies and event stream a finish wrote for a job deleted while it
+        wrote them. Checked after the last write, and ``delete_job`` drops the Redis record
+        before the directory: either the delete's transaction came first and is seen here,
+        or its directory removal comes after every write. No lock, so a finish that died
+        between (its files left behind) cannot keep the job from being deleted, and those
+        files are not read back (``_deleted``)."""
+        if self._deleted(job_id):
+            self.redis.delete(self._key("job", job_id, "events"))
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _deleted(self, job_id: str) -> bool:
+        """Whether the job was deleted: its delete marker is there (whatever state the indexes
+        are in, as while they are rebuilt), or Redis holds its indexes but not its record,
+        which still holds once the marker expired. (Before the indexes are rebuilt after Redis
+        lost its data, a missing record proves nothing.)"""
+        pipe = self.redis.pipeline()  # one transaction: all read at the same moment
+        pipe.exists(self._key("job", job_id, "deleted"))
+        pipe.exists(self._key("job", job_id))
+        pipe.exists(INDEXED)
+        marked, held, indexed = pipe.execute()
+        return bool(marked) or (bool(indexed) and not held)
+
     def delete_job(self, record: JobRecord) -> None:
-        """Remove a finished job: its record, events, model and every index entry."""
+        """Remove a finished job: its record, events, model and every index entry. The Redis
+        entries go first, in one transaction that also marks the job deleted, and the
+        directory after: a finish or an archive build still writing relies on that order to
+        notice the delete."""
         pipe = self.redis.pipeline()
+        pipe.set(self._key("job", record.id, "deleted"), "1", ex=DELETED_MARKER_S)
         pipe.delete(self._key("job", record.id), self._key("job", record.id, "events"))
         pipe.zrem(self._key("jobs", record.tenant), record.id)
         pipe.hdel(self._key("job-bytes", record.tenant), record.id)
@@ -488,25 +551,49 @@ class Store:
         """False once Redis has lost its data (a flush, a restart without persistence)."""
         return bool(self.redis.exists(INDEXED))
 
-    def rebuild_indexes(self) -> int:
+    def rebuild_indexes(self) -> int | None:
         """Index every job and dataset the volume holds; returns how many records were
-        read. Unfinished jobs get their Redis record back, so their workers can still record
-        an outcome; a queued one is then found by the queue check and sent again."""
-        count = 0
-        for path in sorted((self.artifacts_dir / "datasets").glob("*.json")):
-            self._index_dataset(DatasetRecord.model_validate_json(path.read_text()))
-            count += 1
-        for path in sorted((self.artifacts_dir / "jobs").glob("*/record.json")):
-            record = JobRecord.model_validate_json(path.read_text())
-            if not self.redis.exists(self._key("job", record.id)):
-                self.index_jobs([record])
-            else:
-                self._index_status_of(record.id)
-            if record.status.is_terminal:
-                self.measure_job(record)
-            count += 1
-        self.redis.set(INDEXED, str(time.time()))
+        read, or None if another API replica is rebuilding them (one walk of the volume is
+        enough, and each replica's recovery pass would otherwise start its own at once).
+        Unfinished jobs get their Redis record back, so their workers can still record an
+        outcome; a queued one is then found by the queue check and sent again."""
+        token = uuid.uuid4().hex
+        if not self.redis.set(REBUILDING, token, nx=True, ex=REBUILD_LOCK_S):
+            return None
+        try:
+            count = 0
+            for path in sorted((self.artifacts_dir / "datasets").glob("*.json")):
+                self._index_dataset(DatasetRecord.model_validate_json(path.read_text()))
+                count += 1
+            for path in sorted((self.artifacts_dir / "jobs").glob("*/record.json")):
+                record = JobRecord.model_validate_json(path.read_text())
+                if not self.redis.exists(self._key("job", record.id)):
+                    self.index_jobs([record])
+                else:
+                    self._index_status_of(record.id)
+                if record.status.is_terminal:
+                    self.measure_job(record)
+                count += 1
+            self._drop_bytes_of_missing_jobs()
+            self.redis.set(INDEXED, str(time.time()))
+        finally:
+            self._release_lock(keys=[REBUILDING], args=[token])
         return count
+
+    def _drop_bytes_of_missing_jobs(self) -> None:
+        """Heal the stored-bytes counts: each finished job was just measured again, and this
+        drops the counts of jobs Redis does not hold (every job on the volume is indexed by
+        now), which an older release could leave behind. Entry by entry rather than
+        replacing each tenant's hash, so a job that finished during the rebuild keeps the
+        count its finish wrote."""
+        for key in self.redis.scan_iter(match=self._key("job-bytes", "*"), count=1000):
+            job_ids = self.redis.hkeys(key)
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.exists(self._key("job", job_id))
+            missing = [i for i, held in zip(job_ids, pipe.execute(), strict=True) if not held]
+            if missing:
+                self.redis.hdel(key, *missing)
 
     def _index_status_of(self, job_id: str) -> None:
         """Put a job Redis still holds in the status indexes (for /metrics, and its tenant's),
