@@ -6,6 +6,7 @@ import dataclasses
 import re
 from typing import Annotated, Any, Literal
 
+from lpft_client.wire import DatasetFields, PredictionFields
 from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
     AfterValidator,
@@ -316,16 +317,10 @@ class DatasetRecordsIn(BaseModel):
     records: list[dict[str, Any]] = Field(min_length=1)
 
 
-class DatasetPublic(BaseModel):
+class DatasetPublic(DatasetFields):
     """An uploaded, validated dataset and its summary."""
 
     object: Literal["dataset"] = "dataset"
-    id: str
-    name: str
-    rows: int
-    pair: bool
-    label_counts: dict[str, int]
-    created_at: float
 
     @classmethod
     def from_record(cls, record: DatasetRecord) -> DatasetPublic:
@@ -449,16 +444,10 @@ class PredictRequest(BaseModel):
     )
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(PredictionFields):
     """One input's label and probabilities per label name; ``prediction_set`` when
     ``conformal`` was asked for (it may be empty: no label is likely enough), ``label`` null
     and ``abstained`` true below ``min_confidence``."""
-
-    label: str | int | None
-    probabilities: dict[str, float]
-    logits: list[float]
-    prediction_set: list[str | int] | None = None
-    abstained: bool = False
 
 
 class QuantizationOut(BaseModel):

@@ -1,5 +1,6 @@
 """The API's responses as typed models, mirroring ``lpft_api.schemas`` without importing it
-(the client runs without the service or the ML stack installed).
+(the client runs without the service or the ML stack installed); the field sets both declare
+alike are written once, in ``lpft_client.wire``, which the API's schemas build on.
 
 Every model allows fields it does not declare and keeps them (``model.model_extra``), and
 open sets of values (statuses, kinds, event types) are plain strings: a newer server that
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+from lpft_client.wire import DatasetFields, PredictionFields
 
 #: The statuses a job never leaves.
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -26,16 +29,8 @@ class ApiModel(BaseModel):
 # ---- datasets and jobs ----------------------------------------------------------------------
 
 
-class Dataset(ApiModel):
+class Dataset(ApiModel, DatasetFields):
     """An uploaded, validated dataset and its summary."""
-
-    object: str = "dataset"
-    id: str
-    name: str
-    rows: int
-    pair: bool
-    label_counts: dict[str, int]
-    created_at: float
 
 
 class JobError(ApiModel):
@@ -357,15 +352,9 @@ METRICS = TypeAdapter(Metrics)
 # ---- predictions --------------------------------------------------------------------------
 
 
-class Prediction(ApiModel):
+class Prediction(ApiModel, PredictionFields):
     """One input's label and probabilities per label; ``label`` is ``None`` when the model
     abstained below ``min_confidence``."""
-
-    label: str | int | None
-    probabilities: dict[str, float]
-    logits: list[float]
-    prediction_set: list[str | int] | None = None
-    abstained: bool = False
 
 
 class Predictions(ApiModel):
