@@ -16,128 +16,106 @@ class Settings(BaseSettings):
     Every field is read from ``LPFT_<NAME>``, e.g. ``LPFT_REDIS_URL``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LPFT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LPFT_", env_file=".env", extra="ignore", use_attribute_docstrings=True
+    )
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="job store and broker")
-    artifacts_dir: Path = Field(Path("runs/service"), description="models, datasets, records")
-    api_port: int = Field(8000, description="port of the HTTP API")
-    api_host: str = Field("0.0.0.0", description="interface of the HTTP API (not in open mode)")
-    api_keys: str = Field(
-        "", description="comma-separated tenant:key pairs; empty (and no file) = open mode"
-    )
-    api_keys_file: Path | None = Field(None, description="a file of tenant:key lines")
-    max_upload_bytes: int = Field(50 * 1024 * 1024, description="largest dataset upload")
-    max_text_chars: int = Field(20_000, description="longest accepted text in a dataset")
-    auto_queue: str = Field("cpu", description="queue for jobs with device 'auto'")
-    lease_seconds: float = Field(
-        30.0, description="a running job without heartbeat this long is lost"
-    )
-    heartbeat_seconds: float = Field(5.0, description="how often a worker renews its job lease")
-    worker_beat_seconds: float = Field(
-        5.0, description="how often each worker writes its heartbeat record (also while training)"
-    )
-    worker_stale_seconds: float = Field(
-        30.0,
-        description="a worker whose last heartbeat is older is stale in /metrics and fails its "
-        "container's health check (python -m lpft_worker.health)",
-    )
-    worker_queue: str = Field(
-        "", description="the queue a worker container consumes; its health check looks for it"
-    )
-    metrics_public: bool = Field(
-        True,
-        description="serve GET /metrics without an API key, as Prometheus expects on the "
-        "internal network; set false where the API port is reachable from outside (the scraper "
-        "then sends a tenant's key as a bearer token)",
-    )
-    cancel_grace_seconds: float = Field(
-        10.0, description="after a cancel, how long training may take to stop before it is killed"
-    )
-    visibility_timeout_seconds: int = Field(
-        7 * 24 * 3600, description="Redis broker redelivery timeout; must exceed the longest job"
-    )
-    model_cache_size: int = Field(3, description="trained models kept loaded for /predict")
-    predict_max_batch: int = Field(
-        16,
-        description="inputs per forward pass; a small request waits about two passes under "
-        "load (16: 0.24 s p50 on 2 CPU cores, at the throughput of 64)",
-    )
-    predict_device: str = Field(
-        "auto", description="device of /predict models (torch backend): auto, cpu, cuda"
-    )
-    predict_backend: Literal["torch", "onnx"] = Field(
-        "torch",
-        description="what runs /predict models: torch, or onnx (onnxruntime on the CPU; each "
-        "model's graph is built into its directory on first use)",
-    )
-    predict_precision: Literal["fp32", "int8"] = Field(
-        "fp32",
-        description="onnx backend only: int8 quantises the graph's weights (faster; its "
-        "accuracy, ECE and probability shift against fp32 are measured on the job's held-out "
-        "rows and returned with every prediction)",
-    )
-    max_predict_inputs: int = Field(1024, description="inputs per /predict request")
-    predict_concurrency_per_tenant: int = Field(
-        4, description="/predict requests one tenant may have in flight (429 above)"
-    )
-    max_request_bytes: int = Field(
-        1024 * 1024, description="largest body of any request but a dataset upload (413 above)"
-    )
-    max_dataset_rows: int = Field(1_000_000, description="rows per uploaded dataset")
-    max_eval_sets: int = Field(8, description="extra evaluation sets per job")
-    max_active_jobs_per_tenant: int = Field(
-        8, description="queued and running jobs one tenant may have (429 above)"
-    )
-    max_datasets_per_tenant: int = Field(200, description="datasets one tenant may store")
-    max_stored_bytes_per_tenant: int = Field(
-        2 * 1024**3,
-        description="bytes one tenant may store: its datasets and its finished jobs' files",
-    )
-    max_model_bytes: int = Field(
-        2 * 1024**3,
-        description="largest model a job may start from, as the files a job loads (its "
-        "weights, config and tokenizer) measure on the hub or on disk",
-    )
-    allowed_models: str = Field(
-        "",
-        description="comma-separated globs of the hub ids jobs may name (sentence-transformers/*); "
-        "empty: any",
-    )
-    max_event_streams_per_tenant: int = Field(
-        8, description="live event streams (SSE) one tenant may hold open at once (429 above)"
-    )
-    event_stream_keepalive_seconds: float = Field(
-        15.0,
-        description="an idle event stream sends a comment this often (keep it under clients' "
-        "and proxies' idle timeouts); a disconnect is noticed within a second, a client whose "
-        "host resets the connection at the next comment",
-        ge=1,
-        le=30,
-    )
-    event_retention_seconds: int = Field(
-        7 * 24 * 3600, description="how long a finished job's event stream stays in Redis"
-    )
-    lost_message_seconds: float = Field(
-        30.0, description="a job queued this long with no message in the broker gets one again"
-    )
-    max_job_attempts: int = Field(
-        3, description="runs of a job before a lost worker fails it (resumed from checkpoint)"
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="least level logged (JSON lines on stderr)"
-    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Job store and broker."""
+    artifacts_dir: Path = Path("runs/service")
+    """Models, datasets, records."""
+    api_port: int = 8000
+    """Port of the HTTP API."""
+    api_host: str = "0.0.0.0"
+    """Interface of the HTTP API (not in open mode)."""
+    api_keys: str = ""
+    """Comma-separated tenant:key pairs; empty (and no file) = open mode."""
+    api_keys_file: Path | None = None
+    """A file of tenant:key lines."""
+    max_upload_bytes: int = 50 * 1024 * 1024
+    """Largest dataset upload."""
+    max_text_chars: int = 20_000
+    """Longest accepted text in a dataset."""
+    auto_queue: str = "cpu"
+    """Queue for jobs with device 'auto'."""
+    lease_seconds: float = 30.0
+    """A running job without heartbeat this long is lost."""
+    heartbeat_seconds: float = 5.0
+    """How often a worker renews its job lease."""
+    worker_beat_seconds: float = 5.0
+    """How often each worker writes its heartbeat record (also while training)."""
+    worker_stale_seconds: float = 30.0
+    """A worker whose last heartbeat is older is stale in /metrics and fails its container's health
+    check (python -m lpft_worker.health)."""
+    worker_queue: str = ""
+    """The queue a worker container consumes; its health check looks for it."""
+    metrics_public: bool = True
+    """Serve GET /metrics without an API key, as Prometheus expects on the internal network; set
+    false where the API port is reachable from outside (the scraper then sends a tenant's key as a
+    bearer token)."""
+    cancel_grace_seconds: float = 10.0
+    """After a cancel, how long training may take to stop before it is killed."""
+    visibility_timeout_seconds: int = 7 * 24 * 3600
+    """Redis broker redelivery timeout; must exceed the longest job."""
+    model_cache_size: int = 3
+    """Trained models kept loaded for /predict."""
+    predict_max_batch: int = 16
+    """Inputs per forward pass; a small request waits about two passes under load (16: 0.24 s p50 on
+    2 CPU cores, at the throughput of 64)."""
+    predict_device: str = "auto"
+    """Device of /predict models (torch backend): auto, cpu, cuda."""
+    predict_backend: Literal["torch", "onnx"] = "torch"
+    """What runs /predict models: torch, or onnx (onnxruntime on the CPU; each model's graph is
+    built into its directory on first use)."""
+    predict_precision: Literal["fp32", "int8"] = "fp32"
+    """With the onnx backend only: int8 quantises the graph's weights (faster; its accuracy, ECE and
+    probability shift against fp32 are measured on the job's held-out rows and returned with every
+    prediction)."""
+    max_predict_inputs: int = 1024
+    """Inputs per /predict request."""
+    predict_concurrency_per_tenant: int = 4
+    """/predict requests one tenant may have in flight (429 above)."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest body of any request but a dataset upload (413 above)."""
+    max_dataset_rows: int = 1_000_000
+    """Rows per uploaded dataset."""
+    max_eval_sets: int = 8
+    """Extra evaluation sets per job."""
+    max_active_jobs_per_tenant: int = 8
+    """Queued and running jobs one tenant may have (429 above)."""
+    max_datasets_per_tenant: int = 200
+    """Datasets one tenant may store."""
+    max_stored_bytes_per_tenant: int = 2 * 1024**3
+    """Bytes one tenant may store: its datasets and its finished jobs' files."""
+    max_model_bytes: int = 2 * 1024**3
+    """Largest model a job may start from, as the files a job loads (its weights, config and
+    tokenizer) measure on the hub or on disk."""
+    allowed_models: str = ""
+    """Comma-separated globs of the hub ids jobs may name (sentence-transformers/*); empty: any."""
+    max_event_streams_per_tenant: int = 8
+    """Live event streams (SSE) one tenant may hold open at once (429 above)."""
+    event_stream_keepalive_seconds: float = Field(15.0, ge=1, le=30)
+    """An idle event stream sends a comment this often (keep it under clients' and proxies' idle
+    timeouts); a disconnect is noticed within a second, a client whose host resets the connection at
+    the next comment."""
+    event_retention_seconds: int = 7 * 24 * 3600
+    """How long a finished job's event stream stays in Redis."""
+    lost_message_seconds: float = 30.0
+    """A job queued this long with no message in the broker gets one again."""
+    max_job_attempts: int = 3
+    """Runs of a job before a lost worker fails it (resumed from checkpoint)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Least level logged (JSON lines on stderr)."""
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    open_mode: bool = Field(
-        False, description="serve without API keys (tenant 'default'); binds to 127.0.0.1"
-    )
-    models_dir: Path | None = Field(
-        None, description="server-side directory whose models a job may name by path"
-    )
+    open_mode: bool = False
+    """Serve without API keys (tenant 'default'); binds to 127.0.0.1."""
+    models_dir: Path | None = None
+    """Server-side directory whose models a job may name by path."""
 
     @model_validator(mode="after")
     def _serving_options_agree(self) -> Settings:
