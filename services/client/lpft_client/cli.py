@@ -21,7 +21,7 @@ from lpft_client._errors import LpftClientError
 from lpft_client.client import LpftClient
 from lpft_client.demo_data import write_rotten_tomatoes
 from lpft_client.display import JobProgress, format_job_metrics, format_recalibration
-from lpft_client.types import Dataset, RecalibrationMetrics
+from lpft_client.types import Dataset, Job, RecalibrationMetrics
 from lpft_core.config import Method
 
 
@@ -49,6 +49,17 @@ def _plain(value: Any) -> Any:
 def _print_json(document: Any) -> None:
     """``--json``: the verb's whole result as one JSON document on stdout."""
     print(json.dumps(_plain(document), indent=2, ensure_ascii=False))
+
+
+def _answer(args: argparse.Namespace, document: Any, *lines: str) -> int:
+    """A verb's result and its exit status (0): ``document`` with ``--json``, else ``lines``
+    for a person."""
+    if args.json:
+        _print_json(document)
+    else:
+        for line in lines:
+            print(line)
+    return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -98,14 +109,11 @@ def _submit(args: argparse.Namespace) -> int:
             eval_sets=eval_sets,
             **options,
         )
+        queued = f"job {job.id} {job.status} on queue {job.queue}"
         if not args.watch:
-            if args.json:
-                _print_json({"datasets": datasets, "job": job})
-            else:
-                print(f"job {job.id} {job.status} on queue {job.queue}")
-            return 0
+            return _answer(args, {"datasets": datasets, "job": job}, queued)
         if not args.json:
-            print(f"job {job.id} {job.status} on queue {job.queue}")
+            print(queued)
         return _watch_job(client, job.id, args.json, extra={"datasets": datasets})
 
 
@@ -113,13 +121,12 @@ def _list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         pages = client.jobs.list(status=args.status, limit=min(args.limit, 100))
         jobs = list(itertools.islice(pages, args.limit))
-    if args.json:
-        _print_json({"data": jobs})
-        return 0
-    for job in jobs:
-        what = job.method or ",".join(job.methods or [])
-        print(f"{job.id}  {job.status:<10} {job.kind:<9} {what:<8} {job.model or '-'}")
-    return 0
+    return _answer(args, {"data": jobs}, *map(_job_line, jobs))
+
+
+def _job_line(job: Job) -> str:
+    what = job.method or ",".join(job.methods or [])
+    return f"{job.id}  {job.status:<10} {job.kind:<9} {what:<8} {job.model or '-'}"
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -161,11 +168,7 @@ def _show(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.jobs.cancel(args.job_id)
-    if args.json:
-        _print_json(job)
-    else:
-        print(f"job {job.id} {job.status} (cancel requested)")
-    return 0
+    return _answer(args, job, f"job {job.id} {job.status} (cancel requested)")
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -206,11 +209,8 @@ def _download(args: argparse.Namespace) -> int:
     with _client(args) as client:
         path = client.jobs.download(args.job_id, args.what, out, format=fmt)
     size = path.stat().st_size
-    if args.json:
-        _print_json({"job_id": args.job_id, "what": args.what, "path": str(path), "bytes": size})
-    else:
-        print(f"wrote {path} ({size:,} bytes)")
-    return 0
+    document = {"job_id": args.job_id, "what": args.what, "path": str(path), "bytes": size}
+    return _answer(args, document, f"wrote {path} ({size:,} bytes)")
 
 
 def _dataset_line(dataset: Dataset) -> str:
@@ -223,23 +223,14 @@ def _dataset_line(dataset: Dataset) -> str:
 def _dataset_upload(args: argparse.Namespace) -> int:
     with _client(args) as client:
         dataset = client.datasets.upload(args.file, name=args.name)
-    if args.json:
-        _print_json(dataset)
-    else:
-        print(_dataset_line(dataset))
-    return 0
+    return _answer(args, dataset, _dataset_line(dataset))
 
 
 def _dataset_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         pages = client.datasets.list(limit=min(args.limit, 100))
         datasets = list(itertools.islice(pages, args.limit))
-    if args.json:
-        _print_json({"data": datasets})
-        return 0
-    for dataset in datasets:
-        print(_dataset_line(dataset))
-    return 0
+    return _answer(args, {"data": datasets}, *map(_dataset_line, datasets))
 
 
 def _dataset_show(args: argparse.Namespace) -> int:
@@ -251,11 +242,7 @@ def _dataset_show(args: argparse.Namespace) -> int:
 def _dataset_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.datasets.delete(args.dataset_id)
-    if args.json:
-        _print_json({"id": args.dataset_id, "deleted": True})
-    else:
-        print(f"deleted {args.dataset_id}")
-    return 0
+    return _answer(args, {"id": args.dataset_id, "deleted": True}, f"deleted {args.dataset_id}")
 
 
 #: Inputs per /predict request from the CLI, well inside the server's default limit.
