@@ -35,6 +35,8 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    #: A 5xx's id, when its log record was written before the error was raised.
+    error_id: str | None = None
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -85,6 +87,17 @@ class ClientClosedRequest(ApiError):
     """The client left before its answer was ready (nginx's 499); nobody reads it."""
 
     status, code, title = 499, "client_closed_request", "Client closed request"
+
+
+class BuildFailed(ApiError):
+    """An archive or export built off the request failed; its traceback was logged then,
+    under ``error_id``."""
+
+    status, code, title = 500, "build_failed", "Internal server error"
+
+    def __init__(self, detail: str, *, error_id: str) -> None:
+        super().__init__(detail)
+        self.error_id = error_id
 
 
 class QueueUnavailable(ApiError):
@@ -155,7 +168,7 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     error_id = None
     if exc.status >= 500:
-        error_id = logs.new_error_id()
+        error_id = exc.error_id or logs.new_error_id()
         logger.warning("%s on %s: %s", exc.code, request.url.path, exc.detail)
     path = request.url.path
     return problem(exc.status, exc.title, exc.detail, exc.code, path, errors, headers, error_id)

@@ -413,16 +413,10 @@ class Store:
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def _deleted(self, job_id: str) -> bool:
-        """Whether the job was deleted: its delete marker is there (whatever state the indexes
-        are in, as while they are rebuilt), or Redis holds its indexes but not its record,
-        which still holds once the marker expired. (Before the indexes are rebuilt after Redis
-        lost its data, a missing record proves nothing.)"""
-        pipe = self.redis.pipeline()  # one transaction: all read at the same moment
-        pipe.exists(self._key("job", job_id, "deleted"))
-        pipe.exists(self._key("job", job_id))
-        pipe.exists(INDEXED)
-        marked, held, indexed = pipe.execute()
-        return bool(marked) or (bool(indexed) and not held)
+        """Whether the job was deleted: its delete marker is there. Only the marker proves it:
+        a record missing from Redis is also what a Redis that lost keys leaves of a finished
+        job, which its volume copy must then serve."""
+        return bool(self.redis.exists(self._key("job", job_id, "deleted")))
 
     def delete_job(self, record: JobRecord) -> None:
         """Remove a finished job: its record, events, model and every index entry. The Redis

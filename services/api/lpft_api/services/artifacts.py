@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+from lpft_jobstore import logs
 from lpft_jobstore.records import JobRecord, JobStatus
 from lpft_jobstore.store import Store
 
-from lpft_api.errors import Conflict, NotFound, QuotaExceeded
+from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound, QuotaExceeded
+from lpft_core.errors import LpftError
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.export import ExportFormat, export_model
 
@@ -33,7 +35,7 @@ logger = logging.getLogger("lpft.api")
 _building: set[Path] = set()
 #: Builds that failed, by archive, each kept until the next request for it raises it: without
 #: this a build that always fails would answer 202 until the client gave up.
-_failed: dict[Path, Exception] = {}
+_failed: dict[Path, ApiError | LpftError] = {}
 _building_lock = threading.Lock()
 #: Builds run here, a few at a time: an onnx export runs torch in the API process, and one
 #: per request could exhaust its memory.
@@ -105,9 +107,10 @@ def _built_once(
     then None, and ``build(path)`` runs on a thread of its own.
 
     Raises:
-        Exception: the last build of this archive failed; it is raised once (a user error
-        such as an unexportable model as its 4xx, anything else as a 500 with an error id),
-        and the request after it builds again.
+        ApiError, LpftError: the last build of this archive failed; it is raised once (a
+            user error such as an unexportable model as its 4xx, anything else as
+            ``BuildFailed``, a 500 whose error id names the logged traceback), and the
+            request after it builds again.
     """
     path = store.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
     if path.is_file():
@@ -158,10 +161,18 @@ def _build(
         store.measure_job(job)
     except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
         logger.info("stopped building %s: its job is gone", path.name)
-    except Exception as error:  # a thread's error must reach the log and its client
-        logger.exception("building %s failed", path.name)
+    except (ApiError, LpftError) as error:  # the user's to fix (an unexportable model)
         with _building_lock:
             _failed[path] = error
+    except Exception:  # a thread's error must reach the log and its client
+        error_id = logs.new_error_id()
+        logger.exception("building %s failed", path.name)
+        with _building_lock:
+            _failed[path] = BuildFailed(
+                f"building {path.name} failed; the operator can find it in the API log under "
+                f"{error_id}. Ask again to retry",
+                error_id=error_id,
+            )
     finally:
         partial.unlink(missing_ok=True)
         with _building_lock:
