@@ -4,7 +4,7 @@ of a list asked for, and the per-process state of /predict."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, get_origin
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
@@ -91,22 +91,31 @@ PageDep = Annotated[Page, Depends()]
 
 
 def reject_unknown_query_parameters(request: Request) -> None:
-    """Refuse a query parameter the route does not take (``limt=5``): silently ignoring a
-    misspelt option gives a careless client an answer to a question it did not ask."""
+    """Refuse a query parameter the route does not take (``limt=5``), or one it takes once
+    given several times (``after=a&after=b``): silently ignoring a misspelt option, or all
+    but the last copy, gives a careless client an answer to a question it did not ask."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    known = _query_names(dependant) if dependant is not None else set()
-    unknown = sorted(set(request.query_params) - known)
+    params = _query_params(dependant) if dependant is not None else {}
+    unknown = sorted(set(request.query_params) - set(params))
     if unknown:
-        takes = ", ".join(sorted(known)) or "none"
+        takes = ", ".join(sorted(params)) or "none"
         raise Unprocessable(
             f"unknown query parameter {unknown[0]!r}; this route takes: {takes}",
             field=f"query.{unknown[0]}",
         )
+    for name, param in sorted(params.items()):
+        given = len(request.query_params.getlist(name))
+        if given > 1 and get_origin(param.field_info.annotation) not in (list, set, tuple):
+            raise Unprocessable(
+                f"query parameter {name!r} is given {given} times; give it once",
+                field=f"query.{name}",
+            )
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
+def _query_params(dependant: Dependant) -> dict[str, Any]:
+    """The route's query parameters by name, its dependencies' included (FastAPI's fields)."""
+    params = {param.alias: param for param in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        params |= _query_params(sub)
+    return params
