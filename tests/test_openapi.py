@@ -22,7 +22,6 @@ def test_committed_openapi_is_current() -> None:
 
 
 def test_operations_are_described_and_uploads_accept_json() -> None:
-    import json
 
     document = json.loads(render())
     for path, operations in document["paths"].items():
@@ -32,7 +31,6 @@ def test_operations_are_described_and_uploads_accept_json() -> None:
 
 
 def test_operation_ids_read_as_method_names() -> None:
-    import json
 
     document = json.loads(render())
     ids = {
@@ -45,7 +43,6 @@ def test_operation_ids_read_as_method_names() -> None:
 
 
 def test_bearer_scheme_is_declared_and_applied_to_every_non_public_operation() -> None:
-    import json
 
     from lpft_api.guard import PUBLIC_PATHS
 
@@ -65,7 +62,6 @@ def test_bearer_scheme_is_declared_and_applied_to_every_non_public_operation() -
 
 
 def test_every_error_answer_is_a_problem_document() -> None:
-    import json
 
     from lpft_api.guard import PUBLIC_PATHS
 

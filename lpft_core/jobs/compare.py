@@ -66,10 +66,15 @@ class CompareSpec:
             seeds=self.seeds,
         )
 
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds the comparison runs with, the first one's run being the one served."""
+        return self.seeds or [self.hyperparameters.seed]
+
     def job(self, method: Method, seed: int | None = None) -> FinetuneSpec:
         """The single-seed ``finetune`` spec of one method (default: the first seed's), which
         checkpoints inside ``checkpoint_dir``."""
-        seeds = self.seeds or [self.hyperparameters.seed]
+        seeds = self.run_seeds
         seed = seeds[0] if seed is None else seed
         output_dir = Path(self.output_dir) / method.value
         checkpoint_dir = (
@@ -116,7 +121,7 @@ def compare(
     should_stop: StopCallback = never_stop,
 ) -> Comparison:
     """Run ``spec.methods`` on one split with one shared probe, once per seed."""
-    seeds = spec.seeds or [spec.hyperparameters.seed]
+    seeds = spec.run_seeds
     checkpoint = (
         JobCheckpoint.open(spec.checkpoint_dir, job_identity(spec)) if spec.checkpoint_dir else None
     )
@@ -150,7 +155,6 @@ def _compare_once(
 ) -> dict[str, JobMetrics]:
     """Every method with ``seed``, sharing one probe fitted with that seed; the probe and the
     methods an interrupted run finished are taken from ``checkpoint``."""
-    seeds = spec.seeds or [spec.hyperparameters.seed]
 
     def tagged(method: str) -> ProgressCallback:
         return lambda e: progress(
@@ -160,7 +164,7 @@ def _compare_once(
     def train(method: Method) -> JobMetrics:
         job = spec.job(method, seed)
         metrics = finetune(job, tagged(method.value), should_stop, probe=probe).metrics
-        if seed != seeds[0]:
+        if seed != spec.run_seeds[0]:
             keep_metrics_only(Path(job.output_dir))
         return metrics
 

@@ -199,6 +199,12 @@ def toy_dataset_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     }
 
 
+@pytest.fixture
+def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
+    """The toy splits, uploaded by alice."""
+    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+
+
 def upload(client: httpx.Client, path: Path) -> str:
     with path.open("rb") as handle:
         response = client.post("/datasets", files={"file": (path.name, handle)})

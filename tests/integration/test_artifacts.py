@@ -12,17 +12,12 @@ import httpx
 import pytest
 
 from tests.conftest import TINY_HYPERPARAMETERS
-from tests.integration.conftest import Worker, download_archive, job_body, upload, wait_for
+from tests.integration.conftest import Worker, download_archive, job_body, wait_for
 from tests.integration.test_errors import assert_problem
 from tests.integration.test_jobs import wait_for_steps
 
 #: Every file route of a job.
 FILE_ROUTES = ("artifacts", "export", "report", "report?format=md", "plots/reliability.png")
-
-
-@pytest.fixture
-def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
-    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
 
 
 def assert_files_say_why(client: httpx.Client, job_id: str, status: int = 409) -> None:

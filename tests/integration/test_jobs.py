@@ -23,11 +23,6 @@ from tests.integration.conftest import (
 )
 
 
-@pytest.fixture
-def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
-    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
-
-
 def sse_events(client: httpx.Client, job_id: str) -> list[dict]:
     events = []
     headers = {"Accept": "text/event-stream"}

@@ -16,11 +16,6 @@ from tests.integration.conftest import TERMINAL, Worker, job_body, upload, wait_
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
-    return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
-
-
 def test_a_multi_seed_job_reports_every_run_and_serves_the_first(
     alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
 ) -> None:
@@ -92,10 +87,12 @@ def test_compare_job_returns_tables_and_a_report(
     assert predict.status_code == 409 and "finetune" in predict.json()["detail"]
 
 
-def all_events(client: httpx.Client, job_id: str) -> list[dict]:
+def all_events(client: httpx.Client, job_id: str, after: str | None = None) -> list[dict]:
+    """The job's events after ``after`` (from the start without it), every page."""
     events: list[dict] = []
     while True:
-        params = {"limit": 1000, **({"after": events[-1]["id"]} if events else {})}
+        cursor = events[-1]["id"] if events else after
+        params = {"limit": 1000, **({"after": cursor} if cursor else {})}
         page = client.get(f"/jobs/{job_id}/events", params=params).json()
         events += page["data"]
         if not page["has_more"]:
@@ -125,15 +122,14 @@ def test_a_compare_job_resumes_after_a_worker_sigkill_without_retraining_finishe
         job = alice.post("/jobs", json=body).json()
         assert job["queue"] == "gpu", job
         deadline = time.monotonic() + 180
-        # once the second method (ft) finished its first epoch
-        while not any(
-            e["type"] == "epoch" and e["data"]["stage"] == "ft/ft"
-            for e in all_events(alice, job["id"])
-        ):
+        # once the second method (ft) finished its first epoch; only new events are fetched
+        seen = all_events(alice, job["id"])
+        while not any(e["type"] == "epoch" and e["data"]["stage"] == "ft/ft" for e in seen):
             status = alice.get(f"/jobs/{job['id']}").json()["status"]
             assert status not in TERMINAL, f"the job ended {status} before it could be killed"
             assert time.monotonic() < deadline, "the second method never finished an epoch"
             time.sleep(0.1)
+            seen += all_events(alice, job["id"], seen[-1]["id"] if seen else None)
         os.kill(workers[0].process.pid, signal.SIGKILL)
         workers[0].process.wait()
         workers.append(Worker(service_env, "gpu", "compare-2", tmp_path / "compare-2.log"))

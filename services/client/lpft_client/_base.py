@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from lpft_client._calls import BUILD_WAIT_S, Call
+from lpft_client._calls import Call
 from lpft_client._retry import Attempts, RetryPolicy
 from lpft_client._streaming import RECONNECT_FOR_S, ResumableStream
 
@@ -56,7 +56,7 @@ class ClientOptions:
 
     def attempts(self, call: Call[Any], base_url: httpx.URL) -> Attempts:
         """The send loop's decisions for one ``call``."""
-        return Attempts(call, self.retry, base_url, BUILD_WAIT_S)
+        return Attempts(call, self.retry, base_url)
 
     def stream_state(
         self, job_id: str, after: str | None, reconnect_for: float | None

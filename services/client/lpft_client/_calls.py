@@ -34,9 +34,6 @@ Model = TypeVar("Model", bound=BaseModel)
 #: What ``jobs.download`` fetches: the model directory, the report, or the runtime export.
 Download = Literal["model", "report", "export"]
 _DOWNLOAD_PATHS: dict[str, str] = {"model": "artifacts", "report": "report", "export": "export"}
-#: Seconds a download waits for the server to build an archive (202 until it is built): an
-#: export can take a minute on a large model.
-BUILD_WAIT_S = 600.0
 #: Longest silence on an open event stream before it counts as dead; the server sends a
 #: keep-alive comment every LPFT_EVENT_STREAM_KEEPALIVE_SECONDS (15 by default) while
 #: nothing happens.
@@ -97,7 +94,7 @@ class Call(Generic[Result]):
     #: A POST that changes nothing twice (cancel, predict), so it may be sent again.
     safe_to_repeat: bool = False
     #: A download of an archive the server builds first: a 202 is asked again after its
-    #: ``Retry-After``, for up to ``BUILD_WAIT_S``.
+    #: ``Retry-After``, for up to ``_retry.BUILD_WAIT_S``.
     waits_for_build: bool = False
 
     @property
@@ -145,6 +142,18 @@ def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _listing(path: str, item: Any, limit: int, after: str | None, **filters: Any) -> Listing[Any]:
+    """The cursor-paged list at ``path`` of ``item`` (a model, or a union such as ``Event``):
+    a GET of ``limit`` items after each page's cursor, with ``filters`` (those not None) as
+    query parameters."""
+
+    def page(cursor: str | None) -> Call[CursorPage[Any]]:
+        params = _without_none({**filters, "after": cursor, "limit": limit})
+        return Call("GET", path, _model(CursorPage[item]), params=params)
+
+    return Listing(page, after)
+
+
 # ---- datasets -----------------------------------------------------------------------------
 
 
@@ -164,12 +173,7 @@ def create_dataset(
 
 def list_datasets(*, limit: int = 20, after: str | None = None) -> Listing[Dataset]:
     """Every dataset, newest first, fetched ``limit`` a page."""
-
-    def page(cursor: str | None) -> Call[CursorPage[Dataset]]:
-        params = _without_none({"after": cursor, "limit": limit})
-        return Call("GET", "/datasets", _model(CursorPage[Dataset]), params=params)
-
-    return Listing(page, after)
+    return _listing("/datasets", Dataset, limit, after)
 
 
 def get_dataset(dataset_id: str) -> Call[Dataset]:
@@ -224,12 +228,7 @@ def list_jobs(
     *, status: str | None = None, limit: int = 20, after: str | None = None
 ) -> Listing[Job]:
     """Every job (of ``status``), newest first, fetched ``limit`` a page."""
-
-    def page(cursor: str | None) -> Call[CursorPage[Job]]:
-        params = _without_none({"status": status, "after": cursor, "limit": limit})
-        return Call("GET", "/jobs", _model(CursorPage[Job]), params=params)
-
-    return Listing(page, after)
+    return _listing("/jobs", Job, limit, after, status=status)
 
 
 def get_job(job_id: str) -> Call[Job]:
@@ -255,12 +254,7 @@ def job_metrics(job_id: str) -> Call[Metrics]:
 def job_events(job_id: str, *, limit: int = 100, after: str | None = None) -> Listing[Event]:
     """The job's event log so far, in order, fetched ``limit`` a page (JSON pages, not the
     live stream)."""
-
-    def page(cursor: str | None) -> Call[CursorPage[Event]]:
-        params = _without_none({"after": cursor, "limit": limit})
-        return Call("GET", f"/jobs/{job_id}/events", _model(CursorPage[Event]), params=params)
-
-    return Listing(page, after)
+    return _listing(f"/jobs/{job_id}/events", Event, limit, after)
 
 
 def job_logs(job_id: str, *, limit: int = 100) -> Call[JobLog]:

@@ -20,6 +20,7 @@ from lpft_client import _calls
 from lpft_client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, ClientOptions
 from lpft_client._calls import Call, Listing
 from lpft_client._pagination import AsyncPager, SyncPager
+from lpft_client.types import Item
 
 if TYPE_CHECKING:
     from lpft_client.async_client import AsyncLpftClient
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
-Item = TypeVar("Item")
 Source = TypeVar("Source", bound=Callable[..., Any])
 
 
@@ -60,7 +60,11 @@ class _Method(Generic[Source]):
     def _get(self, resource: SyncResource | AsyncResource | None) -> Any:
         if resource is None:  # read on the class (help(), inspect): the descriptor itself
             return self
-        return _described(self._method(resource), self.source, self.name)
+        method = _described(self._method(resource), self.source, self.name)
+        # Built once per resource: the instance's attribute is found before this descriptor
+        # (it defines no __set__), so a loop calling the method builds nothing again.
+        vars(resource)[self.name] = method
+        return method
 
 
 class operation(_Method[Callable[Params, Call[Result]]]):  # noqa: N801 - used as property is

@@ -94,23 +94,26 @@ class RetryPolicy:
         return None
 
 
+#: Seconds a download waits for the server to build an archive (202 until it is built): an
+#: export can take a minute on a large model.
+BUILD_WAIT_S = 600.0
+
+
 class Attempts:
     """The decisions of one call's send loop, apart from its I/O, so that the sync and the
     async client make the same ones: after each try, wait and try again, or stop.
 
     A 202 of a call that ``waits_for_build`` (an archive the server is still building) is
-    asked again after its ``Retry-After`` until ``build_wait_s`` have passed; those waits
+    asked again after its ``Retry-After`` until ``BUILD_WAIT_S`` have passed; those waits
     are not retries.
     """
 
-    def __init__(
-        self, call: Call[Any], policy: RetryPolicy, base_url: httpx.URL, build_wait_s: float
-    ) -> None:
+    def __init__(self, call: Call[Any], policy: RetryPolicy, base_url: httpx.URL) -> None:
         self.call = call
         self.policy = policy
         self.url = base_url.join(call.path)
         self.attempt = 0
-        self.build_deadline = time.monotonic() + build_wait_s
+        self.build_deadline = time.monotonic() + BUILD_WAIT_S
 
     def after_error(self, error: httpx.TransportError) -> float:
         """Seconds to wait before the next try.
@@ -129,7 +132,7 @@ class Attempts:
         """Seconds to wait before the next try, or ``None``: ``response`` is the answer.
 
         Raises:
-            TimeoutError: the archive was still being built after ``build_wait_s``.
+            TimeoutError: the archive was still being built after ``BUILD_WAIT_S``.
         """
         if self.call.waits_for_build and response.status_code == 202:
             if time.monotonic() > self.build_deadline:

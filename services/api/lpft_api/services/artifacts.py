@@ -22,7 +22,8 @@ from lpft_jobstore import logs
 from lpft_jobstore.records import JobRecord, JobStatus
 from lpft_jobstore.store import Store
 
-from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound, QuotaExceeded
+from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
+from lpft_api.services.storage import check_room
 from lpft_core.errors import LpftError
 from lpft_core.jobs.kinds import JobKind
 from lpft_core.serving.export import ExportFormat, export_model
@@ -104,9 +105,11 @@ def _built_once(
     build: Callable[[Path], object],
 ) -> Path | None:
     """``<name>-<version of source>.tar.gz`` in the job's directory once it is built; until
-    then None, and ``build(path)`` runs on a thread of its own.
+    then None, and ``build(path)`` runs on the builders' pool.
 
     Raises:
+        QuotaExceeded: the archive is not built and the tenant's stored bytes reached
+            ``quota``: it would add about a model's size.
         ApiError, LpftError: the last build of this archive failed; it is raised once (a
             user error such as an unexportable model as its 4xx, anything else as
             ``BuildFailed``, a 500 whose error id names the logged traceback), and the
@@ -115,6 +118,7 @@ def _built_once(
     path = store.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
     if path.is_file():
         return path
+    check_room(store, job.tenant, quota, "this archive")
     with _building_lock:
         failure = _failed.pop(path, None)
         if failure is not None:
@@ -122,26 +126,8 @@ def _built_once(
         if path in _building:
             return None
         _building.add(path)
-    try:
-        _refuse_over_quota(store, job, quota)
-    except QuotaExceeded:
-        with _building_lock:
-            _building.discard(path)
-        raise
     _builder.submit(_build, store, job, name, path, build)
     return None
-
-
-def _refuse_over_quota(store: Store, job: JobRecord, quota: int) -> None:
-    """An archive adds about a model's size to the tenant's stored bytes: refused, like an
-    upload, once they reach the quota."""
-    used = store.stored_bytes(job.tenant)
-    if used >= quota:
-        raise QuotaExceeded(
-            f"your datasets and jobs store {used} bytes, the quota of {quota} bytes "
-            "(LPFT_MAX_STORED_BYTES_PER_TENANT), and this archive would add to them. Delete "
-            "jobs or datasets you no longer need (DELETE /jobs/{id}, DELETE /datasets/{id})"
-        )
 
 
 def _build(

@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import DatasetRecordsIn
+from lpft_api.services.storage import check_room
 from lpft_core.data.datasets import Example, examples_from_file, parse_records, text_problem
 from lpft_core.data.fields import ROLES, FieldMap, option_name
 from lpft_core.errors import DataError
@@ -46,19 +47,19 @@ async def create_dataset(
             file as a whole is unreadable (naming ``file``).
     """
     count, _ = store.dataset_usage(tenant)
-    used = store.stored_bytes(tenant)
     if count >= settings.max_datasets_per_tenant:
         raise QuotaExceeded(
             f"you have {count} datasets, the most allowed; delete one (DELETE /datasets/{{id}})"
         )
+    quota = settings.max_stored_bytes_per_tenant
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         name, upload, fields = await _uploaded_file(request)
-        _check_room(used, upload.size or 0, settings.max_stored_bytes_per_tenant)
+        check_room(store, tenant, quota, "this upload", upload.size or 0)
         examples = await run_in_threadpool(_read_upload, upload, name, fields, settings)
     elif content_type.startswith("application/json"):
         raw = await request.body()
-        _check_room(used, len(raw), settings.max_stored_bytes_per_tenant)
+        check_room(store, tenant, quota, "this upload", len(raw))
         name, examples = await run_in_threadpool(_records, raw, settings)
     else:
         raise Unprocessable(
@@ -166,15 +167,6 @@ def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
         max_rows=settings.max_dataset_rows,
     )
     return body.name, examples
-
-
-def _check_room(used: int, incoming: int, cap: int) -> None:
-    if used + incoming > cap:
-        raise QuotaExceeded(
-            f"your datasets and finished jobs store {used} bytes and this upload {incoming}; "
-            f"the quota is {cap} bytes (LPFT_MAX_STORED_BYTES_PER_TENANT). Delete datasets or "
-            "jobs you no longer need (DELETE /datasets/{id}, DELETE /jobs/{id})"
-        )
 
 
 def _save(store: Store, tenant: str, name: str, examples: list[Example]) -> DatasetRecord:

@@ -35,14 +35,10 @@ STREAM_BATCH, STREAM_WAIT_MS = 200, 1000
 LEASE_INTERVALS = 3
 #: Redis' clock, in ms, for every replica to agree on when a slot lapses.
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-_ACQUIRE = f"""{_NOW}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-_RENEW = f"""{_NOW}
+#: Keeps a slot for another lease, or takes it (a new one, or one that lapsed or that Redis
+#: lost) if the tenant holds fewer than the cap once the lapsed ones are dropped: one script,
+#: so concurrent requests never overshoot.
+_TAKE = f"""{_NOW}
 local lapses = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if (not lapses) or tonumber(lapses) <= now then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -65,8 +61,7 @@ class StreamSlots:
     def __init__(self, client: redis.Redis, cap: int, lease_s: float) -> None:
         self.cap = cap
         self.lease_ms = max(1, int(lease_s * 1000))
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
+        self._take = client.register_script(_TAKE)
         self._held = client.register_script(_HELD)
         self._client = client
 
@@ -78,15 +73,14 @@ class StreamSlots:
     def acquire(self, tenant: str) -> str | None:
         """A new slot's id, or ``None`` when the tenant holds ``cap`` live slots."""
         slot = uuid.uuid4().hex
-        taken = self._acquire(keys=[self.key(tenant)], args=[self.cap, self.lease_ms, slot])
-        return slot if taken else None
+        return slot if self.renew(tenant, slot) else None
 
     def renew(self, tenant: str, slot: str) -> bool:
         """Keep the slot for another lease; False when it was lost and cannot be taken again
         under the cap. A slot is lost when it lapsed (its stream stalled on a client that
         stopped reading) or Redis lost it (a restart): an uncounted stream would let a
         tenant hold more than the cap."""
-        return bool(self._renew(keys=[self.key(tenant)], args=[self.lease_ms, slot, self.cap]))
+        return bool(self._take(keys=[self.key(tenant)], args=[self.lease_ms, slot, self.cap]))
 
     def release(self, tenant: str, slot: str) -> None:
         """Give the slot back."""

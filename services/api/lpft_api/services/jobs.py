@@ -21,12 +21,12 @@ from lpft_jobstore.store import Store
 from lpft_api.errors import (
     Conflict,
     QueueUnavailable,
-    QuotaExceeded,
     TooManyRequests,
     Unprocessable,
 )
 from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
 from lpft_api.services.specs import check_job_model, job_record, recalibration_record
+from lpft_api.services.storage import check_room
 
 #: How long a retry waits for the job a concurrent request with its key is still creating.
 IDEMPOTENCY_WAIT_S = 10
@@ -124,14 +124,7 @@ def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Setti
     it), count it against the tenant's cap on unfinished jobs (429 above it), store it and
     send its task. If storing or sending fails, the job is failed (it must not sit queued,
     nor run after the client was told it failed) and its place in the cap freed."""
-    used, quota = store.stored_bytes(record.tenant), settings.max_stored_bytes_per_tenant
-    if used >= quota:
-        raise QuotaExceeded(
-            f"your datasets and finished jobs store {used} bytes, the quota of {quota} bytes "
-            "(LPFT_MAX_STORED_BYTES_PER_TENANT), and a job's model and reports would add to "
-            "them. Delete jobs or datasets you no longer need (DELETE /jobs/{id}, "
-            "DELETE /datasets/{id})"
-        )
+    check_room(store, record.tenant, settings.max_stored_bytes_per_tenant, "a job's files")
     cap = settings.max_active_jobs_per_tenant
     if not store.admit(record.tenant, record.id, cap):
         raise TooManyRequests(
