@@ -23,8 +23,8 @@ from pathlib import Path
 import redis
 from _results import append
 from _timing import best_of
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.store import Store
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.store import Store
 
 TENANT = "bench"
 PAGE = 20

@@ -38,7 +38,7 @@ up() {
   fi
   port=$(free_port "${LPFT_API_PORT:-8000}")
   export LPFT_API_PORT=$port
-  # Both log JSON lines (lpft_jobstore.logs); --quiet leaves out Celery's text banner.
+  # Both log JSON lines (lpft_contract.logs); --quiet leaves out Celery's text banner.
   nohup "$BIN/celery" --quiet -A lpft_worker.celery_app worker -Q cpu,gpu -P solo -n "local@%h" \
     --without-gossip --without-mingle -l info > "$STATE/worker.log" 2>&1 &
   echo $! > "$STATE/worker.pid"

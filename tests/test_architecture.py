@@ -50,4 +50,4 @@ def test_public_api_names_resolve() -> None:
 def test_api_never_imports_the_worker() -> None:
     # The API enqueues tasks by name; its image must not need the worker's code.
     assert "lpft_worker" not in imported_roots(ROOT / "services" / "api")
-    assert not imported_roots(ROOT / "services" / "jobstore") & {"lpft_api", "lpft_worker"}
+    assert not imported_roots(ROOT / "services" / "contract") & {"lpft_api", "lpft_worker"}

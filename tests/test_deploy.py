@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]

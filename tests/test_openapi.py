@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api.main import create_app
 from lpft_api.openapi import render
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

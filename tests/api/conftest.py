@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api import deps
 from lpft_api.main import create_app
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 
 KEY = "key-alice"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from lpft_api.predictions import BatchedModel, TorchThread, fair_shares
+from lpft_api.batcher import BatchedModel, TorchThread, fair_shares
 
 HANG_GUARD_S = 30  # only ever reached when the batcher hangs
 

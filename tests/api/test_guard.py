@@ -13,8 +13,8 @@ import pytest
 from lpft_api.errors import ApiError
 from lpft_api.guard import Keys
 from lpft_api.main import create_app
-from lpft_api.models import check_model
-from lpft_jobstore.settings import Settings
+from lpft_api.model_policy import check_model
+from lpft_contract.settings import Settings
 
 from lpft_core.model.artifacts import write_json
 

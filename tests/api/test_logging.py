@@ -1,5 +1,5 @@
 """The API's logs are JSON lines carrying the request's ids, and its answers carry the
-request id, refusals and failures included (``lpft_jobstore.logs``, the request gate)."""
+request id, refusals and failures included (``lpft_contract.logs``, the request gate)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api import deps
 from lpft_api.main import create_app
-from lpft_jobstore.logs import configure_logging
-from lpft_jobstore.settings import Settings
+from lpft_contract.logs import configure_logging
+from lpft_contract.settings import Settings
 
 from tests.api.conftest import KEY, Untouchable
 

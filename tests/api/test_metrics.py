@@ -19,11 +19,11 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from lpft_api.main import create_app
-from lpft_api.predictions import ModelCache
-from lpft_jobstore.records import JobRecord, JobStatus, new_id
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
-from lpft_jobstore.workers import WorkerBeat, remove_worker, write_beat
+from lpft_api.model_cache import ModelCache
+from lpft_contract.records import JobRecord, JobStatus, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import REDIS_DB
@@ -200,8 +200,8 @@ def test_a_scrape_loads_no_torch() -> None:
         "import redis\n"
         "from prometheus_client import generate_latest\n"
         "from starlette.datastructures import State\n"
-        "from lpft_api.metrics import registry_for\n"
-        "from lpft_jobstore.store import Store\n"
+        "from lpft_api.prometheus import registry_for\n"
+        "from lpft_contract.store import Store\n"
         "state = State()\n"
         f"state.store = Store(redis.Redis(db={REDIS_DB}, decode_responses=True), '.')\n"
         "assert b'lpft_redis_up 1.0' in generate_latest(registry_for(state, 30.0))"

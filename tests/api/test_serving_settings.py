@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 from pydantic import ValidationError
 
 

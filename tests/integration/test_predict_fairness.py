@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from lpft_api.errors import TooManyRequests
 from lpft_api.services.predict import TenantSlots
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 
 from tests.integration.conftest import Worker, job_body, tenant_client, upload, wait_for
 from tests.integration.test_errors import assert_problem

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis
 from lpft_api.services.events import StreamSlots
-from lpft_jobstore.store import Store
+from lpft_contract.store import Store
 
 from tests.integration.conftest import KEYS, ApiServer, job_body, upload, wait_for
 from tests.integration.test_errors import assert_problem

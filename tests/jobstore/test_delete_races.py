@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.store import INDEXED, REBUILDING, Store
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.store import INDEXED, REBUILDING, Store
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database

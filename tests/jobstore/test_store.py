@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import redis
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.store import Store
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.store import Store
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from lpft_jobstore.workers import WorkerBeat, remove_worker, write_beat
+from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 
 from tests.integration.conftest import REDIS_DB
 

@@ -10,7 +10,7 @@ import time
 import uuid
 
 import redis
-from lpft_jobstore.workers import WorkerBeat, read_beats
+from lpft_contract.workers import WorkerBeat, read_beats
 from lpft_worker.heartbeat import Heartbeat
 
 from tests.integration.conftest import REDIS_DB

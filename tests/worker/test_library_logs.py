@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from lpft_jobstore.logs import configure_logging, route_transformers_logs
+from lpft_contract.logs import configure_logging, route_transformers_logs
 from transformers.utils import logging as transformers_logging
 
 

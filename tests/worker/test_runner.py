@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 
 import redis
-from lpft_jobstore.records import new_id
-from lpft_jobstore.store import Store
+from lpft_contract.records import new_id
+from lpft_contract.store import Store
 from lpft_worker.runner import BufferedEvents, EventPublisher, warnings_as_events
 
 from lpft_core import ProgressEvent

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import redis
-from lpft_jobstore.logs import JOB_LOG, JobLogFile, job_id, read_job_log
-from lpft_jobstore.records import JobRecord, JobStatus, new_id
-from lpft_jobstore.store import Store
+from lpft_contract.logs import JOB_LOG, JobLogFile, job_id, read_job_log
+from lpft_contract.records import JobRecord, JobStatus, new_id
+from lpft_contract.store import Store
 
 from tests.integration.conftest import REDIS_DB
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
-from lpft_jobstore.settings import get_settings
+from lpft_contract.settings import get_settings
 
 if __name__ == "__main__":
     settings = get_settings()

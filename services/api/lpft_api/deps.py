@@ -8,13 +8,13 @@ from typing import Annotated, Any, get_origin
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
-from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.records import JobRecord
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.records import JobRecord
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
 
 from lpft_api.errors import NotFound, Unprocessable
-from lpft_api.predictions import ModelCache
+from lpft_api.model_cache import ModelCache
 from lpft_api.schemas import RESOURCE_ID
 from lpft_api.services.predict import TenantSlots
 

@@ -18,7 +18,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from lpft_jobstore import logs
+from lpft_contract import logs
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 

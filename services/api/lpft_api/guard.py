@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from fastapi.security import HTTPBearer
-from lpft_jobstore import logs
+from lpft_contract import logs
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,10 +29,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lpft_api.errors import problem
 
 OPEN_TENANT = "default"
-#: Routes anyone may call: probes and the API's own documentation (and ``METRICS_PATH`` when
+#: Routes anyone may call: probes and the API's own documentation (and ``PROMETHEUS_PATH`` when
 #: ``LPFT_METRICS_PUBLIC`` says so).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
-METRICS_PATH = "/metrics"
+PROMETHEUS_PATH = "/metrics"
 #: The scheme the OpenAPI document declares on the routes that need a key, so that Swagger
 #: has an Authorize button and client generators see it. It checks nothing (``auto_error``
 #: off): this gate has refused a request without a valid key before any route runs.

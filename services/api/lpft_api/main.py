@@ -12,21 +12,21 @@ from typing import Any
 from fastapi import Depends, FastAPI, Security
 from fastapi.openapi.constants import REF_TEMPLATE
 from fastapi.routing import APIRoute
-from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.logs import configure_logging
-from lpft_jobstore.recovery import Recovery
-from lpft_jobstore.settings import Settings, get_settings
-from lpft_jobstore.store import store_from
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.logs import configure_logging
+from lpft_contract.recovery import Recovery
+from lpft_contract.settings import Settings, get_settings
+from lpft_contract.store import store_from
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers
-from lpft_api.guard import BEARER, METRICS_PATH, PUBLIC_PATHS, Keys, Limits, RequestGuard
-from lpft_api.metrics import registry_for
-from lpft_api.metrics.http import HttpMetrics
-from lpft_api.predictions import ModelCache
-from lpft_api.routers import datasets, health, jobs, metrics, predict
+from lpft_api.guard import BEARER, PROMETHEUS_PATH, PUBLIC_PATHS, Keys, Limits, RequestGuard
+from lpft_api.model_cache import ModelCache
+from lpft_api.prometheus import registry_for
+from lpft_api.prometheus.http import HttpMetrics
+from lpft_api.routers import datasets, health, jobs, predict, prometheus
 
 logger = logging.getLogger("lpft.api")
 
@@ -59,10 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=Limits(
             upload_bytes=settings.max_upload_bytes, request_bytes=settings.max_request_bytes
         ),
-        public_paths=PUBLIC_PATHS | {METRICS_PATH} if settings.metrics_public else PUBLIC_PATHS,
+        public_paths=PUBLIC_PATHS | {PROMETHEUS_PATH} if settings.metrics_public else PUBLIC_PATHS,
     )
     app.add_middleware(HttpMetrics)  # outside the guard, so that refusals count too
-    app.state.metrics = registry_for(app.state, settings.worker_stale_seconds)
+    app.state.prometheus_registry = registry_for(app.state, settings.worker_stale_seconds)
     install_error_handlers(app)
     document = app.openapi
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for router in (health.router, metrics.router):
+    for router in (health.router, prometheus.router):
         app.include_router(router)
     for router in (datasets.router, jobs.router, predict.router):
         app.include_router(router, dependencies=[Security(BEARER)])

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 
 from lpft_api.main import create_app
 

@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from lpft_client.wire import DatasetFields, PredictionFields
-from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
+from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
     AfterValidator,
     BaseModel,

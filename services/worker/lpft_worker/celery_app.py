@@ -5,7 +5,7 @@
 - prefetch 1: a worker holds only the job it runs; queued jobs stay available to idle workers.
 - a visibility timeout above the longest job, set in all three places Celery reads it, so a
   long job is never redelivered to a second worker while it still runs.
-- logs: JSON lines (``lpft_jobstore.logs``) instead of Celery's text, set up on its
+- logs: JSON lines (``lpft_contract.logs``) instead of Celery's text, set up on its
   ``setup_logging`` signal (a receiver there is what keeps Celery from setting up its own).
 The job store, not Celery's result backend, holds job state (results expire). Each worker
 also beats in Redis from a thread of its own (``lpft_worker.heartbeat``).
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from celery import Celery, signals
 from kombu import Queue
-from lpft_jobstore.logs import configure_logging
-from lpft_jobstore.settings import Settings, get_settings
-from lpft_jobstore.tasks import Queue as JobQueue
+from lpft_contract.logs import configure_logging
+from lpft_contract.settings import Settings, get_settings
+from lpft_contract.tasks import Queue as JobQueue
 
 from lpft_worker import heartbeat
 

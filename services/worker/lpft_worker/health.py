@@ -13,9 +13,9 @@ import sys
 import time
 
 import redis
-from lpft_jobstore.settings import get_settings
-from lpft_jobstore.store import connect
-from lpft_jobstore.workers import WorkerBeat, read_beats
+from lpft_contract.settings import get_settings
+from lpft_contract.store import connect
+from lpft_contract.workers import WorkerBeat, read_beats
 
 
 def verdict(beats: list[WorkerBeat], hostname: str, queue: str, stale_after_s: float) -> str | None:

@@ -20,10 +20,10 @@ from typing import Any
 
 import redis
 from celery import signals
-from lpft_jobstore.settings import get_settings
-from lpft_jobstore.store import Store, connect
-from lpft_jobstore.tasks import TaskName
-from lpft_jobstore.workers import WorkerBeat, remove_worker, write_beat
+from lpft_contract.settings import get_settings
+from lpft_contract.store import Store, connect
+from lpft_contract.tasks import TaskName
+from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 
 logger = logging.getLogger("lpft.worker")
 

@@ -3,7 +3,7 @@
 Runs one claimed job (``lpft_core.jobs.dispatch.run_job``: finetune, compare, analysis or
 recalibrate), publishes its progress as job events, polls the cancel flag between steps, and
 records the outcome. It stops by itself if the worker that started it dies, so an orphan never
-trains on. It logs JSON lines (``lpft_jobstore.logs``) to stderr, which it shares with its
+trains on. It logs JSON lines (``lpft_contract.logs``) to stderr, which it shares with its
 worker, and to the job's own log; an internal error as one record with its ``error_id`` and
 traceback.
 """
@@ -20,16 +20,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.logs import (
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.logs import (
     configure_logging,
     job_logging,
     new_error_id,
     route_transformers_logs,
 )
-from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus
-from lpft_jobstore.settings import Settings, get_settings
-from lpft_jobstore.store import Store, store_from
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
+from lpft_contract.settings import Settings, get_settings
+from lpft_contract.store import Store, store_from
 
 from lpft_core import JobCancelled, LpftError, ProgressEvent
 from lpft_core.jobs.dispatch import run_job

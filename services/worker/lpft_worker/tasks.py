@@ -19,11 +19,11 @@ import time
 
 import redis
 from celery import shared_task
-from lpft_jobstore.logs import job_logging, new_error_id
-from lpft_jobstore.records import ErrorInfo, JobStatus
-from lpft_jobstore.settings import Settings, get_settings
-from lpft_jobstore.store import Store, store_from
-from lpft_jobstore.tasks import TaskName
+from lpft_contract.logs import job_logging, new_error_id
+from lpft_contract.records import ErrorInfo, JobStatus
+from lpft_contract.settings import Settings, get_settings
+from lpft_contract.store import Store, store_from
+from lpft_contract.tasks import TaskName
 
 logger = logging.getLogger("lpft.worker")
 

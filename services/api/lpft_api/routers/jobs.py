@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from lpft_jobstore.records import JobStatus
+from lpft_contract.records import JobStatus
 
 from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.schemas import (

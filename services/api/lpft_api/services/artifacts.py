@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-from lpft_jobstore import logs
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.store import Store
+from lpft_contract import logs
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.store import Store
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room

@@ -13,9 +13,9 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from lpft_jobstore.records import DatasetRecord, new_id
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
+from lpft_contract.records import DatasetRecord, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 

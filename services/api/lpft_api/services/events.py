@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import PREFIX, Store
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.settings import Settings
+from lpft_contract.store import PREFIX, Store
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 

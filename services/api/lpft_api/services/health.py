@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
 
 logger = logging.getLogger("lpft.api")
 

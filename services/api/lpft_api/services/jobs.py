@@ -12,11 +12,11 @@ import hashlib
 import time
 
 import redis
-from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.logs import JOB_LOG, read_job_log
-from lpft_jobstore.records import ErrorInfo, JobRecord, JobStatus, new_id
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.logs import JOB_LOG, read_job_log
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
 
 from lpft_api.errors import (
     Conflict,

@@ -4,7 +4,7 @@ per-tenant cap on requests in flight.
 The answer is ``Predictor``'s: it checks and encodes the rows, runs the forward pass and turns
 logits into labels and probabilities. The API adds only what one process serving many clients
 needs: a forward pass shared fairly by the requests waiting for the same model
-(``lpft_api.predictions``), and giving up the rows of a client that has left.
+(``lpft_api.batcher``), and giving up the rows of a client that has left.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from collections import Counter
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
-from lpft_jobstore.records import JobRecord, JobStatus
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
+from lpft_contract.records import JobRecord, JobStatus
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
 from starlette.types import Receive
 
 from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
-from lpft_api.metrics.serving import PREDICT_LATENCY
-from lpft_api.predictions import ModelCache
+from lpft_api.model_cache import ModelCache
+from lpft_api.prometheus.serving import PREDICT_LATENCY
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
 from lpft_core.errors import ModelError
 from lpft_core.jobs.kinds import JobKind

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lpft_jobstore.records import DatasetRecord, JobRecord, JobStatus
-from lpft_jobstore.settings import Settings
-from lpft_jobstore.store import Store
-from lpft_jobstore.tasks import queue_for_device
+from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
+from lpft_contract.settings import Settings
+from lpft_contract.store import Store
+from lpft_contract.tasks import queue_for_device
 
 from lpft_api.errors import Conflict, Unprocessable
-from lpft_api.models import check_model, check_model_policy
+from lpft_api.model_policy import check_model, check_model_policy
 from lpft_api.schemas import (
     AnalysisJobCreate,
     CompareJobCreate,

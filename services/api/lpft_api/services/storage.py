@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lpft_jobstore.store import Store
+from lpft_contract.store import Store
 
 from lpft_api.errors import QuotaExceeded
 

@@ -1,4 +1,4 @@
-"""Serving trained models: loaded once, kept in an LRU cache, fed by a fair micro-batcher.
+"""The fair micro-batcher that feeds each served model (``model_cache`` keeps the models).
 
 Each model has one serving loop that runs one forward pass of at most ``max_batch`` inputs at a
 time. A pass is shared out among the waiting requests like a round-robin that takes one row
@@ -31,20 +31,16 @@ Re-calibration runs in a worker, as a job, never here.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from lpft_jobstore.logs import route_transformers_logs
 
-from lpft_api.metrics.serving import PREDICT_BATCH_SIZE
+from lpft_api.prometheus.serving import PREDICT_BATCH_SIZE
 from lpft_core import Predictor
-from lpft_core.serving.onnx_runtime import Precision
-from lpft_core.serving.predictor import Backend
 
 T = TypeVar("T")
 
@@ -175,59 +171,3 @@ class BatchedModel:
         for part in plan:
             if not part.request.future.done():
                 part.request.future.set_exception(exc)
-
-
-class ModelCache:
-    """Up to ``capacity`` loaded models, least recently used evicted first."""
-
-    def __init__(
-        self,
-        capacity: int,
-        max_batch: int,
-        device: str,
-        backend: Backend = "torch",
-        precision: Precision = "fp32",
-    ) -> None:
-        route_transformers_logs()  # loading a model must not print text into the JSON log
-        self.torch_thread = TorchThread()
-        #: loads models beside the torch thread, so that a load (with the onnx backend, a
-        #: graph export of tens of seconds on first use) never holds up the passes of models
-        #: already loaded; the two share the cores meanwhile
-        self.loader = TorchThread()
-        self.capacity = capacity
-        self.max_batch = max_batch
-        self.device = device
-        self.backend = backend
-        self.precision = precision
-        self.models: OrderedDict[str, BatchedModel] = OrderedDict()
-        self.loading: dict[str, asyncio.Lock] = {}
-
-    def close(self) -> None:
-        """Stop the threads (work not yet started is dropped)."""
-        self.torch_thread.close()
-        self.loader.close()
-
-    async def get(self, job_id: str, directory: Path) -> BatchedModel:
-        """The model of ``job_id``, loaded from ``directory`` on first use."""
-        if job_id in self.models:
-            self.models.move_to_end(job_id)
-            model = self.models[job_id]
-            if not model.predictor.calibration_is_current():  # another process re-fitted T
-                await self.torch_thread.run(model.predictor.refresh_calibration)
-            return model
-        lock = self.loading.setdefault(job_id, asyncio.Lock())
-        async with lock:
-            if job_id not in self.models:
-                predictor = await self.loader.run(
-                    Predictor,
-                    directory,
-                    self.device,
-                    self.max_batch,
-                    backend=self.backend,
-                    precision=self.precision,
-                )
-                self.models[job_id] = BatchedModel(predictor, self.max_batch, self.torch_thread)
-                while len(self.models) > self.capacity:
-                    self.models.popitem(last=False)
-        self.loading.pop(job_id, None)
-        return self.models[job_id]

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from lpft_jobstore.enqueue import Enqueuer
-from lpft_jobstore.records import JobStatus
-from lpft_jobstore.store import Store
-from lpft_jobstore.tasks import broker_lists
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.records import JobStatus
+from lpft_contract.store import Store
+from lpft_contract.tasks import broker_lists
 
 #: Kombu's Redis transport: delivered messages wait for their acknowledgement in one hash.
 _UNACKED = "unacked"

@@ -23,9 +23,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from lpft_jobstore import job_stats
-from lpft_jobstore.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
-from lpft_jobstore.settings import Settings
+from lpft_contract import job_stats
+from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
+from lpft_contract.settings import Settings
 
 PREFIX = "lpft"
 EVENTS_MAXLEN = 200_000

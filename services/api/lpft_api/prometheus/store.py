@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import redis
-from lpft_jobstore import job_stats
-from lpft_jobstore.tasks import Queue, broker_lists
-from lpft_jobstore.workers import WorkerBeat, read_beats
+from lpft_contract import job_stats
+from lpft_contract.tasks import Queue, broker_lists
+from lpft_contract.workers import WorkerBeat, read_beats
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,

@@ -17,7 +17,7 @@ Series, all read at scrape time unless said otherwise:
   ``LPFT_WORKER_STALE_SECONDS``); ``lpft_worker_last_heartbeat_timestamp_seconds{worker}``,
   ``lpft_worker_busy{worker}`` (1 while it handles a job) and
   ``lpft_worker_jobs_finished_total{worker}`` (jobs it brought to a terminal state since it
-  started) per worker, from the workers' heartbeats (``lpft_jobstore.workers``).
+  started) per worker, from the workers' heartbeats (``lpft_contract.workers``).
 - ``lpft_redis_up``: whether the store answered this scrape (0: the store's series are absent).
 - ``process_*`` and ``python_info``: prometheus_client's own, for this process.
 
@@ -35,9 +35,9 @@ from prometheus_client import (
 )
 from starlette.datastructures import State
 
-from lpft_api.metrics.http import HTTP_REQUEST_DURATION
-from lpft_api.metrics.serving import PREDICT_BATCH_SIZE, PREDICT_LATENCY, ModelCacheCollector
-from lpft_api.metrics.store import StoreCollector
+from lpft_api.prometheus.http import HTTP_REQUEST_DURATION
+from lpft_api.prometheus.serving import PREDICT_BATCH_SIZE, PREDICT_LATENCY, ModelCacheCollector
+from lpft_api.prometheus.store import StoreCollector
 
 __all__ = ["registry_for"]
 

@@ -14,7 +14,7 @@ import httpx2  # huggingface_hub's HTTP client: its transport errors mean "hub u
 from huggingface_hub import HfApi, constants, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
-from lpft_jobstore.settings import Settings
+from lpft_contract.settings import Settings
 
 from lpft_api.errors import HubUnavailable, Unprocessable
 from lpft_core.model.classifier import DEFAULT_MODEL

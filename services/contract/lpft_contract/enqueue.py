@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from lpft_jobstore.tasks import TaskName
+from lpft_contract.tasks import TaskName
 
 
 class Enqueuer:

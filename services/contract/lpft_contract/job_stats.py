@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
-from lpft_jobstore.records import JobRecord, JobStatus
+from lpft_contract.records import JobRecord, JobStatus
 
 PREFIX = "lpft"
 #: Every job kind ever indexed, so a scrape knows which status sets to count.
