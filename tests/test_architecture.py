@@ -5,20 +5,31 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import lpft_core
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_FRAMEWORKS = {"fastapi", "starlette", "celery", "redis", "uvicorn", "pydantic_settings"}
 
 
+def python_files(scanned: Path) -> list[Path]:
+    """The Python files a structural rule reads at ``scanned`` (a module or a package). Every
+    rule goes through here, because ``rglob`` over a path that moved away yields nothing and
+    the rule would pass whatever the code does: a missing path, or one holding no Python,
+    raises instead."""
+    if not scanned.exists():
+        raise FileNotFoundError(f"{scanned} does not exist: the rule scanning it checks nothing")
+    files = [scanned] if scanned.is_file() else sorted(scanned.rglob("*.py"))
+    if not files:
+        raise FileNotFoundError(f"{scanned} holds no Python: the rule scanning it checks nothing")
+    return files
+
+
 def imported_roots(package: Path) -> set[str]:
-    """The top-level names that the module or package at ``package`` imports. A missing path
-    fails: ``rglob`` over it would yield nothing and the rule checking it would pass whatever
-    the code does."""
-    assert package.exists(), f"{package} does not exist: the rule scanning it checks nothing"
+    """The top-level names that the module or package at ``package`` imports."""
     roots = set()
-    paths = [package] if package.is_file() else package.rglob("*.py")
-    for path in paths:
+    for path in python_files(package):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots |= {alias.name.split(".")[0] for alias in node.names}
@@ -51,3 +62,10 @@ def test_api_never_imports_the_worker() -> None:
     # The API enqueues tasks by name; its image must not need the worker's code.
     assert "lpft_worker" not in imported_roots(ROOT / "services" / "api")
     assert not imported_roots(ROOT / "services" / "contract") & {"lpft_api", "lpft_worker"}
+
+
+def test_a_scanned_path_that_moved_away_fails_the_rule(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        imported_roots(ROOT / "services" / "jobstore")
+    with pytest.raises(FileNotFoundError, match="holds no Python"):
+        imported_roots(tmp_path)
