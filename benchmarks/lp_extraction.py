@@ -26,7 +26,7 @@ from transformers import pipeline
 from transformers.utils import logging
 
 from lpft_core.data.batching import encode, length_sorted_batches
-from lpft_core.serving.inference import forward_all
+from lpft_core.model.inference import forward_all
 
 
 def lpft_features(model, tokenizer, texts, batch: int, device: torch.device) -> np.ndarray:

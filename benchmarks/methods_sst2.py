@@ -22,7 +22,8 @@ from _results import append
 from transformers.utils import logging
 
 from lpft_core import DataFiles, Hyperparameters
-from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.jobs.compare import compare
+from lpft_core.jobs.specs import CompareSpec
 from lpft_core.reporting.report import job_report
 from lpft_core.results import JobMetrics
 

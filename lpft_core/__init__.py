@@ -4,9 +4,11 @@ Linear probing (a cross-validated L2 logistic regression on frozen features), th
 fine-tuning or LoRA from that head, then temperature scaling fitted on validation data
 (Tomihari & Sato, NeurIPS 2024). Pure library: no web framework, no task queue.
 
-The names below are imported on first use (PEP 562), so ``import lpft_core`` and its light
-modules (``config``, ``errors``, ``kinds``) load neither torch nor transformers: the client
-and the API's schemas use them without the ML stack.
+The names below are the library's public surface, which the API and the worker use and
+nothing deeper. They are imported on first use (PEP 562), so ``import lpft_core`` and its
+light modules (``config``, ``errors``, ``jobs.kinds``, ``jobs.specs``) load neither torch nor
+transformers: the client, the API's schemas and its spec building use them without the ML
+stack.
 """
 
 from __future__ import annotations
@@ -15,14 +17,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters, Method
+    from lpft_core.config import (
+        DEFAULT_LEARNING_RATES,
+        MAX_SEEDS,
+        DataFiles,
+        FinetuneSpec,
+        Hyperparameters,
+        Method,
+    )
     from lpft_core.data.datasets import (
         DatasetSplits,
         Example,
+        SplitShape,
         build_splits,
+        check_split_shapes,
+        examples_from_file,
         parse_records,
         read_examples,
+        text_problem,
     )
+    from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, FieldMap, option_name
+    from lpft_core.data.fields import ROLES as FIELD_ROLES
     from lpft_core.errors import (
         ConfigError,
         DataError,
@@ -33,9 +48,22 @@ if TYPE_CHECKING:
     )
     from lpft_core.events import ProgressEvent
     from lpft_core.jobs.finetune import FinetuneResult, finetune
+    from lpft_core.jobs.kinds import (
+        JOB_KINDS,
+        JobKind,
+        JobKindInfo,
+        JobSpec,
+        Resume,
+        job_kind,
+        run_job,
+    )
+    from lpft_core.jobs.specs import AnalysisSpec, CompareSpec, RecalibrateSpec
+    from lpft_core.model.artifacts import METRICS as METRICS_FILE
     from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
     from lpft_core.results import JobMetrics
-    from lpft_core.serving.predictor import Prediction, Predictor
+    from lpft_core.serving.export import ExportFormat, export_model
+    from lpft_core.serving.onnx_runtime import Precision
+    from lpft_core.serving.predictor import Backend, ConformalRequest, Prediction, Predictor
     from lpft_core.stages.calibration import (
         ClassificationMetrics,
         ReliabilityBin,
@@ -44,81 +72,140 @@ if TYPE_CHECKING:
         classification_metrics,
         reliability_bins,
     )
+    from lpft_core.stages.conformal import DEFAULT_METHOD as DEFAULT_CONFORMAL_METHOD
+    from lpft_core.stages.conformal import ConformalMethod
     from lpft_core.stages.probe import LinearProbe
 
-#: Public name → the module that defines it.
+#: Public name → the module that defines it, as ``module:name`` where the name there differs.
 _EXPORTS = {
-    "JobCancelled": "lpft_core.errors",
+    "AnalysisSpec": "lpft_core.jobs.specs",
+    "Backend": "lpft_core.serving.predictor",
+    "build_splits": "lpft_core.data.datasets",
+    "calibration_errors": "lpft_core.stages.calibration",
+    "check_split_shapes": "lpft_core.data.datasets",
+    "classification_metrics": "lpft_core.stages.calibration",
     "ClassificationMetrics": "lpft_core.stages.calibration",
+    "CompareSpec": "lpft_core.jobs.specs",
     "ConfigError": "lpft_core.errors",
-    "DEFAULT_MODEL": "lpft_core.model.classifier",
+    "ConformalMethod": "lpft_core.stages.conformal",
+    "ConformalRequest": "lpft_core.serving.predictor",
     "DataError": "lpft_core.errors",
     "DataFiles": "lpft_core.config",
     "DatasetSplits": "lpft_core.data.datasets",
+    "DEFAULT_CONFORMAL_METHOD": "lpft_core.stages.conformal:DEFAULT_METHOD",
+    "DEFAULT_LEARNING_RATES": "lpft_core.config",
+    "DEFAULT_MODEL": "lpft_core.model.classifier",
     "Example": "lpft_core.data.datasets",
-    "Hyperparameters": "lpft_core.config",
-    "JobMetrics": "lpft_core.results",
+    "examples_from_file": "lpft_core.data.datasets",
+    "export_model": "lpft_core.serving.export",
+    "ExportFormat": "lpft_core.serving.export",
+    "FIELD_ROLES": "lpft_core.data.fields:ROLES",
+    "FieldMap": "lpft_core.data.fields",
+    "finetune": "lpft_core.jobs.finetune",
     "FinetuneResult": "lpft_core.jobs.finetune",
     "FinetuneSpec": "lpft_core.config",
+    "Hyperparameters": "lpft_core.config",
+    "job_kind": "lpft_core.jobs.kinds",
+    "JOB_KINDS": "lpft_core.jobs.kinds",
+    "JobCancelled": "lpft_core.errors",
+    "JobKind": "lpft_core.jobs.kinds",
+    "JobKindInfo": "lpft_core.jobs.kinds",
+    "JobMetrics": "lpft_core.results",
+    "JobSpec": "lpft_core.jobs.kinds",
     "LinearProbe": "lpft_core.stages.probe",
     "LpftError": "lpft_core.errors",
+    "MAX_FIELD_NAME_CHARS": "lpft_core.data.fields",
+    "MAX_SEEDS": "lpft_core.config",
     "Method": "lpft_core.config",
+    "METRICS_FILE": "lpft_core.model.artifacts:METRICS",
     "ModelError": "lpft_core.errors",
+    "option_name": "lpft_core.data.fields",
+    "parse_records": "lpft_core.data.datasets",
+    "Precision": "lpft_core.serving.onnx_runtime",
     "Prediction": "lpft_core.serving.predictor",
     "Predictor": "lpft_core.serving.predictor",
     "ProgressEvent": "lpft_core.events",
-    "ReliabilityBin": "lpft_core.stages.calibration",
-    "TemperatureScaler": "lpft_core.stages.calibration",
-    "TrainingDivergedError": "lpft_core.errors",
-    "build_splits": "lpft_core.data.datasets",
-    "calibration_errors": "lpft_core.stages.calibration",
-    "classification_metrics": "lpft_core.stages.calibration",
-    "parse_records": "lpft_core.data.datasets",
     "read_examples": "lpft_core.data.datasets",
+    "RecalibrateSpec": "lpft_core.jobs.specs",
     "reliability_bins": "lpft_core.stages.calibration",
+    "ReliabilityBin": "lpft_core.stages.calibration",
     "resolve_model": "lpft_core.model.classifier",
-    "finetune": "lpft_core.jobs.finetune",
+    "Resume": "lpft_core.jobs.kinds",
+    "run_job": "lpft_core.jobs.kinds",
+    "SplitShape": "lpft_core.data.datasets",
+    "TemperatureScaler": "lpft_core.stages.calibration",
+    "text_problem": "lpft_core.data.datasets",
+    "TrainingDivergedError": "lpft_core.errors",
 }
 
 __all__ = [
+    "DEFAULT_CONFORMAL_METHOD",
+    "DEFAULT_LEARNING_RATES",
     "DEFAULT_MODEL",
+    "FIELD_ROLES",
+    "JOB_KINDS",
+    "MAX_FIELD_NAME_CHARS",
+    "MAX_SEEDS",
+    "METRICS_FILE",
+    "AnalysisSpec",
+    "Backend",
     "ClassificationMetrics",
+    "CompareSpec",
     "ConfigError",
+    "ConformalMethod",
+    "ConformalRequest",
     "DataError",
     "DataFiles",
     "DatasetSplits",
     "Example",
+    "ExportFormat",
+    "FieldMap",
     "FinetuneResult",
     "FinetuneSpec",
     "Hyperparameters",
     "JobCancelled",
+    "JobKind",
+    "JobKindInfo",
     "JobMetrics",
+    "JobSpec",
     "LinearProbe",
     "LpftError",
     "Method",
     "ModelError",
+    "Precision",
     "Prediction",
     "Predictor",
     "ProgressEvent",
+    "RecalibrateSpec",
     "ReliabilityBin",
+    "Resume",
+    "SplitShape",
     "TemperatureScaler",
     "TrainingDivergedError",
     "build_splits",
     "calibration_errors",
+    "check_split_shapes",
     "classification_metrics",
+    "examples_from_file",
+    "export_model",
     "finetune",
+    "job_kind",
+    "option_name",
     "parse_records",
     "read_examples",
     "reliability_bins",
     "resolve_model",
+    "run_job",
+    "text_problem",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'lpft_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, defined_as = target.partition(":")
+    value = getattr(importlib.import_module(module), defined_as or name)
     globals()[name] = value  # later lookups skip this function
     return value
 

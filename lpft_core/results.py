@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpft_core.data.datasets import DatasetSummary, Label
-from lpft_core.diagnostics.features import FeatureChange
+from lpft_core.diagnostics.features import FeatureChange, FeatureStatistics
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
 from lpft_core.stages.calibration import ClassificationMetrics, ReliabilityBin
 from lpft_core.stages.conformal import ConformalResult
@@ -189,3 +189,27 @@ class JobMetrics:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What an analysis measured.
+
+    Attributes:
+        ntk: kernel statistics by method (at its FT start), or ``trained`` for a finished
+            model.
+        feature_statistics: statistics of the base model's features per evaluated set.
+        feature_change: a finished model's features against its base model's, per set.
+    """
+
+    model: str
+    model_dir: str | None
+    labels: list[Label]
+    ntk: dict[str, NtkStatistics]
+    feature_statistics: dict[str, FeatureStatistics]
+    feature_change: dict[str, FeatureChange]
+    timing: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the analysis job's ``metrics.json``)."""
+        return {"kind": "analysis", **dataclasses.asdict(self)}

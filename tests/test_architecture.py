@@ -69,3 +69,58 @@ def test_a_scanned_path_that_moved_away_fails_the_rule(tmp_path: Path) -> None:
         imported_roots(ROOT / "services" / "jobstore")
     with pytest.raises(FileNotFoundError, match="holds no Python"):
         imported_roots(tmp_path)
+
+
+#: lpft_core's layers, lowest first: a module imports from its own layer or those below it.
+#: serving and reporting share a rank, so neither imports the other; the top-level modules
+#: (config, errors, events, results) are the vocabulary every layer shares.
+LAYERS = {
+    "data": 0,
+    "model": 1,
+    "diagnostics": 2,
+    "stages": 3,
+    "serving": 4,
+    "reporting": 4,
+    "jobs": 5,
+}
+
+
+def lpft_core_imports(path: Path) -> list[tuple[int, str, list[str]]]:
+    """Every import of lpft_core in the module at ``path``, wherever it sits (functions and
+    ``TYPE_CHECKING`` blocks too): line, module and the names taken from it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [
+                (node.lineno, a.name, []) for a in node.names if a.name.startswith("lpft_core")
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == "lpft_core":
+                found.append((node.lineno, node.module, [a.name for a in node.names]))
+    return found
+
+
+def test_lpft_core_layers_import_only_downwards() -> None:
+    upward = []
+    for layer, rank in LAYERS.items():
+        for path in python_files(ROOT / "lpft_core" / layer):
+            for line, module, _ in lpft_core_imports(path):
+                parts = module.split(".")
+                target = parts[1] if len(parts) > 1 else None
+                if target in LAYERS and target != layer and LAYERS[target] >= rank:
+                    upward.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert upward == []
+
+
+def test_services_use_only_lpft_cores_public_surface() -> None:
+    # `import lpft_core` or `from lpft_core import X` with X in __all__; nothing deeper, so
+    # the library can move its modules without breaking the services.
+    public = set(lpft_core.__all__)
+    internal = []
+    for service in ("api", "worker"):
+        for path in python_files(ROOT / "services" / service):
+            for line, module, names in lpft_core_imports(path):
+                if module != "lpft_core" or not set(names) <= public:
+                    where = f"{path.relative_to(ROOT)}:{line}"
+                    internal.append(f"{where} imports {module} {sorted(set(names) - public)}")
+    assert internal == []

@@ -33,3 +33,26 @@ def test_the_client_and_its_cli_verbs_load_no_ml_stack() -> None:
 
 def test_the_api_loads_no_plotting() -> None:
     assert "matplotlib" not in loaded_after("import lpft_api.main; lpft_api.main.create_app")
+
+
+#: One spec of each registered kind, as plain data (a new kind adds its own).
+SPEC_SAMPLES = {
+    "finetune": {"method": "lp_ft", "data": {"train": "train.jsonl"}, "output_dir": "out"},
+    "compare": {"data": {"train": "train.jsonl"}, "methods": ["lp", "ft"], "output_dir": "out"},
+    "analysis": {"data": {"train": "train.jsonl"}, "model_dir": "model", "output_dir": "out"},
+    "recalibrate": {"model_dir": "model", "data": "labelled.jsonl", "output_dir": "out"},
+}
+
+
+def test_every_kinds_spec_builds_without_the_ml_stack() -> None:
+    # The API builds and checks a job's spec on every request; the registry imports a kind's
+    # runner only when a job of it runs.
+    code = (
+        "from lpft_core import JOB_KINDS, job_kind\n"
+        f"samples = {SPEC_SAMPLES!r}\n"
+        "assert sorted(samples) == sorted(JOB_KINDS), 'give every registered kind a sample'\n"
+        "for kind, raw in samples.items():\n"
+        "    spec = job_kind(kind).spec.from_dict(raw)\n"
+        "    assert type(spec).from_dict(spec.to_dict()) == spec, kind"
+    )
+    assert loaded_after(code) == set()

@@ -5,17 +5,15 @@ the probe, each method's kernel; ``lpft_core.jobs.checkpoint``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from lpft_core.config import DataFiles, Hyperparameters, Method, spec_from_dict
+from lpft_core.config import Method
 from lpft_core.data.datasets import Label
 from lpft_core.diagnostics.features import (
     FeatureChange,
@@ -24,10 +22,10 @@ from lpft_core.diagnostics.features import (
     feature_statistics,
 )
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
-from lpft_core.errors import ConfigError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.jobs.checkpoint import JobCheckpoint, finished_or_run, job_identity
 from lpft_core.jobs.finetune import fit_probe_on, ntk_at_start
+from lpft_core.jobs.specs import AnalysisSpec
 from lpft_core.model.artifacts import load_model, read_labels, read_manifest
 from lpft_core.model.classifier import (
     DEFAULT_MODEL,
@@ -39,6 +37,7 @@ from lpft_core.model.classifier import (
     resolve_model,
 )
 from lpft_core.model.lora import apply_lora
+from lpft_core.results import AnalysisResult
 from lpft_core.stages.prepare import (
     EVALUATION,
     PreparedData,
@@ -48,83 +47,6 @@ from lpft_core.stages.prepare import (
     seed_everything,
 )
 from lpft_core.stages.probe import install_head, scale_head
-
-#: Methods whose FT stage has a kernel (LP trains the head only: its kernel is P).
-FINETUNING_METHODS = [m for m in Method if m.finetunes]
-
-
-@dataclass(frozen=True)
-class AnalysisSpec:
-    """An analysis job.
-
-    Attributes:
-        model: the base model (Hugging Face id or directory; default all-MiniLM-L6-v2).
-        model_dir: a finished lpft model directory instead: its features are compared with
-            its base model's, and its NTK is taken where training ended, over all encoder
-            parameters (LoRA adapters are merged into the weights when it is loaded).
-        ntk: compute the NTK; ``methods`` picks whose FT-start kernel (base model only).
-        features: compute feature statistics (base) or feature change (finished model).
-        ntk_samples: stratified, seeded train samples (and as many evaluation samples).
-        checkpoint_dir: as ``FinetuneSpec.checkpoint_dir``.
-    """
-
-    data: DataFiles
-    output_dir: str
-    model: str | None = None
-    model_dir: str | None = None
-    ntk: bool = True
-    features: bool = True
-    methods: list[Method] = field(default_factory=lambda: list(FINETUNING_METHODS))
-    ntk_samples: int = 256
-    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
-    max_text_chars: int = 20_000
-    checkpoint_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.ntk or self.features):
-            raise ConfigError("analysis", "ask for ntk, features or both")
-        methods = [Method(m) for m in self.methods]
-        if self.ntk and self.model_dir is None:
-            if not methods or any(not m.finetunes for m in methods):
-                raise ConfigError(
-                    "methods", f"give one or more of {[m.value for m in FINETUNING_METHODS]}"
-                )
-        object.__setattr__(self, "methods", methods)
-        if not 1 <= self.ntk_samples <= 4096:
-            raise ConfigError("ntk_samples", "must be between 1 and 4096")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> AnalysisSpec:
-        """The spec ``to_dict`` wrote."""
-        return spec_from_dict(cls, raw)
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    """What an analysis measured.
-
-    Attributes:
-        ntk: kernel statistics by method (at its FT start), or ``trained`` for a finished
-            model.
-        feature_statistics: statistics of the base model's features per evaluated set.
-        feature_change: a finished model's features against its base model's, per set.
-    """
-
-    model: str
-    model_dir: str | None
-    labels: list[Label]
-    ntk: dict[str, NtkStatistics]
-    feature_statistics: dict[str, FeatureStatistics]
-    feature_change: dict[str, FeatureChange]
-    timing: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data (the analysis job's ``metrics.json``)."""
-        return {"kind": "analysis", **dataclasses.asdict(self)}
 
 
 @dataclass

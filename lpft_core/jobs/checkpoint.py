@@ -31,21 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lpft_core.config import FinetuneSpec
 from lpft_core.events import ProgressCallback, ProgressEvent
+from lpft_core.stages.snapshots import load_checkpoint, save_checkpoint, write_atomically
 
 if TYPE_CHECKING:
-    from lpft_core.jobs.analysis import AnalysisSpec
-    from lpft_core.jobs.compare import CompareSpec
+    from lpft_core.jobs.specs import AnalysisSpec, CompareSpec
 
 IDENTITY = "job.json"
 PROBE = "probe.pt"
@@ -150,31 +146,3 @@ def finished_or_run(
     result = run()
     checkpoint.finish(part, result)
     return result
-
-
-def save_checkpoint(value: Any, path: Path) -> None:
-    """``torch.save`` ``value`` to ``path`` atomically."""
-    write_atomically(path, lambda file: torch.save(value, file))
-
-
-def load_checkpoint(path: Path) -> Any:
-    """What ``save_checkpoint`` wrote to ``path``, with every tensor on the CPU (restoring
-    copies them where they belong; RNG states must be CPU tensors)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, sync it, then rename it to
-    ``path``: readers, and a run killed mid-write, see the old file or the new one whole."""
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -11,97 +11,18 @@ method it was training from its last epoch (``lpft_core.jobs.checkpoint``).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters, Method, spec_from_dict
-from lpft_core.errors import ConfigError
+from lpft_core.config import Method
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
 from lpft_core.jobs.checkpoint import JobCheckpoint, finished_or_run, job_identity
 from lpft_core.jobs.finetune import finetune, fit_probe
-from lpft_core.jobs.seeds import keep_metrics_only, run_dir, seed_run, with_runs
+from lpft_core.jobs.seeds import keep_metrics_only, seed_run, with_runs
+from lpft_core.jobs.specs import CompareSpec
 from lpft_core.model.artifacts import METRICS, write_json
 from lpft_core.results import JobMetrics, SeedRun
-
-
-@dataclass(frozen=True)
-class CompareSpec:
-    """A comparison job.
-
-    Attributes:
-        methods: the methods to run, in this order (default: all five).
-        ntk_samples: train (and evaluation) samples of the NTK at each FT start; 0 skips it.
-        seeds: as ``FinetuneSpec.seeds``: more than one runs the comparison once per seed.
-        checkpoint_dir: as ``FinetuneSpec.checkpoint_dir``; each method's run keeps its own
-            checkpoint in a directory inside it.
-    """
-
-    data: DataFiles
-    output_dir: str
-    model: str | None = None
-    methods: list[Method] = field(default_factory=lambda: list(Method))
-    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
-    ntk_samples: int = 256
-    max_text_chars: int = 20_000
-    seeds: list[int] = field(default_factory=list)
-    checkpoint_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            methods = [Method(m) for m in self.methods]
-        except ValueError as exc:
-            known = [m.value for m in Method]
-            raise ConfigError("methods", f"{exc}; use some of {known}") from None
-        if not methods or len(set(methods)) != len(methods):
-            raise ConfigError("methods", "give one or more distinct methods")
-        object.__setattr__(self, "methods", methods)
-        FinetuneSpec(
-            Method.LP,
-            self.data,
-            self.output_dir,
-            hyperparameters=self.hyperparameters,
-            ntk_samples=self.ntk_samples,
-            seeds=self.seeds,
-        )
-
-    @property
-    def run_seeds(self) -> list[int]:
-        """The seeds the comparison runs with, the first one's run being the one served."""
-        return self.seeds or [self.hyperparameters.seed]
-
-    def job(self, method: Method, seed: int | None = None) -> FinetuneSpec:
-        """The single-seed ``finetune`` spec of one method (default: the first seed's), which
-        checkpoints inside ``checkpoint_dir``."""
-        seeds = self.run_seeds
-        seed = seeds[0] if seed is None else seed
-        output_dir = Path(self.output_dir) / method.value
-        checkpoint_dir = (
-            str(Path(self.checkpoint_dir) / f"{method.value}-seed-{seed}")
-            if self.checkpoint_dir
-            else None
-        )
-        return FinetuneSpec(
-            method=method,
-            data=self.data,
-            output_dir=str(output_dir if seed == seeds[0] else run_dir(output_dir, seed)),
-            model=self.model,
-            hyperparameters=dataclasses.replace(self.hyperparameters, seed=seed),
-            max_text_chars=self.max_text_chars,
-            ntk_samples=self.ntk_samples if method.finetunes else 0,
-            checkpoint_dir=checkpoint_dir,
-            split_seed=seeds[0] if len(seeds) > 1 else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CompareSpec:
-        """The spec ``to_dict`` wrote."""
-        return spec_from_dict(cls, raw)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from lpft_core.model.classifier import (
     resolve_device,
     resolve_model,
 )
+from lpft_core.model.inference import forward_all
 from lpft_core.model.lora import apply_lora
 from lpft_core.results import (
     Calibration,
@@ -49,7 +50,6 @@ from lpft_core.results import (
     ParameterCounts,
     ProbeSummary,
 )
-from lpft_core.serving.inference import forward_all
 from lpft_core.stages.calibration import (
     TemperatureAtBoundWarning,
     TemperatureScaler,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lpft_core.data.datasets import read_examples
 from lpft_core.model.artifacts import CalibrationRecord, read_calibration, write_calibration
@@ -26,27 +25,6 @@ from lpft_core.stages.calibration import (
 )
 from lpft_core.stages.conformal import fit_conformal
 from lpft_core.stages.prepare import label_indices
-
-
-@dataclass(frozen=True)
-class RecalibrateSpec:
-    """A re-calibration as a job: the model directory whose temperature is replaced, the
-    labelled file to fit it on, and where the job writes its ``metrics.json``."""
-
-    model_dir: str
-    data: str
-    output_dir: str
-    name: str | None = None
-    max_text_chars: int = 20_000
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RecalibrateSpec:
-        """The spec ``to_dict`` wrote."""
-        return cls(**raw)
 
 
 @dataclass(frozen=True)

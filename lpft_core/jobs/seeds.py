@@ -20,11 +20,9 @@ import numpy as np
 from lpft_core.config import FinetuneSpec
 from lpft_core.events import ProgressCallback, ProgressEvent, no_progress
 from lpft_core.jobs.checkpoint import RUNS, JobCheckpoint, job_identity
+from lpft_core.jobs.specs import run_dir
 from lpft_core.model.artifacts import METRICS, SPEC, write_json
 from lpft_core.results import Evaluation, JobMetrics, MeanStd, SeedRun, SeedSummary, SplitSummary
-
-#: Where the runs after the first keep their metrics, inside the job's output directory.
-RUNS_DIR = "runs"
 
 
 def seeds_of(spec: FinetuneSpec) -> list[int]:
@@ -49,11 +47,6 @@ def spec_for_seed(spec: FinetuneSpec, seed: int) -> FinetuneSpec:
         seeds=[],
         split_seed=seeds[0],
     )
-
-
-def run_dir(output_dir: str | Path, seed: int) -> Path:
-    """Where a run after the first keeps its metrics."""
-    return Path(output_dir) / RUNS_DIR / f"seed-{seed}"
 
 
 def tagged(progress: ProgressCallback, seed: int, several: bool) -> ProgressCallback:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from lpft_core.diagnostics.features import FeatureChange, FeatureStatistics
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
-from lpft_core.jobs.analysis import AnalysisResult
 from lpft_core.reporting import plots
-from lpft_core.results import Evaluation, JobMetrics, SplitSummary
+from lpft_core.results import AnalysisResult, Evaluation, JobMetrics, SplitSummary
 
 Table = tuple[list[str], list[list[str]]]
 

@@ -23,7 +23,7 @@ from lpft_core.model.artifacts import (
     read_warning_codes,
 )
 from lpft_core.model.classifier import load_tokenizer, resolve_device
-from lpft_core.serving.inference import forward_all
+from lpft_core.model.inference import forward_all
 from lpft_core.serving.onnx_runtime import OnnxLogits, Precision, serving_graph
 from lpft_core.serving.quantization import QuantizationReport, quantization_report
 from lpft_core.stages.calibration import scaled_softmax

@@ -18,7 +18,7 @@ from lpft_core.data.batching import EncodedTexts, encode
 from lpft_core.data.datasets import DatasetSplits, Example, Label, build_splits, read_examples
 from lpft_core.errors import DataError
 from lpft_core.events import StopCallback, never_stop
-from lpft_core.serving.inference import forward_all
+from lpft_core.model.inference import forward_all
 
 #: The encoded set reported under the evaluation split's name (``test`` or ``held_out``).
 EVALUATION = "evaluation"

@@ -21,17 +21,17 @@ from lpft_core.data.batching import (
 )
 from lpft_core.errors import JobCancelled, TrainingDivergedError
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback, never_stop, no_progress
-from lpft_core.jobs.checkpoint import load_checkpoint, save_checkpoint
 from lpft_core.model.classifier import classifier_head
 from lpft_core.model.dropout import FastCpuDropout
+from lpft_core.model.inference import forward_all
 from lpft_core.model.lora import trainable_parameters
-from lpft_core.serving.inference import forward_all
 from lpft_core.stages.calibration import nll_from_logits
+from lpft_core.stages.snapshots import load_checkpoint, save_checkpoint
 
 
 def autocast_for(device: torch.device) -> Any:
     """bf16 autocast for the training step on CUDA; on the CPU nothing (exact fp32). Every
-    other forward pass runs in fp32 (``lpft_core.serving.inference``)."""
+    other forward pass runs in fp32 (``lpft_core.model.inference``)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()

@@ -11,9 +11,10 @@ import pytest
 
 from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, JobCancelled, Method, finetune
 from lpft_core.events import ProgressEvent, StopCallback
-from lpft_core.jobs.analysis import AnalysisSpec, analyze
+from lpft_core.jobs.analysis import analyze
 from lpft_core.jobs.checkpoint import IDENTITY, PROBE, TRAINING
-from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.jobs.compare import compare
+from lpft_core.jobs.specs import AnalysisSpec, CompareSpec
 from lpft_core.model.artifacts import write_json
 from tests.conftest import TINY_HYPERPARAMETERS
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lpft_core import DataFiles, FinetuneSpec, Hyperparameters, Method, Predictor
-from lpft_core.jobs.dispatch import run_job
+from lpft_core.jobs.kinds import run_job
 from lpft_core.results import Evaluation, HeadNorm, ProbeSummary, Reliability
 from lpft_core.stages.calibration import ClassificationMetrics
 from lpft_core.stages.checks import (

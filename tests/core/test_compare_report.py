@@ -9,9 +9,10 @@ import pytest
 
 from lpft_core import DataFiles, Hyperparameters, Predictor
 from lpft_core.errors import ConfigError, DataError
-from lpft_core.jobs.analysis import AnalysisSpec, analyze
-from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.jobs.analysis import analyze
+from lpft_core.jobs.compare import compare
 from lpft_core.jobs.recalibrate import recalibrate
+from lpft_core.jobs.specs import AnalysisSpec, CompareSpec
 from lpft_core.reporting.report import analysis_report, job_report, tables
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-import lpft_core.serving.inference
+import lpft_core.model.inference
 from lpft_core.data.batching import encode
 from lpft_core.data.datasets import Example
 from lpft_core.model.classifier import build_classifier, load_tokenizer
-from lpft_core.serving.inference import forward_all
+from lpft_core.model.inference import forward_all
 
 
 def test_inference_never_autocasts(tiny_model_dir: Path) -> None:
@@ -33,4 +33,4 @@ def test_inference_never_autocasts(tiny_model_dir: Path) -> None:
     assert seen and all(not cuda and not cpu for cuda, cpu, _ in seen), seen
     assert {dtype for _, _, dtype in seen} == {torch.float32}
     # The CPU run above cannot see a CUDA-only autocast; the source can.
-    assert "autocast(" not in inspect.getsource(lpft_core.serving.inference)
+    assert "autocast(" not in inspect.getsource(lpft_core.model.inference)

@@ -15,7 +15,8 @@ from lpft_client.local import build_parser, hyperparameters_from
 from lpft_core import ConfigError, FinetuneSpec, Hyperparameters, JobCancelled, Method, finetune
 from lpft_core.config import DEFAULT_LEARNING_RATES, DataFiles
 from lpft_core.events import ProgressEvent
-from lpft_core.jobs.compare import CompareSpec, compare
+from lpft_core.jobs.compare import compare
+from lpft_core.jobs.specs import CompareSpec
 from lpft_core.reporting.report import tables
 from lpft_core.serving.predictor import Predictor
 from tests.conftest import TINY_HYPERPARAMETERS

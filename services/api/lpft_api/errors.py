@@ -22,8 +22,7 @@ from lpft_contract import logs
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from lpft_core.errors import ConfigError, DataError, LpftError
-from lpft_core.jobs.kinds import JobKind
+from lpft_core import ConfigError, DataError, JobKind, LpftError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("lpft.api")

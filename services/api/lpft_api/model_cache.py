@@ -10,9 +10,7 @@ from pathlib import Path
 from lpft_contract.logs import route_transformers_logs
 
 from lpft_api.batcher import BatchedModel, TorchThread
-from lpft_core import Predictor
-from lpft_core.serving.onnx_runtime import Precision
-from lpft_core.serving.predictor import Backend
+from lpft_core import Backend, Precision, Predictor
 
 
 class ModelCache:

@@ -17,7 +17,7 @@ from huggingface_hub.utils import validate_repo_id
 from lpft_contract.settings import Settings
 
 from lpft_api.errors import HubUnavailable, Unprocessable
-from lpft_core.model.classifier import DEFAULT_MODEL
+from lpft_core import DEFAULT_MODEL
 
 #: ``name`` or ``org/name``, as the Hugging Face Hub spells repository ids.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")

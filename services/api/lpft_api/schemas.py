@@ -19,9 +19,15 @@ from pydantic import (
     field_validator,
 )
 
-from lpft_core.config import DEFAULT_LEARNING_RATES, MAX_SEEDS, Hyperparameters, Method
-from lpft_core.data.datasets import text_problem
-from lpft_core.stages.conformal import DEFAULT_METHOD, ConformalMethod
+from lpft_core import (
+    DEFAULT_CONFORMAL_METHOD,
+    DEFAULT_LEARNING_RATES,
+    MAX_SEEDS,
+    ConformalMethod,
+    Hyperparameters,
+    Method,
+    text_problem,
+)
 
 _DEFAULTS = Hyperparameters()
 MAX_SEED = 2**32 - 1
@@ -405,7 +411,7 @@ class ConformalIn(BaseModel):
 
     alpha: float = Field(gt=0, lt=1, description="e.g. 0.1 for sets that cover 90 %")
     method: ConformalMethod = Field(
-        DEFAULT_METHOD,
+        DEFAULT_CONFORMAL_METHOD,
         description="lac (default): the smallest sets on average, at the coverage asked for "
         "(benchmarks/RESULTS.md); aps: adaptive sets, deterministic, conservative where the "
         "error rate exceeds alpha (binary tasks: often both labels); aps_randomized: adaptive "

@@ -1,8 +1,8 @@
 """The training child process: ``python -m lpft_worker.runner JOB_ID``.
 
-Runs one claimed job (``lpft_core.jobs.dispatch.run_job``: finetune, compare, analysis or
-recalibrate), publishes its progress as job events, polls the cancel flag between steps, and
-records the outcome. It stops by itself if the worker that started it dies, so an orphan never
+Runs one claimed job (``lpft_core.run_job``, the same call for every registered kind),
+publishes its progress as job events, polls the cancel flag between steps, and records the
+outcome. It stops by itself if the worker that started it dies, so an orphan never
 trains on. It logs JSON lines (``lpft_contract.logs``) to stderr, which it shares with its
 worker, and to the job's own log; an internal error as one record with its ``error_id`` and
 traceback.
@@ -31,8 +31,7 @@ from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.settings import Settings, get_settings
 from lpft_contract.store import Store, store_from
 
-from lpft_core import JobCancelled, LpftError, ProgressEvent
-from lpft_core.jobs.dispatch import run_job
+from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
 
 #: After a failed write, events are only buffered for this long before the next try, so a
 #: Redis outage costs training nothing.

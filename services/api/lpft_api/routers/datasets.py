@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from lpft_api.deps import DatasetId, PageDep, SettingsDep, StoreDep, TenantDep
 from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn, Problem
 from lpft_api.services import datasets
-from lpft_core.data.fields import MAX_FIELD_NAME_CHARS, ROLES, option_name
+from lpft_core import FIELD_ROLES, MAX_FIELD_NAME_CHARS, option_name
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 #: Bodies the handlers parse themselves, so FastAPI does not put their schemas in the
@@ -39,7 +39,7 @@ _UPLOAD_BODY = {
                                 "default": role,
                                 "description": f"the file's column that holds {role}",
                             }
-                            for role in ROLES
+                            for role in FIELD_ROLES
                         },
                     },
                 }

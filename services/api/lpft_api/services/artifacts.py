@@ -24,9 +24,7 @@ from lpft_contract.store import Store
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room
-from lpft_core.errors import LpftError
-from lpft_core.jobs.kinds import JobKind
-from lpft_core.serving.export import ExportFormat, export_model
+from lpft_core import ExportFormat, JobKind, LpftError, export_model
 
 #: Seconds a client is told to wait (``Retry-After``) before it asks again for an archive
 #: that is being built.

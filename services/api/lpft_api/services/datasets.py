@@ -22,9 +22,16 @@ from starlette.datastructures import UploadFile
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import DatasetRecordsIn
 from lpft_api.services.storage import check_room
-from lpft_core.data.datasets import Example, examples_from_file, parse_records, text_problem
-from lpft_core.data.fields import ROLES, FieldMap, option_name
-from lpft_core.errors import DataError
+from lpft_core import (
+    FIELD_ROLES,
+    DataError,
+    Example,
+    FieldMap,
+    examples_from_file,
+    option_name,
+    parse_records,
+    text_problem,
+)
 
 
 async def create_dataset(
@@ -108,7 +115,7 @@ def delete_dataset(tenant: str, dataset_id: str, store: Store) -> None:
 async def _uploaded_file(request: Request) -> tuple[str, UploadFile, FieldMap]:
     """The name, spooled ``file`` part and column mapping of the upload form; the mapping is
     checked (names bounded, distinct) before a byte of the file is parsed."""
-    form = await request.form(max_files=1, max_fields=1 + len(ROLES), max_part_size=1024)
+    form = await request.form(max_files=1, max_fields=1 + len(FIELD_ROLES), max_part_size=1024)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise Unprocessable("send the dataset as a form field named 'file'", field="file")
@@ -117,7 +124,7 @@ async def _uploaded_file(request: Request) -> tuple[str, UploadFile, FieldMap]:
     if problem:
         raise Unprocessable(f"the dataset name holds {problem}", field="name")
     columns: dict[str, str] = {}
-    for role in ROLES:
+    for role in FIELD_ROLES:
         column = form.get(option_name(role))
         if isinstance(column, UploadFile):
             raise Unprocessable("give a column name, not a file", field=option_name(role))

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from lpft_api.errors import TooManyRequests, Unprocessable
 from lpft_api.schemas import EventList, LiveMetrics
-from lpft_core.model.artifacts import METRICS
+from lpft_core import METRICS_FILE
 
 #: Redis stream ids, the only cursors the event log accepts.
 EVENT_ID = r"^\d{1,19}-\d{1,19}$"  # below 2**63: Redis refuses larger ids
@@ -216,7 +216,7 @@ async def stream(
 def metrics(job: JobRecord, store: Store) -> dict[str, Any] | LiveMetrics:
     """The full lpft_core metrics once the job succeeded; until then, what its event log
     holds: the stage, the per-step history and the per-epoch validation."""
-    path = store.model_dir(job.id) / METRICS
+    path = store.model_dir(job.id) / METRICS_FILE
     if job.status == JobStatus.SUCCEEDED and path.is_file():
         return json.loads(path.read_text())
     events, _ = store.events(job.id, after=None, limit=1_000_000)

@@ -25,9 +25,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus.serving import PREDICT_LATENCY
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
-from lpft_core.errors import ModelError
-from lpft_core.jobs.kinds import JobKind
-from lpft_core.serving.predictor import ConformalRequest, Predictor
+from lpft_core import ConformalRequest, JobKind, ModelError, Predictor
 
 T = TypeVar("T")
 

@@ -25,12 +25,17 @@ from lpft_api.schemas import (
     JobCreate,
     RecalibrateRequest,
 )
-from lpft_core.config import DataFiles, FinetuneSpec, Hyperparameters
-from lpft_core.data.datasets import SplitShape, check_split_shapes
-from lpft_core.jobs.analysis import AnalysisSpec
-from lpft_core.jobs.compare import CompareSpec
-from lpft_core.jobs.kinds import JobKind
-from lpft_core.jobs.recalibrate import RecalibrateSpec
+from lpft_core import (
+    AnalysisSpec,
+    CompareSpec,
+    DataFiles,
+    FinetuneSpec,
+    Hyperparameters,
+    JobKind,
+    RecalibrateSpec,
+    SplitShape,
+    check_split_shapes,
+)
 
 Spec = FinetuneSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
 JobRequest = FinetuneJobCreate | CompareJobCreate | AnalysisJobCreate | RecalibrateRequest

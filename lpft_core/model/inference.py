@@ -1,4 +1,5 @@
-"""Batched, gradient-free forward passes: probe features and logits."""
+"""Batched, gradient-free forward passes: probe features and logits. Here, below the stages,
+since training, calibration and serving all run the same fp32 forward."""
 
 from __future__ import annotations
 
