@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo
 
-.PHONY: install lint format test fuzz openapi up down demo clean
+.PHONY: install lint format test test-fast fuzz openapi up down demo clean
 
 # Every install goes through constraints.txt, which pins torch: pip takes 2.13.0 as a CPU
 # wheel from local disk here, and the pin keeps any requirement from pulling a multi-GB CUDA
@@ -29,8 +29,14 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The whole suite, every tier (README, Testing: what each costs). The tests that need Redis
+# start their own redis-server for the run; nothing else has to be running.
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The unit tier alone: in process, no Redis, no server; under a minute on 2 cores.
+test-fast: install
+	$(BIN)/python -m pytest -q -m unit
 
 # Property-based fuzzing of the whole API from openapi/openapi.json (tests/fuzz), sized for a
 # bug hunt: FUZZ_EXAMPLES examples per operation (over 2,000 requests in all) on a fresh random

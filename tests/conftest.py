@@ -17,6 +17,9 @@ from transformers.utils import logging as hf_logging
 
 from lpft_core.model.classifier import resolve_model
 
+#: The private Redis and its per-module databases; the tier every test gets (see each).
+pytest_plugins = ("tests.redis_fixtures", "tests.tiers")
+
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
 

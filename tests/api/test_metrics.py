@@ -1,9 +1,10 @@
 """``GET /metrics`` under TestClient: the text format, route templates as labels, the key
 setting, and the series read from the store.
 
-Unlike the rest of this tier, the store here is real (Redis database ``REDIS_DB``): the job and
-worker series are counters the store keeps in Redis. Each test's jobs and workers carry a kind
-or a queue of its own, so its numbers are its own whatever else that database holds.
+Unlike the rest of this directory, the store here is real (this module's Redis database, so
+these are ``redis`` tier tests): the job and worker series are counters the store keeps in
+Redis. Each test's jobs and workers carry a kind or a queue of its own, so its numbers are its
+own whatever else that database holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from lpft_api.main import create_app
@@ -26,7 +26,7 @@ from lpft_contract.store import Store
 from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import REDIS_DB
+from tests.redis_fixtures import RedisDatabase
 from tests.test_imports import loaded_after
 
 KEY = "key-alice"
@@ -59,8 +59,8 @@ def serving(settings: Settings, store: Store) -> TestClient:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(redis.Redis(db=REDIS_DB, decode_responses=True), tmp_path)
+def store(tmp_path: Path, redis_db: RedisDatabase) -> Store:
+    return Store(redis_db.client(), tmp_path)
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_workers_are_alive_or_stale_by_their_last_heartbeat(
     assert value(samples, "lpft_worker_jobs_finished_total", worker=fresh) == 7
 
 
-def test_a_scrape_loads_no_torch() -> None:
+def test_a_scrape_loads_no_torch(redis_db: RedisDatabase) -> None:
     code = (
         "import redis\n"
         "from prometheus_client import generate_latest\n"
@@ -203,7 +203,8 @@ def test_a_scrape_loads_no_torch() -> None:
         "from lpft_api.prometheus import registry_for\n"
         "from lpft_contract.store import Store\n"
         "state = State()\n"
-        f"state.store = Store(redis.Redis(db={REDIS_DB}, decode_responses=True), '.')\n"
+        f"client = redis.Redis.from_url({redis_db.url!r}, decode_responses=True)\n"
+        "state.store = Store(client, '.')\n"
         "assert b'lpft_redis_up 1.0' in generate_latest(registry_for(state, 30.0))"
     )
     assert "torch" not in loaded_after(code)

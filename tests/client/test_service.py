@@ -1,6 +1,6 @@
 """The client and the ``lpft`` service verbs against the real service: a uvicorn API, a
-Celery worker and Redis (database ``CLIENT_REDIS_DB``, flushed when the stack starts), run
-for this module alone so that killing its API touches no other test."""
+Celery worker and a Redis database of this module's own, run for this module alone so that
+killing its API touches no other test."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ from lpft_client.types import EpochEvent, Job, JobMetrics
 
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows
 from tests.integration.conftest import KEYS, ApiServer, Worker, stack_env
+from tests.redis_fixtures import RedisDatabase
 
-CLIENT_REDIS_DB = 11
 #: Long enough (seconds of training on the tiny model) to kill the API in its middle.
 LONG_JOB = {"epochs": 4, "batch_size": 1}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[dict]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, redis_db: RedisDatabase
+) -> Iterator[dict]:
     directory = tmp_path_factory.mktemp("client-stack")
-    env = stack_env(CLIENT_REDIS_DB, directory / "artifacts", tiny_model_dir.parent)
+    env = stack_env(redis_db, directory / "artifacts", tiny_model_dir.parent)
     state: dict[str, Any] = {"env": env, "dir": directory}
     state["api"] = ApiServer(env, directory / "api.log")
     state["worker"] = Worker(env, "cpu", "client-tests", directory / "worker.log")

@@ -4,12 +4,13 @@ resources for the fuzzer to aim at.
 The server is the service tests' ``api_url`` fixture, imported here with ``service_env``
 overridden, so this directory gets its own uvicorn process (a fixture is per conftest
 directory). Why not share theirs: a generated ``POST /jobs`` body is often a valid job, and on
-their Redis DB 13 every ``device: cpu`` one would go to the ``cpu`` queue that their session
+their Redis database every ``device: cpu`` one would go to the ``cpu`` queue that their session
 worker trains from, so a fuzz run would queue up real training (hundreds of jobs with
-``epochs: 100``) in front of the service tests. Here the API uses DB 12, flushed before and
-after, and no worker runs while fuzzing: the jobs it queues are never run, and vanish with the
-flush. One worker runs before the fuzzing, to train the single tiny job that makes the
-succeeded-job paths (predict, recalibrate, report, plots, artifacts) reachable.
+``epochs: 100``) in front of the service tests. Here the API has a database of its own on the
+run's private Redis, and no worker runs while fuzzing: the jobs it queues are never run, and
+vanish with that server at the end of the run. One worker runs before the fuzzing, to train
+the single tiny job that makes the succeeded-job paths (predict, recalibrate, report, plots,
+artifacts) reachable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.integration.conftest import (
     KEYS,
@@ -35,21 +35,19 @@ from tests.integration.conftest import (
     upload,
     wait_for,
 )
+from tests.redis_fixtures import PrivateRedis
 
-FUZZ_REDIS_DB = 12
 #: The tenant the fuzzer authenticates as; the other tenant's ids must look missing to it.
 TENANT, OTHER_TENANT = "alice", "bob"
 
 
 @pytest.fixture(scope="session")
 def service_env(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
-) -> Iterator[dict[str, str]]:
-    """The service tests' settings, on Redis DB 12 and a fresh artifact directory."""
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, redis_server: PrivateRedis
+) -> dict[str, str]:
+    """The service tests' settings, on a Redis database and an artifact directory of its own."""
     artifacts = tmp_path_factory.mktemp("fuzz-artifacts")
-    yield stack_env(FUZZ_REDIS_DB, artifacts, tiny_model_dir.parent)
-    client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{FUZZ_REDIS_DB}")
-    client.flushdb()  # the junk jobs the fuzzer queued, and their Celery messages
+    return stack_env(redis_server.new_database(), artifacts, tiny_model_dir.parent)
 
 
 @dataclass(frozen=True)

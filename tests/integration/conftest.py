@@ -1,5 +1,5 @@
-"""A real stack for the service tests: Redis on loopback, a uvicorn server and Celery workers
-as separate processes, talking exactly as in production.
+"""A real stack for the service tests: a database of the run's private Redis, a uvicorn server
+and Celery workers as separate processes, talking exactly as in production.
 
 The API runs with ``LPFT_AUTO_QUEUE=gpu``: jobs with ``device: cpu`` go to the ``cpu`` queue,
 served by the session's worker, and jobs with ``device: auto`` to the ``gpu`` queue, which only
@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -22,32 +21,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.conftest import TINY_HYPERPARAMETERS, toy_rows, write_jsonl
+from tests.redis_fixtures import PrivateRedis, RedisDatabase, free_port
 
-REDIS_DB = 13
 KEYS = {"alice": "key-alice", "bob": "key-bob", "carol": "key-carol"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stack_env(db: int, artifacts: Path, models_dir: Path) -> dict[str, str]:
-    """The environment of a test stack on Redis database ``db`` (flushed first)."""
-    url = f"redis://127.0.0.1:6379/{db}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("the service tests need Redis on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
+def stack_env(database: RedisDatabase, artifacts: Path, models_dir: Path) -> dict[str, str]:
+    """The environment of a test stack on its own Redis ``database``."""
     return {
         **os.environ,
-        "LPFT_REDIS_URL": url,
+        "LPFT_REDIS_URL": database.url,
         "LPFT_ARTIFACTS_DIR": str(artifacts),
         "LPFT_API_KEYS": ",".join(f"{t}:{k}" for t, k in KEYS.items()),
         "LPFT_AUTO_QUEUE": "gpu",
@@ -65,8 +50,11 @@ def stack_env(db: int, artifacts: Path, models_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, str]:
-    return stack_env(REDIS_DB, tmp_path_factory.mktemp("artifacts"), tiny_model_dir.parent)
+def service_env(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, redis_server: PrivateRedis
+) -> dict[str, str]:
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    return stack_env(redis_server.new_database(), artifacts, tiny_model_dir.parent)
 
 
 class Worker:

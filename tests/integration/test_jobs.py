@@ -14,7 +14,6 @@ import redis
 
 from tests.conftest import SHARED_DATA
 from tests.integration.conftest import (
-    REDIS_DB,
     Worker,
     download_archive,
     job_body,
@@ -168,11 +167,15 @@ def test_predict_serves_mondrian_sets_and_names_a_label_with_too_few_rows(
 
 
 def test_finished_job_survives_losing_its_redis_keys(
-    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+    alice: httpx.Client,
+    cpu_worker: Worker,
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
+    service_env: dict[str, str],
 ) -> None:
     job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir, epochs=1)).json()
     wait_for(alice, job["id"], {"succeeded"})
-    client = redis.Redis(db=REDIS_DB)
+    client = redis.Redis.from_url(service_env["LPFT_REDIS_URL"])
     client.delete(f"lpft:job:{job['id']}", f"lpft:job:{job['id']}:events")
     assert alice.get(f"/jobs/{job['id']}").json()["status"] == "succeeded"
     assert "temperature" in alice.get(f"/jobs/{job['id']}/metrics").json()

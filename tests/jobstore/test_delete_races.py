@@ -1,5 +1,5 @@
-"""A delete racing the writes that follow a job's end, against a real Redis (database
-``RACE_REDIS_DB``, flushed around each test) and a real artifact directory: the delete wins.
+"""A delete racing the writes that follow a job's end, against a real Redis (this module's
+database, flushed around each test) and a real artifact directory: the delete wins.
 The job never comes back (from its copy on the volume, nor after Redis loses its data and the
 indexes are rebuilt), and its files stop counting toward its tenant's stored bytes.
 """
@@ -17,8 +17,8 @@ from lpft_contract.store import INDEXED, REBUILDING, Store
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database
+from tests.redis_fixtures import RedisDatabase
 
-RACE_REDIS_DB = 8
 WAIT_S = 30
 
 
@@ -39,8 +39,8 @@ class PausingStore(Store):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[PausingStore]:
-    client = redis.Redis(db=RACE_REDIS_DB, decode_responses=True)
+def store(tmp_path: Path, redis_db: RedisDatabase) -> Iterator[PausingStore]:
+    client = redis_db.client()
     with empty_database(client):
         yield PausingStore(client, tmp_path)
 

@@ -1,4 +1,4 @@
-"""The store's job list against a real Redis (database ``STORE_REDIS_DB``, flushed before each
+"""The store's job list against a real Redis (this module's database, flushed around each
 test): ``list_jobs(status=...)`` pages a per-tenant, per-status index that moves with every
 status change, instead of reading the tenant's whole history.
 """
@@ -16,8 +16,7 @@ from lpft_contract.store import Store
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database
-
-STORE_REDIS_DB = 10
+from tests.redis_fixtures import RedisDatabase
 
 
 class CountingRedis(redis.Redis):
@@ -36,8 +35,8 @@ class CountingRedis(redis.Redis):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    client = CountingRedis(db=STORE_REDIS_DB, decode_responses=True)
+def store(tmp_path: Path, redis_db: RedisDatabase) -> Iterator[Store]:
+    client = redis_db.client(CountingRedis)
     with empty_database(client):
         yield Store(client, tmp_path)
 

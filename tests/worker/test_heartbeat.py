@@ -13,7 +13,7 @@ import redis
 from lpft_contract.workers import WorkerBeat, read_beats
 from lpft_worker.heartbeat import Heartbeat
 
-from tests.integration.conftest import REDIS_DB
+from tests.redis_fixtures import RedisDatabase
 
 DEADLINE_S = 30  # only reached when the thread does not beat at all
 
@@ -22,8 +22,8 @@ def latest(client: redis.Redis, name: str) -> WorkerBeat | None:
     return next((beat for beat in read_beats(client) if beat.name == name), None)
 
 
-def test_the_heartbeat_beats_while_the_worker_thread_is_busy() -> None:
-    client = redis.Redis(db=REDIS_DB, decode_responses=True)
+def test_the_heartbeat_beats_while_the_worker_thread_is_busy(redis_db: RedisDatabase) -> None:
+    client = redis_db.client()
     name, now = f"w-{uuid.uuid4().hex[:8]}@test", time.time()
     record = WorkerBeat(
         name=name,

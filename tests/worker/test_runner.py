@@ -5,21 +5,18 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import redis
 from lpft_contract.records import new_id
 from lpft_contract.store import Store
 from lpft_worker.runner import BufferedEvents, EventPublisher, warnings_as_events
 
 from lpft_core import ProgressEvent
-from tests.integration.conftest import REDIS_DB
+from tests.redis_fixtures import RedisDatabase
 
 
-def store(tmp_path: Path) -> Store:
-    return Store(redis.Redis(db=REDIS_DB, decode_responses=True), tmp_path)
-
-
-def test_progress_becomes_stage_step_and_epoch_events(tmp_path: Path) -> None:
-    jobs, job_id = store(tmp_path), new_id("job")
+def test_progress_becomes_stage_step_and_epoch_events(
+    tmp_path: Path, redis_db: RedisDatabase
+) -> None:
+    jobs, job_id = Store(redis_db.client(), tmp_path), new_id("job")
     publish = EventPublisher(BufferedEvents(jobs, job_id))
     publish(ProgressEvent("ft", 0, 4))
     publish(ProgressEvent("ft", 1, 4, {"loss": 0.5, "head_weight_norm": 1.0}))
@@ -36,8 +33,8 @@ def test_progress_becomes_stage_step_and_epoch_events(tmp_path: Path) -> None:
     }
 
 
-def test_warnings_during_training_are_published(tmp_path: Path) -> None:
-    jobs, job_id = store(tmp_path), new_id("job")
+def test_warnings_during_training_are_published(tmp_path: Path, redis_db: RedisDatabase) -> None:
+    jobs, job_id = Store(redis_db.client(), tmp_path), new_id("job")
     with warnings_as_events(BufferedEvents(jobs, job_id)):
         warnings.warn("lbfgs failed to converge", RuntimeWarning, stacklevel=1)
     events, _ = jobs.events(job_id, after=None, limit=10)

@@ -11,16 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
 from lpft_contract.logs import JOB_LOG, JobLogFile, job_id, read_job_log
 from lpft_contract.records import JobRecord, JobStatus, new_id
 from lpft_contract.store import Store
 
-from tests.integration.conftest import REDIS_DB
+from tests.redis_fixtures import RedisDatabase
 
 
-def test_an_internal_error_is_one_json_record_with_its_error_id(tmp_path: Path) -> None:
-    jobs = Store(redis.Redis(db=REDIS_DB, decode_responses=True), tmp_path)
+def test_an_internal_error_is_one_json_record_with_its_error_id(
+    tmp_path: Path, redis_db: RedisDatabase
+) -> None:
+    jobs = Store(redis_db.client(), tmp_path)
     tenant = new_id("tenant")
     record = JobRecord(
         id=new_id("job"),
@@ -37,7 +38,7 @@ def test_an_internal_error_is_one_json_record_with_its_error_id(tmp_path: Path) 
     assert jobs.claim(record.id, "test-worker", lease_s=120) is not None
     env = {
         **os.environ,
-        "LPFT_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "LPFT_REDIS_URL": redis_db.url,
         "LPFT_ARTIFACTS_DIR": str(tmp_path),
     }
     done = subprocess.run(
