@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_jsonl
+
+#: Each test starts the ML stack in a fresh interpreter: seconds apiece, 20 s for the module.
+pytestmark = pytest.mark.slow
 
 
 def lpft(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+#: Each check imports in a fresh interpreter: seconds apiece.
+pytestmark = pytest.mark.slow
+
 HEAVY = ("torch", "transformers", "peft", "celery", "matplotlib", "sklearn", "numpy", "tqdm")
 
 

@@ -3,7 +3,8 @@
 - ``unit``: in process, no Redis, no server (``make test-fast`` runs this tier alone);
 - ``redis``: the private Redis (``redis_db``), perhaps a short-lived child process;
 - ``integration``: a stack of real processes (API, Celery workers, Redis);
-- ``slow``: trains the real offline model on real data;
+- ``slow``: seconds or more each: the real offline model on real data, ``torch.compile``, an
+  ``lpft`` command or a fresh interpreter that imports the ML stack;
 - ``browser``: drives a real browser.
 
 The tier comes from the test's directory, raised by the fixtures it uses (a test in a unit

@@ -83,6 +83,7 @@ def test_group_by_length_is_a_true_boolean_flag() -> None:
         Hyperparameters(group_by_length="no")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # torch.compile: 9 s alone, 38 s beside a busy stack
 def test_compiled_training_follows_the_eager_run(
     toy_files: dict[str, Path], tiny_model_dir: Path
 ) -> None:
