@@ -4,11 +4,11 @@ against the unfiltered first page.
     python benchmarks/job_list_index.py                # 100,000 jobs, Redis DB 9
     python benchmarks/job_list_index.py --jobs 20000 --redis-url redis://127.0.0.1:6379/9
 
-The jobs are written straight into a scratch Redis database (``Store.index_jobs``, a pipeline
+The jobs are written straight into a scratch Redis database (``JobStore.index_jobs``, a pipeline
 per 1,000 records; nothing on the volume) with every status but ``cancelled``: 1 % ``failed``,
 spread evenly through the history, so a first page of them is the rare status a scan reads the
 most records for, and ``cancelled`` holds none, the worst case (a scan reads all of them). Each
-page is ``Store.list_jobs`` as the route calls it (20 jobs, the route's default), the fastest
+page is ``JobStore.list_jobs`` as the route calls it (20 jobs, the route's default), the fastest
 of ``--repeats`` calls. Target: every filtered page within 2x of the unfiltered one. The
 database is flushed before and after.
 """
@@ -24,7 +24,7 @@ import redis
 from _results import append
 from _timing import best_of
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 TENANT = "bench"
 PAGE = 20
@@ -60,14 +60,14 @@ def main() -> None:
     client.flushdb()
     try:
         with tempfile.TemporaryDirectory() as volume:
-            store = Store(client, Path(volume))
+            store = Stores.over(client, Path(volume)).jobs
             store.index_jobs(records(args.jobs))
             rows = []
             for status in (None, JobStatus.FAILED, JobStatus.CANCELLED):
-                seconds, (page, _) = best_of(
+                seconds, page = best_of(
                     args.repeats, lambda s=status: store.list_jobs(TENANT, None, PAGE, s)
                 )
-                rows.append((status, seconds, len(page)))
+                rows.append((status, seconds, len(page.items)))
     finally:
         client.flushdb()
     unfiltered = rows[0][1]
@@ -88,7 +88,7 @@ def main() -> None:
     append(
         f"GET /jobs?status=: first page among {args.jobs:,} jobs of one tenant",
         table,
-        f"`Store.list_jobs(tenant, after=None, limit={PAGE}, status)` on Redis at "
+        f"`JobStore.list_jobs(tenant, after=None, limit={PAGE}, status)` on Redis at "
         f"{args.redis_url} (loopback), the fastest of {args.repeats} calls. "
         "Target: each filtered page within 2x of the unfiltered one.",
     )

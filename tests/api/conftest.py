@@ -35,7 +35,7 @@ def client() -> Iterator[TestClient]:
         Settings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
     )
     for dependency, name in (
-        (deps.get_store, "job store"),
+        (deps.get_stores, "job store"),
         (deps.get_enqueuer, "queue"),
         (deps.get_models, "model cache"),
     ):

@@ -36,7 +36,7 @@ class Api:
 @pytest.fixture()
 def api() -> Iterator[Api]:
     app = create_app(Settings(api_keys=f"alice:{KEY}", max_request_bytes=1024))
-    app.dependency_overrides[deps.get_store] = lambda: Untouchable("job store")
+    app.dependency_overrides[deps.get_stores] = lambda: Untouchable("job store")
     output = io.StringIO()
     configure_logging(stream=output)  # after create_app, which set up stderr
     client = TestClient(
@@ -90,7 +90,7 @@ def test_a_500_has_the_same_error_id_in_its_body_and_its_log(api: Api) -> None:
     def broken_store() -> None:
         raise RuntimeError("the disk is on fire")
 
-    api.client.app.dependency_overrides[deps.get_store] = broken_store  # type: ignore[attr-defined]
+    api.client.app.dependency_overrides[deps.get_stores] = broken_store  # type: ignore[attr-defined]
     answer = api.client.get("/jobs/job-1", headers={"X-Request-ID": "r-500"})
     assert answer.status_code == 500 and answer.headers["X-Request-ID"] == "r-500"
     body = answer.json()

@@ -22,7 +22,7 @@ from lpft_api.main import create_app
 from lpft_api.model_cache import ModelCache
 from lpft_contract.records import JobRecord, JobStatus, new_id
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -49,23 +49,23 @@ SERIES = {
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def serving(settings: Settings, store: Store) -> TestClient:
+def serving(settings: Settings, stores: Stores) -> TestClient:
     """The app with the store and model cache its lifespan would open (not run here: its
     recovery loop would act on whatever else the database holds)."""
     app: FastAPI = create_app(settings)
-    app.state.store = store
+    app.state.stores = stores
     app.state.models = ModelCache(1, 4, "cpu")
     return TestClient(app)
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_db: RedisDatabase) -> Store:
-    return Store(redis_db.client(), tmp_path)
+def stores(tmp_path: Path, redis_db: RedisDatabase) -> Stores:
+    return Stores.over(redis_db.client(), tmp_path)
 
 
 @pytest.fixture
-def client(store: Store) -> Iterator[TestClient]:
-    client = serving(Settings(api_keys=f"alice:{KEY}"), store)
+def client(stores: Stores) -> Iterator[TestClient]:
+    client = serving(Settings(api_keys=f"alice:{KEY}"), stores)
     yield client
     client.app.state.models.close()
 
@@ -114,8 +114,8 @@ def test_a_request_is_observed_under_its_route_template(client: TestClient) -> N
     assert job_id not in response.text  # ids never become label values
 
 
-def test_metrics_asks_for_a_key_unless_public(store: Store) -> None:
-    client = serving(Settings(api_keys=f"alice:{KEY}", metrics_public=False), store)
+def test_metrics_asks_for_a_key_unless_public(stores: Stores) -> None:
+    client = serving(Settings(api_keys=f"alice:{KEY}", metrics_public=False), stores)
     try:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers=AUTH).status_code == 200
@@ -137,16 +137,16 @@ def job(kind: str) -> JobRecord:
     )
 
 
-def test_job_counts_and_durations_follow_the_store(client: TestClient, store: Store) -> None:
+def test_job_counts_and_durations_follow_the_store(client: TestClient, stores: Stores) -> None:
     kind = f"kind-{uuid.uuid4().hex[:8]}"
-    first, second = store.create_job(job(kind)), store.create_job(job(kind))
+    first, second = stores.jobs.create_job(job(kind)), stores.jobs.create_job(job(kind))
     samples = scrape(client)
     assert value(samples, "lpft_jobs", status="queued", kind=kind) == 2
     assert value(samples, "lpft_jobs", status="succeeded", kind=kind) == 0
 
-    assert store.claim(first.id, "w", lease_s=30) is not None
-    store.finish(first.id, JobStatus.SUCCEEDED, worker="w")
-    store.finish(second.id, JobStatus.CANCELLED)  # never started: no duration
+    assert stores.jobs.claim(first.id, "w", lease_s=30) is not None
+    stores.jobs.finish(first.id, JobStatus.SUCCEEDED, worker="w")
+    stores.jobs.finish(second.id, JobStatus.CANCELLED)  # never started: no duration
     samples = scrape(client)
     assert value(samples, "lpft_jobs", status="queued", kind=kind) == 0
     assert value(samples, "lpft_jobs", status="running", kind=kind) == 0
@@ -158,12 +158,12 @@ def test_job_counts_and_durations_follow_the_store(client: TestClient, store: St
     cancelled = {**durations, "status": "cancelled"}
     assert value(samples, "lpft_job_duration_seconds_count", **cancelled) is None
 
-    store.delete_job(store.get_job(first.id))
+    stores.jobs.delete_job(stores.jobs.get_job(first.id))
     assert value(scrape(client), "lpft_jobs", status="succeeded", kind=kind) == 0
 
 
 def test_workers_are_alive_or_stale_by_their_last_heartbeat(
-    client: TestClient, store: Store
+    client: TestClient, stores: Stores
 ) -> None:
     queue, now = f"q-{uuid.uuid4().hex[:8]}", time.time()
     beats = [
@@ -180,12 +180,12 @@ def test_workers_are_alive_or_stale_by_their_last_heartbeat(
         for age in (0, 3600)
     ]
     for beat in beats:
-        write_beat(store.redis, beat)
+        write_beat(stores.redis, beat)
     try:
         samples = scrape(client)
     finally:
         for beat in beats:
-            remove_worker(store.redis, beat.name)
+            remove_worker(stores.redis, beat.name)
     assert value(samples, "lpft_workers", queue=queue, state="alive") == 1
     assert value(samples, "lpft_workers", queue=queue, state="stale") == 1
     fresh, stale = (beat.name for beat in beats)
@@ -201,23 +201,23 @@ def test_a_scrape_loads_no_torch(redis_db: RedisDatabase) -> None:
         "from prometheus_client import generate_latest\n"
         "from starlette.datastructures import State\n"
         "from lpft_api.prometheus import registry_for\n"
-        "from lpft_contract.store import Store\n"
+        "from lpft_contract.stores import Stores\n"
         "state = State()\n"
         f"client = redis.Redis.from_url({redis_db.url!r}, decode_responses=True)\n"
-        "state.store = Store(client, '.')\n"
+        "state.stores = Stores.over(client, '.')\n"
         "assert b'lpft_redis_up 1.0' in generate_latest(registry_for(state, 30.0))"
     )
     assert "torch" not in loaded_after(code)
 
 
 def test_a_store_from_before_the_status_index_is_backfilled(
-    client: TestClient, store: Store
+    client: TestClient, stores: Stores
 ) -> None:
     kind = f"kind-{uuid.uuid4().hex[:8]}"
-    record = store.create_job(job(kind))
+    record = stores.jobs.create_job(job(kind))
     # what a store written before the index looks like: the record, but no status set
-    store.redis.srem(f"lpft:jobs-by-status:queued:{kind}", record.id)
+    stores.redis.srem(f"lpft:jobs-by-status:queued:{kind}", record.id)
     assert value(scrape(client), "lpft_jobs", status="queued", kind=kind) == 0
-    store.rebuild_indexes()  # what recovery runs when the current index marker is missing
+    stores.jobs.rebuild_indexes()  # what recovery runs when the current index marker is missing
     assert value(scrape(client), "lpft_jobs", status="queued", kind=kind) == 1
-    assert store.get_job(record.id) == record  # the Redis record itself is left alone
+    assert stores.jobs.get_job(record.id) == record  # the Redis record itself is left alone

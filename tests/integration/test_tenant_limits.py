@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis
 from lpft_api.services.events import StreamSlots
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from tests.integration.conftest import KEYS, ApiServer, job_body, upload, wait_for
 from tests.integration.test_errors import assert_problem
@@ -167,18 +167,18 @@ def test_a_finished_jobs_files_count_toward_the_stored_bytes_quota(
     places: dict[str, Path],
     toy_dataset_files: dict[str, Path],
 ) -> None:
-    store = Store(redis_of(service_env), Path(service_env["LPFT_ARTIFACTS_DIR"]))
+    stores = Stores.over(redis_of(service_env), Path(service_env["LPFT_ARTIFACTS_DIR"]))
     with client_of(server, "dave") as dave:
         datasets = {"train": upload(dave, toy_dataset_files["train"])}
-        before = store.stored_bytes("dave")
+        before = stores.quotas.stored_bytes("dave")
         assert before < STORED_BYTES
         job = dave.post("/jobs", json=job_body(datasets, places["models"] / "tiny"))
         assert job.status_code == 202, job.text
         job_id = job.json()["id"]
         wait_for(dave, job_id, {"succeeded"}, timeout=300)
-        job_dir = store.job_dir(job_id)
+        job_dir = stores.volume.job_dir(job_id)
         on_disk = sum(p.stat().st_size for p in job_dir.rglob("*") if p.is_file())
-        assert store.stored_bytes("dave") == before + on_disk > STORED_BYTES
+        assert stores.quotas.stored_bytes("dave") == before + on_disk > STORED_BYTES
 
         refused = dave.post(
             "/datasets", files={"file": ("t.jsonl", b'{"text": "a", "label": 1}\n')}
@@ -196,7 +196,7 @@ def test_a_finished_jobs_files_count_toward_the_stored_bytes_quota(
             assert "LPFT_MAX_STORED_BYTES_PER_TENANT" in refused["detail"]
 
         assert dave.delete(f"/jobs/{job_id}").status_code == 204
-        assert store.stored_bytes("dave") == before
+        assert stores.quotas.stored_bytes("dave") == before
         again = dave.post("/datasets", files={"file": ("t.jsonl", b'{"text": "a", "label": 1}\n')})
         assert again.status_code == 201, again.text
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import redis
+from lpft_contract.job_store import INDEXED, REBUILDING, JobStore
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import INDEXED, REBUILDING, Store
+from lpft_contract.stores import Stores
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database
@@ -22,12 +23,12 @@ from tests.redis_fixtures import RedisDatabase
 WAIT_S = 30
 
 
-class PausingStore(Store):
+class PausingStore(JobStore):
     """The real store, stopped right after a finish changed the status in Redis and before
     it writes the volume copies, until the test has deleted the job."""
 
-    def __init__(self, client: redis.Redis, artifacts_dir: Path) -> None:
-        super().__init__(client, artifacts_dir)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.committed = threading.Event()
         self.deleted = threading.Event()
 
@@ -42,15 +43,17 @@ class PausingStore(Store):
 def store(tmp_path: Path, redis_db: RedisDatabase) -> Iterator[PausingStore]:
     client = redis_db.client()
     with empty_database(client):
-        yield PausingStore(client, tmp_path)
+        pausing = Stores.over(client, tmp_path, jobs=PausingStore).jobs
+        assert isinstance(pausing, PausingStore)
+        yield pausing
 
 
-def running_job(store: Store) -> JobRecord:
+def running_job(store: JobStore) -> JobRecord:
     """A claimed job with a model on the volume, as a worker leaves it before finishing."""
     record = store.create_job(queued_job("finetune"))
     assert store.claim(record.id, "w", 60) is not None
-    store.model_dir(record.id).mkdir(parents=True)
-    (store.model_dir(record.id) / "weights.bin").write_bytes(b"x" * 1000)
+    store.volume.model_dir(record.id).mkdir(parents=True)
+    (store.volume.model_dir(record.id) / "weights.bin").write_bytes(b"x" * 1000)
     return record
 
 
@@ -63,24 +66,24 @@ def finished_job(store: PausingStore) -> JobRecord:
     return finished
 
 
-def finish_succeeded(store: Store, record: JobRecord) -> None:
+def finish_succeeded(store: JobStore, record: JobRecord) -> None:
     store.finish(record.id, JobStatus.SUCCEEDED, worker="w")
 
 
-def cancel_queued(store: Store, record: JobRecord) -> None:
+def cancel_queued(store: JobStore, record: JobRecord) -> None:
     store.request_cancel(record.id)
 
 
-def fail_lost_run(store: Store, record: JobRecord) -> None:
+def fail_lost_run(store: JobStore, record: JobRecord) -> None:
     claimed = store.get_job(record.id)
     assert claimed is not None
     assert not store.requeue_or_fail(claimed, "worker w was lost", max_attempts=1)
 
 
-def assert_gone(store: Store, record: JobRecord) -> None:
+def assert_gone(store: JobStore, record: JobRecord) -> None:
     assert store.get_job(record.id) is None
-    assert store.list_jobs(record.tenant, None, 10) == ([], False)
-    assert not store.job_dir(record.id).exists()
+    assert store.list_jobs(record.tenant, None, 10).items == []
+    assert not store.volume.job_dir(record.id).exists()
     assert store.redis.hget(f"lpft:job-bytes:{record.tenant}", record.id) is None
     assert not store.redis.exists(f"lpft:job:{record.id}:events")
     indexes = store.redis.keys("lpft:jobs-with-status:*")
@@ -89,7 +92,7 @@ def assert_gone(store: Store, record: JobRecord) -> None:
 
 @pytest.mark.parametrize("end", [finish_succeeded, cancel_queued, fail_lost_run])
 def test_a_delete_while_the_end_of_a_job_is_written_wins(
-    store: PausingStore, end: Callable[[Store, JobRecord], None]
+    store: PausingStore, end: Callable[[JobStore, JobRecord], None]
 ) -> None:
     if end is cancel_queued:
         record = store.create_job(queued_job("finetune"))
@@ -116,7 +119,7 @@ def test_a_delete_while_the_end_of_a_job_is_written_wins(
     assert not thread.is_alive(), "the finish did not return"
     assert errors == []
     assert_gone(store, record)
-    assert store.stored_bytes(record.tenant) == 0
+    assert store.quotas.stored_bytes(record.tenant) == 0
 
     store.redis.flushdb()  # Redis loses its data; recovery rebuilds from the volume
     assert store.rebuild_indexes() == 0
@@ -125,10 +128,10 @@ def test_a_delete_while_the_end_of_a_job_is_written_wins(
 
 def test_an_archive_measured_after_a_delete_does_not_count(store: PausingStore) -> None:
     record = finished_job(store)
-    (store.job_dir(record.id) / "model-1.tar.gz").write_bytes(b"y" * 500)  # a build done
+    (store.volume.job_dir(record.id) / "model-1.tar.gz").write_bytes(b"y" * 500)  # a build done
     store.delete_job(record)  # before the build thread measured it
-    store.measure_job(record)
-    assert store.stored_bytes(record.tenant) == 0
+    store.quotas.measure_job(record)
+    assert store.quotas.stored_bytes(record.tenant) == 0
     assert_gone(store, record)
 
 
@@ -136,17 +139,17 @@ def test_a_copy_left_behind_by_a_finish_that_died_is_not_read_back(store: Pausin
     record = finished_job(store)
     store.delete_job(record)
     # what a finish that wrote its copy as the delete came, then died, leaves behind
-    store.job_dir(record.id).mkdir(parents=True)
-    (store.job_dir(record.id) / "record.json").write_text(record.model_dump_json())
+    store.volume.job_dir(record.id).mkdir(parents=True)
+    (store.volume.job_dir(record.id) / "record.json").write_text(record.model_dump_json())
     assert store.get_job(record.id) is None
-    assert store.list_jobs(record.tenant, None, 10) == ([], False)
+    assert store.list_jobs(record.tenant, None, 10).items == []
     assert store.finish(record.id, JobStatus.FAILED) is None  # nor re-indexed by a transition
     assert not store.redis.exists(f"lpft:job:{record.id}")
 
 
 def test_a_rebuild_heals_the_stored_bytes(store: PausingStore) -> None:
     record = finished_job(store)
-    measured = store.stored_bytes(record.tenant)
+    measured = store.quotas.stored_bytes(record.tenant)
     assert measured >= 1000
     # drift an older release could leave: a deleted job still counted, a stale size
     store.redis.hset(f"lpft:job-bytes:{record.tenant}", mapping={"job-gone": 10**9})
@@ -155,7 +158,7 @@ def test_a_rebuild_heals_the_stored_bytes(store: PausingStore) -> None:
     store.redis.delete(INDEXED)  # a release whose indexes need building
     assert store.rebuild_indexes() == 1
     assert store.redis.hgetall(f"lpft:job-bytes:{record.tenant}") == {record.id: str(measured)}
-    assert store.stored_bytes("bob") == 0
+    assert store.quotas.stored_bytes("bob") == 0
 
 
 def test_one_replica_rebuilds_the_indexes(store: PausingStore) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import redis
+from lpft_contract.job_store import JobStore
+from lpft_contract.paging import Page
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from tests.api.test_metrics import job as queued_job
 from tests.jobstore import empty_database
@@ -35,10 +37,10 @@ class CountingRedis(redis.Redis):
 
 
 @pytest.fixture
-def store(tmp_path: Path, redis_db: RedisDatabase) -> Iterator[Store]:
+def store(tmp_path: Path, redis_db: RedisDatabase) -> Iterator[JobStore]:
     client = redis_db.client(CountingRedis)
     with empty_database(client):
-        yield Store(client, tmp_path)
+        yield Stores.over(client, tmp_path).jobs
 
 
 def job(n: int, tenant: str = "alice", created_at: float | None = None) -> JobRecord:
@@ -52,16 +54,16 @@ def job(n: int, tenant: str = "alice", created_at: float | None = None) -> JobRe
     )
 
 
-def ids(page: tuple[list[JobRecord], bool]) -> tuple[list[str], bool]:
-    return [record.id for record in page[0]], page[1]
+def ids(page: Page[JobRecord]) -> tuple[list[str], bool]:
+    return [record.id for record in page.items], page.has_more
 
 
-def fail(store: Store, job_id: str) -> None:
+def fail(store: JobStore, job_id: str) -> None:
     assert store.claim(job_id, "w", 60) is not None
     assert store.finish(job_id, JobStatus.FAILED, worker="w") is not None
 
 
-def test_a_status_filter_reads_the_page_not_the_history(store: Store) -> None:
+def test_a_status_filter_reads_the_page_not_the_history(store: JobStore) -> None:
     store.index_jobs(job(n) for n in range(500))
     for n in (7, 300, 450):
         fail(store, f"job-{n:06d}")
@@ -75,7 +77,7 @@ def test_a_status_filter_reads_the_page_not_the_history(store: Store) -> None:
 
 
 def test_the_status_index_moves_with_each_transition_and_pages_newest_first(
-    store: Store,
+    store: JobStore,
 ) -> None:
     for n in range(6):
         store.create_job(job(n))
@@ -107,7 +109,7 @@ def test_the_status_index_moves_with_each_transition_and_pages_newest_first(
     assert all(store.redis.zscore(key, "job-000003") is None for key in indexes)
 
 
-def test_paging_a_status_continues_after_any_of_the_tenants_jobs(store: Store) -> None:
+def test_paging_a_status_continues_after_any_of_the_tenants_jobs(store: JobStore) -> None:
     # Equal creation times are ordered as the tenant's unfiltered list orders them.
     store.index_jobs(
         [*(job(n) for n in range(4)), *(job(n, created_at=1_010.0) for n in (10, 11, 12))]
@@ -134,7 +136,7 @@ def test_paging_a_status_continues_after_any_of_the_tenants_jobs(store: Store) -
     assert ids(store.list_jobs("alice", "job-nope", 10, JobStatus.FAILED)) == ([], False)
 
 
-def test_a_store_from_before_the_tenant_status_index_is_backfilled(store: Store) -> None:
+def test_a_store_from_before_the_tenant_status_index_is_backfilled(store: JobStore) -> None:
     failed = store.create_job(job(1))
     fail(store, failed.id)
     store.create_job(job(2))
@@ -146,3 +148,13 @@ def test_a_store_from_before_the_tenant_status_index_is_backfilled(store: Store)
     assert store.indexes_present()
     assert ids(store.list_jobs("alice", None, 10, JobStatus.FAILED)) == ([failed.id], False)
     assert ids(store.list_jobs("alice", None, 10, JobStatus.QUEUED)) == (["job-000002"], False)
+
+
+def test_a_page_continues_after_the_last_job_it_read_even_one_left_out(store: JobStore) -> None:
+    store.index_jobs(job(n) for n in range(4))
+    store.redis.delete("lpft:job:job-000002")  # deleted after the page read the index
+    page = store.list_jobs("alice", None, 2)
+    assert ids(page) == (["job-000003"], True)
+    assert page.last_id == "job-000002"  # not the last job shown: that would repeat it
+    assert ids(store.list_jobs("alice", page.last_id, 2)) == (["job-000001", "job-000000"], False)
+    assert store.list_jobs("alice", "job-000000", 2) == Page([], "job-000000", False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lpft_contract.logs import JOB_LOG, JobLogFile, job_id, read_job_log
 from lpft_contract.records import JobRecord, JobStatus, new_id
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from tests.redis_fixtures import RedisDatabase
 
@@ -21,7 +21,8 @@ from tests.redis_fixtures import RedisDatabase
 def test_an_internal_error_is_one_json_record_with_its_error_id(
     tmp_path: Path, redis_db: RedisDatabase
 ) -> None:
-    jobs = Store(redis_db.client(), tmp_path)
+    stores = Stores.over(redis_db.client(), tmp_path)
+    jobs = stores.jobs
     tenant = new_id("tenant")
     record = JobRecord(
         id=new_id("job"),
@@ -60,7 +61,7 @@ def test_an_internal_error_is_one_json_record_with_its_error_id(
     assert failure["error_id"] in finished.error.message
     # the tenant's own log has the same records, but no traceback: that shows the server's
     # code and paths, and stays in the process log where the error id leads the operator
-    job_log, has_more = read_job_log(jobs.job_dir(record.id) / JOB_LOG, limit=100)
+    job_log, has_more = read_job_log(stores.volume.job_dir(record.id) / JOB_LOG, limit=100)
     assert job_log == [
         {k: v for k, v in r.items() if k != "traceback"}
         for r in logged

@@ -11,7 +11,7 @@ from fastapi.dependencies.models import Dependant
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobRecord
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.model_cache import ModelCache
@@ -24,9 +24,9 @@ def app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+def get_stores(request: Request) -> Stores:
     """The job store, created in the app's lifespan."""
-    return request.app.state.store
+    return request.app.state.stores
 
 
 def get_enqueuer(request: Request) -> Enqueuer:
@@ -45,7 +45,7 @@ def get_tenant(request: Request) -> str:
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]
 TenantDep = Annotated[str, Depends(get_tenant)]
@@ -67,9 +67,9 @@ JobId = Annotated[str, Path(pattern=RESOURCE_ID)]
 DatasetId = Annotated[str, Path(pattern=RESOURCE_ID)]
 
 
-def get_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobRecord:
+def get_job(job_id: JobId, tenant: TenantDep, stores: StoresDep) -> JobRecord:
     """The caller's job ``job_id``; another tenant's job is reported as missing (404)."""
-    record = store.get_job(job_id, tenant)
+    record = stores.jobs.get_job(job_id, tenant)
     if record is None:
         raise NotFound(f"no job {job_id!r}", field="job_id")
     return record

@@ -16,7 +16,7 @@ from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import configure_logging
 from lpft_contract.recovery import Recovery
 from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import store_from
+from lpft_contract.stores import stores_from
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -86,7 +86,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = store = store_from(settings)
+        app.state.stores = stores = stores_from(settings)
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
         app.state.models = ModelCache(
             settings.model_cache_size,
@@ -96,7 +96,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             settings.predict_precision,
         )
         recovery = Recovery(
-            store,
+            stores,
             app.state.enqueuer,
             settings.lease_seconds,
             settings.max_job_attempts,

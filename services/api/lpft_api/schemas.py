@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from lpft_client.wire import DatasetFields, PredictionFields
+from lpft_contract.paging import Page
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
     AfterValidator,
@@ -304,14 +305,32 @@ class JobPublic(BaseModel):
         return cls(**record.model_dump(exclude={"tenant", "spec", "worker"}))
 
 
-class JobList(BaseModel):
-    """A page of jobs, newest first; pass ``last_id`` as ``after`` for the next page."""
+#: What a list holds: jobs, datasets or events, each with the ``id`` pages start after.
+ListItem = TypeVar("ListItem", bound=BaseModel)
+
+
+class ListPage(BaseModel, Generic[ListItem]):
+    """The envelope every list answers with: pass ``last_id`` as ``after`` for the next page
+    while ``has_more``."""
 
     object: Literal["list"] = "list"
-    data: list[JobPublic]
-    first_id: str | None
-    last_id: str | None
+    data: list[ListItem]
+    first_id: str | None = Field(description="the id of the page's first item")
+    last_id: str | None = Field(
+        description="the ``after`` of the next page: the id of the last item read (one left "
+        "out, deleted meanwhile, still counts); with nothing read, the ``after`` asked for"
+    )
     has_more: bool
+
+    @classmethod
+    def of(cls, page: Page[Any], data: list[ListItem]) -> Self:
+        """The envelope of a store's page whose items became ``data``."""
+        first_id = data[0].id if data else None  # type: ignore[attr-defined]
+        return cls(data=data, first_id=first_id, last_id=page.last_id, has_more=page.has_more)
+
+
+class JobList(ListPage[JobPublic]):
+    """A page of jobs, newest first."""
 
 
 class DatasetRecordsIn(BaseModel):
@@ -334,12 +353,8 @@ class DatasetPublic(DatasetFields):
         return cls(**record.model_dump(exclude={"tenant", "path"}))
 
 
-class DatasetList(BaseModel):
+class DatasetList(ListPage[DatasetPublic]):
     """A page of datasets, newest first."""
-
-    object: Literal["list"] = "list"
-    data: list[DatasetPublic]
-    has_more: bool
 
 
 class Event(BaseModel):
@@ -351,13 +366,8 @@ class Event(BaseModel):
     data: dict[str, Any]
 
 
-class EventList(BaseModel):
-    """A page of events in order; pass ``last_id`` as ``after`` for the next page."""
-
-    object: Literal["list"] = "list"
-    data: list[Event]
-    last_id: str | None
-    has_more: bool
+class EventList(ListPage[Event]):
+    """A page of events, in order."""
 
 
 class LogRecord(BaseModel):

@@ -72,19 +72,19 @@ Item = TypeVar("Item")
 
 
 class CursorPage(ApiModel, Generic[Item]):
-    """One page of a list, newest first; the next page starts after ``next_cursor``."""
+    """One page of a list (jobs and datasets newest first, events in order); the next page
+    starts after ``next_cursor``."""
 
     object: str = "list"
     data: list[Item]
+    first_id: str | None
+    last_id: str | None
     has_more: bool
-    last_id: str | None = None
 
     @property
     def next_cursor(self) -> str | None:
         """The ``after`` of the next page; ``None`` on the last one."""
-        if not self.has_more or not self.data:
-            return None
-        return self.last_id or getattr(self.data[-1], "id", None)
+        return self.last_id if self.has_more else None
 
 
 # ---- events -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import redis
 
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobStatus
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 from lpft_contract.tasks import broker_lists
 
 #: Kombu's Redis transport: delivered messages wait for their acknowledgement in one hash.
@@ -40,7 +40,7 @@ def message_pending(client: redis.Redis, queue: str, job_id: str) -> bool:
 class Recovery:
     """One recovery pass at a time (``run_once``); keeps what it saw between passes."""
 
-    store: Store
+    stores: Stores
     enqueuer: Enqueuer
     lease_s: float
     max_attempts: int
@@ -51,8 +51,8 @@ class Recovery:
     def run_once(self) -> list[str]:
         """Do one pass; returns what it did, one line each, for the log."""
         done = []
-        if not self.store.indexes_present():
-            count = self.store.rebuild_indexes()
+        if not self.stores.jobs.indexes_present():
+            count = self.stores.jobs.rebuild_indexes()
             if count is not None:  # else another replica is rebuilding them
                 done.append(f"rebuilt the indexes from {count} records")
         done += self._lost_runs()
@@ -61,19 +61,19 @@ class Recovery:
 
     def _lost_runs(self) -> list[str]:
         now = time.monotonic()
-        running = self.store.running_jobs()
+        running = self.stores.jobs.running_jobs()
         ids = {record.id for record in running}
         self.missing_since = {k: v for k, v in self.missing_since.items() if k in ids}
         done = []
         for record in running:
-            if self.store.lease_alive(record.id):
+            if self.stores.jobs.lease_alive(record.id):
                 self.missing_since.pop(record.id, None)
                 continue
             if now - self.missing_since.setdefault(record.id, now) < self.lease_s:
                 continue
             del self.missing_since[record.id]
             reason = f"worker {record.worker} was lost"
-            if self.store.requeue_or_fail(record, reason, self.max_attempts):
+            if self.stores.jobs.requeue_or_fail(record, reason, self.max_attempts):
                 self.enqueuer.run_job(record.id, record.queue)
                 done.append(f"job {record.id} lost its worker; queued to resume")
             else:
@@ -82,15 +82,15 @@ class Recovery:
 
     def _lost_messages(self) -> list[str]:
         done = []
-        for job_id in self.store.queued_since(self.queue_grace_s):
-            record = self.store.get_job(job_id)
+        for job_id in self.stores.jobs.queued_since(self.queue_grace_s):
+            record = self.stores.jobs.get_job(job_id)
             if record is None or record.status != JobStatus.QUEUED:
                 continue
-            if message_pending(self.store.redis, record.queue, job_id):
+            if message_pending(self.stores.redis, record.queue, job_id):
                 continue
             self.enqueuer.run_job(job_id, record.queue)
-            self.store.touch_queued(job_id)
-            self.store.append_event(
+            self.stores.jobs.touch_queued(job_id)
+            self.stores.events.append(
                 job_id, "message", {"message": "its queue message was lost; sent again"}
             )
             done.append(f"job {job_id} had no queue message; sent again")

@@ -14,7 +14,7 @@ import time
 
 import redis
 from lpft_contract.settings import get_settings
-from lpft_contract.store import connect
+from lpft_contract.stores import connect
 from lpft_contract.workers import WorkerBeat, read_beats
 
 

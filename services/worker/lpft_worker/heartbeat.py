@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from celery import signals
 from lpft_contract.settings import get_settings
-from lpft_contract.store import Store, connect
+from lpft_contract.stores import Stores, connect
 from lpft_contract.tasks import TaskName
 from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 
@@ -126,7 +126,8 @@ def _task_ended(task: Any, args: Any = None, **_: Any) -> None:
     # A duplicate message (the job was not queued) ends without running anything: count only
     # a job this task claimed (under the lease name ``tasks.run_job`` uses) and left terminal.
     try:
-        record = Store(_heartbeat.client, get_settings().artifacts_dir).get_job(args[0])
+        stores = Stores.over(_heartbeat.client, get_settings().artifacts_dir)
+        record = stores.jobs.get_job(args[0])
     except redis.RedisError:
         record = None
     lease_owner = f"{socket.gethostname()}:{os.getpid()}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 from lpft_contract.enqueue import Enqueuer
+from lpft_contract.event_log import EventLog
 from lpft_contract.logs import (
     configure_logging,
     job_logging,
@@ -29,7 +30,7 @@ from lpft_contract.logs import (
 )
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, store_from
+from lpft_contract.stores import Stores, stores_from
 
 from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
 
@@ -48,8 +49,8 @@ class BufferedEvents:
     ``flush`` at the end waits for Redis as long as the patient store does.
     """
 
-    def __init__(self, store: Store, job_id: str) -> None:
-        self.store = store
+    def __init__(self, log: EventLog, job_id: str) -> None:
+        self.log = log
         self.job_id = job_id
         self.pending: list[tuple[str, dict[str, Any]]] = []
         self.retry_at = 0.0
@@ -63,18 +64,18 @@ class BufferedEvents:
             except redis.RedisError:
                 self.retry_at = time.monotonic() + RETRY_AFTER_S
 
-    def flush(self, store: Store) -> None:
-        """Send the backlog through ``store`` (a patient one), raising if Redis stays away."""
-        self.store, fast = store, self.store
+    def flush(self, log: EventLog) -> None:
+        """Send the backlog through ``log`` (a patient one), raising if Redis stays away."""
+        self.log, fast = log, self.log
         try:
             self._send()
         finally:
-            self.store = fast
+            self.log = fast
 
     def _send(self) -> None:
         while self.pending:
             kind, data = self.pending[0]
-            self.store.append_event(self.job_id, kind, data)
+            self.log.append(self.job_id, kind, data)
             self.pending.pop(0)
 
     def reachable(self) -> bool:
@@ -123,16 +124,16 @@ def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
 def main(job_id: str) -> int:
     """Run the job; the exit status is 0 whenever an outcome was recorded."""
     settings = get_settings()
-    store, patient = store_from(settings), store_from(settings, patient=True)
-    record = patient.get_job(job_id)
+    stores, patient = stores_from(settings), stores_from(settings, patient=True)
+    record = patient.jobs.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:
         logger.warning("job %s is not running, so not trained here", job_id)
         return 1
-    with job_logging(patient.job_dir(job_id), job_id, record.tenant):
-        return _run_and_record(record, settings, store, patient)
+    with job_logging(patient.volume.job_dir(job_id), job_id, record.tenant):
+        return _run_and_record(record, settings, stores, patient)
 
 
-def _run_and_record(record: JobRecord, settings: Settings, store: Store, patient: Store) -> int:
+def _run_and_record(record: JobRecord, settings: Settings, stores: Stores, patient: Stores) -> int:
     job_id = record.id
     logger.info(
         "training process started: %s (attempt %d)",
@@ -140,7 +141,7 @@ def _run_and_record(record: JobRecord, settings: Settings, store: Store, patient
         record.attempts,
         extra={"kind": record.kind, "method": record.method, "attempt": record.attempts},
     )
-    events = BufferedEvents(store, job_id)
+    events = BufferedEvents(stores.events, job_id)
     parent = os.getppid()
 
     def orphaned() -> bool:
@@ -152,23 +153,23 @@ def _run_and_record(record: JobRecord, settings: Settings, store: Store, patient
         if not events.reachable():
             return False
         try:
-            return store.cancel_requested(job_id)
+            return stores.jobs.cancel_requested(job_id)
         except redis.RedisError:
             return False
 
     outcome = _run(record, events, should_stop, orphaned)
-    events.flush(patient)
+    events.flush(patient.events)
     if outcome is None:  # the worker died under us: resume elsewhere
         reason = f"worker {record.worker} died"
         logger.warning("%s; the job is queued again to resume from its checkpoint", reason)
-        if patient.requeue_or_fail(record, reason, settings.max_job_attempts):
+        if patient.jobs.requeue_or_fail(record, reason, settings.max_job_attempts):
             Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).run_job(
                 record.id, record.queue
             )
     else:  # only while the job is still this run's: never over another worker's run
         status, error = outcome
         logger.info("job %s", status.value, extra={"status": status.value})
-        patient.finish(job_id, status, error, worker=record.worker)
+        patient.jobs.finish(job_id, status, error, worker=record.worker)
     return 0
 
 

@@ -22,7 +22,7 @@ from celery import shared_task
 from lpft_contract.logs import job_logging, new_error_id
 from lpft_contract.records import ErrorInfo, JobStatus
 from lpft_contract.settings import Settings, get_settings
-from lpft_contract.store import Store, store_from
+from lpft_contract.stores import Stores, stores_from
 from lpft_contract.tasks import TaskName
 
 logger = logging.getLogger("lpft.worker")
@@ -34,22 +34,22 @@ def run_job(job_id: str) -> None:
     duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
     job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""
     settings = get_settings()
-    patient = store_from(settings, patient=True)
+    patient = stores_from(settings, patient=True)
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    record = patient.get_job(job_id)
+    record = patient.jobs.get_job(job_id)
     if record is None or record.status != JobStatus.QUEUED:
         return
-    if patient.claim(job_id, worker, settings.lease_seconds) is None:
+    if patient.jobs.claim(job_id, worker, settings.lease_seconds) is None:
         return
-    with job_logging(patient.job_dir(job_id), job_id, record.tenant):
+    with job_logging(patient.volume.job_dir(job_id), job_id, record.tenant):
         logger.info("job claimed by worker %s", worker, extra={"worker": worker})
         child = subprocess.Popen([sys.executable, "-m", "lpft_worker.runner", job_id])
-        if _watch(store_from(settings), job_id, worker, child, settings):
+        if _watch(stores_from(settings), job_id, worker, child, settings):
             _record_a_silent_death(patient, job_id, worker, child.returncode)
 
 
 def _watch(
-    store: Store, job_id: str, worker: str, child: subprocess.Popen[bytes], settings: Settings
+    stores: Stores, job_id: str, worker: str, child: subprocess.Popen[bytes], settings: Settings
 ) -> bool:
     """Renew the lease while the child trains; enforce a cancel after its grace. Returns
     whether the outcome is this worker's to record.
@@ -67,9 +67,9 @@ def _watch(
     cancel_seen: float | None = None
     while child.poll() is None:
         try:
-            store.heartbeat(job_id, worker, ttl=settings.lease_seconds)
+            stores.jobs.heartbeat(job_id, worker, ttl=settings.lease_seconds)
             renewed = time.monotonic()
-            record = store.get_job(job_id)
+            record = stores.jobs.get_job(job_id)
             if record is None or record.status != JobStatus.RUNNING or record.worker != worker:
                 if record is not None and record.worker == worker and record.status.is_terminal:
                     # Normally the child recorded its outcome and is exiting; but the recovery
@@ -82,7 +82,7 @@ def _watch(
                 _kill(child)
                 logger.warning("job %s is no longer this worker's; its training stopped", job_id)
                 return False
-            if cancel_seen is None and store.cancel_requested(job_id):
+            if cancel_seen is None and stores.jobs.cancel_requested(job_id):
                 cancel_seen = time.monotonic()
         except redis.RedisError as exc:
             if time.monotonic() - renewed > fence_s:
@@ -97,7 +97,7 @@ def _watch(
                 return False
         if cancel_seen is not None and time.monotonic() - cancel_seen > grace_s:
             _kill(child)
-            store.finish(job_id, JobStatus.CANCELLED, worker=worker)
+            stores.jobs.finish(job_id, JobStatus.CANCELLED, worker=worker)
             return False
         try:
             child.wait(timeout=0.5 if cancel_seen else settings.heartbeat_seconds)
@@ -111,7 +111,7 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
     child.wait()
 
 
-def _record_a_silent_death(store: Store, job_id: str, worker: str, returncode: int) -> None:
+def _record_a_silent_death(stores: Stores, job_id: str, worker: str, returncode: int) -> None:
     """The child exited; if it recorded no outcome (killed, out of memory), record one."""
     error_id = new_error_id()
     died = ErrorInfo(
@@ -119,5 +119,5 @@ def _record_a_silent_death(store: Store, job_id: str, worker: str, returncode: i
         message=f"the training process exited with code {returncode} before finishing "
         f"(killed or out of memory?); see the worker log under {error_id}",
     )
-    if store.finish(job_id, JobStatus.FAILED, died, worker=worker) is not None:
+    if stores.jobs.finish(job_id, JobStatus.FAILED, died, worker=worker) is not None:
         logger.error("the training process exited with code %d, recording nothing", returncode)

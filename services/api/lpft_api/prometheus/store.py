@@ -32,15 +32,15 @@ class StoreCollector(Collector):
         self.stale_after_s = stale_after_s
 
     def collect(self) -> Iterator[Metric]:
-        store = getattr(self.state, "store", None)
-        if store is None:  # the lifespan has not opened the store (yet)
+        stores = getattr(self.state, "stores", None)
+        if stores is None:  # the lifespan has not opened the store (yet)
             return
         try:
             families = [
-                _jobs(store.redis),
-                _durations(store.redis),
-                _queues(store.redis),
-                *_workers(read_beats(store.redis), time.time(), self.stale_after_s),
+                _jobs(stores.redis),
+                _durations(stores.redis),
+                _queues(stores.redis),
+                *_workers(read_beats(stores.redis), time.time(), self.stale_after_s),
             ]
         except redis.RedisError:
             families = []

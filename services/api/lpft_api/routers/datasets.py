@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from lpft_api.deps import DatasetId, PageDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import DatasetId, PageDep, SettingsDep, StoresDep, TenantDep
 from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn, Problem
 from lpft_api.services import datasets
 from lpft_core import FIELD_ROLES, MAX_FIELD_NAME_CHARS, option_name
@@ -60,7 +60,7 @@ _UPLOAD_BODY = {
     responses={409: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}},
 )
 async def create_dataset(
-    request: Request, store: StoreDep, tenant: TenantDep, settings: SettingsDep
+    request: Request, stores: StoresDep, tenant: TenantDep, settings: SettingsDep
 ) -> DatasetPublic:
     """Upload a dataset (multipart file, or JSON ``records``); it is validated row by row.
     A file is JSONL, CSV or Parquet; ``text_field``, ``text_pair_field`` and ``label_field``
@@ -69,27 +69,26 @@ async def create_dataset(
     The body is counted as it arrives and refused past ``LPFT_MAX_UPLOAD_BYTES`` (413); a
     file part is spooled to disk, not held in memory; parsing runs off the event loop, so an
     upload never holds up other tenants' requests."""
-    record = await datasets.create_dataset(request, tenant, store, settings)
+    record = await datasets.create_dataset(request, tenant, stores, settings)
     return DatasetPublic.from_record(record)
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(store: StoreDep, tenant: TenantDep, page: PageDep) -> DatasetList:
+def list_datasets(stores: StoresDep, tenant: TenantDep, page: PageDep) -> DatasetList:
     """The caller's datasets, newest first."""
-    records, has_more = datasets.list_datasets(tenant, page.after, page.limit, store)
-    return DatasetList(data=[DatasetPublic.from_record(r) for r in records], has_more=has_more)
+    return datasets.list_datasets(tenant, page.after, page.limit, stores)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses={404: {"model": Problem}})
-def get_dataset(dataset_id: DatasetId, store: StoreDep, tenant: TenantDep) -> DatasetPublic:
+def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> DatasetPublic:
     """One dataset and its summary."""
-    return DatasetPublic.from_record(datasets.get_dataset(tenant, dataset_id, store))
+    return DatasetPublic.from_record(datasets.get_dataset(tenant, dataset_id, stores))
 
 
 @router.delete(
     "/{dataset_id}", status_code=204, responses={404: {"model": Problem}, 409: {"model": Problem}}
 )
-def delete_dataset(dataset_id: DatasetId, store: StoreDep, tenant: TenantDep) -> Response:
+def delete_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> Response:
     """Delete a dataset; refused (409) while an unfinished job will read it."""
-    datasets.delete_dataset(tenant, dataset_id, store)
+    datasets.delete_dataset(tenant, dataset_id, stores)
     return Response(status_code=204)

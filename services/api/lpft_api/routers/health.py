@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from lpft_api.deps import SettingsDep, StoreDep
+from lpft_api.deps import SettingsDep, StoresDep
 from lpft_api.schemas import Health
 from lpft_api.services import health
 
@@ -19,9 +19,9 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+def readyz(stores: StoresDep, settings: SettingsDep) -> JSONResponse:
     """Redis answers and the artifact store is writable."""
-    checks = health.readiness(store, settings)
+    checks = health.readiness(stores, settings)
     ready = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ready else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from lpft_contract.records import JobStatus
 
-from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoreDep, TenantDep
+from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
 from lpft_api.schemas import (
     Building,
     EventList,
@@ -46,7 +46,7 @@ BUILDING: dict[int | str, dict[str, Any]] = {
 def create_job(
     body: JobCreate,
     response: Response,
-    store: StoreDep,
+    stores: StoresDep,
     enqueuer: EnqueuerDep,
     tenant: TenantDep,
     settings: SettingsDep,
@@ -55,7 +55,7 @@ def create_job(
     """Create a job and queue it: ``finetune`` (the default kind), ``compare`` or
     ``analysis``. A retry with the same ``Idempotency-Key`` and body returns the same job."""
     record = jobs.create_job(
-        body, tenant, idempotency_key, store=store, enqueuer=enqueuer, settings=settings
+        body, tenant, idempotency_key, stores=stores, enqueuer=enqueuer, settings=settings
     )
     response.headers["Location"] = f"/jobs/{record.id}"
     return JobPublic.from_record(record)
@@ -63,17 +63,10 @@ def create_job(
 
 @router.get("", response_model=JobList)
 def list_jobs(
-    store: StoreDep, tenant: TenantDep, page: PageDep, status: JobStatus | None = None
+    stores: StoresDep, tenant: TenantDep, page: PageDep, status: JobStatus | None = None
 ) -> JobList:
     """The caller's jobs, newest first; ``after`` is the last id of the previous page."""
-    records, has_more = store.list_jobs(tenant, page.after, page.limit, status)
-    data = [JobPublic.from_record(r) for r in records]
-    return JobList(
-        data=data,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-        has_more=has_more,
-    )
+    return jobs.list_jobs(tenant, page.after, page.limit, status, stores)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=PROBLEMS)
@@ -83,17 +76,17 @@ def get_job(job: JobDep) -> JobPublic:
 
 
 @router.delete("/{job_id}", status_code=204, responses=PROBLEMS)
-def delete_job(job: JobDep, store: StoreDep) -> Response:
+def delete_job(job: JobDep, stores: StoresDep) -> Response:
     """Delete a finished job: its record, events, model and reports. A queued or running job
     must be cancelled first (409)."""
-    jobs.delete_job(job, store)
+    jobs.delete_job(job, stores)
     return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=PROBLEMS)
-def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
+def cancel_job(job: JobDep, stores: StoresDep) -> JobPublic:
     """Cancel a queued job at once, or stop a running one within seconds."""
-    return JobPublic.from_record(jobs.cancel_job(job, store))
+    return JobPublic.from_record(jobs.cancel_job(job, stores))
 
 
 @router.get(
@@ -108,7 +101,7 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
 async def get_job_events(
     request: Request,
     job: JobDep,
-    store: StoreDep,
+    stores: StoresDep,
     tenant: TenantDep,
     settings: SettingsDep,
     after: Annotated[str | None, Query(pattern=events.EVENT_ID)] = None,
@@ -118,20 +111,20 @@ async def get_job_events(
     ``Accept: text/event-stream`` (resumable with ``Last-Event-ID``; at most
     ``LPFT_MAX_EVENT_STREAMS_PER_TENANT`` open at once, 429 above)."""
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await events.page(job.id, after, limit, store)
+        return await events.page(job.id, after, limit, stores)
     start = events.resume_point(request.headers.get("last-event-id"), after)
-    return await events.live(job.id, start, tenant, store, settings, request.is_disconnected)
+    return await events.live(job.id, start, tenant, stores, settings, request.is_disconnected)
 
 
 @router.get("/{job_id}/logs", response_model=JobLog, responses=PROBLEMS)
 def get_job_logs(
-    job: JobDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    job: JobDep, stores: StoresDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> JobLog:
     """The job's own log, the newest ``limit`` records: what its worker and training process
     logged (an internal error with its ``error_id``; its traceback stays in the operator's
     log), over every run of it.
     Kept up to 5 MB a job; later records are dropped after one that says so."""
-    return jobs.job_log(job, limit, store)
+    return jobs.job_log(job, limit, stores)
 
 
 @router.get(
@@ -139,10 +132,10 @@ def get_job_logs(
     response_model=dict[str, Any] | LiveMetrics,
     responses=PROBLEMS,
 )
-def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
+def get_job_metrics(job: JobDep, stores: StoresDep) -> Any:
     """The job's metrics: the full lpft_core metrics object once it succeeded, the live
     per-step history and per-epoch validation while it runs (``partial: true``)."""
-    metrics = events.metrics(job, store)
+    metrics = events.metrics(job, stores)
     return JSONResponse(metrics) if isinstance(metrics, dict) else metrics
 
 
@@ -152,14 +145,14 @@ def get_job_metrics(job: JobDep, store: StoreDep) -> Any:
     responses={**PROBLEMS, 200: {"content": {"application/gzip": BINARY}}, **BUILDING},
 )
 def get_job_artifacts(
-    request: Request, job: JobDep, store: StoreDep, settings: SettingsDep
+    request: Request, job: JobDep, stores: StoresDep, settings: SettingsDep
 ) -> Response:
     """The job's output as a ``.tar.gz``: a finetune job's model directory; a comparison's
     models (``model/<method>/``), metrics and report; an analysis's metrics and report. A
     recalibrate job has none (409: its temperature is in its source job's archive). Built
     off the request, at the first download and after a re-calibration: until then 202, with
     ``Location`` and ``Retry-After``."""
-    path = artifacts.archive(job, store, settings.max_stored_bytes_per_tenant)
+    path = artifacts.archive(job, stores, settings.max_stored_bytes_per_tenant)
     return _archive_or_building(request, path, f"{job.id}.tar.gz")
 
 
@@ -171,7 +164,7 @@ def get_job_artifacts(
 def get_job_export(
     request: Request,
     job: JobDep,
-    store: StoreDep,
+    stores: StoresDep,
     settings: SettingsDep,
     format: Literal["onnx", "hf"] = "onnx",
 ) -> Response:
@@ -180,7 +173,7 @@ def get_job_export(
     ``probabilities`` (calibrated) and ``logits``), with the tokenizer, ``labels.json`` and a
     model card. Built off the request at the first one (seconds to a minute): until then
     202, with ``Location`` and ``Retry-After``."""
-    path = artifacts.export(job, store, format, settings.max_stored_bytes_per_tenant)
+    path = artifacts.export(job, stores, format, settings.max_stored_bytes_per_tenant)
     return _archive_or_building(request, path, f"{job.id}-{format}.tar.gz")
 
 
@@ -203,13 +196,13 @@ def _archive_or_building(request: Request, path: FilePath | None, filename: str)
     responses={**PROBLEMS, 200: {"content": {"text/html": TEXT, "text/markdown": TEXT}}},
 )
 def get_job_report(
-    job: JobDep, store: StoreDep, format: Literal["html", "md"] = "html"
+    job: JobDep, stores: StoresDep, format: Literal["html", "md"] = "html"
 ) -> FileResponse:
     """The job's report: one self-contained HTML page with its pictures embedded, or its
     markdown twin (``?format=md``, pictures linked as ``plots/<name>.png``)."""
     media_type = "text/html" if format == "html" else "text/markdown"
     return FileResponse(
-        artifacts.report(job, store, format), media_type=f"{media_type}; charset=utf-8"
+        artifacts.report(job, stores, format), media_type=f"{media_type}; charset=utf-8"
     )
 
 
@@ -219,11 +212,11 @@ def get_job_report(
     responses={**PROBLEMS, 200: {"content": {"image/png": BINARY}}},
 )
 def get_job_plot(
-    job: JobDep, store: StoreDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
+    job: JobDep, stores: StoresDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
 ) -> FileResponse:
     """One picture of the report (``reliability``, ``training``, ``ntk-spectra``,
     ``comparison``; ``<method>-reliability`` in a comparison)."""
-    return FileResponse(artifacts.plot(job, store, name), media_type="image/png")
+    return FileResponse(artifacts.plot(job, stores, name), media_type="image/png")
 
 
 @router.post(
@@ -236,7 +229,7 @@ def recalibrate_job(
     job: JobDep,
     body: RecalibrateRequest,
     response: Response,
-    store: StoreDep,
+    stores: StoresDep,
     enqueuer: EnqueuerDep,
     settings: SettingsDep,
 ) -> JobPublic:
@@ -244,6 +237,6 @@ def recalibrate_job(
     as a job of kind ``recalibrate`` (202 + ``Location``; its metrics hold T and the metrics
     before and after). Predictions use the new T once it succeeds; ``calibration.json`` keeps
     the old one on record."""
-    record = jobs.recalibrate(job, body, store=store, enqueuer=enqueuer, settings=settings)
+    record = jobs.recalibrate(job, body, stores=stores, enqueuer=enqueuer, settings=settings)
     response.headers["Location"] = f"/jobs/{record.id}"
     return JobPublic.from_record(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from lpft_api.deps import ModelsDep, SettingsDep, SlotsDep, StoreDep, TenantDep
+from lpft_api.deps import ModelsDep, SettingsDep, SlotsDep, StoresDep, TenantDep
 from lpft_api.schemas import PredictRequest, PredictResponse, Problem
 from lpft_api.services import predict as service
 
@@ -24,7 +24,7 @@ router = APIRouter(tags=["predict"])
 async def create_predictions(
     body: PredictRequest,
     request: Request,
-    store: StoreDep,
+    stores: StoresDep,
     tenant: TenantDep,
     models: ModelsDep,
     settings: SettingsDep,
@@ -40,7 +40,7 @@ async def create_predictions(
     return await service.predict(
         body,
         tenant,
-        store=store,
+        stores=stores,
         models=models,
         settings=settings,
         slots=slots,

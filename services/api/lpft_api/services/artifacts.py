@@ -20,7 +20,7 @@ from typing import Literal
 
 from lpft_contract import logs
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room
@@ -41,7 +41,7 @@ _building_lock = threading.Lock()
 _builder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="build")
 
 
-def archive(job: JobRecord, store: Store, quota: int) -> Path | None:
+def archive(job: JobRecord, stores: Stores, quota: int) -> Path | None:
     """The job's output directory as a ``.tar.gz``, or None while it is being built (and
     again after the directory changed: a re-calibration writes a new temperature).
 
@@ -61,13 +61,13 @@ def archive(job: JobRecord, store: Store, quota: int) -> Path | None:
             f"it fits is in job {job.source_job}'s model: GET /jobs/{job.source_job}/artifacts"
         )
     _succeeded(job, "artifacts")
-    model_dir = store.model_dir(job.id)
+    model_dir = stores.volume.model_dir(job.id)
     return _built_once(
-        store, job, quota, "model", model_dir, lambda target: _write_archive(model_dir, target)
+        stores, job, quota, "model", model_dir, lambda target: _write_archive(model_dir, target)
     )
 
 
-def export(job: JobRecord, store: Store, fmt: ExportFormat, quota: int) -> Path | None:
+def export(job: JobRecord, stores: Stores, fmt: ExportFormat, quota: int) -> Path | None:
     """The job's model for another runtime (``lpft_core.serving.export``), or None while it
     is being built (on the first download, and again after the model changed).
 
@@ -78,9 +78,9 @@ def export(job: JobRecord, store: Store, fmt: ExportFormat, quota: int) -> Path 
     if job.kind != JobKind.FINETUNE:
         raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
     _succeeded(job, "exports")
-    model_dir = store.model_dir(job.id)
+    model_dir = stores.volume.model_dir(job.id)
     return _built_once(
-        store,
+        stores,
         job,
         quota,
         f"export-{fmt}",
@@ -95,7 +95,7 @@ def _succeeded(job: JobRecord, what: str) -> None:
 
 
 def _built_once(
-    store: Store,
+    stores: Stores,
     job: JobRecord,
     quota: int,
     name: str,
@@ -113,10 +113,10 @@ def _built_once(
             ``BuildFailed``, a 500 whose error id names the logged traceback), and the
             request after it builds again.
     """
-    path = store.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
+    path = stores.volume.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
     if path.is_file():
         return path
-    check_room(store, job.tenant, quota, "this archive")
+    check_room(stores, job.tenant, quota, "this archive")
     with _building_lock:
         failure = _failed.pop(path, None)
         if failure is not None:
@@ -124,12 +124,12 @@ def _built_once(
         if path in _building:
             return None
         _building.add(path)
-    _builder.submit(_build, store, job, name, path, build)
+    _builder.submit(_build, stores, job, name, path, build)
     return None
 
 
 def _build(
-    store: Store, job: JobRecord, name: str, path: Path, build: Callable[[Path], object]
+    stores: Stores, job: JobRecord, name: str, path: Path, build: Callable[[Path], object]
 ) -> None:
     """Build under a unique name, then rename: a concurrent download never sees a
     half-written archive. Archives of earlier versions (before a re-calibration) go once the
@@ -142,7 +142,7 @@ def _build(
         for stale in job_dir.glob(f"{name}-*.tar.gz"):
             if stale != path:  # an older version; this one another replica may be serving
                 stale.unlink(missing_ok=True)
-        store.measure_job(job)
+        stores.quotas.measure_job(job)
     except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
         logger.info("stopped building %s: its job is gone", path.name)
     except (ApiError, LpftError) as error:  # the user's to fix (an unexportable model)
@@ -185,28 +185,28 @@ def _files(directory: Path) -> list[Path]:
     return found
 
 
-def report(job: JobRecord, store: Store, format: Literal["html", "md"]) -> Path:
+def report(job: JobRecord, stores: Stores, format: Literal["html", "md"]) -> Path:
     """The job's report page (``report.html``) or its markdown twin (``report.md``).
 
     Raises:
         Conflict: the job has not succeeded. NotFound: its kind writes no report.
     """
-    return _finished_file(job, store, f"report.{format}")
+    return _finished_file(job, stores, f"report.{format}")
 
 
-def plot(job: JobRecord, store: Store, name: str) -> Path:
+def plot(job: JobRecord, stores: Stores, name: str) -> Path:
     """One picture of the job's report, ``plots/<name>.png``.
 
     Raises:
         Conflict: the job has not succeeded. NotFound: the report has no such picture.
     """
-    return _finished_file(job, store, f"plots/{name}.png")
+    return _finished_file(job, stores, f"plots/{name}.png")
 
 
-def _finished_file(job: JobRecord, store: Store, relative: str) -> Path:
+def _finished_file(job: JobRecord, stores: Stores, relative: str) -> Path:
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; its report exists once it succeeded")
-    path = store.model_dir(job.id) / relative
+    path = stores.volume.model_dir(job.id) / relative
     if not path.is_file():
         raise NotFound(f"job {job.id} has no {relative}")
     return path

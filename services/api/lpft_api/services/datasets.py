@@ -15,12 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from lpft_contract.records import DatasetRecord, new_id
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
-from lpft_api.schemas import DatasetRecordsIn
+from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn
 from lpft_api.services.storage import check_room
 from lpft_core import (
     FIELD_ROLES,
@@ -35,7 +35,7 @@ from lpft_core import (
 
 
 async def create_dataset(
-    request: Request, tenant: str, store: Store, settings: Settings
+    request: Request, tenant: str, stores: Stores, settings: Settings
 ) -> DatasetRecord:
     """Store the dataset the request carries: a multipart ``file`` (spooled to disk by the
     form parser; JSONL, CSV or Parquet, its columns mapped by the optional ``text_field``,
@@ -53,7 +53,7 @@ async def create_dataset(
         DataError: a row is invalid; a mapped column is absent (naming its form field); the
             file as a whole is unreadable (naming ``file``).
     """
-    count, _ = store.dataset_usage(tenant)
+    count, _ = stores.quotas.dataset_usage(tenant)
     if count >= settings.max_datasets_per_tenant:
         raise QuotaExceeded(
             f"you have {count} datasets, the most allowed; delete one (DELETE /datasets/{{id}})"
@@ -62,54 +62,52 @@ async def create_dataset(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         name, upload, fields = await _uploaded_file(request)
-        check_room(store, tenant, quota, "this upload", upload.size or 0)
+        check_room(stores, tenant, quota, "this upload", upload.size or 0)
         examples = await run_in_threadpool(_read_upload, upload, name, fields, settings)
     elif content_type.startswith("application/json"):
         raw = await request.body()
-        check_room(store, tenant, quota, "this upload", len(raw))
+        check_room(stores, tenant, quota, "this upload", len(raw))
         name, examples = await run_in_threadpool(_records, raw, settings)
     else:
         raise Unprocessable(
             "send multipart/form-data with a 'file' field or JSON {\"records\": [...]}",
             field="content-type",
         )
-    return await run_in_threadpool(_save, store, tenant, name, examples)
+    return await run_in_threadpool(_save, stores, tenant, name, examples)
 
 
-def list_datasets(
-    tenant: str, after: str | None, limit: int, store: Store
-) -> tuple[list[DatasetRecord], bool]:
-    """A page of the tenant's datasets, newest first, and whether more follow."""
-    records = store.list_datasets(tenant, after, limit + 1)
-    return records[:limit], len(records) > limit
+def list_datasets(tenant: str, after: str | None, limit: int, stores: Stores) -> DatasetList:
+    """A page of the tenant's datasets, newest first."""
+    found = stores.datasets.list(tenant, after, limit)
+    return DatasetList.of(found, [DatasetPublic.from_record(r) for r in found.items])
 
 
-def get_dataset(tenant: str, dataset_id: str, store: Store) -> DatasetRecord:
+def get_dataset(tenant: str, dataset_id: str, stores: Stores) -> DatasetRecord:
     """The tenant's dataset ``dataset_id``.
 
     Raises:
         NotFound: there is none (another tenant's is as good as none).
     """
-    record = store.get_dataset(tenant, dataset_id)
+    record = stores.datasets.get(tenant, dataset_id)
     if record is None:
         raise NotFound(f"no dataset {dataset_id!r}", field="dataset_id")
     return record
 
 
-def delete_dataset(tenant: str, dataset_id: str, store: Store) -> None:
+def delete_dataset(tenant: str, dataset_id: str, stores: Stores) -> None:
     """Remove the dataset's rows and record.
 
     Raises:
         NotFound: no such dataset. Conflict: an unfinished job will read it.
     """
-    record = get_dataset(tenant, dataset_id, store)
-    users = store.jobs_using_dataset(tenant, dataset_id)
+    record = get_dataset(tenant, dataset_id, stores)
+    users = stores.jobs.jobs_using_dataset(tenant, dataset_id)
     if users:
         raise Conflict(
             f"unfinished jobs {', '.join(sorted(users))} use this dataset; wait for them or "
             "cancel them first"
         )
-    store.delete_dataset(record)
+    stores.datasets.delete(record)
 
 
 async def _uploaded_file(request: Request) -> tuple[str, UploadFile, FieldMap]:
@@ -176,7 +174,7 @@ def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
     return body.name, examples
 
 
-def _save(store: Store, tenant: str, name: str, examples: list[Example]) -> DatasetRecord:
+def _save(stores: Stores, tenant: str, name: str, examples: list[Example]) -> DatasetRecord:
     """Write the rows and record what jobs will check them by, without reading them again."""
     dataset_id = new_id("ds")
     rows = [
@@ -187,10 +185,10 @@ def _save(store: Store, tenant: str, name: str, examples: list[Example]) -> Data
         id=dataset_id,
         tenant=tenant,
         name=Path(name).name,
-        path=str(store.dataset_path(dataset_id)),
+        path=str(stores.volume.dataset_path(dataset_id)),
         rows=len(rows),
         pair=examples[0].text_pair is not None,
         label_counts=dict(sorted(Counter(str(e.label) for e in examples).items())),
         label_type="int" if isinstance(examples[0].label, int) else "str",
     )
-    return store.save_dataset(record, rows)
+    return stores.datasets.save(record, rows)

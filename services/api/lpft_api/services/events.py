@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis
+from lpft_contract.keys import PREFIX
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.settings import Settings
-from lpft_contract.store import PREFIX, Store
+from lpft_contract.stores import Stores
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from lpft_api.errors import TooManyRequests, Unprocessable
-from lpft_api.schemas import EventList, LiveMetrics
+from lpft_api.schemas import Event, EventList, LiveMetrics
 from lpft_core import METRICS_FILE
 
 #: Redis stream ids, the only cursors the event log accepts.
@@ -91,10 +92,10 @@ class StreamSlots:
         return int(self._held(keys=[self.key(tenant)]))
 
 
-def stream_slots(store: Store, settings: Settings) -> StreamSlots:
+def stream_slots(stores: Stores, settings: Settings) -> StreamSlots:
     """The slots of ``settings``' cap, leased for a few keep-alive intervals."""
     lease_s = LEASE_INTERVALS * settings.event_stream_keepalive_seconds
-    return StreamSlots(store.redis, settings.max_event_streams_per_tenant, lease_s)
+    return StreamSlots(stores.redis, settings.max_event_streams_per_tenant, lease_s)
 
 
 class EventStream(StreamingResponse):
@@ -122,7 +123,7 @@ async def live(
     job_id: str,
     after: str | None,
     tenant: str,
-    store: Store,
+    stores: Stores,
     settings: Settings,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> EventStream:
@@ -131,7 +132,7 @@ async def live(
     Raises:
         TooManyRequests: the tenant holds ``max_event_streams_per_tenant`` streams already.
     """
-    slots = stream_slots(store, settings)
+    slots = stream_slots(stores, settings)
     slot = await asyncio.to_thread(slots.acquire, tenant)
     if slot is None:
         raise TooManyRequests(
@@ -150,15 +151,15 @@ async def live(
         renewed = time.monotonic()
         return await asyncio.to_thread(slots.renew, tenant, slot)
 
-    events = stream(job_id, after, store, disconnected, keepalive_s, renew)
+    events = stream(job_id, after, stores, disconnected, keepalive_s, renew)
     return EventStream(events, lambda: slots.release(tenant, slot))
 
 
-async def page(job_id: str, after: str | None, limit: int, store: Store) -> EventList:
+async def page(job_id: str, after: str | None, limit: int, stores: Stores) -> EventList:
     """Up to ``limit`` events after ``after``; read off the event loop, since the log of a
     finished job may come from its file on the volume."""
-    events, has_more = await asyncio.to_thread(store.events, job_id, after, limit)
-    return EventList(data=events, last_id=events[-1]["id"] if events else after, has_more=has_more)
+    found = await asyncio.to_thread(stores.events.read, job_id, after, limit)
+    return EventList.of(found, [Event.model_validate(event) for event in found.items])
 
 
 def resume_point(last_event_id: str | None, after: str | None) -> str | None:
@@ -182,7 +183,7 @@ def resume_point(last_event_id: str | None, after: str | None) -> str | None:
 async def stream(
     job_id: str,
     after: str | None,
-    store: Store,
+    stores: Stores,
     disconnected: Callable[[], Awaitable[bool]],
     keepalive_s: float,
     renew: Callable[[], Awaitable[bool]],
@@ -199,13 +200,14 @@ async def stream(
     while not await disconnected():
         if not await renew():
             return
-        events, _ = await asyncio.to_thread(store.events, job_id, cursor, STREAM_BATCH, wait_ms)
+        found = await asyncio.to_thread(stores.events.read, job_id, cursor, STREAM_BATCH, wait_ms)
+        events = found.items
         for event in events:
             cursor = event["id"]
             yield f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
             written = time.monotonic()
         if not events:
-            record = await asyncio.to_thread(store.get_job, job_id)
+            record = await asyncio.to_thread(stores.jobs.get_job, job_id)
             if record is None or record.status.is_terminal:
                 return
             if time.monotonic() - written >= keepalive_s:
@@ -213,13 +215,13 @@ async def stream(
                 written = time.monotonic()
 
 
-def metrics(job: JobRecord, store: Store) -> dict[str, Any] | LiveMetrics:
+def metrics(job: JobRecord, stores: Stores) -> dict[str, Any] | LiveMetrics:
     """The full lpft_core metrics once the job succeeded; until then, what its event log
     holds: the stage, the per-step history and the per-epoch validation."""
-    path = store.model_dir(job.id) / METRICS_FILE
+    path = stores.volume.model_dir(job.id) / METRICS_FILE
     if job.status == JobStatus.SUCCEEDED and path.is_file():
         return json.loads(path.read_text())
-    events, _ = store.events(job.id, after=None, limit=1_000_000)
+    events = stores.events.read(job.id, after=None, limit=1_000_000).items
     stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
     return LiveMetrics(
         status=job.status,

@@ -6,17 +6,17 @@ import logging
 import uuid
 
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 logger = logging.getLogger("lpft.api")
 
 
-def readiness(store: Store, settings: Settings) -> dict[str, str]:
+def readiness(stores: Stores, settings: Settings) -> dict[str, str]:
     """``ok`` or what is wrong, per dependency (``redis``, ``artifacts``); the details of a
     failure go to the log, which is the operator's, not to the caller."""
     checks = {}
     try:
-        store.redis.ping()
+        stores.redis.ping()
         checks["redis"] = "ok"
     except Exception:  # noqa: BLE001 - any failure means not ready
         logger.exception("readiness: Redis unreachable")

@@ -16,7 +16,7 @@ from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import JOB_LOG, read_job_log
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from lpft_api.errors import (
     Conflict,
@@ -24,7 +24,7 @@ from lpft_api.errors import (
     TooManyRequests,
     Unprocessable,
 )
-from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
+from lpft_api.schemas import JobCreate, JobList, JobLog, JobPublic, LogRecord, RecalibrateRequest
 from lpft_api.services.specs import check_job_model, job_record, recalibration_record
 from lpft_api.services.storage import check_room
 
@@ -37,7 +37,7 @@ def create_job(
     tenant: str,
     idempotency_key: str | None,
     *,
-    store: Store,
+    stores: Stores,
     enqueuer: Enqueuer,
     settings: Settings,
 ) -> JobRecord:
@@ -53,20 +53,20 @@ def create_job(
         TooManyRequests: the tenant is at its cap on unfinished jobs.
         QueueUnavailable: the broker did not take the job.
     """
-    record = job_record(new_id("job"), tenant, body, store, settings)
+    record = job_record(new_id("job"), tenant, body, stores, settings)
     if not idempotency_key:
         check_job_model(body, settings)
-        _submit(record, store, enqueuer, settings)
+        _submit(record, stores, enqueuer, settings)
         return record
-    bound_id = _bind_key(tenant, idempotency_key, body, record.id, store)
+    bound_id = _bind_key(tenant, idempotency_key, body, record.id, stores)
     if bound_id != record.id:
-        return _wait_for_job(store, bound_id, tenant)
+        return _wait_for_job(stores, bound_id, tenant)
     try:
         check_job_model(body, settings)
-        _submit(record, store, enqueuer, settings)
+        _submit(record, stores, enqueuer, settings)
     except Exception:
         # A retry with this key must create the job, not find this failed one.
-        store.forget_idempotency(tenant, idempotency_key, record.id)
+        stores.jobs.forget_idempotency(tenant, idempotency_key, record.id)
         raise
     return record
 
@@ -75,7 +75,7 @@ def recalibrate(
     job: JobRecord,
     body: RecalibrateRequest,
     *,
-    store: Store,
+    stores: Stores,
     enqueuer: Enqueuer,
     settings: Settings,
 ) -> JobRecord:
@@ -86,12 +86,20 @@ def recalibrate(
         Unprocessable: no such dataset.
         QuotaExceeded, TooManyRequests, QueueUnavailable: as for ``create_job``.
     """
-    record = recalibration_record(new_id("job"), job, body, store, settings)
-    _submit(record, store, enqueuer, settings)
+    record = recalibration_record(new_id("job"), job, body, stores, settings)
+    _submit(record, stores, enqueuer, settings)
     return record
 
 
-def cancel_job(job: JobRecord, store: Store) -> JobRecord:
+def list_jobs(
+    tenant: str, after: str | None, limit: int, status: JobStatus | None, stores: Stores
+) -> JobList:
+    """A page of the tenant's jobs (of ``status``), newest first."""
+    found = stores.jobs.list_jobs(tenant, after, limit, status)
+    return JobList.of(found, [JobPublic.from_record(r) for r in found.items])
+
+
+def cancel_job(job: JobRecord, stores: Stores) -> JobRecord:
     """The job cancelled (a queued one) or asked to stop (a running one).
 
     Raises:
@@ -99,10 +107,10 @@ def cancel_job(job: JobRecord, store: Store) -> JobRecord:
     """
     if job.status.is_terminal:
         raise Conflict(f"job {job.id} is already {job.status.value}; nothing to cancel")
-    return store.request_cancel(job.id) or job
+    return stores.jobs.request_cancel(job.id) or job
 
 
-def delete_job(job: JobRecord, store: Store) -> None:
+def delete_job(job: JobRecord, stores: Stores) -> None:
     """Remove a finished job: its record, events, model and reports.
 
     Raises:
@@ -110,57 +118,57 @@ def delete_job(job: JobRecord, store: Store) -> None:
     """
     if not job.status.is_terminal:
         raise Conflict(f"job {job.id} is {job.status.value}; cancel it before deleting it")
-    users = store.jobs_using_job(job.tenant, job.id)
+    users = stores.jobs.jobs_using_job(job.tenant, job.id)
     if users:
         raise Conflict(
             f"unfinished jobs {', '.join(sorted(users))} use this job's model; wait for them or "
             "cancel them first"
         )
-    store.delete_job(job)
+    stores.jobs.delete_job(job)
 
 
-def _submit(record: JobRecord, store: Store, enqueuer: Enqueuer, settings: Settings) -> None:
+def _submit(record: JobRecord, stores: Stores, enqueuer: Enqueuer, settings: Settings) -> None:
     """Refuse the job if its tenant has used up its storage (the job's files would add to
     it), count it against the tenant's cap on unfinished jobs (429 above it), store it and
     send its task. If storing or sending fails, the job is failed (it must not sit queued,
     nor run after the client was told it failed) and its place in the cap freed."""
-    check_room(store, record.tenant, settings.max_stored_bytes_per_tenant, "a job's files")
+    check_room(stores, record.tenant, settings.max_stored_bytes_per_tenant, "a job's files")
     cap = settings.max_active_jobs_per_tenant
-    if not store.admit(record.tenant, record.id, cap):
+    if not stores.quotas.admit(record.tenant, record.id, cap):
         raise TooManyRequests(
             f"you have {cap} unfinished jobs, the most allowed at once; wait for one to "
             "finish or cancel one",
             retry_after=30,
         )
     try:
-        store.create_job(record)
+        stores.jobs.create_job(record)
         enqueuer.run_job(record.id, record.queue)
     except Exception as exc:
         with contextlib.suppress(Exception):  # best effort: Redis itself may be the fault
             error = ErrorInfo(code="queue_unavailable", message="the job could not be queued")
-            store.finish(record.id, JobStatus.FAILED, error)
+            stores.jobs.finish(record.id, JobStatus.FAILED, error)
         with contextlib.suppress(Exception):
-            store.release(record.tenant, record.id)
+            stores.quotas.release(record.tenant, record.id)
         if isinstance(exc, redis.RedisError):
             raise  # a 503 from the store's handler
         raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
 
 
-def job_log(job: JobRecord, limit: int, store: Store) -> JobLog:
+def job_log(job: JobRecord, limit: int, stores: Stores) -> JobLog:
     """The newest ``limit`` records of the job's log (its worker's and training process's,
     every run of it), oldest first; empty until the job has started."""
-    records, has_more = read_job_log(store.job_dir(job.id) / JOB_LOG, limit)
+    records, has_more = read_job_log(stores.volume.job_dir(job.id) / JOB_LOG, limit)
     return JobLog(data=[LogRecord.model_validate(r) for r in records], has_more=has_more)
 
 
-def _bind_key(tenant: str, key: str, body: JobCreate, job_id: str, store: Store) -> str:
+def _bind_key(tenant: str, key: str, body: JobCreate, job_id: str, stores: Stores) -> str:
     """The job ``key`` stands for: ``job_id``, unless an earlier request bound it first.
 
     Raises:
         Unprocessable: the earlier request had another body.
     """
     fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    bound_fingerprint, bound_id = store.remember_idempotency(tenant, key, fingerprint, job_id)
+    bound_fingerprint, bound_id = stores.jobs.remember_idempotency(tenant, key, fingerprint, job_id)
     if bound_fingerprint != fingerprint:
         raise Unprocessable(
             "this Idempotency-Key was used with a different request body; use a new key",
@@ -169,11 +177,11 @@ def _bind_key(tenant: str, key: str, body: JobCreate, job_id: str, store: Store)
     return bound_id
 
 
-def _wait_for_job(store: Store, job_id: str, tenant: str) -> JobRecord:
+def _wait_for_job(stores: Stores, job_id: str, tenant: str) -> JobRecord:
     """The job a concurrent request with the same Idempotency-Key is creating."""
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_S
     while time.monotonic() < deadline:
-        record = store.get_job(job_id, tenant)
+        record = stores.jobs.get_job(job_id, tenant)
         if record is not None:
             return record
         time.sleep(0.05)

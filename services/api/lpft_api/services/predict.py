@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 from starlette.types import Receive
 
 from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
@@ -68,7 +68,7 @@ async def predict(
     body: PredictRequest,
     tenant: str,
     *,
-    store: Store,
+    stores: Stores,
     models: ModelCache,
     settings: Settings,
     slots: TenantSlots,
@@ -86,8 +86,8 @@ async def predict(
     started = time.perf_counter()
     _check_limits(body, settings)
     with slots.hold(tenant):
-        job = _servable_job(body.job_id, tenant, store)
-        model = await models.get(job.id, store.model_dir(job.id))
+        job = _servable_job(body.job_id, tenant, stores)
+        model = await models.get(job.id, stores.volume.model_dir(job.id))
         predictor = model.predictor
         rows = [item.model_dump() for item in body.inputs]
         predictor.validate(rows)  # a bad request must not fail the pass it would join
@@ -190,9 +190,9 @@ async def _client_gone(receive: Receive) -> None:
         continue
 
 
-def _servable_job(job_id: str, tenant: str, store: Store) -> JobRecord:
+def _servable_job(job_id: str, tenant: str, stores: Stores) -> JobRecord:
     """The tenant's job ``job_id``, if its model can serve predictions."""
-    job = store.get_job(job_id, tenant)
+    job = stores.jobs.get_job(job_id, tenant)
     if job is None:
         raise NotFound(f"no job {job_id!r}", field="job_id")
     if job.kind != JobKind.FINETUNE:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
 from lpft_contract.settings import Settings
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
 
 from lpft_api.errors import Conflict, Unprocessable
@@ -54,7 +54,7 @@ class JobInputs:
 
 
 def job_record(
-    job_id: str, tenant: str, body: JobCreate, store: Store, settings: Settings
+    job_id: str, tenant: str, body: JobCreate, stores: Stores, settings: Settings
 ) -> JobRecord:
     """The record of a new ``finetune``, ``compare`` or ``analysis`` job, spec included.
 
@@ -74,11 +74,11 @@ def job_record(
             field="eval_sets",
         )
     model = check_model(body.model, settings.models_dir)
-    dataset, source = _dataset_and_source(body, tenant, store)
+    dataset, source = _dataset_and_source(body, tenant, stores)
     inputs = JobInputs(
         model=model,
-        data=_checked_data(tenant, dataset, body.eval_sets, store),
-        model_dir=str(store.model_dir(source.id)) if source else None,
+        data=_checked_data(tenant, dataset, body.eval_sets, stores),
+        model_dir=str(stores.volume.model_dir(source.id)) if source else None,
         hyperparameters=hyperparameters,
         seeds=seeds,
     )
@@ -95,7 +95,7 @@ def job_record(
         eval_sets=body.eval_sets,
         hyperparameters={**hyper, "seed": seed, **({"seeds": seeds} if seeds else {})},
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
-        spec=core_spec(body, inputs, job_id, store, settings).to_dict(),
+        spec=core_spec(body, inputs, job_id, stores, settings).to_dict(),
     )
 
 
@@ -112,7 +112,7 @@ def check_job_model(body: JobCreate, settings: Settings) -> None:
 
 
 def recalibration_record(
-    job_id: str, source: JobRecord, body: RecalibrateRequest, store: Store, settings: Settings
+    job_id: str, source: JobRecord, body: RecalibrateRequest, stores: Stores, settings: Settings
 ) -> JobRecord:
     """The record of a job that fits a new temperature for ``source``'s model; it runs on
     the queue ``source`` trained on.
@@ -126,9 +126,9 @@ def recalibration_record(
             f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
             "succeeded finetune job"
         )
-    dataset = _dataset(store, source.tenant, body.dataset, "dataset")
+    dataset = _dataset(stores, source.tenant, body.dataset, "dataset")
     inputs = JobInputs(
-        data=DataFiles(train=dataset.path), model_dir=str(store.model_dir(source.id))
+        data=DataFiles(train=dataset.path), model_dir=str(stores.volume.model_dir(source.id))
     )
     return JobRecord(
         id=job_id,
@@ -140,16 +140,16 @@ def recalibration_record(
         dataset={"train": dataset.id},
         hyperparameters={},
         queue=source.queue,
-        spec=core_spec(body, inputs, job_id, store, settings).to_dict(),
+        spec=core_spec(body, inputs, job_id, stores, settings).to_dict(),
     )
 
 
 def core_spec(
-    body: JobRequest, inputs: JobInputs, job_id: str, store: Store, settings: Settings
+    body: JobRequest, inputs: JobInputs, job_id: str, stores: Stores, settings: Settings
 ) -> Spec:
     """The lpft_core spec the worker runs, for a request of any kind: the one place where
     the API's names become the library's."""
-    output_dir = str(store.model_dir(job_id))
+    output_dir = str(stores.volume.model_dir(job_id))
     if isinstance(body, RecalibrateRequest):
         assert inputs.model_dir is not None, "a re-calibration reads a finished job's model"
         return RecalibrateSpec(
@@ -167,7 +167,7 @@ def core_spec(
             model=inputs.model,
             hyperparameters=inputs.hyperparameters,
             max_text_chars=settings.max_text_chars,
-            checkpoint_dir=str(store.checkpoint_dir(job_id)),
+            checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
             seeds=inputs.seeds,
         )
     if isinstance(body, CompareJobCreate):
@@ -180,7 +180,7 @@ def core_spec(
             ntk_samples=body.ntk_samples,
             max_text_chars=settings.max_text_chars,
             seeds=inputs.seeds,
-            checkpoint_dir=str(store.checkpoint_dir(job_id)),
+            checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
         )
     return AnalysisSpec(
         data=inputs.data,
@@ -193,7 +193,7 @@ def core_spec(
         ntk_samples=body.ntk_samples,
         hyperparameters=inputs.hyperparameters,
         max_text_chars=settings.max_text_chars,
-        checkpoint_dir=str(store.checkpoint_dir(job_id)),
+        checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
     )
 
 
@@ -211,7 +211,7 @@ def _seeds(body: JobCreate) -> list[int]:
 
 
 def _dataset_and_source(
-    body: JobCreate, tenant: str, store: Store
+    body: JobCreate, tenant: str, stores: Stores
 ) -> tuple[DatasetRef, JobRecord | None]:
     """The datasets the job reads, and the finished job an analysis looks at: a job analysed
     without a dataset is analysed on its own."""
@@ -222,7 +222,7 @@ def _dataset_and_source(
                 "give a dataset, or a source_job whose dataset is used", field="dataset"
             )
         return body.dataset, None
-    source = store.get_job(source_job, tenant)
+    source = stores.jobs.get_job(source_job, tenant)
     if source is None:
         raise Unprocessable(f"no job {source_job!r}", field="source_job")
     if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
@@ -235,16 +235,16 @@ def _dataset_and_source(
 
 
 def _checked_data(
-    tenant: str, dataset: DatasetRef, eval_sets: dict[str, str], store: Store
+    tenant: str, dataset: DatasetRef, eval_sets: dict[str, str], stores: Stores
 ) -> DataFiles:
     """The files behind the dataset ids, once their recorded shapes pass the split rules."""
     splits = {
-        split: _dataset(store, tenant, dataset_id, f"dataset.{split}")
+        split: _dataset(stores, tenant, dataset_id, f"dataset.{split}")
         for split, dataset_id in dataset.model_dump().items()
         if dataset_id
     }
     extra = {
-        name: _dataset(store, tenant, dataset_id, f"eval_sets.{name}")
+        name: _dataset(stores, tenant, dataset_id, f"eval_sets.{name}")
         for name, dataset_id in eval_sets.items()
     }
     shapes = {split: _shape(record) for split, record in splits.items()}
@@ -267,8 +267,8 @@ def _checked_data(
     )
 
 
-def _dataset(store: Store, tenant: str, dataset_id: str, field: str) -> DatasetRecord:
-    record = store.get_dataset(tenant, dataset_id)
+def _dataset(stores: Stores, tenant: str, dataset_id: str, field: str) -> DatasetRecord:
+    record = stores.datasets.get(tenant, dataset_id)
     if record is None:  # another tenant's dataset is as good as missing
         raise Unprocessable(f"no dataset {dataset_id!r}", field=field)
     return record

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lpft_contract.store import Store
+from lpft_contract.stores import Stores
 
 from lpft_api.errors import QuotaExceeded
 
 
-def check_room(store: Store, tenant: str, quota: int, adding: str, incoming: int = 0) -> None:
+def check_room(stores: Stores, tenant: str, quota: int, adding: str, incoming: int = 0) -> None:
     """Refuse ``adding`` (an upload of ``incoming`` bytes; or, with ``incoming`` 0, files whose
     size is known only once written: a job's model, an archive) when the tenant's datasets
     and finished jobs would store more than ``quota`` bytes, or already store it all.
@@ -15,7 +15,7 @@ def check_room(store: Store, tenant: str, quota: int, adding: str, incoming: int
     Raises:
         QuotaExceeded: naming what the tenant stores, the quota and what to delete.
     """
-    used = store.stored_bytes(tenant)
+    used = stores.quotas.stored_bytes(tenant)
     if used + incoming > quota or used >= quota:
         incoming_part = f" and {adding} {incoming}" if incoming else ""
         raise QuotaExceeded(

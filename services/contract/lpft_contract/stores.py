@@ -1,0 +1,80 @@
+"""The stores, one per resource, over one Redis client and one artifact volume: jobs,
+datasets, event logs and quotas. Redis holds live state; what must outlive it (finished
+jobs' records, metrics and logs, uploaded datasets) is also written to the volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from lpft_contract.dataset_store import DatasetStore
+from lpft_contract.event_log import EventLog
+from lpft_contract.job_store import JobStore
+from lpft_contract.quotas import Quotas
+from lpft_contract.settings import Settings
+from lpft_contract.volume import Volume
+
+DEFAULT_EVENT_RETENTION_S = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The service's persistent state, by resource."""
+
+    redis: redis.Redis
+    volume: Volume
+    jobs: JobStore
+    datasets: DatasetStore
+    events: EventLog
+    quotas: Quotas
+
+    @classmethod
+    def over(
+        cls,
+        client: redis.Redis,
+        artifacts_dir: Path | str,
+        event_retention_s: int = DEFAULT_EVENT_RETENTION_S,
+        *,
+        jobs: type[JobStore] = JobStore,
+    ) -> Stores:
+        """The stores on ``client`` (created with ``decode_responses=True``) and the volume
+        at ``artifacts_dir``; ``jobs`` is the job store's class (a test's subclass that
+        pauses it)."""
+        volume = Volume(Path(artifacts_dir))
+        events = EventLog(client, volume, event_retention_s)
+        quotas = Quotas(client, volume)
+        datasets = DatasetStore(client, volume)
+        job_store = jobs(client, volume, events, quotas, datasets)
+        return cls(client, volume, job_store, datasets, events, quotas)
+
+
+def connect(url: str, *, patient: bool = False) -> redis.Redis:
+    """A Redis client for the stores (string responses, short connect timeout).
+
+    Connection errors are retried with exponential back-off: briefly, with short timeouts,
+    for the API and for the calls a worker makes while training runs (a request should fail
+    fast, and a blocked call must not delay a worker's fencing); for about two minutes with
+    ``patient`` (recording outcomes, which must ride out a Redis restart).
+    """
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5 if patient else 2,
+        socket_timeout=30 if patient else 5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=4.0, base=0.1), 40 if patient else 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def stores_from(settings: Settings, *, patient: bool = False) -> Stores:
+    """The stores the settings describe (see ``connect`` for ``patient``)."""
+    return Stores.over(
+        connect(settings.redis_url, patient=patient),
+        settings.artifacts_dir,
+        settings.event_retention_seconds,
+    )
