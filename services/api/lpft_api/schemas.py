@@ -23,6 +23,7 @@ from pydantic import (
 from lpft_core import (
     DEFAULT_CONFORMAL_METHOD,
     DEFAULT_LEARNING_RATES,
+    JOB_KINDS,
     MAX_SEEDS,
     ConformalMethod,
     Hyperparameters,
@@ -277,12 +278,16 @@ JobCreate = Annotated[
 ]
 
 
+#: The registered kinds (``lpft_core.JOB_KINDS``), in their order: what a job's ``kind`` is.
+JobKindName = Literal[tuple(kind.value for kind in JOB_KINDS)]
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it."""
 
     object: Literal["job"] = "job"
     id: str
-    kind: Literal["finetune", "compare", "analysis", "recalibrate"]
+    kind: JobKindName
     status: JobStatus
     method: str | None = Field(description="finetune jobs")
     methods: list[str] | None = Field(description="compare and analysis jobs")

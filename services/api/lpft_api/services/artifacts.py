@@ -24,7 +24,7 @@ from lpft_contract.stores import Stores
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room
-from lpft_core import ExportFormat, JobKind, LpftError, export_model
+from lpft_core import ExportFormat, JobKind, LpftError, export_model, job_kind
 
 #: Seconds a client is told to wait (``Retry-After``) before it asks again for an archive
 #: that is being built.
@@ -75,7 +75,7 @@ def export(job: JobRecord, stores: Stores, fmt: ExportFormat, quota: int) -> Pat
         Conflict: the job is not a succeeded finetune job.
         QuotaExceeded: as for ``archive``.
     """
-    if job.kind != JobKind.FINETUNE:
+    if not job_kind(job.kind).serves:
         raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
     _succeeded(job, "exports")
     model_dir = stores.volume.model_dir(job.id)

@@ -25,7 +25,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus.serving import PREDICT_LATENCY
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
-from lpft_core import ConformalRequest, JobKind, ModelError, Predictor
+from lpft_core import ConformalRequest, ModelError, Predictor, job_kind
 
 T = TypeVar("T")
 
@@ -195,7 +195,7 @@ def _servable_job(job_id: str, tenant: str, stores: Stores) -> JobRecord:
     job = stores.jobs.get_job(job_id, tenant)
     if job is None:
         raise NotFound(f"no job {job_id!r}", field="job_id")
-    if job.kind != JobKind.FINETUNE:
+    if not job_kind(job.kind).serves:
         raise Conflict(f"job {job.id} is a {job.kind} job; predict with a finetune job's id")
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; predict needs a succeeded job")

@@ -8,12 +8,15 @@ to the rows in the worker: a request never reads a dataset file, however large.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
 from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
+from pydantic import BaseModel
 
 from lpft_api.errors import Conflict, Unprocessable
 from lpft_api.model_policy import check_model, check_model_policy
@@ -32,13 +35,17 @@ from lpft_core import (
     FinetuneSpec,
     Hyperparameters,
     JobKind,
+    JobSpec,
     RecalibrateSpec,
+    Resume,
     SplitShape,
     check_split_shapes,
+    job_kind,
 )
 
-Spec = FinetuneSpec | CompareSpec | AnalysisSpec | RecalibrateSpec
-JobRequest = FinetuneJobCreate | CompareJobCreate | AnalysisJobCreate | RecalibrateRequest
+#: A job request of any kind: ``POST /jobs`` takes a ``JobCreate``, ``POST
+#: /jobs/{id}/recalibrate`` a ``RecalibrateRequest``.
+JobRequest = BaseModel
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ def recalibration_record(
         Conflict: ``source`` is not a succeeded finetune job.
         Unprocessable: the tenant has no such dataset.
     """
-    if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
+    if not job_kind(source.kind).serves or source.status != JobStatus.SUCCEEDED:
         raise Conflict(
             f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
             "succeeded finetune job"
@@ -146,45 +153,65 @@ def recalibration_record(
 
 def core_spec(
     body: JobRequest, inputs: JobInputs, job_id: str, stores: Stores, settings: Settings
-) -> Spec:
+) -> JobSpec:
     """The lpft_core spec the worker runs, for a request of any kind: the one place where
-    the API's names become the library's."""
-    output_dir = str(stores.volume.model_dir(job_id))
-    if isinstance(body, RecalibrateRequest):
-        assert inputs.model_dir is not None, "a re-calibration reads a finished job's model"
-        return RecalibrateSpec(
-            model_dir=inputs.model_dir,
-            data=inputs.data.train,
-            output_dir=output_dir,
-            name=body.dataset,
-            max_text_chars=settings.max_text_chars,
-        )
-    if isinstance(body, FinetuneJobCreate):
-        return FinetuneSpec(
-            method=body.method,
-            data=inputs.data,
-            output_dir=output_dir,
-            model=inputs.model,
-            hyperparameters=inputs.hyperparameters,
-            max_text_chars=settings.max_text_chars,
-            checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
-            seeds=inputs.seeds,
-        )
-    if isinstance(body, CompareJobCreate):
-        return CompareSpec(
-            data=inputs.data,
-            output_dir=output_dir,
-            model=inputs.model,
-            methods=body.methods,
-            hyperparameters=inputs.hyperparameters,
-            ntk_samples=body.ntk_samples,
-            max_text_chars=settings.max_text_chars,
-            seeds=inputs.seeds,
-            checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
-        )
+    the API's names become the library's. A kind that resumes (``Resume``) checkpoints in
+    the job's checkpoint directory."""
+    kind = _KIND_OF_REQUEST[type(body)]
+    resumes = job_kind(kind).resume is not Resume.FROM_START
+    dirs = JobDirs(
+        output_dir=str(stores.volume.model_dir(job_id)),
+        checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)) if resumes else None,
+    )
+    return KIND_REQUESTS[kind].build_spec(body, inputs, dirs, settings.max_text_chars)
+
+
+@dataclass(frozen=True)
+class JobDirs:
+    """Where a new job writes its outputs, and its checkpoints (``None``: its kind does not
+    resume)."""
+
+    output_dir: str
+    checkpoint_dir: str | None
+
+
+def _finetune_spec(
+    body: FinetuneJobCreate, inputs: JobInputs, dirs: JobDirs, max_text_chars: int
+) -> FinetuneSpec:
+    return FinetuneSpec(
+        method=body.method,
+        data=inputs.data,
+        output_dir=dirs.output_dir,
+        model=inputs.model,
+        hyperparameters=inputs.hyperparameters,
+        max_text_chars=max_text_chars,
+        checkpoint_dir=dirs.checkpoint_dir,
+        seeds=inputs.seeds,
+    )
+
+
+def _compare_spec(
+    body: CompareJobCreate, inputs: JobInputs, dirs: JobDirs, max_text_chars: int
+) -> CompareSpec:
+    return CompareSpec(
+        data=inputs.data,
+        output_dir=dirs.output_dir,
+        model=inputs.model,
+        methods=body.methods,
+        hyperparameters=inputs.hyperparameters,
+        ntk_samples=body.ntk_samples,
+        max_text_chars=max_text_chars,
+        seeds=inputs.seeds,
+        checkpoint_dir=dirs.checkpoint_dir,
+    )
+
+
+def _analysis_spec(
+    body: AnalysisJobCreate, inputs: JobInputs, dirs: JobDirs, max_text_chars: int
+) -> AnalysisSpec:
     return AnalysisSpec(
         data=inputs.data,
-        output_dir=output_dir,
+        output_dir=dirs.output_dir,
         model=inputs.model,
         model_dir=inputs.model_dir,
         ntk="ntk" in body.analyses,
@@ -192,9 +219,42 @@ def core_spec(
         methods=body.methods,
         ntk_samples=body.ntk_samples,
         hyperparameters=inputs.hyperparameters,
-        max_text_chars=settings.max_text_chars,
-        checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)),
+        max_text_chars=max_text_chars,
+        checkpoint_dir=dirs.checkpoint_dir,
     )
+
+
+def _recalibrate_spec(
+    body: RecalibrateRequest, inputs: JobInputs, dirs: JobDirs, max_text_chars: int
+) -> RecalibrateSpec:
+    assert inputs.model_dir is not None, "a re-calibration reads a finished job's model"
+    return RecalibrateSpec(
+        model_dir=inputs.model_dir,
+        data=inputs.data.train,
+        output_dir=dirs.output_dir,
+        name=body.dataset,
+        max_text_chars=max_text_chars,
+    )
+
+
+@dataclass(frozen=True)
+class KindRequest:
+    """The API's half of a registered kind (``lpft_core.JOB_KINDS``): the request that
+    creates its jobs, and how that request, once checked, becomes the kind's spec."""
+
+    request: type[BaseModel]
+    build_spec: Callable[[Any, JobInputs, JobDirs, int], JobSpec]
+
+
+#: One entry per registered kind, in the registry's order (``tests/test_kinds.py`` holds the
+#: two together).
+KIND_REQUESTS: dict[JobKind, KindRequest] = {
+    JobKind.FINETUNE: KindRequest(FinetuneJobCreate, _finetune_spec),
+    JobKind.COMPARE: KindRequest(CompareJobCreate, _compare_spec),
+    JobKind.ANALYSIS: KindRequest(AnalysisJobCreate, _analysis_spec),
+    JobKind.RECALIBRATE: KindRequest(RecalibrateRequest, _recalibrate_spec),
+}
+_KIND_OF_REQUEST = {entry.request: kind for kind, entry in KIND_REQUESTS.items()}
 
 
 def _seeds(body: JobCreate) -> list[int]:
@@ -225,7 +285,7 @@ def _dataset_and_source(
     source = stores.jobs.get_job(source_job, tenant)
     if source is None:
         raise Unprocessable(f"no job {source_job!r}", field="source_job")
-    if source.kind != JobKind.FINETUNE or source.status != JobStatus.SUCCEEDED:
+    if not job_kind(source.kind).serves or source.status != JobStatus.SUCCEEDED:
         raise Unprocessable(
             f"job {source_job} is a {source.status.value} {source.kind} job; analyse a "
             "succeeded finetune job",
