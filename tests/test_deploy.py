@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lpft_contract.settings import Settings
+from lpft_worker.settings import WorkerSettings
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,14 +214,23 @@ def test_the_targets_share_one_base_that_installs_everything() -> None:
 
 
 def test_commands_name_importable_modules() -> None:
-    api = instruction_of("api", "CMD").text
+    assert instruction_of("api", "CMD").text == '["python", "-m", "lpft_api"]'
     worker = instruction_of("worker", "CMD").text
-    module, _, factory = re.search(r"--factory (\S+)", api).group(1).partition(":")
-    assert callable(getattr(importlib.import_module(module), factory))
     celery_module = re.search(r"celery -A (\S+) worker", worker).group(1)
     assert importlib.import_module(celery_module).app.main == "lpft"
     for queue in ("gpu", "cpu"):
         assert f"LPFT_WORKER_QUEUE: {queue}" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_the_api_image_serves_where_its_settings_say() -> None:
+    """The API image runs ``python -m lpft_api``, which binds ``LPFT_API_HOST`` and
+    ``LPFT_API_PORT`` (tests/integration/test_serve.py starts it); a host or port written into
+    the command would ignore them. The image's health check asks the port the API listens on."""
+    cmd = instruction_of("api", "CMD").text
+    assert "--host" not in cmd and "--port" not in cmd, cmd
+    port = env_of(image_of("api"))["LPFT_API_PORT"]
+    assert instruction_of("api", "EXPOSE").text == port
+    assert 'os.environ[\\"LPFT_API_PORT\\"]' in instruction_of("api", "HEALTHCHECK").text
 
 
 def test_worker_health_is_its_heartbeat_not_a_celery_ping() -> None:
@@ -239,15 +248,14 @@ def test_worker_stop_grace_covers_a_cancel_in_flight() -> None:
     """On SIGTERM the worker's task keeps watching its training child: a cancel is seen at
     the next poll (the heartbeat period) and enforced after the cancel grace; the period must
     leave time for both and for the outcome to be written."""
-    fields = Settings.model_fields
+    fields = WorkerSettings.model_fields
     cancel_s = fields["cancel_grace_seconds"].default + fields["heartbeat_seconds"].default
     for name in WORKERS:
         assert seconds(SERVICES[name]["stop_grace_period"]) >= 2 * cancel_s, name
 
 
 def test_api_stop_grace_covers_uvicorns_graceful_shutdown() -> None:
-    cmd = instruction_of("api", "CMD")
-    graceful_s = float(re.search(r"--timeout-graceful-shutdown (\d+)", cmd.text).group(1))
+    graceful_s = importlib.import_module("lpft_api.__main__").GRACEFUL_SHUTDOWN_S
     assert seconds(SERVICES["api"]["stop_grace_period"]) >= graceful_s + 5
 
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api.main import create_app
 from lpft_api.openapi import render
-from lpft_contract.settings import Settings
+from lpft_api.settings import ApiSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def resolve(document: dict[str, Any], reference: str) -> Any:
 
 def served_document() -> dict[str, Any]:
     """``GET /openapi.json`` as a keyed deployment serves it."""
-    app = create_app(Settings(api_keys="alice:key-alice"))
+    app = create_app(ApiSettings(api_keys="alice:key-alice"))
     response = TestClient(app).get("/openapi.json")
     assert response.status_code == 200, response.text
     return response.json()

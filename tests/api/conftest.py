@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api import deps
 from lpft_api.main import create_app
-from lpft_contract.settings import Settings
+from lpft_api.settings import ApiSettings
 
 KEY = "key-alice"
 
@@ -32,7 +32,7 @@ class Untouchable:
 @pytest.fixture()
 def client() -> Iterator[TestClient]:
     app = create_app(
-        Settings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
+        ApiSettings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
     )
     for dependency, name in (
         (deps.get_stores, "job store"),

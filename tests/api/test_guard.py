@@ -14,7 +14,7 @@ from lpft_api.errors import ApiError
 from lpft_api.guard import Keys
 from lpft_api.main import create_app
 from lpft_api.model_policy import check_model
-from lpft_contract.settings import Settings
+from lpft_api.settings import ApiSettings
 
 from lpft_core.model.artifacts import write_json
 
@@ -28,9 +28,9 @@ def test_keys_map_each_key_to_its_tenant_only() -> None:
 
 def test_the_api_refuses_to_start_without_keys_unless_open_mode_is_asked_for() -> None:
     with pytest.raises(RuntimeError, match="LPFT_API_KEYS"):
-        create_app(Settings(api_keys="", open_mode=False))
-    create_app(Settings(api_keys="", open_mode=True))
-    create_app(Settings(api_keys="alice:secret"))
+        create_app(ApiSettings(api_keys="", open_mode=False))
+    create_app(ApiSettings(api_keys="", open_mode=True))
+    create_app(ApiSettings(api_keys="alice:secret"))
 
 
 def test_models_are_hub_ids_or_directories_under_the_models_dir(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_non_finite_metrics_are_written_as_null_with_a_note(tmp_path: Path) -> N
 
 
 def test_open_mode_serves_loopback_clients_only() -> None:
-    app = create_app(Settings(api_keys="", open_mode=True))
+    app = create_app(ApiSettings(api_keys="", open_mode=True))
 
     async def status_from(client_host: str) -> int:
         transport = httpx.ASGITransport(app=app, client=(client_host, 50000))

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from lpft_api import deps
 from lpft_api.main import create_app
+from lpft_api.settings import ApiSettings
 from lpft_contract.logs import configure_logging
-from lpft_contract.settings import Settings
 
 from tests.api.conftest import KEY, Untouchable
 
@@ -35,7 +35,7 @@ class Api:
 
 @pytest.fixture()
 def api() -> Iterator[Api]:
-    app = create_app(Settings(api_keys=f"alice:{KEY}", max_request_bytes=1024))
+    app = create_app(ApiSettings(api_keys=f"alice:{KEY}", max_request_bytes=1024))
     app.dependency_overrides[deps.get_stores] = lambda: Untouchable("job store")
     output = io.StringIO()
     configure_logging(stream=output)  # after create_app, which set up stderr

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from lpft_api.main import create_app
 from lpft_api.model_cache import ModelCache
+from lpft_api.settings import ApiSettings
 from lpft_contract.records import JobRecord, JobStatus, new_id
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,7 +49,7 @@ SERIES = {
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def serving(settings: Settings, stores: Stores) -> TestClient:
+def serving(settings: ApiSettings, stores: Stores) -> TestClient:
     """The app with the store and model cache its lifespan would open (not run here: its
     recovery loop would act on whatever else the database holds)."""
     app: FastAPI = create_app(settings)
@@ -65,7 +65,7 @@ def stores(tmp_path: Path, redis_db: RedisDatabase) -> Stores:
 
 @pytest.fixture
 def client(stores: Stores) -> Iterator[TestClient]:
-    client = serving(Settings(api_keys=f"alice:{KEY}"), stores)
+    client = serving(ApiSettings(api_keys=f"alice:{KEY}"), stores)
     yield client
     client.app.state.models.close()
 
@@ -115,7 +115,7 @@ def test_a_request_is_observed_under_its_route_template(client: TestClient) -> N
 
 
 def test_metrics_asks_for_a_key_unless_public(stores: Stores) -> None:
-    client = serving(Settings(api_keys=f"alice:{KEY}", metrics_public=False), stores)
+    client = serving(ApiSettings(api_keys=f"alice:{KEY}", metrics_public=False), stores)
     try:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers=AUTH).status_code == 200

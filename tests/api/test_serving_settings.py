@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from lpft_contract.settings import Settings
+from lpft_api.settings import ApiSettings
 from pydantic import ValidationError
 
 
 def test_int8_needs_the_onnx_backend() -> None:
     with pytest.raises(ValidationError, match="LPFT_PREDICT_BACKEND=onnx"):
-        Settings(predict_precision="int8")
-    assert Settings(predict_backend="onnx", predict_precision="int8").predict_precision == "int8"
+        ApiSettings(predict_precision="int8")
+    assert ApiSettings(predict_backend="onnx", predict_precision="int8").predict_precision == "int8"
 
 
 def test_the_onnx_backend_is_cpu_only() -> None:
     with pytest.raises(ValidationError, match="serves on the CPU"):
-        Settings(predict_backend="onnx", predict_device="cuda")
+        ApiSettings(predict_backend="onnx", predict_device="cuda")
 
 
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValidationError, match="predict_backend"):
-        Settings(predict_backend="tensorrt")
+        ApiSettings(predict_backend="tensorrt")

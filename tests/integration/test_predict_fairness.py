@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 from lpft_api.errors import TooManyRequests
 from lpft_api.services.predict import TenantSlots
-from lpft_contract.settings import Settings
+from lpft_api.settings import ApiSettings
 
 from tests.integration.conftest import Worker, job_body, tenant_client, upload, wait_for
 from tests.integration.test_errors import assert_problem
 
 #: The service tests run the API with these defaults.
-CAP = Settings.model_fields["predict_concurrency_per_tenant"].default
-MAX_INPUTS = Settings.model_fields["max_predict_inputs"].default
-MAX_CHARS = Settings.model_fields["max_text_chars"].default
+CAP = ApiSettings.model_fields["predict_concurrency_per_tenant"].default
+MAX_INPUTS = ApiSettings.model_fields["max_predict_inputs"].default
+MAX_CHARS = ApiSettings.model_fields["max_text_chars"].default
 HANG_GUARD_S = 120  # only ever reached when a request hangs
 
 #: Distinct texts, repeated through the big requests so that a row out of order shows; short,

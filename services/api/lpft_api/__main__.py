@@ -1,12 +1,19 @@
-"""``python -m lpft_api``: serve the API on ``LPFT_API_PORT`` (default 8000)."""
+"""``python -m lpft_api``: serve the API on ``LPFT_API_HOST``:``LPFT_API_PORT`` (default
+0.0.0.0:8000); the API image runs this."""
 
 from __future__ import annotations
 
 import uvicorn
-from lpft_contract.settings import get_settings
+
+from lpft_api.settings import get_api_settings
+
+#: On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish, for at
+#: most this long: a /predict takes about a second; an event stream still open then is closed,
+#: and its client resumes with Last-Event-ID. docker-compose.yml's stop grace period covers it.
+GRACEFUL_SHUTDOWN_S = 20
 
 if __name__ == "__main__":
-    settings = get_settings()
+    settings = get_api_settings()
     # Open mode answers anyone as tenant 'default': never on an interface others can reach.
     host = "127.0.0.1" if settings.open_mode else settings.api_host
     # No log_config: create_app sets up the JSON lines, uvicorn's loggers included.
@@ -16,4 +23,5 @@ if __name__ == "__main__":
         host=host,
         port=settings.api_port,
         log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )

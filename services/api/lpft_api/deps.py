@@ -10,16 +10,16 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.records import JobRecord
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.model_cache import ModelCache
 from lpft_api.schemas import RESOURCE_ID
 from lpft_api.services.predict import TenantSlots
+from lpft_api.settings import ApiSettings
 
 
-def app_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> ApiSettings:
     """The app's settings (set at creation, so tests can pass their own)."""
     return request.app.state.settings
 
@@ -44,7 +44,7 @@ def get_tenant(request: Request) -> str:
     return request.state.tenant
 
 
-SettingsDep = Annotated[Settings, Depends(app_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(app_settings)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]

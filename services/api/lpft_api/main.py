@@ -15,7 +15,6 @@ from fastapi.routing import APIRoute
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import configure_logging
 from lpft_contract.recovery import Recovery
-from lpft_contract.settings import Settings, get_settings
 from lpft_contract.stores import stores_from
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -27,14 +26,15 @@ from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus import registry_for
 from lpft_api.prometheus.http import HttpMetrics
 from lpft_api.routers import datasets, health, jobs, predict, prometheus
+from lpft_api.settings import ApiSettings, get_api_settings
 
 logger = logging.getLogger("lpft.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to the ``LPFT_*`` environment. Logging is set up
     here (JSON lines), so that every way of serving the app gets it."""
-    settings = settings or get_settings()
+    settings = settings or get_api_settings()
     configure_logging(settings.log_level)
     app = FastAPI(
         title="lpft",
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """What the app holds while it serves: the store, the enqueuer, the model cache and the
     recovery loop."""
 

@@ -14,9 +14,9 @@ import httpx2  # huggingface_hub's HTTP client: its transport errors mean "hub u
 from huggingface_hub import HfApi, constants, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
-from lpft_contract.settings import Settings
 
 from lpft_api.errors import HubUnavailable, Unprocessable
+from lpft_api.settings import ApiSettings
 from lpft_core import DEFAULT_MODEL
 
 #: ``name`` or ``org/name``, as the Hugging Face Hub spells repository ids.
@@ -65,7 +65,7 @@ def check_model(model: str | None, models_dir: Path | None) -> str | None:
     )
 
 
-def check_model_policy(model: str | None, settings: Settings) -> None:
+def check_model_policy(model: str | None, settings: ApiSettings) -> None:
     """Refuse a model the operator does not allow or that is over the size limit, before the
     job is stored: a worker would otherwise download gigabytes to fail, or train what it
     should not. ``model`` is as ``check_model`` returned it. The default model ships with the

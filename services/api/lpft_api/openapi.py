@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lpft_contract.settings import Settings
-
 from lpft_api.main import create_app
+from lpft_api.settings import ApiSettings
 
 
 def openapi_document() -> dict[str, Any]:
     """The app's OpenAPI document (independent of the environment's settings)."""
-    return create_app(Settings(api_keys="", open_mode=True)).openapi()
+    return create_app(ApiSettings(api_keys="", open_mode=True)).openapi()
 
 
 def render() -> str:

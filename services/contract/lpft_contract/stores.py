@@ -15,7 +15,7 @@ from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
 from lpft_contract.job_store import JobStore
 from lpft_contract.quotas import Quotas
-from lpft_contract.settings import Settings
+from lpft_contract.settings import SharedSettings
 from lpft_contract.volume import Volume
 
 DEFAULT_EVENT_RETENTION_S = 7 * 86_400
@@ -71,7 +71,7 @@ def connect(url: str, *, patient: bool = False) -> redis.Redis:
     )
 
 
-def stores_from(settings: Settings, *, patient: bool = False) -> Stores:
+def stores_from(settings: SharedSettings, *, patient: bool = False) -> Stores:
     """The stores the settings describe (see ``connect`` for ``patient``)."""
     return Stores.over(
         connect(settings.redis_url, patient=patient),

@@ -16,41 +16,50 @@ from __future__ import annotations
 from celery import Celery, signals
 from kombu import Queue
 from lpft_contract.logs import configure_logging
-from lpft_contract.settings import Settings, get_settings
 from lpft_contract.tasks import Queue as JobQueue
 
 from lpft_worker import heartbeat
+from lpft_worker.settings import WorkerSettings, get_worker_settings
 
 
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app bound to ``settings.redis_url`` with the ``gpu`` and ``cpu`` queues."""
-    app = Celery("lpft", broker=settings.redis_url, include=["lpft_worker.tasks"])
+def create_celery() -> Celery:
+    """A Celery app with the ``gpu`` and ``cpu`` queues. It reads the worker's settings when
+    Celery first needs its configuration (as the worker starts), not when this module is
+    imported: ``celery -A lpft_worker.celery_app`` imports it before anything else runs."""
+    app = Celery("lpft", include=["lpft_worker.tasks"])
+    app.add_defaults(lambda: celery_config(get_worker_settings()))
+    return app
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, object]:
+    """Celery's configuration for ``settings``: the broker at ``settings.redis_url`` and the
+    delivery guarantees above."""
     transport = {"visibility_timeout": settings.visibility_timeout_seconds}
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        broker_transport_options=transport,
-        result_backend_transport_options=transport,
-        visibility_timeout=settings.visibility_timeout_seconds,
-        task_ignore_result=True,
-        task_queues=[Queue(JobQueue.GPU.value), Queue(JobQueue.CPU.value)],
-        task_default_queue=JobQueue.CPU.value,
-        task_create_missing_queues=False,
+    return {
+        "broker_url": settings.redis_url,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": settings.visibility_timeout_seconds,
+        "task_ignore_result": True,
+        "task_queues": [Queue(JobQueue.GPU.value), Queue(JobQueue.CPU.value)],
+        "task_default_queue": JobQueue.CPU.value,
+        "task_create_missing_queues": False,
         # A broker outage must not cost a running job: the task only watches its training
         # child, which rides the outage out (see lpft_worker.tasks).
-        worker_cancel_long_running_tasks_on_connection_loss=False,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    return app
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
 
 
 @signals.setup_logging.connect
 def json_logs(loglevel: int | None = None, **_: object) -> None:
     """Log as JSON lines at the worker's ``-l`` level (else ``LPFT_LOG_LEVEL``)."""
-    configure_logging(loglevel or get_settings().log_level)
+    configure_logging(loglevel or get_worker_settings().log_level)
 
 
-app = create_celery(get_settings())
+app = create_celery()
 heartbeat.install()

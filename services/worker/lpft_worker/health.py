@@ -13,9 +13,10 @@ import sys
 import time
 
 import redis
-from lpft_contract.settings import get_settings
 from lpft_contract.stores import connect
 from lpft_contract.workers import WorkerBeat, read_beats
+
+from lpft_worker.settings import get_worker_settings
 
 
 def verdict(beats: list[WorkerBeat], hostname: str, queue: str, stale_after_s: float) -> str | None:
@@ -33,7 +34,7 @@ def verdict(beats: list[WorkerBeat], hostname: str, queue: str, stale_after_s: f
 
 def main() -> int:
     """Print one line and return the exit status."""
-    settings = get_settings()
+    settings = get_worker_settings()
     try:
         beats = read_beats(connect(settings.redis_url))
     except redis.RedisError as exc:

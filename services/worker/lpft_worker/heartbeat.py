@@ -20,10 +20,11 @@ from typing import Any
 
 import redis
 from celery import signals
-from lpft_contract.settings import get_settings
 from lpft_contract.stores import Stores, connect
 from lpft_contract.tasks import TaskName
 from lpft_contract.workers import WorkerBeat, remove_worker, write_beat
+
+from lpft_worker.settings import get_worker_settings
 
 logger = logging.getLogger("lpft.worker")
 
@@ -93,7 +94,7 @@ _heartbeat: Heartbeat | None = None
 def _start(sender: Any, **_: Any) -> None:
     """``worker_ready``: ``sender`` is the worker's consumer."""
     global _heartbeat
-    settings = get_settings()
+    settings = get_worker_settings()
     now = time.time()
     beat = WorkerBeat(
         name=sender.hostname,
@@ -126,7 +127,7 @@ def _task_ended(task: Any, args: Any = None, **_: Any) -> None:
     # A duplicate message (the job was not queued) ends without running anything: count only
     # a job this task claimed (under the lease name ``tasks.run_job`` uses) and left terminal.
     try:
-        stores = Stores.over(_heartbeat.client, get_settings().artifacts_dir)
+        stores = Stores.over(_heartbeat.client, get_worker_settings().artifacts_dir)
         record = stores.jobs.get_job(args[0])
     except redis.RedisError:
         record = None

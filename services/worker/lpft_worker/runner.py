@@ -29,10 +29,10 @@ from lpft_contract.logs import (
     route_transformers_logs,
 )
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
-from lpft_contract.settings import Settings, get_settings
 from lpft_contract.stores import Stores, stores_from
 
 from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
+from lpft_worker.settings import WorkerSettings, get_worker_settings
 
 #: After a failed write, events are only buffered for this long before the next try, so a
 #: Redis outage costs training nothing.
@@ -123,7 +123,7 @@ def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
 
 def main(job_id: str) -> int:
     """Run the job; the exit status is 0 whenever an outcome was recorded."""
-    settings = get_settings()
+    settings = get_worker_settings()
     stores, patient = stores_from(settings), stores_from(settings, patient=True)
     record = patient.jobs.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:
@@ -133,7 +133,9 @@ def main(job_id: str) -> int:
         return _run_and_record(record, settings, stores, patient)
 
 
-def _run_and_record(record: JobRecord, settings: Settings, stores: Stores, patient: Stores) -> int:
+def _run_and_record(
+    record: JobRecord, settings: WorkerSettings, stores: Stores, patient: Stores
+) -> int:
     job_id = record.id
     logger.info(
         "training process started: %s (attempt %d)",
@@ -206,6 +208,6 @@ def _run(
 
 
 if __name__ == "__main__":
-    configure_logging(get_settings().log_level)
+    configure_logging(get_worker_settings().log_level)
     route_transformers_logs()
     sys.exit(main(sys.argv[1]))

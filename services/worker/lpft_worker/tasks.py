@@ -21,9 +21,10 @@ import redis
 from celery import shared_task
 from lpft_contract.logs import job_logging, new_error_id
 from lpft_contract.records import ErrorInfo, JobStatus
-from lpft_contract.settings import Settings, get_settings
 from lpft_contract.stores import Stores, stores_from
 from lpft_contract.tasks import TaskName
+
+from lpft_worker.settings import WorkerSettings, get_worker_settings
 
 logger = logging.getLogger("lpft.worker")
 
@@ -33,7 +34,7 @@ def run_job(job_id: str) -> None:
     """Run one queued job to a terminal state. A message for a job that is not queued is a
     duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
     job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""
-    settings = get_settings()
+    settings = get_worker_settings()
     patient = stores_from(settings, patient=True)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     record = patient.jobs.get_job(job_id)
@@ -49,7 +50,11 @@ def run_job(job_id: str) -> None:
 
 
 def _watch(
-    stores: Stores, job_id: str, worker: str, child: subprocess.Popen[bytes], settings: Settings
+    stores: Stores,
+    job_id: str,
+    worker: str,
+    child: subprocess.Popen[bytes],
+    settings: WorkerSettings,
 ) -> bool:
     """Renew the lease while the child trains; enforce a cancel after its grace. Returns
     whether the outcome is this worker's to record.

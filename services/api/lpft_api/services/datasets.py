@@ -14,7 +14,6 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from lpft_contract.records import DatasetRecord, new_id
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -22,6 +21,7 @@ from starlette.datastructures import UploadFile
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
 from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn
 from lpft_api.services.storage import check_room
+from lpft_api.settings import ApiSettings
 from lpft_core import (
     FIELD_ROLES,
     DataError,
@@ -35,7 +35,7 @@ from lpft_core import (
 
 
 async def create_dataset(
-    request: Request, tenant: str, stores: Stores, settings: Settings
+    request: Request, tenant: str, stores: Stores, settings: ApiSettings
 ) -> DatasetRecord:
     """Store the dataset the request carries: a multipart ``file`` (spooled to disk by the
     form parser; JSONL, CSV or Parquet, its columns mapped by the optional ``text_field``,
@@ -138,7 +138,7 @@ PARQUET_EXPANSION = 10
 
 
 def _read_upload(
-    upload: UploadFile, name: str, fields: FieldMap, settings: Settings
+    upload: UploadFile, name: str, fields: FieldMap, settings: ApiSettings
 ) -> list[Example]:
     """The rows of the spooled upload (Parquet is read from it a batch at a time)."""
     try:
@@ -158,7 +158,7 @@ def _read_upload(
         raise
 
 
-def _records(raw: bytes, settings: Settings) -> tuple[str, list[Example]]:
+def _records(raw: bytes, settings: ApiSettings) -> tuple[str, list[Example]]:
     """The name and rows of a JSON upload; a body of the wrong form is reported like any
     other invalid request body, field by field."""
     try:

@@ -18,13 +18,13 @@ from typing import Any
 import redis
 from lpft_contract.keys import PREFIX
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from lpft_api.errors import TooManyRequests, Unprocessable
 from lpft_api.schemas import Event, EventList, LiveMetrics
+from lpft_api.settings import ApiSettings
 from lpft_core import METRICS_FILE
 
 #: Redis stream ids, the only cursors the event log accepts.
@@ -92,7 +92,7 @@ class StreamSlots:
         return int(self._held(keys=[self.key(tenant)]))
 
 
-def stream_slots(stores: Stores, settings: Settings) -> StreamSlots:
+def stream_slots(stores: Stores, settings: ApiSettings) -> StreamSlots:
     """The slots of ``settings``' cap, leased for a few keep-alive intervals."""
     lease_s = LEASE_INTERVALS * settings.event_stream_keepalive_seconds
     return StreamSlots(stores.redis, settings.max_event_streams_per_tenant, lease_s)
@@ -124,7 +124,7 @@ async def live(
     after: str | None,
     tenant: str,
     stores: Stores,
-    settings: Settings,
+    settings: ApiSettings,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> EventStream:
     """The job's live event stream, in one of the tenant's stream slots.

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
+
+from lpft_api.settings import ApiSettings
 
 logger = logging.getLogger("lpft.api")
 
 
-def readiness(stores: Stores, settings: Settings) -> dict[str, str]:
+def readiness(stores: Stores, settings: ApiSettings) -> dict[str, str]:
     """``ok`` or what is wrong, per dependency (``redis``, ``artifacts``); the details of a
     failure go to the log, which is the operator's, not to the caller."""
     checks = {}

@@ -15,7 +15,6 @@ import redis
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import JOB_LOG, read_job_log
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 
 from lpft_api.errors import (
@@ -27,6 +26,7 @@ from lpft_api.errors import (
 from lpft_api.schemas import JobCreate, JobList, JobLog, JobPublic, LogRecord, RecalibrateRequest
 from lpft_api.services.specs import check_job_model, job_record, recalibration_record
 from lpft_api.services.storage import check_room
+from lpft_api.settings import ApiSettings
 
 #: How long a retry waits for the job a concurrent request with its key is still creating.
 IDEMPOTENCY_WAIT_S = 10
@@ -39,7 +39,7 @@ def create_job(
     *,
     stores: Stores,
     enqueuer: Enqueuer,
-    settings: Settings,
+    settings: ApiSettings,
 ) -> JobRecord:
     """A new queued job for ``body``; or, for a retry with the same ``idempotency_key`` and
     body, the job the first request made. The body is checked before the key is bound, so
@@ -77,7 +77,7 @@ def recalibrate(
     *,
     stores: Stores,
     enqueuer: Enqueuer,
-    settings: Settings,
+    settings: ApiSettings,
 ) -> JobRecord:
     """A new queued job that fits a new temperature for ``job``'s model on a dataset.
 
@@ -127,7 +127,7 @@ def delete_job(job: JobRecord, stores: Stores) -> None:
     stores.jobs.delete_job(job)
 
 
-def _submit(record: JobRecord, stores: Stores, enqueuer: Enqueuer, settings: Settings) -> None:
+def _submit(record: JobRecord, stores: Stores, enqueuer: Enqueuer, settings: ApiSettings) -> None:
     """Refuse the job if its tenant has used up its storage (the job's files would add to
     it), count it against the tenant's cap on unfinished jobs (429 above it), store it and
     send its task. If storing or sending fails, the job is failed (it must not sit queued,

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 from lpft_contract.records import JobRecord, JobStatus
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from starlette.types import Receive
 
@@ -25,6 +24,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus.serving import PREDICT_LATENCY
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
+from lpft_api.settings import ApiSettings
 from lpft_core import ConformalRequest, ModelError, Predictor, job_kind
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ async def predict(
     *,
     stores: Stores,
     models: ModelCache,
-    settings: Settings,
+    settings: ApiSettings,
     slots: TenantSlots,
     receive: Receive,
 ) -> PredictResponse:
@@ -141,7 +141,7 @@ def _conformal_request(body: PredictRequest, predictor: Predictor) -> ConformalR
     return request
 
 
-def _check_limits(body: PredictRequest, settings: Settings) -> None:
+def _check_limits(body: PredictRequest, settings: ApiSettings) -> None:
     """Reject a request too large to serve before it costs any model work.
 
     Raises:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
-from lpft_contract.settings import Settings
 from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
 from pydantic import BaseModel
@@ -28,6 +27,7 @@ from lpft_api.schemas import (
     JobCreate,
     RecalibrateRequest,
 )
+from lpft_api.settings import ApiSettings
 from lpft_core import (
     AnalysisSpec,
     CompareSpec,
@@ -61,7 +61,7 @@ class JobInputs:
 
 
 def job_record(
-    job_id: str, tenant: str, body: JobCreate, stores: Stores, settings: Settings
+    job_id: str, tenant: str, body: JobCreate, stores: Stores, settings: ApiSettings
 ) -> JobRecord:
     """The record of a new ``finetune``, ``compare`` or ``analysis`` job, spec included.
 
@@ -106,7 +106,7 @@ def job_record(
     )
 
 
-def check_job_model(body: JobCreate, settings: Settings) -> None:
+def check_job_model(body: JobCreate, settings: ApiSettings) -> None:
     """Refuse the job's model if the operator does not allow it or it is too large. Apart
     from ``job_record``'s checks since it may ask the hub: a retry of a job already created
     must find that job without it, even while the hub is down.
@@ -119,7 +119,7 @@ def check_job_model(body: JobCreate, settings: Settings) -> None:
 
 
 def recalibration_record(
-    job_id: str, source: JobRecord, body: RecalibrateRequest, stores: Stores, settings: Settings
+    job_id: str, source: JobRecord, body: RecalibrateRequest, stores: Stores, settings: ApiSettings
 ) -> JobRecord:
     """The record of a job that fits a new temperature for ``source``'s model; it runs on
     the queue ``source`` trained on.
@@ -152,7 +152,7 @@ def recalibration_record(
 
 
 def core_spec(
-    body: JobRequest, inputs: JobInputs, job_id: str, stores: Stores, settings: Settings
+    body: JobRequest, inputs: JobInputs, job_id: str, stores: Stores, settings: ApiSettings
 ) -> JobSpec:
     """The lpft_core spec the worker runs, for a request of any kind: the one place where
     the API's names become the library's. A kind that resumes (``Resume``) checkpoints in

@@ -1,0 +1,25 @@
+"""The worker's settings: the shared ones and those only a worker reads."""
+
+from __future__ import annotations
+
+import functools
+
+from lpft_contract.settings import SharedSettings
+
+
+class WorkerSettings(SharedSettings):
+    """A worker's settings, read from ``LPFT_<NAME>`` like the shared ones."""
+
+    worker_beat_seconds: float = 5.0
+    """How often each worker writes its heartbeat record (also while training)."""
+    worker_queue: str = ""
+    """The queue a worker container consumes; its health check looks for it."""
+    cancel_grace_seconds: float = 10.0
+    """After a cancel, how long training may take to stop before it is killed."""
+
+
+@functools.cache
+def get_worker_settings() -> WorkerSettings:
+    """The worker process's settings, read once, when first needed (not at import, so that
+    importing the Celery app or a task module reads no environment)."""
+    return WorkerSettings()
