@@ -36,7 +36,8 @@ def sorted_set_page(
     ``order``'s ids with their scores pages after an id it lacks. Equal scores keep Redis's
     order, descending ids, as ``ZREVRANGE`` does."""
     ids = _ids_after(client, key, after, limit + 1, order)
-    return Page(ids[:limit], ids[:limit][-1] if ids else after, len(ids) > limit)
+    items = ids[:limit]
+    return Page(items, items[-1] if items else after, len(ids) > limit)
 
 
 def _ids_after(
