@@ -14,6 +14,7 @@ from pathlib import Path
 from lpft_contract.logs import JOB_LOG, JobLogFile, job_id, read_job_log
 from lpft_contract.records import JobRecord, JobStatus, new_id
 from lpft_contract.stores import Stores
+from lpft_worker.outcome import Outcome
 
 from tests.redis_fixtures import RedisDatabase
 
@@ -42,8 +43,9 @@ def test_an_internal_error_is_one_json_record_with_its_error_id(
         "LPFT_REDIS_URL": redis_db.url,
         "LPFT_ARTIFACTS_DIR": str(tmp_path),
     }
+    report = tmp_path / "outcome.json"
     done = subprocess.run(
-        [sys.executable, "-m", "lpft_worker.runner", record.id],
+        [sys.executable, "-m", "lpft_worker.runner", record.id, str(report)],
         env=env,
         capture_output=True,
         text=True,
@@ -55,10 +57,14 @@ def test_an_internal_error_is_one_json_record_with_its_error_id(
     [failure] = [r for r in logged if r["level"] == "ERROR"]
     assert failure["error_id"].startswith("err-")
     assert "ValueError: 'no-such-kind' is not a valid JobKind" in failure["traceback"]
-    finished = jobs.get_job(record.id)
-    assert finished is not None and finished.status == JobStatus.FAILED
-    assert finished.error is not None and finished.error.code == "internal"
-    assert failure["error_id"] in finished.error.message
+    outcome = Outcome.read(report)
+    assert outcome is not None and outcome.status == JobStatus.FAILED
+    assert outcome.error is not None and outcome.error.code == "internal"
+    assert failure["error_id"] in outcome.error.message
+    # the outcome is the supervisor's to record (tests/worker/test_supervisor.py), not the
+    # training process's: the job still runs until its worker ends it
+    still = jobs.get_job(record.id)
+    assert still is not None and still.status == JobStatus.RUNNING
     # the tenant's own log has the same records, but no traceback: that shows the server's
     # code and paths, and stays in the process log where the error id leads the operator
     job_log, has_more = read_job_log(stores.volume.job_dir(record.id) / JOB_LOG, limit=100)

@@ -1,11 +1,12 @@
-"""The training child process: ``python -m lpft_worker.runner JOB_ID``.
+"""The training child process: ``python -m lpft_worker.runner JOB_ID OUTCOME_PATH``.
 
 Runs one claimed job (``lpft_core.run_job``, the same call for every registered kind),
-publishes its progress as job events, polls the cancel flag between steps, and records the
-outcome. It stops by itself if the worker that started it dies, so an orphan never
-trains on. It logs JSON lines (``lpft_contract.logs``) to stderr, which it shares with its
-worker, and to the job's own log; an internal error as one record with its ``error_id`` and
-traceback.
+publishes its progress as job events, polls the cancel flag between steps, and writes the
+outcome to ``OUTCOME_PATH`` for its worker's supervisor to record (``lpft_worker.supervisor``).
+It stops by itself if the worker that started it dies, so an orphan never trains on: it
+queues the job again to resume elsewhere. It logs JSON lines (``lpft_contract.logs``) to
+stderr, which it shares with its worker, and to the job's own log; an internal error as one
+record with its ``error_id`` and traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -32,6 +34,7 @@ from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.stores import Stores, stores_from
 
 from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
+from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings, get_worker_settings
 
 #: After a failed write, events are only buffered for this long before the next try, so a
@@ -121,8 +124,8 @@ def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
         yield
 
 
-def main(job_id: str) -> int:
-    """Run the job; the exit status is 0 whenever an outcome was recorded."""
+def main(job_id: str, outcome_path: Path) -> int:
+    """Run the job; the exit status is 0 whenever it came to an outcome or was handed on."""
     settings = get_worker_settings()
     stores, patient = stores_from(settings), stores_from(settings, patient=True)
     record = patient.jobs.get_job(job_id)
@@ -130,11 +133,11 @@ def main(job_id: str) -> int:
         logger.warning("job %s is not running, so not trained here", job_id)
         return 1
     with job_logging(patient.volume.job_dir(job_id), job_id, record.tenant):
-        return _run_and_record(record, settings, stores, patient)
+        return _run_and_report(record, settings, stores, patient, outcome_path)
 
 
-def _run_and_record(
-    record: JobRecord, settings: WorkerSettings, stores: Stores, patient: Stores
+def _run_and_report(
+    record: JobRecord, settings: WorkerSettings, stores: Stores, patient: Stores, path: Path
 ) -> int:
     job_id = record.id
     logger.info(
@@ -168,10 +171,8 @@ def _run_and_record(
             Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).run_job(
                 record.id, record.queue
             )
-    else:  # only while the job is still this run's: never over another worker's run
-        status, error = outcome
-        logger.info("job %s", status.value, extra={"status": status.value})
-        patient.jobs.finish(job_id, status, error, worker=record.worker)
+    else:
+        outcome.write(path)
     return 0
 
 
@@ -180,7 +181,7 @@ def _run(
     events: BufferedEvents,
     should_stop: Callable[[], bool],
     orphaned: Callable[[], bool],
-) -> tuple[JobStatus, ErrorInfo | None] | None:
+) -> Outcome | None:
     """The job's outcome, or None when it stopped because its worker was lost."""
     try:
         with warnings_as_events(events):
@@ -192,10 +193,10 @@ def _run(
                 should_stop=should_stop,
             )
     except JobCancelled:
-        return None if orphaned() else (JobStatus.CANCELLED, None)
+        return None if orphaned() else Outcome(status=JobStatus.CANCELLED)
     except LpftError as exc:
         logger.warning("job failed: %s", exc, extra={"code": exc.code})
-        return JobStatus.FAILED, ErrorInfo(code=exc.code, message=str(exc))
+        return Outcome(status=JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=str(exc)))
     except Exception:  # noqa: BLE001 - any crash must end as a failed job, with a reason
         error_id = new_error_id()
         logger.exception("job failed on an internal error")
@@ -203,11 +204,11 @@ def _run(
             f"the job failed on an internal error ({error_id}); its record in the job's log "
             "(GET /jobs/{id}/logs) and the worker log say more"
         )
-        return JobStatus.FAILED, ErrorInfo(code="internal", message=message)
-    return JobStatus.SUCCEEDED, None
+        return Outcome(status=JobStatus.FAILED, error=ErrorInfo(code="internal", message=message))
+    return Outcome(status=JobStatus.SUCCEEDED)
 
 
 if __name__ == "__main__":
     configure_logging(get_worker_settings().log_level)
     route_transformers_logs()
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], Path(sys.argv[2])))
