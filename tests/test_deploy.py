@@ -12,6 +12,7 @@ torch, and a build context that leaves local state out.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -225,12 +226,16 @@ def test_commands_name_importable_modules() -> None:
 def test_the_api_image_serves_where_its_settings_say() -> None:
     """The API image runs ``python -m lpft_api``, which binds ``LPFT_API_HOST`` and
     ``LPFT_API_PORT`` (tests/integration/test_serve.py starts it); a host or port written into
-    the command would ignore them. The image's health check asks the port the API listens on."""
+    the command would ignore them. The image's and compose's health checks ask where the API
+    listens (``python -m lpft_api.health``, proven in test_serve.py)."""
     cmd = instruction_of("api", "CMD").text
     assert "--host" not in cmd and "--port" not in cmd, cmd
     port = env_of(image_of("api"))["LPFT_API_PORT"]
     assert instruction_of("api", "EXPOSE").text == port
-    assert 'os.environ[\\"LPFT_API_PORT\\"]' in instruction_of("api", "HEALTHCHECK").text
+    health = ["python", "-m", "lpft_api.health"]
+    assert instruction_of("api", "HEALTHCHECK").text.endswith(f"CMD {json.dumps(health)}")
+    assert SERVICES["api"]["healthcheck"]["test"] == ["CMD", *health]
+    assert callable(importlib.import_module(health[-1]).main)
 
 
 def test_worker_health_is_its_heartbeat_not_a_celery_ping() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from lpft_api.health import bind_address
 from lpft_api.settings import get_api_settings
 
 #: On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish, for at
@@ -13,15 +14,13 @@ from lpft_api.settings import get_api_settings
 GRACEFUL_SHUTDOWN_S = 20
 
 if __name__ == "__main__":
-    settings = get_api_settings()
-    # Open mode answers anyone as tenant 'default': never on an interface others can reach.
-    host = "127.0.0.1" if settings.open_mode else settings.api_host
+    host, port = bind_address(get_api_settings())
     # No log_config: create_app sets up the JSON lines, uvicorn's loggers included.
     uvicorn.run(
         "lpft_api.main:create_app",
         factory=True,
         host=host,
-        port=settings.api_port,
+        port=port,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
