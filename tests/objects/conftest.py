@@ -31,9 +31,15 @@ def create_bucket(endpoint: str, bucket: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def moto_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's moto server's request log."""
+    return tmp_path_factory.mktemp("moto") / "moto.log"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_log: Path) -> Iterator[str]:
     """A moto server for the session, with the test bucket."""
-    with running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+    with running_moto(moto_log) as endpoint:
         create_bucket(endpoint, BUCKET)
         yield endpoint
 

@@ -1,6 +1,7 @@
 """A TCP proxy on loopback that a test can take down and bring back, to make an object store
 unreachable the way a restarting node or a network cut does: while it is closed nothing listens
-on its port (connections are refused) and every connection through it was cut."""
+on its port (connections are refused) and every connection through it was cut. It can also
+answer every request with S3's 503 SlowDown, as an overloaded service does."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
+        self._slowing_down = False
         self.open()
 
     @property
@@ -51,9 +53,19 @@ class Proxy:
         """Stop listening and cut every connection through the proxy."""
         with self._lock:
             listener, self._listener = self._listener, None
-            connections, self._connections = self._connections, set()
         if listener is not None:
             listener.close()
+        self._cut()
+
+    def slow_down(self, on: bool = True) -> None:
+        """Answer each request with 503 SlowDown (cutting the connections open now), or,
+        with ``on`` false, forward again."""
+        self._slowing_down = on
+        self._cut()
+
+    def _cut(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, set()
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
@@ -65,6 +77,9 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:  # closed
                 return
+            if self._slowing_down:
+                threading.Thread(target=answer_slow_down, args=(client,), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
@@ -92,6 +107,27 @@ class Proxy:
             source.close()
             with self._lock:
                 self._connections -= {source, sink}
+
+
+SLOW_DOWN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+SLOW_DOWN = (
+    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(SLOW_DOWN_BODY), SLOW_DOWN_BODY)
+)
+
+
+def answer_slow_down(client: socket.socket) -> None:
+    """Read one request's head, answer 503 SlowDown, close."""
+    with client, contextlib.suppress(OSError):
+        client.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and (data := client.recv(65536)):
+            head += data
+        client.sendall(SLOW_DOWN)
+        client.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager

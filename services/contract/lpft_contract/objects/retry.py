@@ -37,8 +37,8 @@ def with_retries(call: Callable[[], T], *, budget_s: float, what: str) -> T:
             wait = backoff_s(attempt)
             if elapsed + wait > budget_s:
                 raise ObjectStoreUnavailable(
-                    f"{what}: still failing after {elapsed:.1f} s of retries "
-                    f"(LPFT_STORE_RETRY_SECONDS={budget_s:g}): {failed}"
+                    f"{failed}; {what} still failed after {elapsed:.1f} s of retries "
+                    f"(LPFT_STORE_RETRY_SECONDS={budget_s:g})"
                 ) from failed
             time.sleep(wait)
             attempt += 1
