@@ -154,6 +154,7 @@ def compare_spec(files: dict[str, Path], model_dir: Path, root: Path) -> Compare
     )
 
 
+@pytest.mark.slow  # three two-method comparisons with kernels: about 5 s on 2 cores
 def test_an_interrupted_comparison_keeps_the_methods_that_finished(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -208,6 +209,7 @@ def analysis_numbers(spec: AnalysisSpec, **callbacks: object) -> dict:
     return numbers
 
 
+@pytest.mark.slow  # three analyses of two methods' kernels: about 4 s on 2 cores
 def test_an_interrupted_analysis_keeps_the_parts_that_finished(
     toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:

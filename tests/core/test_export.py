@@ -8,24 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpft_core import Predictor, finetune
+from lpft_core import Predictor
 from lpft_core.serving.export import export_model, unpack
-from tests.conftest import toy_rows, write_jsonl
-from tests.core.test_pipeline import spec_for
+from tests.core.conftest import TrainedJobs
 
 INPUTS = ["the movie was good and great", "awful bad plot", "a river and a chair"]
 
 
 @pytest.fixture(scope="module", params=["lp_ft", "lp_lora"])
-def model_dir(request, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    root = tmp_path_factory.mktemp(request.param)
-    files = {
-        "train": write_jsonl(root / "train.jsonl", toy_rows(90, seed=1)),
-        "validation": write_jsonl(root / "validation.jsonl", toy_rows(30, seed=2)),
-        "test": write_jsonl(root / "test.jsonl", toy_rows(30, seed=3)),
-    }
-    finetune(spec_for(files, tiny_model_dir, root / "model", request.param, device="cpu"))
-    return root / "model"
+def model_dir(request: pytest.FixtureRequest, trained_jobs: TrainedJobs) -> Path:
+    """The run's shared job: exporting reads the model directory and writes only the archive."""
+    return trained_jobs(request.param).model_dir
 
 
 def served(model_dir: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -56,6 +49,7 @@ def test_the_hf_export_gives_calibrated_probabilities_with_transformers_alone(
     assert "trust_remote_code" in card and "Temperature T" in card
 
 
+@pytest.mark.slow  # torch.onnx.export (dynamo) takes 2.5 to 5 s even for the tiny model
 def test_the_onnx_export_gives_calibrated_probabilities_with_onnxruntime_alone(
     model_dir: Path, tmp_path: Path
 ) -> None:

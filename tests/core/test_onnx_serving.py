@@ -15,7 +15,12 @@ from lpft_core.serving.onnx_runtime import GRAPHS, serving_graph
 from lpft_core.serving.predictor import ConformalRequest
 from lpft_core.serving.quantization import REPORT
 from tests.conftest import toy_rows, write_jsonl
+from tests.core.conftest import TrainedJobs
 from tests.core.test_pipeline import spec_for
+
+#: Every test that builds a graph is slow: torch.onnx.export (dynamo) takes 2.5 to 5 s on 2
+#: cores even for the tiny model.
+slow = pytest.mark.slow
 
 
 def trained(root: Path, tiny_model_dir: Path, method: str, pair: bool) -> Path:
@@ -45,6 +50,7 @@ def rows_of(model_dir: Path, pair: bool) -> list[dict]:
     ]
 
 
+@slow
 @pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
 def test_onnx_backend_matches_torch(pair: bool, request: pytest.FixtureRequest) -> None:
     model_dir = request.getfixturevalue("pair_dir" if pair else "single_dir")
@@ -66,6 +72,7 @@ def test_onnx_backend_matches_torch(pair: bool, request: pytest.FixtureRequest) 
             assert b.probabilities[name] == pytest.approx(p, abs=1e-4)
 
 
+@slow
 def test_graph_is_built_once_and_kept(single_dir: Path) -> None:
     graph = serving_graph(single_dir, "fp32")
     assert graph.parent == single_dir / GRAPHS / "fp32"
@@ -75,6 +82,7 @@ def test_graph_is_built_once_and_kept(single_dir: Path) -> None:
     assert not list((single_dir / GRAPHS).glob(".build-*"))  # no scratch left behind
 
 
+@slow
 def test_int8_is_measured_on_the_held_out_rows_before_it_serves(pair_dir: Path) -> None:
     predictor = Predictor(pair_dir, backend="onnx", precision="int8")
     report = predictor.quantization
@@ -95,6 +103,7 @@ def test_int8_is_measured_on_the_held_out_rows_before_it_serves(pair_dir: Path) 
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.8
 
 
+@slow
 def test_int8_without_its_data_says_it_is_unmeasured(single_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -108,8 +117,9 @@ def test_int8_without_its_data_says_it_is_unmeasured(single_dir: Path, tmp_path:
     assert "deleted.jsonl" in report.unmeasured
 
 
-def test_bad_backend_options_are_refused(single_dir: Path) -> None:
+def test_bad_backend_options_are_refused(trained_jobs: TrainedJobs) -> None:
+    model_dir = trained_jobs("lp_lora").model_dir  # refused before anything is read or built
     with pytest.raises(ModelError, match="backend must be one of"):
-        Predictor(single_dir, backend="tensorrt")  # type: ignore[arg-type]
+        Predictor(model_dir, backend="tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="onnx backend option"):
-        Predictor(single_dir, precision="int8")
+        Predictor(model_dir, precision="int8")

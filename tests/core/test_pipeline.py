@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ from lpft_core.data.datasets import read_examples
 from lpft_core.stages.calibration import classification_metrics
 from tests.conftest import TINY_HYPERPARAMETERS
 
+if TYPE_CHECKING:
+    from tests.core.conftest import TrainedJobs
+
 
 def spec_for(
     files: dict[str, Path], model_dir: Path, out: Path, method: str, **hyper: object
@@ -39,13 +43,10 @@ def spec_for(
 
 
 @pytest.mark.parametrize("method", [m.value for m in Method])
-def test_every_method_trains_calibrates_and_saves(
-    method: str, toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    events: list[ProgressEvent] = []
-    out = tmp_path / "model"
-    result = finetune(spec_for(toy_files, tiny_model_dir, out, method), progress=events.append)
-    metrics = result.metrics
+def test_every_method_trains_calibrates_and_saves(method: str, trained_jobs: TrainedJobs) -> None:
+    trained = trained_jobs(method)
+    events, out, toy_files = trained.events, trained.model_dir, trained.files
+    metrics = trained.result.metrics
     m = Method(method)
 
     stages = list(dict.fromkeys(e.stage for e in events))
@@ -118,14 +119,16 @@ def test_full_artifact_loads_with_automodel(
 
 
 def test_same_seed_same_numbers(
-    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+    trained_jobs: TrainedJobs, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    first = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "a", "lp_ft")).metrics
-    second = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "b", "lp_ft")).metrics
-    other = finetune(spec_for(toy_files, tiny_model_dir, tmp_path / "c", "lp_ft", seed=1)).metrics
-    assert first.history == second.history
-    assert first.test == second.test and first.temperature == second.temperature
-    assert first.history != other.history
+    trained = trained_jobs("lp_ft")
+    first, files = trained.result.metrics, trained.files
+    second = finetune(spec_for(files, tiny_model_dir, tmp_path / "b", "lp_ft", device="cpu"))
+    other = finetune(spec_for(files, tiny_model_dir, tmp_path / "c", "lp_ft", device="cpu", seed=1))
+    assert first.history == second.metrics.history
+    assert first.test == second.metrics.test
+    assert first.temperature == second.metrics.temperature
+    assert first.history != other.metrics.history
 
 
 def test_cancel_stops_within_a_step_and_writes_nothing(
