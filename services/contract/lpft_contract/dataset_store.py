@@ -1,9 +1,9 @@
-"""Uploaded datasets: their rows and records on the volume, indexed per tenant in Redis."""
+"""Uploaded datasets: their rows and records in the artifact store, indexed per tenant in
+Redis."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -12,7 +12,7 @@ from lpft_contract.keys import key
 from lpft_contract.paging import Page, sorted_set_page
 from lpft_contract.quotas import dataset_bytes_key
 from lpft_contract.records import DatasetRecord
-from lpft_contract.volume import Volume, safe_id, write_atomic
+from lpft_contract.volume import Volume, safe_id
 
 
 class DatasetStore:
@@ -20,7 +20,7 @@ class DatasetStore:
 
     Args:
         client: a Redis client created with ``decode_responses=True``.
-        volume: the artifact volume, where rows and records are written.
+        volume: the artifact store, where rows and records are written.
     """
 
     def __init__(self, client: redis.Redis, volume: Volume) -> None:
@@ -28,11 +28,13 @@ class DatasetStore:
         self.volume = volume
 
     def save(self, record: DatasetRecord, rows: list[dict[str, Any]]) -> DatasetRecord:
-        """Write the rows and the record to the volume, then index the record in Redis."""
-        path = Path(record.path)
-        write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
-        record = record.model_copy(update={"bytes": path.stat().st_size})
-        write_atomic(path.with_suffix(".json"), record.model_dump_json(indent=2))
+        """Write the rows and the record to the store, then index the record in Redis."""
+        data = "".join(json.dumps(row) + "\n" for row in rows)
+        self.volume.write_text(Volume.dataset_key(record.id), data)
+        record = record.model_copy(update={"bytes": len(data.encode("utf-8"))})
+        self.volume.write_text(
+            Volume.dataset_key(record.id, ".json"), record.model_dump_json(indent=2)
+        )
         self.index(record)
         return record
 
@@ -49,8 +51,8 @@ class DatasetStore:
         """The dataset, if it exists and belongs to ``tenant``."""
         raw = self.redis.get(key("dataset", dataset_id))
         if raw is None:
-            copy = self.volume.dataset_path(dataset_id).with_suffix(".json")
-            raw = copy.read_text() if safe_id(dataset_id) and copy.is_file() else None
+            copy = Volume.dataset_key(dataset_id, ".json") if safe_id(dataset_id) else None
+            raw = self.volume.read_text(copy) if copy else None
         record = DatasetRecord.model_validate_json(raw) if raw else None
         return record if record and record.tenant == tenant else None
 
@@ -67,5 +69,6 @@ class DatasetStore:
         pipe.zrem(key("datasets", record.tenant), record.id)
         pipe.hdel(dataset_bytes_key(record.tenant), record.id)
         pipe.execute()
-        for path in (Path(record.path), Path(record.path).with_suffix(".json")):
-            path.unlink(missing_ok=True)
+        for suffix in (".jsonl", ".json"):
+            self.volume.objects.delete(Volume.dataset_key(record.id, suffix))
+            self.volume.path(Volume.dataset_key(record.id, suffix)).unlink(missing_ok=True)

@@ -11,9 +11,11 @@ import redis
 
 from lpft_contract.keys import key
 from lpft_contract.paging import Page
-from lpft_contract.volume import Volume, safe_id, write_atomic
+from lpft_contract.volume import Volume, safe_id
 
 EVENTS_MAXLEN = 200_000
+#: A finished job's whole log, in its directory in the store.
+EVENTS_COPY = "events.jsonl"
 
 
 class EventLog:
@@ -67,18 +69,20 @@ class EventLog:
         """Write the whole log next to the finished job's record; Redis keeps the stream
         only for ``retention_s`` after."""
         events = self.read(job_id, after=None, limit=EVENTS_MAXLEN).items
-        write_atomic(
-            self.volume.job_dir(job_id) / "events.jsonl",
+        self.volume.write_text(
+            Volume.job_key(job_id, EVENTS_COPY),
             "".join(json.dumps(event) + "\n" for event in events),
         )
         self.redis.expire(self.stream_key(job_id), self.retention_s)
 
     def _read_copy(self, job_id: str, after: str | None, limit: int) -> Page[dict[str, Any]]:
         """The copy written when the job finished (its Redis stream may be gone)."""
-        path = self.volume.job_dir(job_id) / "events.jsonl"
-        if not safe_id(job_id) or not path.is_file():
+        copy = (
+            self.volume.read_text(Volume.job_key(job_id, EVENTS_COPY)) if safe_id(job_id) else None
+        )
+        if copy is None:
             return Page([], after, False)
-        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        events = [json.loads(line) for line in copy.splitlines() if line]
         if after is not None:
             events = [e for e in events if _stream_order(e["id"]) > _stream_order(after)]
         return _page(events, after, limit)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
+import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -25,7 +25,7 @@ from lpft_contract.keys import key as redis_key
 from lpft_contract.paging import Page, sorted_set_page
 from lpft_contract.quotas import Quotas, active_key, job_bytes_key
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus, worker_lost
-from lpft_contract.volume import Volume, safe_id, write_atomic
+from lpft_contract.volume import Volume, safe_id
 
 #: Marks Redis as holding the indexes rebuilt from the volume; gone after Redis lost its data.
 #: Set once the indexes are built; its version moves when a new index needs building from
@@ -42,6 +42,11 @@ REBUILD_LOCK_S = 600
 #: How long a deleted job's marker stays: far longer than a finish takes to write the job's
 #: copies (even one riding out a Redis restart), which is all it must outlast.
 DELETED_MARKER_S = 86_400
+#: A job's durable copy of its record, in its directory in the store.
+RECORD_COPY = "record.json"
+#: The keys of the durable copies a rebuild reads back.
+JOB_COPY = re.compile(rf"jobs/[^/]+/{re.escape(RECORD_COPY)}")
+DATASET_COPY = re.compile(r"datasets/[^/]+\.json")
 
 #: Frees a lock only for the holder that took it, not one that took it after it expired.
 _RELEASE = """
@@ -132,10 +137,12 @@ class JobStore:
     def _volume_record(self, job_id: str) -> JobRecord | None:
         """The job's copy on the volume, for a job Redis lost; never a deleted job's (files
         a finish wrote as the job was deleted, had it died before removing them)."""
-        copy = self.volume.job_dir(job_id) / "record.json"
-        if not safe_id(job_id) or not copy.is_file() or self._deleted(job_id):
+        if not safe_id(job_id):
             return None
-        return JobRecord.model_validate_json(copy.read_text())
+        copy = self.volume.read_text(Volume.job_key(job_id, RECORD_COPY))
+        if copy is None or self._deleted(job_id):
+            return None
+        return JobRecord.model_validate_json(copy)
 
     def list_jobs(
         self, tenant: str, after: str | None, limit: int, status: JobStatus | None = None
@@ -284,7 +291,7 @@ class JobStore:
             data["error"] = error.model_dump()
         self.events.append(job_id, "status", data)
         self.events.copy_to_volume(job_id)
-        shutil.rmtree(self.volume.checkpoint_dir(job_id), ignore_errors=True)  # nothing will resume
+        self.volume.remove(Volume.checkpoint_key(job_id))  # nothing will resume
         self.quotas.measure_job(record)
         # A re-calibration rewrote its source's calibration record.
         source = self.get_job(record.source_job) if record.source_job else None
@@ -302,7 +309,7 @@ class JobStore:
         files are not read back (``_deleted``)."""
         if self._deleted(job_id):
             self.redis.delete(self.events.stream_key(job_id))
-            shutil.rmtree(self.volume.job_dir(job_id), ignore_errors=True)
+            self.volume.remove(Volume.job_key(job_id))
 
     def _deleted(self, job_id: str) -> bool:
         """Whether the job was deleted: its delete marker is there. Only the marker proves it:
@@ -324,7 +331,7 @@ class JobStore:
             pipe.zrem(self._tenant_status_key(record.tenant, status), record.id)
         job_stats.unindex_status(pipe, record)
         pipe.execute()
-        shutil.rmtree(self.volume.job_dir(record.id), ignore_errors=True)
+        self.volume.remove(Volume.job_key(record.id))
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Flag a running job for cancellation (a queued one is cancelled at once)."""
@@ -404,11 +411,11 @@ class JobStore:
             return None
         try:
             count = 0
-            for path in sorted((self.volume.root / "datasets").glob("*.json")):
-                self.datasets.index(DatasetRecord.model_validate_json(path.read_text()))
+            for raw in self._copies("datasets", DATASET_COPY):
+                self.datasets.index(DatasetRecord.model_validate_json(raw))
                 count += 1
-            for path in sorted((self.volume.root / "jobs").glob("*/record.json")):
-                record = JobRecord.model_validate_json(path.read_text())
+            for raw in self._copies("jobs", JOB_COPY):
+                record = JobRecord.model_validate_json(raw)
                 if not self.redis.exists(redis_key("job", record.id)):
                     self.index_jobs([record])
                 else:
@@ -421,6 +428,12 @@ class JobStore:
         finally:
             self._release_lock(keys=[REBUILDING], args=[token])
         return count
+
+    def _copies(self, prefix: str, copy: re.Pattern[str]) -> Iterator[str]:
+        """The durable copies under ``prefix`` whose keys ``copy`` matches, in key order."""
+        for info in self.volume.objects.list(prefix):
+            if copy.fullmatch(info.key) and (raw := self.volume.read_text(info.key)) is not None:
+                yield raw
 
     def _index_status_of(self, job_id: str) -> None:
         """Put a job Redis still holds in the status indexes (for /metrics, and its tenant's),
@@ -482,6 +495,6 @@ class JobStore:
 
     def _write_record(self, record: JobRecord) -> None:
         """The job's copy on the volume, which outlives Redis."""
-        write_atomic(
-            self.volume.job_dir(record.id) / "record.json", record.model_dump_json(indent=2)
+        self.volume.write_text(
+            Volume.job_key(record.id, RECORD_COPY), record.model_dump_json(indent=2)
         )

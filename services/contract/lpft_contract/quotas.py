@@ -7,7 +7,7 @@ import redis
 
 from lpft_contract.keys import key
 from lpft_contract.records import JobRecord
-from lpft_contract.volume import Volume, tree_bytes
+from lpft_contract.volume import Volume
 
 #: The job's bytes are counted only while its record is in Redis: checked and written in one
 #: step, so a delete (which drops the record and the count in one transaction) either comes
@@ -85,7 +85,7 @@ class Quotas:
         job finished, since the files are then the tenant's to keep until it deletes them.
         A job deleted meanwhile (an archive built, or a finish recorded, as the client deleted
         it) is not counted: the count is written only while the job's record exists."""
-        size = tree_bytes(self.volume.job_dir(record.id))
+        size = self.volume.bytes_under(Volume.job_key(record.id))
         keys = [key("job", record.id), job_bytes_key(record.tenant)]
         self._measure(keys=keys, args=[record.id, size])
 

@@ -33,8 +33,8 @@ class ErrorInfo(BaseModel):
 
 
 class JobRecord(BaseModel):
-    """One job. ``spec`` is the lpft_core spec of its ``kind`` as plain data (paths on the
-    volume): ``FinetuneSpec``, ``CompareSpec`` or ``AnalysisSpec``."""
+    """One job. ``spec`` is the lpft_core spec of its ``kind`` as plain data, its paths keys
+    in the artifact store (``lpft_contract.volume``)."""
 
     id: str
     tenant: str
@@ -59,7 +59,8 @@ class JobRecord(BaseModel):
 
 
 class DatasetRecord(BaseModel):
-    """An uploaded, validated dataset; the rows live in ``path`` as JSONL."""
+    """An uploaded, validated dataset; the rows live in ``path`` (a key in the artifact store)
+    as JSONL."""
 
     id: str
     tenant: str

@@ -10,10 +10,11 @@ lists every variable of the three classes with its default and meaning.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +31,17 @@ class SharedSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Job store and broker."""
     artifacts_dir: Path = Path("runs/service")
-    """Models, datasets, records."""
+    """Models, datasets, records: the artifact store as a local directory, when LPFT_ARTIFACTS_URL
+    is unset."""
+    artifacts_url: str = ""
+    """The artifact store every process shares: s3://bucket/prefix (credentials and endpoint from
+    the standard AWS_* variables), file:///dir or a path; unset: LPFT_ARTIFACTS_DIR."""
+    cache_dir: Path | None = None
+    """With a bucket as the store, this process's local copy of what it reads and writes, which
+    it may lose at any time; unset: $XDG_CACHE_HOME/lpft, else ~/.cache/lpft."""
+    store_retry_seconds: float = Field(60.0, gt=0)
+    """How long a call to an unreachable artifact store (refused, 5xx, SlowDown) is retried,
+    with backoff and jitter, before it fails."""
     lease_seconds: float = 30.0
     """A running job without heartbeat this long is lost."""
     heartbeat_seconds: float = 5.0
@@ -46,6 +57,14 @@ class SharedSettings(BaseSettings):
     """Runs of a job before a lost worker fails it (resumed from checkpoint)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Least level logged (JSON lines on stderr)."""
+
+    @property
+    def local_cache(self) -> Path:
+        """``cache_dir``, or the user's cache directory."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "lpft"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,9 +1,10 @@
-"""The stores, one per resource, over one Redis client and one artifact volume: jobs,
+"""The stores, one per resource, over one Redis client and one artifact store: jobs,
 datasets, event logs and quotas. Redis holds live state; what must outlive it (finished
-jobs' records, metrics and logs, uploaded datasets) is also written to the volume."""
+jobs' records, metrics and logs, uploaded datasets) is also written to the artifact store."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from redis.retry import Retry
 from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
 from lpft_contract.job_store import JobStore
+from lpft_contract.objects import LocalObjectStore, ObjectStore, object_store_from_url
 from lpft_contract.quotas import Quotas
 from lpft_contract.settings import SharedSettings
 from lpft_contract.volume import Volume
@@ -39,12 +41,15 @@ class Stores:
         artifacts_dir: Path | str,
         event_retention_s: int = DEFAULT_EVENT_RETENTION_S,
         *,
+        objects: ObjectStore | None = None,
         jobs: type[JobStore] = JobStore,
     ) -> Stores:
-        """The stores on ``client`` (created with ``decode_responses=True``) and the volume
-        at ``artifacts_dir``; ``jobs`` is the job store's class (a test's subclass that
+        """The stores on ``client`` (created with ``decode_responses=True``) and the artifact
+        store ``objects`` with its local copy at ``artifacts_dir`` (without ``objects``, that
+        directory is the store); ``jobs`` is the job store's class (a test's subclass that
         pauses it)."""
-        volume = Volume(Path(artifacts_dir))
+        root = Path(artifacts_dir).absolute()  # the training process works inside it
+        volume = Volume.local(root) if objects is None else Volume(root, objects)
         events = EventLog(client, volume, event_retention_s)
         quotas = Quotas(client, volume)
         datasets = DatasetStore(client, volume)
@@ -73,8 +78,20 @@ def connect(url: str, *, patient: bool = False) -> redis.Redis:
 
 def stores_from(settings: SharedSettings, *, patient: bool = False) -> Stores:
     """The stores the settings describe (see ``connect`` for ``patient``)."""
+    objects = artifact_store(
+        settings.artifacts_url or str(settings.artifacts_dir), settings.store_retry_seconds
+    )
+    root = objects.root if isinstance(objects, LocalObjectStore) else settings.local_cache
     return Stores.over(
         connect(settings.redis_url, patient=patient),
-        settings.artifacts_dir,
+        root,
         settings.event_retention_seconds,
+        objects=objects,
     )
+
+
+@functools.cache
+def artifact_store(location: str, retry_seconds: float) -> ObjectStore:
+    """The artifact store at ``location``, one per process (an S3 client holds a pool of
+    connections worth keeping)."""
+    return object_store_from_url(location, retry_seconds=retry_seconds)

@@ -24,12 +24,14 @@ from typing import Any
 import redis
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.event_log import EventLog
+from lpft_contract.job_files import JobFiles
 from lpft_contract.logs import (
     configure_logging,
     job_logging,
     new_error_id,
     route_transformers_logs,
 )
+from lpft_contract.objects import ObjectStoreError
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.stores import Stores, stores_from
 
@@ -132,6 +134,9 @@ def main(job_id: str, outcome_path: Path) -> int:
     if record is None or record.status != JobStatus.RUNNING:
         logger.warning("job %s is not running, so not trained here", job_id)
         return 1
+    # The spec's paths are keys in the artifact store, found under this process's copy of it.
+    patient.volume.root.mkdir(parents=True, exist_ok=True)
+    os.chdir(patient.volume.root)
     with job_logging(patient.volume.job_dir(job_id), job_id, record.tenant):
         return _run_and_report(record, settings, stores, patient, outcome_path)
 
@@ -162,9 +167,11 @@ def _run_and_report(
         except redis.RedisError:
             return False
 
-    outcome = _run(record, events, should_stop, orphaned)
+    files = JobFiles(patient.volume, record)
+    outcome = _run(record, files, events, should_stop, orphaned)
     events.flush(patient.events)
     if outcome is None:  # the worker died under us: resume elsewhere
+        _publish_last_checkpoint(files)
         reason = f"worker {record.worker} died"
         logger.warning("%s; the job is queued again to resume from its checkpoint", reason)
         if patient.jobs.requeue_or_fail(record, reason, settings.max_job_attempts):
@@ -178,25 +185,46 @@ def _run_and_report(
 
 def _run(
     record: JobRecord,
+    files: JobFiles,
     events: BufferedEvents,
     should_stop: Callable[[], bool],
     orphaned: Callable[[], bool],
 ) -> Outcome | None:
-    """The job's outcome, or None when it stopped because its worker was lost."""
+    """The job's outcome, or None when it stopped because its worker was lost. Its inputs
+    are fetched from the artifact store first, each new checkpoint is published as training
+    reports progress (between steps, when no checkpoint file is being written), and its
+    outputs are published before it counts as succeeded."""
+    publish_events = EventPublisher(events)
+
+    def progress(event: ProgressEvent) -> None:
+        publish_events(event)
+        files.publish_checkpoint()
+
     try:
         with warnings_as_events(events):
+            files.fetch_inputs()
             run_job(
                 record.kind,
                 record.spec,
                 f"Job {record.id} ({record.method or record.kind})",
-                progress=EventPublisher(events),
+                progress=progress,
                 should_stop=should_stop,
             )
+            files.publish_outputs()
     except JobCancelled:
         return None if orphaned() else Outcome(status=JobStatus.CANCELLED)
     except LpftError as exc:
         logger.warning("job failed: %s", exc, extra={"code": exc.code})
         return Outcome(status=JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=str(exc)))
+    except ObjectStoreError as exc:
+        logger.error("the artifact store failed: %s", exc)
+        message = (
+            f"the artifact store failed: {exc}; the operator's LPFT_ARTIFACTS_URL, its "
+            "credentials or the store itself need attention"
+        )
+        return Outcome(
+            status=JobStatus.FAILED, error=ErrorInfo(code="artifact_store", message=message)
+        )
     except Exception:  # noqa: BLE001 - any crash must end as a failed job, with a reason
         error_id = new_error_id()
         logger.exception("job failed on an internal error")
@@ -206,6 +234,15 @@ def _run(
         )
         return Outcome(status=JobStatus.FAILED, error=ErrorInfo(code="internal", message=message))
     return Outcome(status=JobStatus.SUCCEEDED)
+
+
+def _publish_last_checkpoint(files: JobFiles) -> None:
+    """Keep the progress made since the last checkpoint was published, for the worker that
+    resumes the job (training stopped between steps, so the directory is consistent)."""
+    try:
+        files.publish_checkpoint()
+    except ObjectStoreError as exc:
+        logger.warning("the last checkpoint could not be published: %s", exc)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import redis
+from lpft_contract.job_files import publish_job_log
 from lpft_contract.logs import new_error_id
+from lpft_contract.objects import ObjectStoreError
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.stores import Stores
 
@@ -161,6 +163,10 @@ class JobSupervisor:
         elif outcome is None:
             outcome = self._death(returncode)
         logger.info("job %s", outcome.status.value, extra={"status": outcome.status.value})
+        try:  # before the final state, which tells its tenant the log is whole
+            publish_job_log(self.patient.volume, self.job_id)
+        except ObjectStoreError as exc:
+            logger.warning("the job's log could not be stored: %s", exc)
         return self.patient.jobs.finish(
             self.job_id, outcome.status, outcome.error, worker=self.worker
         )

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from lpft_contract.records import DatasetRecord, new_id
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -185,7 +186,7 @@ def _save(stores: Stores, tenant: str, name: str, examples: list[Example]) -> Da
         id=dataset_id,
         tenant=tenant,
         name=Path(name).name,
-        path=str(stores.volume.dataset_path(dataset_id)),
+        path=Volume.dataset_key(dataset_id),
         rows=len(rows),
         pair=examples[0].text_pair is not None,
         label_counts=dict(sorted(Counter(str(e.label) for e in examples).items())),

@@ -15,6 +15,7 @@ from typing import Any
 from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
 from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
+from lpft_contract.volume import Volume
 from pydantic import BaseModel
 
 from lpft_api.errors import Conflict, Unprocessable
@@ -85,7 +86,7 @@ def job_record(
     inputs = JobInputs(
         model=model,
         data=_checked_data(tenant, dataset, body.eval_sets, stores),
-        model_dir=str(stores.volume.model_dir(source.id)) if source else None,
+        model_dir=Volume.model_key(source.id) if source else None,
         hyperparameters=hyperparameters,
         seeds=seeds,
     )
@@ -102,7 +103,7 @@ def job_record(
         eval_sets=body.eval_sets,
         hyperparameters={**hyper, "seed": seed, **({"seeds": seeds} if seeds else {})},
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
-        spec=core_spec(body, inputs, job_id, stores, settings).to_dict(),
+        spec=core_spec(body, inputs, job_id, settings).to_dict(),
     )
 
 
@@ -134,9 +135,7 @@ def recalibration_record(
             "succeeded finetune job"
         )
     dataset = _dataset(stores, source.tenant, body.dataset, "dataset")
-    inputs = JobInputs(
-        data=DataFiles(train=dataset.path), model_dir=str(stores.volume.model_dir(source.id))
-    )
+    inputs = JobInputs(data=DataFiles(train=dataset.path), model_dir=Volume.model_key(source.id))
     return JobRecord(
         id=job_id,
         tenant=source.tenant,
@@ -147,21 +146,20 @@ def recalibration_record(
         dataset={"train": dataset.id},
         hyperparameters={},
         queue=source.queue,
-        spec=core_spec(body, inputs, job_id, stores, settings).to_dict(),
+        spec=core_spec(body, inputs, job_id, settings).to_dict(),
     )
 
 
-def core_spec(
-    body: JobRequest, inputs: JobInputs, job_id: str, stores: Stores, settings: ApiSettings
-) -> JobSpec:
+def core_spec(body: JobRequest, inputs: JobInputs, job_id: str, settings: ApiSettings) -> JobSpec:
     """The lpft_core spec the worker runs, for a request of any kind: the one place where
     the API's names become the library's. A kind that resumes (``Resume``) checkpoints in
-    the job's checkpoint directory."""
+    the job's checkpoint directory. Its paths are keys in the artifact store (``Volume``):
+    each worker finds them under its own copy of the store."""
     kind = _KIND_OF_REQUEST[type(body)]
     resumes = job_kind(kind).resume is not Resume.FROM_START
     dirs = JobDirs(
-        output_dir=str(stores.volume.model_dir(job_id)),
-        checkpoint_dir=str(stores.volume.checkpoint_dir(job_id)) if resumes else None,
+        output_dir=Volume.model_key(job_id),
+        checkpoint_dir=Volume.checkpoint_key(job_id) if resumes else None,
     )
     return KIND_REQUESTS[kind].build_spec(body, inputs, dirs, settings.max_text_chars)
 
