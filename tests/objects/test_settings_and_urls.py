@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,16 @@ def test_a_valid_key_is_returned_unchanged() -> None:
     assert validate_key("jobs/j-1/checkpoints/epoch-0001/state.pt") == (
         "jobs/j-1/checkpoints/epoch-0001/state.pt"
     )
+
+
+def test_the_base_install_never_imports_the_s3_client() -> None:
+    """The package and a local store work without the [s3] extra: obstore is imported only
+    when an S3ObjectStore is built."""
+    code = (
+        "import sys, tempfile\n"
+        "from lpft_contract.objects import LocalObjectStore, object_store_from_url\n"
+        "store = object_store_from_url(tempfile.mkdtemp())\n"
+        "store.put_bytes('jobs/j-1/a', b'1')\n"
+        "assert 'obstore' not in sys.modules, 'obstore was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
