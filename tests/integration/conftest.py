@@ -58,9 +58,11 @@ def service_env(
 
 
 class Worker:
-    """A Celery worker process consuming one queue."""
+    """A Celery worker process consuming one queue (in ``cwd``, or the tests' directory)."""
 
-    def __init__(self, env: dict[str, str], queue: str, name: str, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], queue: str, name: str, log: Path, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self.process = subprocess.Popen(
             [
@@ -82,6 +84,7 @@ class Worker:
                 "info",
             ],
             env=env,
+            cwd=cwd,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
         )
@@ -106,9 +109,12 @@ API_START_S = 300
 
 
 class ApiServer:
-    """A uvicorn process serving the API on a free port, ready once /readyz answers."""
+    """A uvicorn process serving the API on a free port, ready once /readyz answers (in
+    ``cwd``, or the tests' directory)."""
 
-    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, port: int | None = None, cwd: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -124,6 +130,7 @@ class ApiServer:
                 str(self.port),
             ],
             env=env,
+            cwd=cwd,
             stdout=log.open("a"),
             stderr=subprocess.STDOUT,
         )
@@ -191,6 +198,20 @@ def toy_dataset_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 def dataset(alice: httpx.Client, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
     """The toy splits, uploaded by alice."""
     return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+
+
+@pytest.fixture(scope="session")
+def finished_job(
+    api_url: str, cpu_worker: Worker, toy_dataset_files: dict[str, Path], tiny_model_dir: Path
+) -> dict:
+    """Alice's succeeded lp_ft toy job (its ``dataset`` her upload of the toy splits), trained
+    once per run for the tests that only read a finished job. A test that changes one
+    (recalibrates it, deletes its keys or files) trains its own."""
+    with tenant_client(api_url, "alice") as alice:
+        dataset = {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+        job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir))
+        assert job.status_code == 202, job.text
+        return wait_for(alice, job.json()["id"], {"succeeded"}, timeout=300)
 
 
 def upload(client: httpx.Client, path: Path) -> str:

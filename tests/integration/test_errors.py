@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Worker, job_body, upload, wait_for
+from tests.integration.conftest import job_body, upload
 
 PROBLEM = "application/problem+json"
 
@@ -92,9 +92,7 @@ def test_job_creation_errors(
     )
 
 
-def test_job_state_errors(
-    alice: httpx.Client, cpu_worker: Worker, datasets: dict[str, str], tiny_model_dir: Path
-) -> None:
+def test_job_state_errors(alice: httpx.Client, finished_job: dict) -> None:
     assert_problem(alice.get("/jobs/job-missing"), 404, "job_id")
     assert_problem(
         alice.post("/predict", json={"job_id": "job-missing", "inputs": [{"text": "x"}]}),
@@ -103,8 +101,7 @@ def test_job_state_errors(
     )
     # 409 before a job succeeds: test_artifacts_of_an_unfinished_job_conflict, on a job
     # that cannot finish while it asserts.
-    job = alice.post("/jobs", json=job_body(datasets, tiny_model_dir, epochs=1)).json()
-    wait_for(alice, job["id"], {"succeeded"})
+    job = finished_job
     assert_problem(alice.post(f"/jobs/{job['id']}/cancel"), 409)
     pair = alice.post(
         "/predict", json={"job_id": job["id"], "inputs": [{"text": "a", "text_pair": "b"}]}

@@ -285,15 +285,9 @@ def test_idempotency_key_returns_the_same_job(
 
 
 def test_tenants_see_only_their_own_resources(
-    alice: httpx.Client,
-    bob: httpx.Client,
-    api_url: str,
-    dataset: dict[str, str],
-    tiny_model_dir: Path,
-    cpu_worker: Worker,
+    bob: httpx.Client, api_url: str, finished_job: dict, tiny_model_dir: Path
 ) -> None:
-    job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir, epochs=1)).json()
-    wait_for(alice, job["id"], {"succeeded"})
+    job, dataset = finished_job, finished_job["dataset"]
     for path in (
         f"/jobs/{job['id']}",
         f"/jobs/{job['id']}/metrics",
@@ -314,6 +308,7 @@ def test_tenants_see_only_their_own_resources(
     assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
 
 
+@pytest.mark.slow  # the real offline model on 300 SST-2 rows: about 20 s on 2 cores
 def test_default_model_on_real_data_end_to_end(
     alice: httpx.Client, cpu_worker: Worker, tmp_path: Path
 ) -> None:

@@ -154,8 +154,9 @@ def test_a_compare_job_resumes_after_a_worker_sigkill_without_retraining_finishe
 
 
 def test_analysis_of_a_base_model_and_of_a_finished_job(
-    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+    alice: httpx.Client, finished_job: dict, tiny_model_dir: Path
 ) -> None:
+    finetune, dataset = finished_job, finished_job["dataset"]
     hyper = {**TINY_HYPERPARAMETERS, "device": "cpu"}
     base = alice.post(
         "/jobs",
@@ -169,13 +170,11 @@ def test_analysis_of_a_base_model_and_of_a_finished_job(
         },
     )
     assert base.status_code == 202, base.text
-    finetune = alice.post("/jobs", json=job_body(dataset, tiny_model_dir)).json()
     assert wait_for(alice, base.json()["id"], {"succeeded", "failed"})["status"] == "succeeded"
     result = alice.get(f"/jobs/{base.json()['id']}/metrics").json()
     assert result["kind"] == "analysis" and set(result["ntk"]) == {"ft", "lp_ft"}
     assert set(result["feature_statistics"]) == {"test"} and result["feature_change"] == {}
 
-    assert wait_for(alice, finetune["id"], {"succeeded", "failed"})["status"] == "succeeded"
     of_job = alice.post(
         "/jobs",
         json={
