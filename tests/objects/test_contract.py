@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -203,10 +204,8 @@ def test_a_prefix_without_manifest_is_not_complete(store: ObjectStore, tmp_path:
 BAD_KEYS = ["../../x", "/etc/passwd", "jobs/../../x", "a\\b", "a//b", "a/", "", "a/./b", "a\x00b"]
 
 
-@pytest.mark.parametrize("bad", BAD_KEYS)
-def test_a_key_that_could_leave_the_prefix_is_refused(
-    store: ObjectStore, tmp_path: Path, bad: str
-) -> None:
+def calls_with_key(store: ObjectStore, bad: str, tmp_path: Path) -> list[Callable[[], object]]:
+    """Every operation of the interface, and publish and fetch, given the key ``bad``."""
     source = tmp_path / "file"
     source.write_bytes(b"x")
     calls = [
@@ -223,7 +222,14 @@ def test_a_key_that_could_leave_the_prefix_is_refused(
     ]
     if bad:  # the empty prefix lists the whole store
         calls.append(lambda: store.list(bad))
-    for call in calls:
+    return calls
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS)
+def test_a_key_that_could_leave_the_prefix_is_refused(
+    store: ObjectStore, tmp_path: Path, bad: str
+) -> None:
+    for call in calls_with_key(store, bad, tmp_path):
         with pytest.raises(ValueError):
             call()
     assert not (tmp_path.parent / "x").exists() and not (tmp_path / "x").exists()

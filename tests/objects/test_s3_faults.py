@@ -21,6 +21,7 @@ from lpft_contract.objects import (
 from tests.objects.conftest import BUCKET, PART_BYTES, s3_store
 from tests.objects.moto_server import aws_environment, free_port, running_moto
 from tests.objects.proxy import Proxy
+from tests.objects.test_contract import BAD_KEYS, calls_with_key
 
 OUTAGE_S = 3.0
 
@@ -54,11 +55,16 @@ def test_check_names_an_unreachable_endpoint() -> None:
     assert time.monotonic() - started < 30, "the retry budget was not kept"
 
 
-def test_a_key_is_refused_before_any_request() -> None:
-    """Nothing listens at the endpoint: a bad key fails at once, with ValueError."""
+def test_a_key_is_refused_before_any_request(tmp_path: Path) -> None:
+    """Nothing listens at the endpoint: an operation that sent a request would fail with
+    ObjectStoreUnavailable after 30 s; each fails at once with ValueError."""
     store = s3_store(f"http://127.0.0.1:{free_port()}", retry_seconds=30.0)
-    with pytest.raises(ValueError):
-        store.put_bytes("../../x", b"x")
+    started = time.monotonic()
+    for bad in BAD_KEYS:
+        for call in calls_with_key(store, bad, tmp_path):
+            with pytest.raises(ValueError):
+                call()
+    assert time.monotonic() - started < 10
 
 
 def reopen_after(proxy: Proxy, seconds: float) -> threading.Timer:
