@@ -45,4 +45,3 @@ __all__ = [
     "validate_key",
     "validate_prefix",
 ]
-
