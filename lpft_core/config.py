@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from lpft_core.errors import ConfigError
@@ -178,6 +179,21 @@ class DataFiles:
     validation: str | None = None
     test: str | None = None
     eval_sets: dict[str, str] = field(default_factory=dict)
+
+    def under(self, root: str | Path) -> DataFiles:
+        """These files, their relative paths taken from ``root``: a spec's paths may be
+        relative to where its job ran (the service's are keys in its artifact store), and a
+        model served elsewhere reads them from its own copy."""
+
+        def rooted(path: str | None) -> str | None:
+            return None if path is None else str(Path(root) / path)
+
+        return DataFiles(
+            train=str(Path(root) / self.train),
+            validation=rooted(self.validation),
+            test=rooted(self.test),
+            eval_sets={name: str(Path(root) / path) for name, path in self.eval_sets.items()},
+        )
 
     def __post_init__(self) -> None:
         for name in self.eval_sets:

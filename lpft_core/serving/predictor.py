@@ -91,12 +91,15 @@ class Predictor:
         *,
         backend: Backend = "torch",
         precision: Precision = "fp32",
+        data_root: str | Path | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ModelError(f"backend must be one of {BACKENDS}, not {backend!r}")
         if precision != "fp32" and backend != "onnx":
             raise ModelError("int8 precision is an onnx backend option; use backend='onnx'")
         self.directory = Path(directory)
+        #: where relative data paths of the model's spec are found (the int8 report's rows)
+        self.data_root = data_root
         self.manifest = read_manifest(self.directory)
         self.labels = read_labels(self.directory)
         self._calibration_stamp = self._calibration_file().stat().st_mtime_ns
@@ -137,6 +140,7 @@ class Predictor:
             self.tokenizer,
             self.labels,
             self.temperature,
+            data_root=self.data_root,
         )
 
     def calibration_is_current(self) -> bool:

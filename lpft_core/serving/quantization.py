@@ -69,11 +69,13 @@ def quantization_report(
     labels: list,
     temperature: float,
     batch_size: int = 64,
+    data_root: str | Path | None = None,
 ) -> QuantizationReport:
     """The model's report at ``temperature``: measured on first use and after a
     re-calibration changed T, read back otherwise. ``fp32`` loads the graph to compare with,
     only when a measurement is needed. A report that could not measure is not kept (the data
-    may be readable next time), nor is a file that does not parse trusted."""
+    may be readable next time), nor is a file that does not parse trusted. Relative data
+    paths in the model's spec are taken from ``data_root`` (default: the working directory)."""
     path = Path(model_dir) / GRAPHS / REPORT
     try:
         kept = QuantizationReport(**json.loads(path.read_text()))
@@ -81,7 +83,9 @@ def quantization_report(
             return kept
     except (OSError, ValueError, TypeError):
         pass
-    report = _measure(Path(model_dir), fp32, int8, tokenizer, labels, temperature, batch_size)
+    report = _measure(
+        Path(model_dir), fp32, int8, tokenizer, labels, temperature, batch_size, data_root
+    )
     if report.unmeasured is None:
         scratch = path.with_name(f".{REPORT}.{uuid.uuid4().hex}")
         scratch.write_text(json.dumps(report.to_dict(), indent=2))
@@ -97,10 +101,12 @@ def _measure(
     labels: list,
     temperature: float,
     batch_size: int,
+    data_root: str | Path | None,
 ) -> QuantizationReport:
     try:
         spec = FinetuneSpec.from_dict(json.loads((model_dir / SPEC).read_text()))
-        split, rows = _held_out_rows(spec)
+        data = spec.data if data_root is None else spec.data.under(data_root)
+        split, rows = _held_out_rows(dataclasses.replace(spec, data=data))
         y = label_indices(rows, labels)
     except (OSError, LpftError, ValueError) as exc:
         return QuantizationReport(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from lpft_contract.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
+from tests.integration.conftest import toy_dataset_files  # noqa: F401 - shared-nothing tests
 from tests.objects.moto_server import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, running_moto
 from tests.objects.proxy import Proxy, running_proxy
 

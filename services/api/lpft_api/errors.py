@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from lpft_contract import logs
+from lpft_contract.objects import ObjectNotFound, ObjectStoreError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -153,6 +154,8 @@ def install_error_handlers(app: FastAPI) -> None:
         (RequestValidationError, _validation_error),
         (redis.ConnectionError, _store_unavailable),
         (redis.TimeoutError, _store_unavailable),
+        (ObjectNotFound, _object_missing),
+        (ObjectStoreError, _artifact_store_unavailable),
         (Exception, _unexpected_error),
         (StarletteHTTPException, _http_error),
     ]
@@ -186,17 +189,38 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return problem(422, "Invalid request", detail, "invalid_request", request.url.path, errors)
 
 
+async def _object_missing(request: Request, exc: ObjectNotFound) -> JSONResponse:
+    """A file the job store says exists is not in the artifact store (removed there by
+    hand, or never published by an older release)."""
+    logger.warning("missing from the artifact store on %s: %s", request.url.path, exc)
+    detail = "the files asked for are not in the artifact store"
+    return problem(404, "Not found", detail, "not_found", request.url.path)
+
+
+async def _artifact_store_unavailable(request: Request, exc: ObjectStoreError) -> JSONResponse:
+    """Unreachable past its retry budget, refusing this process's credentials, without its
+    bucket, or serving damaged objects: the operator's to fix, the client's to retry."""
+    logger.warning("artifact store unavailable on %s: %s", request.url.path, exc)
+    detail = "the artifact store is unreachable; running jobs go on. Retry shortly"
+    return _dependency_down(request, detail, "artifact_store_unavailable")
+
+
 async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
-    error_id = logs.new_error_id()
     logger.warning("Redis unavailable on %s: %s", request.url.path, exc)
+    detail = "the job store is briefly unreachable; running jobs go on. Retry shortly"
+    return _dependency_down(request, detail, "store_unavailable")
+
+
+def _dependency_down(request: Request, detail: str, code: str) -> JSONResponse:
+    """A 503 for a dependency that is down: the client retries after a few seconds."""
     return problem(
         503,
         "Service unavailable",
-        "the job store is briefly unreachable; running jobs go on. Retry shortly",
-        "store_unavailable",
+        detail,
+        code,
         request.url.path,
         headers={"Retry-After": "5"},
-        error_id=error_id,
+        error_id=logs.new_error_id(),
     )
 
 

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import configure_logging
 from lpft_contract.recovery import Recovery
+from lpft_contract.store_checks import check_at_startup
 from lpft_contract.stores import stores_from
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -86,6 +87,7 @@ def _lifespan(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContext
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(check_at_startup, settings)
         app.state.stores = stores = stores_from(settings)
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
         app.state.models = ModelCache(
@@ -94,6 +96,7 @@ def _lifespan(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContext
             settings.predict_device,
             settings.predict_backend,
             settings.predict_precision,
+            data_root=stores.volume.root,
         )
         recovery = Recovery(
             stores,

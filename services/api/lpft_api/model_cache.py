@@ -23,6 +23,7 @@ class ModelCache:
         device: str,
         backend: Backend = "torch",
         precision: Precision = "fp32",
+        data_root: Path | None = None,
     ) -> None:
         route_transformers_logs()  # loading a model must not print text into the JSON log
         self.torch_thread = TorchThread()
@@ -35,6 +36,8 @@ class ModelCache:
         self.device = device
         self.backend = backend
         self.precision = precision
+        #: this process's copy of the artifact store, where a model's spec paths are found
+        self.data_root = data_root
         self.models: OrderedDict[str, BatchedModel] = OrderedDict()
         self.loading: dict[str, asyncio.Lock] = {}
 
@@ -61,6 +64,7 @@ class ModelCache:
                     self.max_batch,
                     backend=self.backend,
                     precision=self.precision,
+                    data_root=self.data_root,
                 )
                 self.models[job_id] = BatchedModel(predictor, self.max_batch, self.torch_thread)
                 while len(self.models) > self.capacity:

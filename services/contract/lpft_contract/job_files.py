@@ -104,6 +104,7 @@ class JobFiles:
             source_dir = self.volume.model_dir(source)
             if _manifest_changed(self.source_manifest, source_dir):
                 publish(self.volume.objects, Volume.model_key(source), source_dir)
+            self.volume.drop_local_copy(Volume.job_key(source))  # another job's, not kept
 
 
 def publish_job_log(volume: Volume, job_id: str) -> None:

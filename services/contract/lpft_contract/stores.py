@@ -15,6 +15,7 @@ from redis.retry import Retry
 from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
 from lpft_contract.job_store import JobStore
+from lpft_contract.local_copies import LocalCopies
 from lpft_contract.objects import LocalObjectStore, ObjectStore, object_store_from_url
 from lpft_contract.quotas import Quotas
 from lpft_contract.settings import SharedSettings
@@ -33,6 +34,7 @@ class Stores:
     datasets: DatasetStore
     events: EventLog
     quotas: Quotas
+    copies: LocalCopies
 
     @classmethod
     def over(
@@ -54,7 +56,7 @@ class Stores:
         quotas = Quotas(client, volume)
         datasets = DatasetStore(client, volume)
         job_store = jobs(client, volume, events, quotas, datasets)
-        return cls(client, volume, job_store, datasets, events, quotas)
+        return cls(client, volume, job_store, datasets, events, quotas, LocalCopies(volume))
 
 
 def connect(url: str, *, patient: bool = False) -> redis.Redis:
@@ -78,9 +80,7 @@ def connect(url: str, *, patient: bool = False) -> redis.Redis:
 
 def stores_from(settings: SharedSettings, *, patient: bool = False) -> Stores:
     """The stores the settings describe (see ``connect`` for ``patient``)."""
-    objects = artifact_store(
-        settings.artifacts_url or str(settings.artifacts_dir), settings.store_retry_seconds
-    )
+    objects = artifact_store(artifacts_location(settings), settings.store_retry_seconds)
     root = objects.root if isinstance(objects, LocalObjectStore) else settings.local_cache
     return Stores.over(
         connect(settings.redis_url, patient=patient),
@@ -88,6 +88,12 @@ def stores_from(settings: SharedSettings, *, patient: bool = False) -> Stores:
         settings.event_retention_seconds,
         objects=objects,
     )
+
+
+def artifacts_location(settings: SharedSettings) -> str:
+    """Where the settings put the artifact store: ``LPFT_ARTIFACTS_URL``, else the directory
+    ``LPFT_ARTIFACTS_DIR``."""
+    return settings.artifacts_url or str(settings.artifacts_dir)
 
 
 @functools.cache

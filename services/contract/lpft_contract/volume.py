@@ -101,6 +101,11 @@ class Volume:
     def remove(self, prefix: str) -> None:
         """Remove everything under ``prefix``, from the store and from the local copy."""
         self.objects.delete_prefix(prefix)
+        self.drop_local_copy(prefix)
+
+    def drop_local_copy(self, prefix: str) -> None:
+        """Remove this process's copy of ``prefix``, leaving the store as it is (nothing to
+        do when the copy is the store)."""
         if not self.shares_disk:
             shutil.rmtree(self.path(prefix), ignore_errors=True)
 

@@ -13,13 +13,18 @@ also beats in Redis from a thread of its own (``lpft_worker.heartbeat``).
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, signals
 from kombu import Queue
 from lpft_contract.logs import configure_logging
+from lpft_contract.store_checks import ArtifactStoreMisconfigured, check_at_startup
 from lpft_contract.tasks import Queue as JobQueue
 
 from lpft_worker import heartbeat
 from lpft_worker.settings import WorkerSettings, get_worker_settings
+
+logger = logging.getLogger("lpft.worker")
 
 
 def create_celery() -> Celery:
@@ -53,6 +58,18 @@ def celery_config(settings: WorkerSettings) -> dict[str, object]:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
+
+
+@signals.worker_init.connect
+def artifact_store_usable(**_: object) -> None:
+    """Refuse to start with credentials the artifact store refuses or a bucket it lacks:
+    the operator learns it now, not from the first job that fails. Celery logs and ignores
+    a receiver's exception; a SystemExit stops the worker."""
+    try:
+        check_at_startup(get_worker_settings())
+    except ArtifactStoreMisconfigured:
+        logger.critical("the worker cannot use its artifact store", exc_info=True)
+        raise SystemExit(1) from None
 
 
 @signals.setup_logging.connect

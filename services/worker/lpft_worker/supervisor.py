@@ -33,6 +33,7 @@ from lpft_contract.logs import new_error_id
 from lpft_contract.objects import ObjectStoreError
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 
 from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings
@@ -90,6 +91,9 @@ class JobSupervisor:
                 if child.poll() is None:  # the watch itself failed: leave no orphan
                     _kill(child)
             self.conclude(ending, child.returncode, Outcome.read(report))
+        # Everything of the job is in the store now, or will be written by the worker that
+        # resumes it: a copy left in this worker's cache would outlive a delete.
+        self.patient.volume.drop_local_copy(Volume.job_key(self.job_id))
         return ending
 
     def watch(self, child: subprocess.Popen[bytes]) -> Ending:

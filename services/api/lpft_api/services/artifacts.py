@@ -21,6 +21,7 @@ from typing import Literal
 from lpft_contract import logs
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room
@@ -61,7 +62,7 @@ def archive(job: JobRecord, stores: Stores, quota: int) -> Path | None:
             f"it fits is in job {job.source_job}'s model: GET /jobs/{job.source_job}/artifacts"
         )
     _succeeded(job, "artifacts")
-    model_dir = stores.volume.model_dir(job.id)
+    model_dir = stores.copies.directory(Volume.model_key(job.id))
     return _built_once(
         stores, job, quota, "model", model_dir, lambda target: _write_archive(model_dir, target)
     )
@@ -78,7 +79,7 @@ def export(job: JobRecord, stores: Stores, fmt: ExportFormat, quota: int) -> Pat
     if not job_kind(job.kind).serves:
         raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
     _succeeded(job, "exports")
-    model_dir = stores.volume.model_dir(job.id)
+    model_dir = stores.copies.directory(Volume.model_key(job.id))
     return _built_once(
         stores,
         job,
@@ -206,8 +207,8 @@ def plot(job: JobRecord, stores: Stores, name: str) -> Path:
 def _finished_file(job: JobRecord, stores: Stores, relative: str) -> Path:
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; its report exists once it succeeded")
-    path = stores.volume.model_dir(job.id) / relative
-    if not path.is_file():
+    path = stores.copies.file(f"{Volume.model_key(job.id)}/{relative}")
+    if path is None:
         raise NotFound(f"job {job.id} has no {relative}")
     return path
 

@@ -19,6 +19,7 @@ import redis
 from lpft_contract.keys import PREFIX
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -218,9 +219,10 @@ async def stream(
 def metrics(job: JobRecord, stores: Stores) -> dict[str, Any] | LiveMetrics:
     """The full lpft_core metrics once the job succeeded; until then, what its event log
     holds: the stage, the per-step history and the per-epoch validation."""
-    path = stores.volume.model_dir(job.id) / METRICS_FILE
-    if job.status == JobStatus.SUCCEEDED and path.is_file():
-        return json.loads(path.read_text())
+    if job.status == JobStatus.SUCCEEDED:
+        document = stores.volume.read_text(f"{Volume.model_key(job.id)}/{METRICS_FILE}")
+        if document is not None:
+            return json.loads(document)
     events = stores.events.read(job.id, after=None, limit=1_000_000).items
     stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
     return LiveMetrics(

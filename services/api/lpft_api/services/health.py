@@ -1,10 +1,10 @@
-"""What readiness means: the job store answers and the artifact volume takes writes."""
+"""What readiness means: the job store answers and the artifact store takes writes."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 
+from lpft_contract.store_checks import store_readiness
 from lpft_contract.stores import Stores
 
 from lpft_api.settings import ApiSettings
@@ -22,13 +22,5 @@ def readiness(stores: Stores, settings: ApiSettings) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - any failure means not ready
         logger.exception("readiness: Redis unreachable")
         checks["redis"] = "unreachable"
-    probe = settings.artifacts_dir / f".ready-{uuid.uuid4().hex}"
-    try:
-        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
-        checks["artifacts"] = "ok"
-    except OSError:
-        logger.exception("readiness: artifact volume not writable")
-        checks["artifacts"] = "not writable"
+    checks["artifacts"] = store_readiness(settings)
     return checks

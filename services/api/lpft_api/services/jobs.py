@@ -16,6 +16,7 @@ from lpft_contract.enqueue import Enqueuer
 from lpft_contract.logs import JOB_LOG, read_job_log
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 
 from lpft_api.errors import (
     Conflict,
@@ -157,7 +158,8 @@ def _submit(record: JobRecord, stores: Stores, enqueuer: Enqueuer, settings: Api
 def job_log(job: JobRecord, limit: int, stores: Stores) -> JobLog:
     """The newest ``limit`` records of the job's log (its worker's and training process's,
     every run of it), oldest first; empty until the job has started."""
-    records, has_more = read_job_log(stores.volume.job_dir(job.id) / JOB_LOG, limit)
+    path = stores.copies.file(Volume.job_key(job.id, JOB_LOG))
+    records, has_more = read_job_log(path, limit) if path is not None else ([], False)
     return JobLog(data=[LogRecord.model_validate(r) for r in records], has_more=has_more)
 
 

@@ -14,10 +14,12 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.stores import Stores
+from lpft_contract.volume import Volume
 from starlette.types import Receive
 
 from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequests, Unprocessable
@@ -87,7 +89,7 @@ async def predict(
     _check_limits(body, settings)
     with slots.hold(tenant):
         job = _servable_job(body.job_id, tenant, stores)
-        model = await models.get(job.id, stores.volume.model_dir(job.id))
+        model = await models.get(job.id, await _model_dir(job, stores, models))
         predictor = model.predictor
         rows = [item.model_dump() for item in body.inputs]
         predictor.validate(rows)  # a bad request must not fail the pass it would join
@@ -188,6 +190,23 @@ async def _client_gone(receive: Receive) -> None:
     is ``http.disconnect``."""
     while (await receive())["type"] != "http.disconnect":
         continue
+
+
+async def _model_dir(job: JobRecord, stores: Stores, models: ModelCache) -> Path:
+    """This replica's copy of the job's model: at hand, or (first use, a new version in the
+    store) fetched off the event loop, with the datasets an int8 model's report is measured
+    on."""
+    key = Volume.model_key(job.id)
+    if (directory := stores.copies.current(key)) is not None:
+        return directory
+
+    def fetch() -> Path:
+        if models.precision == "int8":
+            for dataset_id in {*job.dataset.values(), *job.eval_sets.values()} - {None}:
+                stores.copies.file(Volume.dataset_key(dataset_id))
+        return stores.copies.directory(key)
+
+    return await asyncio.to_thread(fetch)
 
 
 def _servable_job(job_id: str, tenant: str, stores: Stores) -> JobRecord:
