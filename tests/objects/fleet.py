@@ -66,9 +66,10 @@ class Fleet:
         self.workers.append(worker)
         return worker
 
-    def client(self, tenant: str = "alice") -> httpx.Client:
+    def client(self, tenant: str = "alice", base_url: str | None = None) -> httpx.Client:
+        """A tenant's client of the fleet's API (or of another replica, at ``base_url``)."""
         headers = {"Authorization": f"Bearer {KEYS[tenant]}"}
-        return httpx.Client(base_url=self.api.url, headers=headers, timeout=60)
+        return httpx.Client(base_url=base_url or self.api.url, headers=headers, timeout=60)
 
     def keys(self, prefix: str) -> list[str]:
         return [info.key for info in self.store.list(prefix)]

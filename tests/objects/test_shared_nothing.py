@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lpft_contract.local_copies import RECHECK_S
 from lpft_contract.objects import MANIFEST
 
-from tests.integration.conftest import job_body, upload, wait_for
+from tests.integration.conftest import ApiServer, job_body, upload, wait_for
 from tests.objects.fleet import Fleet, events, running_fleet, wait_for_an_epoch
 from tests.redis_fixtures import PrivateRedis
 
@@ -89,3 +90,39 @@ def test_a_job_resumes_on_another_worker_from_the_bucket_and_is_served_from_it(
         assert alice.delete(f"/jobs/{job_id}").status_code == 204
         assert fleet.keys(f"jobs/{job_id}") == [], "the deleted job left objects behind"
         assert not (fleet.machine("api").cache / "jobs" / job_id).exists()
+
+
+def test_a_recalibration_through_another_replica_is_served_by_this_one(
+    fleet: Fleet, toy_dataset_files: dict[str, Path], tiny_model_dir: Path
+) -> None:
+    """Replica 1 holds the model loaded; the re-calibration is asked of replica 2 and run by
+    a worker, which publishes the new temperature to the bucket: replica 1 serves it within
+    its version check (lpft_contract.local_copies.RECHECK_S)."""
+    other = fleet.machine("api-2")
+    replica = ApiServer(other.env(fleet.shared), fleet.root / "api-2.log", cwd=other.work)
+    try:
+        with fleet.client() as alice, fleet.client(base_url=replica.url) as alice_there:
+            dataset = {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+            job = alice.post("/jobs", json=job_body(dataset, tiny_model_dir))
+            assert job.status_code == 202, job.text
+            job_id = wait_for(alice, job.json()["id"], {"succeeded"}, timeout=300)["id"]
+            rows = {"job_id": job_id, "inputs": [{"text": "a fine, moving film"}]}
+            before = alice.post("/predict", json=rows).json()["temperature"]
+
+            # fitted on the test split: another temperature than the validation split's
+            recalibration = alice_there.post(
+                f"/jobs/{job_id}/recalibrate", json={"dataset": dataset["test"]}
+            )
+            assert recalibration.status_code == 202, recalibration.text
+            recal_id = recalibration.json()["id"]
+            wait_for(alice_there, recal_id, {"succeeded"}, timeout=300)
+            fitted = alice_there.get(f"/jobs/{recal_id}/metrics").json()["temperature"]
+            assert fitted != pytest.approx(before), "the test split gave the same temperature"
+
+            deadline = time.monotonic() + RECHECK_S + 10
+            while (now := alice.post("/predict", json=rows).json()["temperature"]) != fitted:
+                assert time.monotonic() < deadline, f"replica 1 still serves T={now}"
+                time.sleep(0.2)
+    finally:
+        replica.stop()
+    assert not any(other.work.iterdir()), "replica 2 wrote into its working directory"

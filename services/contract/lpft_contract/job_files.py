@@ -14,18 +14,23 @@ With the local backend the store is the worker's disk, and all of this is nothin
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lpft_contract.logs import JOB_LOG
-from lpft_contract.objects import Manifest, fetch, latest_complete, publish
+from lpft_contract.objects import Manifest, ObjectStoreError, fetch, latest_complete, publish
 from lpft_contract.objects.manifest import digest_file, directory_files
 from lpft_contract.records import JobRecord
 from lpft_contract.volume import Volume
 
-#: The versions of a job's checkpoint, under its checkpoint key: they sort by name.
-VERSION = "v-{:06d}"
+#: The versions of a job's checkpoint, under its checkpoint key: they sort by name, and the
+#: run (the job's attempt) that wrote one is part of its name, so two runs never write one.
+VERSION = "v-{:06d}-run-{:03d}"
+logger = logging.getLogger("lpft.store")
 
 
 @dataclass
@@ -41,6 +46,9 @@ class JobFiles:
     checkpoint_seen: tuple[tuple[str, int, int], ...] = ()
     #: The manifest of the source job's model as fetched, to tell whether the job rewrote it.
     source_manifest: Manifest | None = field(default=None, repr=False)
+    #: Whether the job is still this run's. Asked before anything is published: a run whose
+    #: job was handed to another worker (its own worker lost) must not write over that one's.
+    still_ours: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     @property
     def copies(self) -> bool:
@@ -67,7 +75,7 @@ class JobFiles:
         if latest is None:
             return
         fetch(self.volume.objects, latest, local)
-        self.checkpoint_version = int(latest.rsplit("-", 1)[1])
+        self.checkpoint_version = int(latest.rsplit("/", 1)[1].split("-")[1])
         self.checkpoint_seen = _state_of(local)
 
     def publish_checkpoint(self) -> bool:
@@ -78,14 +86,13 @@ class JobFiles:
             return False
         local = self.volume.checkpoint_dir(self.record.id)
         state = _state_of(local)
-        if not state or state == self.checkpoint_seen:
+        if not state or state == self.checkpoint_seen or not self.still_ours():
             return False
         checkpoints = Volume.checkpoint_key(self.record.id)
-        version = f"{checkpoints}/{VERSION.format(self.checkpoint_version + 1)}"
-        publish(self.volume.objects, version, local)
+        current = VERSION.format(self.checkpoint_version + 1, self.record.attempts)
+        publish(self.volume.objects, f"{checkpoints}/{current}", local)
         self.checkpoint_version += 1
         self.checkpoint_seen = state
-        current = VERSION.format(self.checkpoint_version)
         stored = self.volume.objects.list(checkpoints)
         for older in {info.key[len(checkpoints) + 1 :].split("/")[0] for info in stored}:
             if older != current:
@@ -93,8 +100,9 @@ class JobFiles:
         return True
 
     def publish_outputs(self) -> None:
-        """Publish the job's model directory, and its source's if the job rewrote it."""
-        if not self.copies:
+        """Publish the job's model directory, and its source's if the job rewrote it; nothing
+        when the job is no longer this run's (its outcome will not be recorded either)."""
+        if not self.copies or not self.still_ours():
             return
         model_dir = self.volume.model_dir(self.record.id)
         if model_dir.is_dir():
@@ -105,6 +113,41 @@ class JobFiles:
             if _manifest_changed(self.source_manifest, source_dir):
                 publish(self.volume.objects, Volume.model_key(source), source_dir)
             self.volume.drop_local_copy(Volume.job_key(source))  # another job's, not kept
+
+
+class LiveLog:
+    """Keeps a running job's log in the store, so that its tenant reads it while it trains:
+    every ``period_s`` the log goes up again if it grew. From a thread of its own, since an
+    upload riding out an outage of the store must not hold up the job's lease renewals."""
+
+    def __init__(self, volume: Volume, job_id: str, period_s: float) -> None:
+        self.volume = volume
+        self.job_id = job_id
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._mirror, name="live-log", daemon=True)
+
+    def __enter__(self) -> LiveLog:
+        if not self.volume.shares_disk:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _mirror(self) -> None:
+        log = self.volume.job_dir(self.job_id) / JOB_LOG
+        sent = -1
+        while not self._stop.wait(self.period_s):
+            try:
+                size = log.stat().st_size
+                if size != sent:
+                    publish_job_log(self.volume, self.job_id)
+                    sent = size
+            except (OSError, ObjectStoreError) as exc:  # the next period tries again
+                logger.debug("the job's log could not be stored yet: %s", exc)
 
 
 def publish_job_log(volume: Volume, job_id: str) -> None:

@@ -167,7 +167,11 @@ def _run_and_report(
         except redis.RedisError:
             return False
 
-    files = JobFiles(patient.volume, record)
+    def still_ours() -> bool:  # asked of the patient store: it must not guess in an outage
+        now = patient.jobs.get_job(job_id)
+        return now is not None and now.status == JobStatus.RUNNING and now.worker == record.worker
+
+    files = JobFiles(patient.volume, record, still_ours=still_ours)
     outcome = _run(record, files, events, should_stop, orphaned)
     events.flush(patient.events)
     if outcome is None:  # the worker died under us: resume elsewhere

@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import redis
-from lpft_contract.job_files import publish_job_log
+from lpft_contract.job_files import LiveLog, publish_job_log
 from lpft_contract.logs import new_error_id
 from lpft_contract.objects import ObjectStoreError
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
@@ -86,7 +86,9 @@ class JobSupervisor:
             report = Path(scratch) / "outcome.json"
             child = subprocess.Popen([*command, str(report)], env=env)
             try:
-                ending = self.watch(child)
+                live = LiveLog(self.patient.volume, self.job_id, self.settings.heartbeat_seconds)
+                with live:
+                    ending = self.watch(child)
             finally:
                 if child.poll() is None:  # the watch itself failed: leave no orphan
                     _kill(child)
