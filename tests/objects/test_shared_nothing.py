@@ -5,6 +5,7 @@ leaves no object of the job behind, and no worker keeps a copy of it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import pytest
 from lpft_contract.local_copies import RECHECK_S
 from lpft_contract.objects import MANIFEST
 
-from tests.integration.conftest import ApiServer, job_body, upload, wait_for
+from tests.integration.conftest import ApiServer, download_archive, job_body, upload, wait_for
 from tests.objects.fleet import Fleet, events, running_fleet, wait_for_an_epoch
 from tests.redis_fixtures import PrivateRedis
 
@@ -73,9 +74,12 @@ def test_a_job_resumes_on_another_worker_from_the_bucket_and_is_served_from_it(
         resumed = [e["data"] for e in events(alice, job_id) if "resumed_from_epoch" in e["data"]]
         assert resumed and resumed[0]["resumed_from_epoch"] >= 1, "worker 2 started over"
         assert "training process started" in second.log.read_text()
-        stored = fleet.keys(f"jobs/{job_id}")
-        assert f"jobs/{job_id}/model/{MANIFEST}" in stored
-        assert not [k for k in stored if "/checkpoint/" in k], "a finished job keeps no checkpoint"
+        assert f"jobs/{job_id}/model/{MANIFEST}" in fleet.keys(f"jobs/{job_id}")
+        # The checkpoint goes right after the final state is written, not before it.
+        deadline = time.monotonic() + 30
+        while left := fleet.keys(f"jobs/{job_id}/checkpoint"):
+            assert time.monotonic() < deadline, f"a finished job kept its checkpoint: {left}"
+            time.sleep(0.1)
         assert alice.get(f"/jobs/{job_id}/logs").json()["data"], "the job's log is in the bucket"
         assert not (fleet.machine("worker-2").cache / "jobs" / job_id).exists()
 
@@ -90,6 +94,9 @@ def test_a_job_resumes_on_another_worker_from_the_bucket_and_is_served_from_it(
         assert alice.delete(f"/jobs/{job_id}").status_code == 204
         assert fleet.keys(f"jobs/{job_id}") == [], "the deleted job left objects behind"
         assert not (fleet.machine("api").cache / "jobs" / job_id).exists()
+        for dataset_id in dataset.values():
+            assert alice.delete(f"/datasets/{dataset_id}").status_code == 204
+            assert not [k for k in fleet.keys("datasets") if dataset_id in k]
 
 
 def test_a_recalibration_through_another_replica_is_served_by_this_one(
@@ -123,6 +130,15 @@ def test_a_recalibration_through_another_replica_is_served_by_this_one(
             while (now := alice.post("/predict", json=rows).json()["temperature"]) != fitted:
                 assert time.monotonic() < deadline, f"replica 1 still serves T={now}"
                 time.sleep(0.2)
+
+            # an archive one replica built is in the bucket, and the other serves it as is
+            built = download_archive(alice, f"/jobs/{job_id}/artifacts")
+            [archive] = [k for k in fleet.keys(f"jobs/{job_id}") if k.endswith(".tar.gz")]
+            calibration = json.load(built.extractfile("model/calibration.json"))
+            assert calibration["temperature"] == pytest.approx(fitted)
+            response = alice_there.get(f"/jobs/{job_id}/artifacts")
+            assert response.status_code == 200, "replica 2 built it again instead"
+            assert response.content == fleet.store.get_bytes(archive)
     finally:
         replica.stop()
     assert not any(other.work.iterdir()), "replica 2 wrote into its working directory"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,14 @@ class JobFiles:
             return False
         checkpoints = Volume.checkpoint_key(self.record.id)
         current = VERSION.format(self.checkpoint_version + 1, self.record.attempts)
-        publish(self.volume.objects, f"{checkpoints}/{current}", local)
+        started = time.monotonic()
+        manifest = publish(self.volume.objects, f"{checkpoints}/{current}", local)
+        logger.info(
+            "checkpoint %s stored: %d bytes in %.2f s",
+            current,
+            manifest.total_bytes,
+            time.monotonic() - started,
+        )
         self.checkpoint_version += 1
         self.checkpoint_seen = state
         stored = self.volume.objects.list(checkpoints)

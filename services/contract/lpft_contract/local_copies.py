@@ -64,6 +64,13 @@ class LocalCopies:
             return local
         return None
 
+    def version(self, prefix: str) -> str | None:
+        """The store's version of the set this process last fetched or checked under
+        ``prefix`` (its manifest's ETag), the same on every replica; None with the local
+        backend, or before ``directory`` was asked for it."""
+        held = self._held.get(prefix)
+        return None if held is None or self.volume.shares_disk else held[0]
+
     def file(self, key: str) -> Path | None:
         """The local copy of the object ``key`` (fetched when the store's is another
         version), or None when the store has none."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tarfile
 import threading
 import uuid
@@ -103,8 +104,10 @@ def _built_once(
     source: Path,
     build: Callable[[Path], object],
 ) -> Path | None:
-    """``<name>-<version of source>.tar.gz`` in the job's directory once it is built; until
-    then None, and ``build(path)`` runs on the builders' pool.
+    """``<name>-<version of source>.tar.gz`` in the job's directory once it is built (by this
+    replica, or by another: it is kept in the artifact store); until then None, and
+    ``build(path)`` runs on the builders' pool. The version is the model's in the store
+    when there is one (alike on every replica), else a digest of its files.
 
     Raises:
         QuotaExceeded: the archive is not built and the tenant's stored bytes reached
@@ -114,9 +117,12 @@ def _built_once(
             ``BuildFailed``, a 500 whose error id names the logged traceback), and the
             request after it builds again.
     """
-    path = stores.volume.job_dir(job.id) / f"{name}-{_content_version(source)}.tar.gz"
-    if path.is_file():
-        return path
+    stored = stores.copies.version(Volume.model_key(job.id))
+    version = re.sub(r"[^0-9A-Za-z]", "", stored) if stored else _content_version(source)
+    key = Volume.job_key(job.id, f"{name}-{version}.tar.gz")
+    if (built := stores.copies.file(key)) is not None:
+        return built
+    path = stores.volume.path(key)
     check_room(stores, job.tenant, quota, "this archive")
     with _building_lock:
         failure = _failed.pop(path, None)
@@ -125,24 +131,33 @@ def _built_once(
         if path in _building:
             return None
         _building.add(path)
-    _builder.submit(_build, stores, job, name, path, build)
+    _builder.submit(_build, stores, job, name, key, build)
     return None
 
 
 def _build(
-    stores: Stores, job: JobRecord, name: str, path: Path, build: Callable[[Path], object]
+    stores: Stores, job: JobRecord, name: str, key: str, build: Callable[[Path], object]
 ) -> None:
     """Build under a unique name, then rename: a concurrent download never sees a
-    half-written archive. Archives of earlier versions (before a re-calibration) go once the
-    new one is in place. A new archive counts toward the tenant's stored bytes."""
+    half-written archive; then store it for the other replicas. Archives of earlier versions
+    (before a re-calibration) go once the new one is in place. A new archive counts toward
+    the tenant's stored bytes; one built for a job deleted meanwhile is not kept."""
+    path = stores.volume.path(key)
     job_dir = path.parent
     partial = job_dir / f".{name}-{uuid.uuid4().hex}.tar.gz"
     try:
         build(partial)
         partial.replace(path)
-        for stale in job_dir.glob(f"{name}-*.tar.gz"):
-            if stale != path:  # an older version; this one another replica may be serving
-                stale.unlink(missing_ok=True)
+        if not stores.volume.shares_disk:
+            stores.volume.objects.put_file(key, path)
+        for stale in stores.volume.objects.list(Volume.job_key(job.id)):
+            stale_name = stale.key.rsplit("/", 1)[1]
+            if _is_version_of(stale_name, name) and stale.key != key:
+                stores.volume.objects.delete(stale.key)  # another replica may serve this one
+                stores.volume.path(stale.key).unlink(missing_ok=True)
+        if stores.jobs.get_job(job.id) is None:  # deleted while it was built
+            stores.volume.remove(key)
+            return
         stores.quotas.measure_job(job)
     except FileNotFoundError:  # the job was deleted meanwhile: nobody will download it
         logger.info("stopped building %s: its job is gone", path.name)
@@ -162,6 +177,13 @@ def _build(
         partial.unlink(missing_ok=True)
         with _building_lock:
             _building.discard(path)
+
+
+def _is_version_of(file_name: str, name: str) -> bool:
+    """Whether ``file_name`` is a version of the archive ``name`` (``model-<version>.tar.gz``
+    is one of ``model``'s, not of ``model-onnx``'s)."""
+    version = file_name.removeprefix(f"{name}-").removesuffix(".tar.gz")
+    return file_name != version and file_name.endswith(".tar.gz") and version.isalnum()
 
 
 def _write_archive(directory: Path, target: Path) -> None:
