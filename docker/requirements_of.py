@@ -1,5 +1,6 @@
-"""Print the requirements of one of pyproject.toml's extras, following its ``lpft[...]``
-references to other extras: ``python requirements_of.py api``.
+"""Print the requirements of pyproject.toml's extras, following their ``lpft[...]``
+references to other extras: ``python requirements_of.py api,s3`` (one extra, or several
+separated by commas, as pip writes them).
 
 The images install their dependencies in a layer of their own, before the source is copied, so
 that editing the code does not reinstall them; pip cannot install a project's dependencies
@@ -25,7 +26,9 @@ def requirements(extra: str) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in EXTRAS:
+    named = sys.argv[1].split(",") if len(sys.argv) == 2 else []
+    if not named or not set(named) <= set(EXTRAS):
         # An image built without its EXTRA build argument gets here with no extra at all.
-        sys.exit(f"usage: python requirements_of.py EXTRA, one of: {', '.join(EXTRAS)}")
-    sys.stdout.write("\n".join(sorted(set(requirements(sys.argv[1])))) + "\n")
+        sys.exit(f"usage: python requirements_of.py EXTRA[,EXTRA...], of: {', '.join(EXTRAS)}")
+    listed = {requirement for extra in named for requirement in requirements(extra)}
+    sys.stdout.write("\n".join(sorted(listed)) + "\n")

@@ -4,9 +4,10 @@ No Docker engine runs here (nor in CI), so these tests stand in for ``docker com
 the YAML parses, every build context, Dockerfile target, copied path, command module and
 volume it names exists, and the production settings are in place: healthchecks (a worker's
 answers while it trains), restart policies, stop grace periods that cover the service's own
-shutdown, persistence, the GPU reservation, the CPU profile, images that share one base stage,
-run as a non-root user and build their dependency layer before the source is copied, pinned
-torch, and a build context that leaves local state out.
+shutdown, persistence, the GPU reservation, the CPU profile, the S3 profile's MinIO and the
+bucket its one-shot makes, images that share one base stage, run as a non-root user and build
+their dependency layer before the source is copied, pinned torch, and a build context that
+leaves local state out.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from lpft_contract.objects import object_store_from_url
 from lpft_worker.settings import WorkerSettings
 from packaging.requirements import Requirement
 
@@ -32,6 +35,9 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 WORKERS = ("worker", "worker-cpu")
 BUILT = ("api", *WORKERS)
+# Services that do one thing and exit (nothing to check the health of while they run).
+ONE_SHOT = ("minio-setup",)
+MINIO_ENV = ROOT / "docker" / "minio.env"
 HEALTH_COMMAND = ["python", "-m", "lpft_worker.health"]
 TORCH_PIN = "torch==2.13.0"
 
@@ -156,7 +162,7 @@ def test_compose_references_resolve() -> None:
                 assert "profiles" not in SERVICES[dependency], (name, dependency)
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
+@pytest.mark.parametrize("name", sorted(set(SERVICES) - set(ONE_SHOT)))
 def test_every_service_checks_its_health_and_restarts(name: str) -> None:
     service = SERVICES[name]
     healthcheck = service["healthcheck"]
@@ -198,7 +204,8 @@ def test_build_context_dockerfile_target_and_copied_paths_exist(name: str) -> No
                 assert (context / source).exists(), f"{DOCKERFILE.name} copies missing {source}"
         if instruction.keyword == "ARG" and "=" not in instruction.text:
             assert instruction.text in build["args"], f"{name} does not pass {instruction.text}"
-    assert build["args"]["EXTRA"] == build["target"], "the image installs another extra"
+    extras = build["args"]["EXTRA"].split(",")
+    assert extras == [build["target"], "s3"], "the image installs another extra, or no S3 client"
 
 
 def test_the_targets_share_one_base_that_installs_everything() -> None:
@@ -333,7 +340,7 @@ def test_the_dependency_layer_installs_the_whole_extra(name: str, tmp_path: Path
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    expected, pending = set(), [extra]
+    expected, pending = set(), extra.split(",")
     while pending:
         for requirement in map(Requirement, extras[pending.pop()]):
             if requirement.name == "lpft":
@@ -341,7 +348,7 @@ def test_the_dependency_layer_installs_the_whole_extra(name: str, tmp_path: Path
             else:
                 expected.add(str(requirement))
     assert {str(Requirement(line)) for line in listed} == expected
-    assert "torch" in listed
+    assert "torch" in listed and any(line.startswith("obstore") for line in listed)
 
 
 def test_every_pip_install_keeps_torch_pinned() -> None:
@@ -443,6 +450,9 @@ def test_docker_compose_accepts_the_file() -> None:
     keyless = {name: value for name, value in keyed.items() if name != "LPFT_API_KEYS"}
     result = subprocess.run(command, cwd=ROOT, env=keyless, capture_output=True, text=True)
     assert result.returncode != 0 and "LPFT_API_KEYS" in result.stderr
+    s3 = [*compose_command(), "--env-file", str(MINIO_ENV), "--profile", "s3", "config", "-q"]
+    result = subprocess.run(s3, cwd=ROOT, env=keyed, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_compose_never_serves_without_keys_and_publishes_on_loopback() -> None:
@@ -450,3 +460,72 @@ def test_compose_never_serves_without_keys_and_publishes_on_loopback() -> None:
     assert api["environment"]["LPFT_API_KEYS"].startswith("${LPFT_API_KEYS:?")
     assert "LPFT_OPEN_MODE" not in api["environment"]
     assert api["ports"] == ["${LPFT_API_BIND:-127.0.0.1}:${LPFT_API_PORT:-8000}:8000"]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """An env file's ``KEY=value`` lines, as Compose reads them (comments and blanks left out)."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_s3_profile_is_a_pinned_minio_and_a_one_shot_bucket_maker() -> None:
+    minio, setup = SERVICES["minio"], SERVICES["minio-setup"]
+    assert minio["profiles"] == setup["profiles"] == ["s3"]
+    for service in (minio, setup):
+        assert service["image"].partition(":")[2].startswith("RELEASE."), "pin a MinIO release"
+    assert "ports" not in minio, "MinIO is for the compose network only"
+    assert named_volumes(minio) == {"minio-data": "/data"}
+    assert minio["command"] == ["server", "/data"]  # its S3 API on the default :9000
+    assert setup["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert setup["restart"] == "on-failure" and "healthcheck" not in setup
+
+
+def test_minio_env_points_the_api_and_workers_at_the_profiles_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every variable of docker/minio.env reaches the API and the workers (passed through:
+    no value in the compose file, so the local volume stays the default without it), its
+    endpoint is the minio service, its keys are MinIO's root user, and the product reads its
+    URL as an S3 store."""
+    env = env_file(MINIO_ENV)
+    for name in BUILT:
+        environment = SERVICES[name]["environment"]
+        for key in env:
+            assert key in environment and environment[key] is None, (name, key)
+    endpoint = urlsplit(env["AWS_ENDPOINT_URL"])
+    assert (endpoint.scheme, endpoint.hostname, endpoint.port) == ("http", "minio", 9000)
+    assert SERVICES["minio"]["environment"] == {
+        "MINIO_ROOT_USER": "${AWS_ACCESS_KEY_ID:-}",
+        "MINIO_ROOT_PASSWORD": "${AWS_SECRET_ACCESS_KEY:-}",
+    }
+    assert len(env["AWS_SECRET_ACCESS_KEY"]) >= 8, "MinIO refuses a shorter root password"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    store = object_store_from_url(env["LPFT_ARTIFACTS_URL"])
+    assert (store.bucket, store.settings.endpoint) == ("lpft", env["AWS_ENDPOINT_URL"])
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket"), [("s3://lpft/artifacts", "lpft"), ("s3://other", "other")]
+)
+def test_minio_setup_makes_the_bucket_the_url_names(tmp_path: Path, url: str, bucket: str) -> None:
+    """The one shot's own script, run by the shell with docker/minio.env's keys. A stub ``mc``
+    (no MinIO client or Docker engine here) stands in for MinIO's client and records what it
+    is asked to do."""
+    command = SERVICES["minio-setup"]["entrypoint"]
+    assert command[:2] == ["sh", "-c"]
+    script = command[2].replace("$$", "$")  # Compose's escape for a literal $
+    calls = tmp_path / "calls"
+    stub = tmp_path / "mc"
+    stub.write_text('#!/bin/sh\necho "$@" >> "$MC_CALLS"\n')
+    stub.chmod(0o755)
+    env = env_file(MINIO_ENV)
+    passed = {key: env[key] for key in SERVICES["minio-setup"]["environment"] if key in env}
+    shell_env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MC_CALLS": str(calls)}
+    run_env = {**shell_env, **passed, "LPFT_ARTIFACTS_URL": url}
+    subprocess.run(["sh", "-c", script], env=run_env, check=True)
+    key, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    assert calls.read_text().splitlines() == [
+        f"alias set lpft {env['AWS_ENDPOINT_URL']} {key} {secret}",
+        f"mb --ignore-existing lpft/{bucket}",
+    ]
