@@ -33,6 +33,9 @@ OPEN_TENANT = "default"
 #: ``LPFT_METRICS_PUBLIC`` says so).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 PROMETHEUS_PATH = "/metrics"
+#: Trees anyone may fetch: the web console's pages and scripts (``lpft_api.routers.console``),
+#: which hold no data; the API calls they make carry the caller's key like any other client's.
+PUBLIC_TREES = ("/ui",)
 #: The scheme the OpenAPI document declares on the routes that need a key, so that Swagger
 #: has an Authorize button and client generators see it. It checks nothing (``auto_error``
 #: off): this gate has refused a request without a valid key before any route runs.
@@ -126,7 +129,7 @@ class RequestGuard:
         path = scope["path"]
         tenant = self._tenant(scope)
         logs.tenant.set(tenant)
-        if tenant is None and path not in self.public_paths:
+        if tenant is None and path not in self.public_paths and not _in_public_tree(path):
             await _refuse(scope, receive, send, *self._unauthorized(scope))
             return
         scope.setdefault("state", {})["tenant"] = tenant
@@ -190,6 +193,10 @@ class _CountingReceive:
             if self.seen > self.limit:
                 raise BodyTooLarge(self.limit)
         return message
+
+
+def _in_public_tree(path: str) -> bool:
+    return any(path == tree or path.startswith(tree + "/") for tree in PUBLIC_TREES)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

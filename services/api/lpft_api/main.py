@@ -26,7 +26,7 @@ from lpft_api.guard import BEARER, PROMETHEUS_PATH, PUBLIC_PATHS, Keys, Limits, 
 from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus import registry_for
 from lpft_api.prometheus.http import HttpMetrics
-from lpft_api.routers import datasets, health, jobs, predict, prometheus
+from lpft_api.routers import console, datasets, health, jobs, predict, prometheus
 from lpft_api.settings import ApiSettings, get_api_settings
 
 logger = logging.getLogger("lpft.api")
@@ -78,6 +78,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(router)
     for router in (datasets.router, jobs.router, predict.router):
         app.include_router(router, dependencies=[Security(BEARER)])
+    console.mount(app, keys_required=bool(keys))
     return app
 
 

@@ -1,0 +1,144 @@
+// The console's client of the API: the caller's key, JSON requests, and a job's server-sent
+// events read over fetch (EventSource cannot send an Authorization header).
+
+const KEY = "lpft.apiKey";
+
+/** The server refused the key, or wants one (401). */
+export class Unauthorized extends Error {}
+
+/** Any other refusal, with the problem document's detail and field errors. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+// The key lives in sessionStorage only: gone with the tab, never in a cookie or the URL.
+export const key = {
+  get: () => sessionStorage.getItem(KEY),
+  set: (value) => sessionStorage.setItem(KEY, value),
+  forget: () => sessionStorage.removeItem(KEY),
+};
+
+let onUnauthorized = () => {};
+
+/** Called on every 401, wherever it came from (a poll, a stream, an action). */
+export function whenUnauthorized(handler) {
+  onUnauthorized = handler;
+}
+
+function headers(accept, extra = {}) {
+  const result = new Headers({ Accept: accept, ...extra });
+  const stored = key.get();
+  if (stored) result.set("Authorization", `Bearer ${stored}`);
+  return result;
+}
+
+async function problemOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return { detail: `HTTP ${response.status} ${response.statusText}` };
+  }
+}
+
+async function refuse(response) {
+  const problem = await problemOf(response);
+  if (response.status === 401) {
+    const error = new Unauthorized(problem.detail || "this server needs an API key");
+    onUnauthorized(error);
+    return error;
+  }
+  return new ApiError(response.status, problem);
+}
+
+/** A JSON request to the API; resolves to the body (null for 204), throws on a refusal. */
+export async function request(path, { method = "GET", body, signal } = {}) {
+  const extra = body === undefined ? {} : { "Content-Type": "application/json" };
+  const response = await fetch(path, {
+    method,
+    headers: headers("application/json", extra),
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
+  });
+  if (!response.ok) throw await refuse(response);
+  return response.status === 204 ? null : response.json();
+}
+
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+/** Split a text/event-stream body into events ({id, type, data}), calling onEvent for each. */
+async function readEvents(body, onEvent) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = { id: null, type: "message", data: [] };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const lines = buffer.split(/\r\n|\r|\n/);
+    buffer = lines.pop();
+    for (const line of lines) {
+      if (line === "") {
+        if (event.data.length) onEvent({ id: event.id, type: event.type, data: event.data.join("\n") });
+        event = { id: null, type: "message", data: [] };
+      } else if (!line.startsWith(":")) {
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "id") event.id = text;
+        else if (field === "event") event.type = text;
+        else if (field === "data") event.data.push(text);
+      }
+    }
+  }
+}
+
+/**
+ * Follow a job's events from the start until `finished()` says the job is over once the
+ * server closed the stream (it does when the job ended, or when the stream lost its slot).
+ * A dropped connection or a 429 (too many streams) is retried from the last event received.
+ */
+export async function followEvents(jobId, onEvent, { finished, signal, retryMs = 2000 }) {
+  let last = null;
+  while (!signal.aborted) {
+    const extra = last ? { "Last-Event-ID": last } : {};
+    let response;
+    try {
+      response = await fetch(`/jobs/${encodeURIComponent(jobId)}/events`, {
+        headers: headers("text/event-stream", extra),
+        signal,
+      });
+    } catch {
+      if (signal.aborted) return;
+      await sleep(retryMs, signal);
+      continue;
+    }
+    if (response.status === 429) {
+      const seconds = Number(response.headers.get("Retry-After")) || retryMs / 1000;
+      await sleep(seconds * 1000, signal);
+      continue;
+    }
+    if (!response.ok) throw await refuse(response);
+    try {
+      await readEvents(response.body, (event) => {
+        last = event.id;
+        onEvent({ id: event.id, type: event.type, ...JSON.parse(event.data) });
+      });
+    } catch {
+      if (signal.aborted) return;
+      await sleep(retryMs, signal);
+      continue;
+    }
+    if (await finished()) return;
+  }
+}

@@ -1,0 +1,190 @@
+// /ui/: the caller's jobs, newest first, filtered by status (by the API's status index) and
+// kind (here, over the pages read), paged by cursor, and kept live by polling the page shown.
+//
+// Why polling: the API streams the events of one job, not a tenant's list, and each stream
+// holds one of the tenant's few stream slots. One GET of the page every POLL_MS is cheap
+// (the status index makes a filtered page cost what an unfiltered one does).
+
+import { ApiError, request } from "./api.js";
+import { duration, fill, h, jobDuration, jobHref, number, statusBadge, when } from "./dom.js";
+import { run } from "./session.js";
+
+const PAGE = 20;
+const POLL_MS = 2000;
+//: A kind filter reads at most this many pages of 100 for one page shown.
+const KIND_READS = 5;
+
+const $ = (id) => document.getElementById(id);
+const datasets = new Map(); // id -> name (or the id, when it cannot be read)
+const metrics = new Map(); // succeeded job id -> {accuracy, ece}, or null for none
+let view = fromUrl();
+
+function fromUrl() {
+  const query = new URLSearchParams(location.search);
+  return {
+    status: query.get("status") || "",
+    kind: query.get("kind") || "",
+    after: query.get("after") || "",
+    earlier: [], // the `after` of each page before this one, for "Newer"
+  };
+}
+
+function toUrl() {
+  const query = new URLSearchParams();
+  for (const name of ["status", "kind", "after"]) if (view[name]) query.set(name, view[name]);
+  const search = query.toString();
+  history.replaceState(null, "", search ? `?${search}` : location.pathname);
+}
+
+/** One page of jobs for the view: up to PAGE of the chosen kind, and where the next starts. */
+async function readPage(signal) {
+  const shown = [];
+  let cursor = view.after || null;
+  let more = true;
+  for (let reads = 0; shown.length < PAGE && more && reads < (view.kind ? KIND_READS : 1); reads++) {
+    const query = new URLSearchParams({ limit: String(view.kind ? 100 : PAGE) });
+    if (view.status) query.set("status", view.status);
+    if (cursor) query.set("after", cursor);
+    const page = await request(`/jobs?${query}`, { signal });
+    const matching = page.data.filter((job) => !view.kind || job.kind === view.kind);
+    const taken = matching.slice(0, PAGE - shown.length);
+    shown.push(...taken);
+    const cut = taken.length < matching.length;
+    cursor = cut ? taken.at(-1).id : page.last_id;
+    more = cut || page.has_more;
+  }
+  return { jobs: shown, next: more ? cursor : null };
+}
+
+function datasetName(job) {
+  const id = job.dataset?.train;
+  if (!id) return "—";
+  return datasets.get(id) ?? id;
+}
+
+async function learnNames(jobs, signal) {
+  const unknown = [...new Set(jobs.map((j) => j.dataset?.train).filter((id) => id && !datasets.has(id)))];
+  await Promise.all(
+    unknown.map(async (id) => {
+      try {
+        datasets.set(id, (await request(`/datasets/${encodeURIComponent(id)}`, { signal })).name);
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        datasets.set(id, id); // deleted since: its id is all there is
+      }
+    }),
+  );
+}
+
+async function learnMetrics(jobs, signal) {
+  const wanted = jobs.filter((j) => j.status === "succeeded" && j.kind === "finetune" && !metrics.has(j.id));
+  await Promise.all(
+    wanted.map(async (job) => {
+      try {
+        const document = await request(`/jobs/${encodeURIComponent(job.id)}/metrics`, { signal });
+        const test = document.test?.calibrated;
+        metrics.set(job.id, test ? { accuracy: test.accuracy, ece: test.ece } : null);
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        metrics.set(job.id, null);
+      }
+    }),
+  );
+}
+
+function cells(job) {
+  const scores = metrics.get(job.id);
+  return [
+    h("a", { href: jobHref(job.id) }, job.id),
+    job.kind,
+    job.method ?? ((job.methods || []).join(", ") || "—"),
+    datasetName(job),
+    statusBadge(job.status),
+    when(job.created_at),
+    duration(jobDuration(job)),
+    number(scores?.accuracy),
+    number(scores?.ece),
+  ];
+}
+
+function render(page) {
+  const body = $("jobs-body");
+  if (!page.jobs.length) {
+    const filtered = view.status || view.kind ? " matching these filters" : "";
+    fill(body, h("tr", {}, h("td", { colspan: 9 }, `No jobs${filtered}.`)));
+  } else {
+    const rows = new Map([...body.querySelectorAll("tr[data-job]")].map((tr) => [tr.dataset.job, tr]));
+    const ordered = page.jobs.map((job) => {
+      const row = rows.get(job.id) ?? h("tr", { "data-job": job.id });
+      const texts = cells(job);
+      const signature = JSON.stringify(texts.map((c) => (c instanceof Node ? c.textContent : c)));
+      if (row.dataset.signature !== signature) {
+        row.dataset.signature = signature;
+        fill(row, texts.map((c) => h("td", {}, c)));
+      }
+      return row;
+    });
+    const same = ordered.length === body.children.length && ordered.every((r, i) => body.children[i] === r);
+    if (!same) fill(body, ordered);
+  }
+  $("older").disabled = !page.next;
+  $("newer").disabled = !view.after;
+  $("older").dataset.after = page.next ?? "";
+  $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}; refreshed every ${POLL_MS / 1000} s.`;
+}
+
+async function refresh(signal) {
+  const page = await readPage(signal);
+  await Promise.all([learnNames(page.jobs, signal), learnMetrics(page.jobs, signal)]);
+  if (!signal.aborted) render(page);
+}
+
+async function start(signal) {
+  $("status-filter").value = view.status;
+  $("kind-filter").value = view.kind;
+  await refresh(signal);
+  poll(signal);
+}
+
+let reload = () => {};
+
+function poll(signal) {
+  let timer = null;
+  const again = async () => {
+    timer = null;
+    try {
+      if (!document.hidden) await refresh(signal);
+      $("poll-error").textContent = "";
+    } catch (error) {
+      if (signal.aborted) return;
+      $("poll-error").textContent = `Could not refresh: ${error.message}`;
+    }
+    if (!signal.aborted) timer = setTimeout(again, POLL_MS);
+  };
+  timer = setTimeout(again, POLL_MS);
+  reload = async () => {
+    clearTimeout(timer);
+    toUrl();
+    await again();
+  };
+  signal.addEventListener("abort", () => clearTimeout(timer));
+}
+
+$("filters").addEventListener("change", (event) => {
+  if (event.target.id === "status-filter") view.status = event.target.value;
+  if (event.target.id === "kind-filter") view.kind = event.target.value;
+  view.after = "";
+  view.earlier = [];
+  reload();
+});
+$("older").addEventListener("click", (event) => {
+  view.earlier.push(view.after);
+  view.after = event.target.dataset.after;
+  reload();
+});
+$("newer").addEventListener("click", () => {
+  view.after = view.earlier.pop() ?? "";
+  reload();
+});
+
+run(start);

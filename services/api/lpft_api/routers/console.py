@@ -1,0 +1,95 @@
+"""The web console at ``/ui``: static pages and scripts shipped in this package, which call
+the API from the browser like any other client (same origin, same keys).
+
+A Starlette app mounted on the API rather than FastAPI routes: the console is no part of the
+API's contract, so it stays out of the OpenAPI document and out of the API's query-parameter
+check (its pages read their own, ``?status=`` and the like, in the browser). The files hold
+no data, so they are served without a key; the API calls they make need one as usual.
+
+Every answer carries a Content-Security-Policy that allows scripts, styles, images and
+connections from this origin only (no inline script, no ``eval``, no framing), and
+``nosniff``: a string that slipped into the page as HTML could still not run anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
+PREFIX = "/ui"
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Pages are tiny and change with each release; the browser asks each time (304 when
+    # unchanged, by the ETag StaticFiles and FileResponse send).
+    "Cache-Control": "no-cache",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware that puts ``HEADERS`` on every answer of the console, 404s included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _page(name: str):  # noqa: ANN202 - a Starlette endpoint
+    async def endpoint(request: Request) -> Response:
+        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8")
+
+    return endpoint
+
+
+async def _to_jobs(request: Request) -> Response:
+    return RedirectResponse(f"{PREFIX}/", status_code=308, headers=HEADERS)
+
+
+def console_app(keys_required: bool) -> ASGIApp:
+    """The console, to mount at ``PREFIX``: ``/`` the jobs, ``/jobs/{id}`` one job,
+    ``/assets/...`` the scripts, styles and vendored libraries they load, and
+    ``/config.json``, whether this server wants a key (so that a page asks for one before
+    its first call instead of after a 401)."""
+    config = {"keys_required": keys_required}
+
+    async def configuration(request: Request) -> Response:
+        return JSONResponse(config)
+
+    app = Starlette(
+        routes=[
+            Route("/", _page("jobs.html")),
+            Route("/config.json", configuration),
+            Route("/jobs/{job_id}", _page("job.html")),
+            Route("/jobs", _to_jobs),
+            Mount("/assets", StaticFiles(directory=STATIC / "assets")),
+        ]
+    )
+    return SecurityHeaders(app)
+
+
+def mount(app: Starlette, keys_required: bool) -> None:
+    """Serve the console at ``PREFIX`` (``/ui`` itself redirects to ``/ui/``)."""
+    app.mount(PREFIX, console_app(keys_required), name="console")
+    app.add_route(PREFIX, _to_jobs, include_in_schema=False)
