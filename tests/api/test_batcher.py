@@ -1,5 +1,6 @@
-"""The /predict micro-batcher's scheduling: fair shares of each pass, input order, cancelled
-and failed requests. A fake predictor records each pass's rows; no model is involved."""
+"""The /predict micro-batcher's scheduling: passes shared by tenant in turn, then fairly among
+a tenant's requests, input order, cancelled and failed requests. A fake predictor records
+each pass's rows; no model is involved. Waits are counted in passes, never in seconds."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class RecordingPredictor:
         return np.array([[ord(row["text"]), row["index"]] for row in rows], dtype=np.float32)
 
 
+def served_model(predictor: RecordingPredictor, max_batch: int = 4) -> BatchedModel:
+    """A model on a torch thread of its own."""
+    return BatchedModel(predictor, max_batch, TorchThread())
+
+
 def rows(letter: str, count: int) -> list[dict[str, Any]]:
     return [{"text": letter, "index": i} for i in range(count)]
 
@@ -55,7 +61,8 @@ async def queued(model: BatchedModel, requests: dict[str, Coroutine]) -> dict[st
     """Start ``requests``; one turn of the loop lets each append itself to the queue."""
     tasks = {name: asyncio.create_task(request) for name, request in requests.items()}
     await asyncio.sleep(0)
-    assert len(model.waiting) >= len(tasks)
+    waiting = model.torch_thread.passes.waiting
+    assert sum(len(queue) for queue in waiting.values()) >= len(tasks)
     return tasks
 
 
@@ -67,14 +74,14 @@ def test_fair_shares_is_round_robin_by_row() -> None:
     assert fair_shares([2, 3], 64) == [2, 3]
 
 
-def test_small_request_waits_one_pass_behind_big_ones() -> None:
+def test_small_request_waits_one_pass_behind_its_own_tenants_big_ones() -> None:
     async def scenario() -> None:
         predictor = RecordingPredictor()
-        model = BatchedModel(predictor, 4, TorchThread())
+        model = served_model(predictor)
         done: list[str] = []
-        tasks = await first_pass_running(predictor, model, {"a": model.logits(rows("a", 10))})
+        tasks = await first_pass_running(predictor, model, {"a": model.logits(rows("a", 10), "t")})
         tasks |= await queued(
-            model, {"c": model.logits(rows("c", 10)), "b": model.logits(rows("b", 1))}
+            model, {"c": model.logits(rows("c", 10), "t"), "b": model.logits(rows("b", 1), "t")}
         )
         for name, task in tasks.items():
             task.add_done_callback(lambda _, name=name: done.append(name))
@@ -97,14 +104,15 @@ def test_small_request_waits_one_pass_behind_big_ones() -> None:
 def test_cancelled_request_stops_consuming_passes() -> None:
     async def scenario() -> None:
         predictor = RecordingPredictor()
-        model = BatchedModel(predictor, 4, TorchThread())
-        tasks = await first_pass_running(predictor, model, {"a": model.logits(rows("a", 100))})
-        tasks |= await queued(model, {"b": model.logits(rows("b", 2))})
+        model = served_model(predictor)
+        tasks = await first_pass_running(predictor, model, {"a": model.logits(rows("a", 100), "t")})
+        tasks |= await queued(model, {"b": model.logits(rows("b", 2), "t")})
         tasks["a"].cancel()  # what the route does when a's client disconnects
         predictor.release.set()
         np.testing.assert_array_equal(await tasks["b"], expected("b", 2))
-        assert model.worker is not None
-        await model.worker
+        worker = model.torch_thread.passes.worker
+        assert worker is not None
+        await worker
         assert predictor.passes == [["a0", "a1", "a2", "a3"], ["b0", "b1"]]
         with pytest.raises(asyncio.CancelledError):
             await tasks["a"]
@@ -116,18 +124,102 @@ def test_cancelled_request_stops_consuming_passes() -> None:
 def test_failed_pass_fails_only_its_requests() -> None:
     async def scenario() -> None:
         predictor = RecordingPredictor()
-        model = BatchedModel(predictor, 4, TorchThread())
+        model = served_model(predictor)
         poisoned = [{"text": "a", "index": 0}, {"text": "a", "index": 1, "poison": True}]
         tasks = await first_pass_running(
-            predictor, model, {"a": model.logits(poisoned), "d": model.logits(rows("d", 6))}
+            predictor,
+            model,
+            {"a": model.logits(poisoned, "t"), "d": model.logits(rows("d", 6), "t")},
         )
-        tasks |= await queued(model, {"b": model.logits(rows("b", 1))})
+        tasks |= await queued(model, {"b": model.logits(rows("b", 1), "t")})
         predictor.release.set()
         for name in ("a", "d"):  # both had rows in the failed pass; d's later rows are dropped
             with pytest.raises(ValueError, match="poisoned pass"):
                 await tasks[name]
         np.testing.assert_array_equal(await tasks["b"], expected("b", 1))
         assert predictor.passes == [["a0", "a1", "d0", "d1"], ["b0"]]
+        model.torch_thread.close()
+
+    asyncio.run(scenario())
+
+
+def test_one_tenant_alone_fills_every_pass() -> None:
+    """32 concurrent one-input requests of one tenant: two full passes, in arrival order."""
+
+    async def scenario() -> None:
+        predictor = RecordingPredictor()
+        predictor.release.set()
+        model = served_model(predictor, max_batch=16)
+        requests = [model.logits(rows(chr(ord("A") + i), 1), "alice") for i in range(32)]
+        results = await asyncio.gather(*requests)
+        assert predictor.passes == [
+            [f"{chr(ord('A') + i)}0" for i in range(start, start + 16)] for start in (0, 16)
+        ]
+        for i, result in enumerate(results):
+            np.testing.assert_array_equal(result, expected(chr(ord("A") + i), 1))
+        assert model.torch_thread.passes.passes_run == 2
+        model.torch_thread.close()
+
+    asyncio.run(scenario())
+
+
+def test_another_tenants_small_request_waits_two_passes_beside_a_flood() -> None:
+    """Alice floods two of her models (100,000 inputs on one, 32 one-input requests on the
+    other); bob's one input goes into the pass right after the one running when it came."""
+
+    async def scenario() -> None:
+        predictor = RecordingPredictor()
+        model = served_model(predictor)
+        other = BatchedModel(predictor, 4, model.torch_thread)  # alice's second job
+        bobs = BatchedModel(predictor, 4, model.torch_thread)
+        flood = {"a": model.logits(rows("a", 100_000), "alice")}
+        tasks = await first_pass_running(predictor, model, flood)
+        singles = {f"s{i}": other.logits(rows(chr(ord("A") + i), 1), "alice") for i in range(32)}
+        tasks |= await queued(model, singles)
+        waited: list[int] = []
+        bob = asyncio.create_task(bobs.logits(rows("b", 1), "bob"))
+        bob.add_done_callback(lambda _: waited.append(model.torch_thread.passes.passes_run))
+        await asyncio.sleep(0)
+        predictor.release.set()
+        np.testing.assert_array_equal(await bob, expected("b", 1))
+
+        assert waited == [2], "bob's request was answered by the second pass"
+        assert predictor.passes[:2] == [["a0", "a1", "a2", "a3"], ["b0"]]
+        singles_done = [await tasks[f"s{i}"] for i in range(32)]  # alice's turns alternate
+        for i, result in enumerate(singles_done):
+            np.testing.assert_array_equal(result, expected(chr(ord("A") + i), 1))
+        tasks["a"].cancel()
+        worker = model.torch_thread.passes.worker
+        assert worker is not None
+        await worker
+        single_passes = [p for p in predictor.passes if p[0][0] != "a" and p != ["b0"]]
+        assert len(single_passes) == 8 and all(len(p) == 4 for p in single_passes)
+        model.torch_thread.close()
+
+    asyncio.run(scenario())
+
+
+def test_busy_tenants_take_one_pass_each_in_turn() -> None:
+    """Three tenants with large requests get the passes in rotation, whatever their sizes;
+    a tenant that starts waiting while another's pass runs is served next."""
+
+    async def scenario() -> None:
+        predictor = RecordingPredictor()
+        model = served_model(predictor)
+        tasks = await first_pass_running(predictor, model, {"a": model.logits(rows("a", 40), "x")})
+        tasks |= await queued(
+            model,
+            {
+                "b": model.logits(rows("b", 12), "y"),
+                "c": model.logits(rows("c", 12), "z"),
+                "d": model.logits(rows("d", 8), "x"),  # x's second request shares x's turns
+            },
+        )
+        predictor.release.set()
+        await asyncio.gather(*tasks.values())
+        tenants = [{"a": "x", "d": "x", "b": "y", "c": "z"}[p[0][0]] for p in predictor.passes]
+        assert tenants[:10] == ["x", "y", "z"] * 3 + ["x"]
+        assert predictor.passes[3] == ["a4", "a5", "d0", "d1"]  # fair shares within x's turn
         model.torch_thread.close()
 
     asyncio.run(scenario())

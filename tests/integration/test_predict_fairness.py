@@ -1,9 +1,10 @@
-"""Serving /predict fairly, against the real stack: request limits, the per-tenant cap on
-requests in flight, and a small request answered while large ones are still being served.
+"""Serving /predict fairly, against the real stack: request limits, one tenant's 32 clients
+served without a 429, the per-tenant cap against abuse, and a small request answered while
+large ones are still being served.
 
-Only the torch-thread level of fairness can be seen here: a tenant predicts only with its own
-jobs, so bob's request runs on another model than alice's. The batcher's fairness among
-requests to one model is tested with a fake predictor in tests/test_batcher.py.
+A tenant predicts only with its own jobs, so bob's request runs on another model than alice's:
+what shows here is the batcher giving tenants their passes in turn. The batcher's passes, counted
+per tenant and per request, are tested with a fake predictor in tests/api/test_batcher.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +23,11 @@ from lpft_api.errors import TooManyRequests
 from lpft_api.services.predict import TenantSlots
 from lpft_api.settings import ApiSettings
 
-from tests.integration.conftest import Worker, job_body, tenant_client, upload, wait_for
+from tests.integration.conftest import ApiServer, Worker, job_body, tenant_client, upload, wait_for
 from tests.integration.test_errors import assert_problem
 
 #: The service tests run the API with these defaults.
-CAP = ApiSettings.model_fields["predict_concurrency_per_tenant"].default
+CLIENTS = 32  # the issue's concurrent clients of one application
 MAX_INPUTS = ApiSettings.model_fields["max_predict_inputs"].default
 MAX_CHARS = ApiSettings.model_fields["max_text_chars"].default
 HANG_GUARD_S = 120  # only ever reached when a request hangs
@@ -86,41 +88,108 @@ def test_limits_are_checked_before_any_model_work(
     assert_problem(post(jobs["alice"], pair), 422, "inputs[0].text_pair")
 
 
-def test_small_request_is_served_while_big_ones_run_and_the_tenant_cap_holds(
+def test_one_tenant_with_32_clients_gets_no_429(
+    api_url: str, alice: httpx.Client, jobs: dict[str, str]
+) -> None:
+    """One application alone may use the whole server: 32 concurrent one-input requests of
+    one tenant, on the default settings, are all answered, each with its own input's logits."""
+    reference = logits(
+        alice.post(
+            "/predict", json={"job_id": jobs["alice"], "inputs": [{"text": t} for t in TEXTS]}
+        )
+    )
+    finished: list[tuple[str, httpx.Response]] = []
+    bodies = [
+        json.dumps({"job_id": jobs["alice"], "inputs": [{"text": TEXTS[i % len(TEXTS)]}]})
+        for i in range(CLIENTS)
+    ]
+    outcomes = send_concurrently(api_url, "alice", bodies, completion_recorder(finished))
+    for _ in range(CLIENTS):
+        outcomes.get(timeout=HANG_GUARD_S)
+    assert sorted(response.status_code for _, response in finished) == [200] * CLIENTS
+    for name, response in finished:
+        i = int(name.rsplit("-", 1)[1])
+        np.testing.assert_allclose(
+            logits(response), reference[[i % len(TEXTS)]], rtol=1e-4, atol=1e-5
+        )
+
+
+def test_small_request_is_served_while_big_ones_run(
     api_url: str, bob: httpx.Client, jobs: dict[str, str]
 ) -> None:
+    """Bob's one input, sent once alice's largest requests are being served, is answered
+    before any of them (each takes 64 passes)."""
     with tenant_client(api_url, "alice") as alice:
         reference = logits(
             alice.post(
                 "/predict", json={"job_id": jobs["alice"], "inputs": [{"text": t} for t in TEXTS]}
             )
         )
-    inputs = [{"text": TEXTS[i % len(TEXTS)]} for i in range(MAX_INPUTS)]
-    big = json.dumps({"job_id": jobs["alice"], "inputs": inputs})
+    passes_before = passes_run(bob)
     finished: list[tuple[str, httpx.Response]] = []  # in the order the answers came
     record = completion_recorder(finished)
-
-    # CAP + 1 of the largest requests at once: one is refused, and its 429 proves that the
-    # other CAP were in flight when it came. Bob asks then, and is answered before any of them.
-    outcomes = send_concurrently(api_url, "alice", big, CAP + 1, record)
-    first, refused = outcomes.get(timeout=HANG_GUARD_S)
-    assert refused.status_code == 429, f"{first} finished before the last one was sent"
+    outcomes = send_concurrently(api_url, "alice", [largest_body(jobs["alice"])] * 4, record)
+    wait_until_passes_run(bob, passes_before + 1)
     record("bob", bob.post("/predict", json={"job_id": jobs["bob"], "inputs": [{"text": "x"}]}))
-    for _ in range(CAP):
+    for _ in range(4):
         outcomes.get(timeout=HANG_GUARD_S)
 
     names = [name for name, _ in finished]
-    statuses = {name: response.status_code for name, response in finished}
-    assert sorted(statuses.values()) == [200] * (CAP + 1) + [429], statuses
-    served = [name for name in names if name != "bob" and statuses[name] == 200]
-    assert names.index("bob") < names.index(served[0]), names  # before every big one
-
-    body = assert_problem(refused, 429)
-    assert refused.headers["retry-after"] == "1" and f"{CAP} /predict requests" in body["detail"]
+    assert sorted(r.status_code for _, r in finished) == [200] * 5, finished
+    assert names[0] == "bob", names  # before every big one
     expected = reference[np.arange(MAX_INPUTS) % len(TEXTS)]
     for name, response in finished:
-        if name in served:
+        if name != "bob":
             np.testing.assert_allclose(logits(response), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_abuse_cap_answers_429_with_retry_after(
+    service_env: dict[str, str], tmp_path: Path, jobs: dict[str, str]
+) -> None:
+    """An API whose cap is 2: three of the largest requests at once, and one is refused; its
+    429 proves that the other two were in flight when it came."""
+    env = service_env | {"LPFT_PREDICT_MAX_IN_FLIGHT_PER_TENANT": "2"}
+    server = ApiServer(env, tmp_path / "api.log")
+    try:
+        finished: list[tuple[str, httpx.Response]] = []
+        outcomes = send_concurrently(
+            server.url, "alice", [largest_body(jobs["alice"])] * 3, completion_recorder(finished)
+        )
+        first, refused = outcomes.get(timeout=HANG_GUARD_S)
+        assert refused.status_code == 429, f"{first} finished before the last one was sent"
+        for _ in range(2):
+            outcomes.get(timeout=HANG_GUARD_S)
+        assert sorted(r.status_code for _, r in finished) == [200, 200, 429]
+        body = assert_problem(refused, 429)
+        assert refused.headers["retry-after"] == "1"
+        assert "2 /predict requests" in body["detail"]
+        assert "LPFT_PREDICT_MAX_IN_FLIGHT_PER_TENANT" in body["detail"]
+    finally:
+        server.stop()
+
+
+def largest_body(job_id: str) -> str:
+    """The largest request the limits allow, as a JSON body."""
+    inputs = [{"text": TEXTS[i % len(TEXTS)]} for i in range(MAX_INPUTS)]
+    return json.dumps({"job_id": job_id, "inputs": inputs})
+
+
+def passes_run(client: httpx.Client) -> float:
+    """Forward passes the API process has run, from its /metrics page."""
+    page = client.get("/metrics")
+    assert page.status_code == 200, page.text
+    for line in page.text.splitlines():
+        if line.startswith("lpft_predict_batch_size_count"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def wait_until_passes_run(client: httpx.Client, count: float) -> None:
+    """Returns once the API has run ``count`` passes (the requests sent are being served)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while (seen := passes_run(client)) < count:
+        assert time.monotonic() < deadline, f"{seen} passes run, waiting for {count}"
+        time.sleep(0.01)
 
 
 def completion_recorder(
@@ -139,16 +208,15 @@ def completion_recorder(
 def send_concurrently(
     api_url: str,
     tenant: str,
-    body: str,
-    count: int,
+    bodies: list[str],
     record: Callable[[str, httpx.Response], None],
 ) -> queue.Queue[tuple[str, httpx.Response]]:
-    """POST ``body`` to /predict ``count`` times at once, each from its own thread and
-    connection; the answers are recorded and queued as they come."""
+    """POST each of ``bodies`` to /predict at once, each from its own thread and connection
+    (named ``{tenant}-{i}``); the answers are recorded and queued as they come."""
     outcomes: queue.Queue[tuple[str, httpx.Response]] = queue.Queue()
-    start = threading.Barrier(count)
+    start = threading.Barrier(len(bodies))
 
-    def send(name: str) -> None:
+    def send(name: str, body: str) -> None:
         with tenant_client(api_url, tenant) as client:
             start.wait()
             response = client.post(
@@ -157,8 +225,8 @@ def send_concurrently(
         record(name, response)
         outcomes.put((name, response))
 
-    for i in range(count):
-        threading.Thread(target=send, args=(f"{tenant}-{i}",), daemon=True).start()
+    for i, body in enumerate(bodies):
+        threading.Thread(target=send, args=(f"{tenant}-{i}", body), daemon=True).start()
     return outcomes
 
 

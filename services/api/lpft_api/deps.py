@@ -56,7 +56,7 @@ async def get_slots(request: Request, settings: SettingsDep) -> TenantSlots:
     loop: sync dependencies run on a thread pool, where two requests could both make one."""
     state = request.app.state
     if getattr(state, "predict_slots", None) is None:
-        state.predict_slots = TenantSlots(settings.predict_concurrency_per_tenant)
+        state.predict_slots = TenantSlots(settings.predict_max_in_flight_per_tenant)
     return state.predict_slots
 
 

@@ -77,8 +77,10 @@ class ApiSettings(SharedSettings):
     prediction)."""
     max_predict_inputs: int = 1024
     """Inputs per /predict request."""
-    predict_concurrency_per_tenant: int = 4
-    """/predict requests one tenant may have in flight (429 above)."""
+    predict_max_in_flight_per_tenant: int = Field(256, ge=1)
+    """/predict requests one tenant may have in flight per API process (429 above), against
+    abuse only: passes are shared fairly by tenant whatever this is, and 256 lets 8x the 32
+    clients of a busy application in while bounding the bodies one tenant holds to 256 MiB."""
 
     @model_validator(mode="after")
     def _serving_options_agree(self) -> ApiSettings:

@@ -34,9 +34,10 @@ async def create_predictions(
     ``calibrated`` is false.
 
     At most ``LPFT_MAX_PREDICT_INPUTS`` inputs of at most ``LPFT_MAX_TEXT_CHARS`` characters
-    (422 above), and at most ``LPFT_PREDICT_CONCURRENCY_PER_TENANT`` requests of a tenant in
-    flight per API process (429 with ``Retry-After`` above). Concurrent requests share forward
-    passes fairly, so a small request is not held up by large ones."""
+    (422 above). Concurrent requests share forward passes fairly, tenants in turn and then a
+    tenant's requests, so a small request is not held up by large ones, nor by another
+    tenant's many; at most ``LPFT_PREDICT_MAX_IN_FLIGHT_PER_TENANT`` requests of a tenant in
+    flight per API process, against abuse (429 with ``Retry-After`` above)."""
     return await service.predict(
         body,
         tenant,

@@ -1,10 +1,10 @@
 """Calibrated predictions from a finished job's model, with per-request limits and a
-per-tenant cap on requests in flight.
+per-tenant cap on requests in flight against abuse.
 
 The answer is ``Predictor``'s: it checks and encodes the rows, runs the forward pass and turns
 logits into labels and probabilities. The API adds only what one process serving many clients
-needs: a forward pass shared fairly by the requests waiting for the same model
-(``lpft_api.batcher``), and giving up the rows of a client that has left.
+needs: forward passes shared fairly by tenant, then by request (``lpft_api.batcher``), and
+giving up the rows of a client that has left.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ T = TypeVar("T")
 class TenantSlots:
     """How many ``/predict`` requests each tenant has in flight, capped at ``limit``.
 
+    Fairness does not rest on this cap: the batcher shares passes by tenant, so a tenant with
+    many requests in flight delays another's only by its turns. The cap is against abuse: each
+    request in flight holds its parsed body (up to ``LPFT_MAX_REQUEST_BYTES``) and a
+    connection, and one tenant must not pin this process's memory with thousands of them.
     Counted in this API process's memory, so with N processes a tenant may have N × limit in
-    flight. That is enough for what the cap is for: no tenant can fill the queue of this
-    process's one torch thread, and a count in memory needs no expiry when a process dies.
+    flight; a count in memory needs no expiry when a process dies.
     """
 
     def __init__(self, limit: int) -> None:
@@ -53,8 +56,8 @@ class TenantSlots:
         """
         if self.in_flight[tenant] >= self.limit:
             raise TooManyRequests(
-                f"{self.limit} /predict requests per tenant may be in flight at once; "
-                "retry when one of yours has finished",
+                f"{self.limit} /predict requests per tenant may be in flight at once "
+                "(LPFT_PREDICT_MAX_IN_FLIGHT_PER_TENANT); retry when one of yours has finished",
                 retry_after=1,
             )
         self.in_flight[tenant] += 1
@@ -81,7 +84,7 @@ async def predict(
 
     Raises:
         Unprocessable: too many inputs, a text too long, or inputs the model cannot take.
-        TooManyRequests: the tenant has its cap of requests in flight.
+        TooManyRequests: the tenant has its abuse cap of requests in flight.
         NotFound, Conflict: no such job, or not a succeeded finetune job.
         ClientClosedRequest: the client left before the predictions were ready.
     """
@@ -94,7 +97,7 @@ async def predict(
         rows = [item.model_dump() for item in body.inputs]
         predictor.validate(rows)  # a bad request must not fail the pass it would join
         conformal = _conformal_request(body, predictor)
-        logits = await _unless_client_leaves(receive, model.logits(rows))
+        logits = await _unless_client_leaves(receive, model.logits(rows, tenant))
         predictions = predictor.predictions(
             logits, body.calibrated, conformal=conformal, min_confidence=body.min_confidence
         )
