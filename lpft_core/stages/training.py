@@ -87,13 +87,16 @@ class TrainingCheckpoint:
 
     For full FT of the default MiniLM (22.7M weights) it takes about 270 MB, the weights and
     AdamW's two moments in fp32, plus 90 MB more when the best epoch so far is not the last
-    one (its weights are kept too); ``train`` writes it once per epoch. A LoRA one is about
-    1 MB.
+    one (its weights are kept too); ``train`` writes it once per epoch. The last epoch's has no
+    optimizer state (``optimizer`` is ``None``): no step follows it, since a job's identity
+    fixes its epochs, and so it takes a third of that, which is what a one-epoch job uploads
+    to a remote artifact store. A LoRA one is about 1 MB.
     """
 
     step: int
     parameters: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
+    #: AdamW's state, or ``None`` after the last epoch, when nothing trains on.
+    optimizer: dict[str, Any] | None
     scheduler: dict[str, Any]
     batch_order: dict[str, Any]
     dropout: dict[str, Any] | None
@@ -357,11 +360,13 @@ class _Run:
 
     def snapshot(self) -> TrainingCheckpoint:
         """The state after the last completed epoch. It shares the live weights and optimiser
-        tensors, so save it before the next step."""
+        tensors, so save it before the next step. After the last epoch it leaves the
+        optimiser out: a resumed run only calibrates and saves."""
+        last = len(self.epochs) == self.options.epochs
         return TrainingCheckpoint(
             step=self.step,
             parameters=_trainable_weights(self.model, clone=False),
-            optimizer=self.optimizer.state_dict(),
+            optimizer=None if last else self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             batch_order=self.order.bit_generator.state,
             dropout=self.masks.bit_generator.state if self.masks is not None else None,
@@ -378,7 +383,8 @@ class _Run:
         """Continue from ``saved``: the next epoch then runs as it did, or would have, after
         the one ``saved`` ends with, and the resume is published."""
         _copy_weights(self.model, saved.parameters)
-        self.optimizer.load_state_dict(saved.optimizer)
+        if saved.optimizer is not None:
+            self.optimizer.load_state_dict(saved.optimizer)
         self.scheduler.load_state_dict(saved.scheduler)
         self.order.bit_generator.state = saved.batch_order
         # A run resumed on another kind of device lacks the other's generator: it goes on,

@@ -16,6 +16,7 @@ from lpft_core.jobs.checkpoint import IDENTITY, PROBE, TRAINING
 from lpft_core.jobs.compare import compare
 from lpft_core.jobs.specs import AnalysisSpec, CompareSpec
 from lpft_core.model.artifacts import write_json
+from lpft_core.stages.snapshots import load_checkpoint
 from tests.conftest import TINY_HYPERPARAMETERS
 
 #: 90 toy train rows in batches of 16: 6 steps an epoch.
@@ -92,6 +93,9 @@ def test_an_interrupted_job_resumes_to_the_same_numbers(
         finetune(spec, events.append, stop_when(events, stop))
     assert not Path(spec.output_dir).exists()
     assert {IDENTITY, PROBE, TRAINING} <= {p.name for p in checkpoint.iterdir()}
+    # After the last epoch nothing trains on: its checkpoint leaves AdamW's state out.
+    saved = load_checkpoint(checkpoint / TRAINING)
+    assert (saved.optimizer is None) == (resumed_from == 3)
 
     events.clear()
     finetune(spec, events.append)
