@@ -69,3 +69,11 @@ def submit_kinds() -> list[str]:
     verbs = next(a for a in jobs._actions if isinstance(a, argparse._SubParsersAction))
     submit = verbs.choices["submit"]
     return list(next(a for a in submit._actions if a.dest == "kind").choices)
+
+
+def test_every_kind_posted_takes_integrations() -> None:
+    """A tracker run for every job kind: POST /jobs takes ``integrations`` on each, and a
+    re-calibration updates its source job's runs (``specs.recalibration_record``)."""
+    for kind, entry in KIND_REQUESTS.items():
+        if "kind" in entry.request.model_fields:
+            assert "integrations" in entry.request.model_fields, kind

@@ -29,11 +29,9 @@ class Untouchable:
         )
 
 
-@pytest.fixture()
-def client() -> Iterator[TestClient]:
-    app = create_app(
-        ApiSettings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
-    )
+def untouched_client(settings: ApiSettings) -> TestClient:
+    """Alice's client of the app with ``settings``, its store, queue and models untouchable."""
+    app = create_app(settings)
     for dependency, name in (
         (deps.get_stores, "job store"),
         (deps.get_enqueuer, "queue"),
@@ -41,4 +39,11 @@ def client() -> Iterator[TestClient]:
     ):
         app.dependency_overrides[dependency] = lambda name=name: Untouchable(name)
     # Not entered as a context manager: that would run the lifespan, which opens the store.
-    yield TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
+    return TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
+
+
+@pytest.fixture()
+def client() -> Iterator[TestClient]:
+    yield untouched_client(
+        ApiSettings(api_keys=f"alice:{KEY}", max_eval_sets=2, max_request_bytes=64 * 1024)
+    )

@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from lpft_client.wire import DatasetFields, PredictionFields
+from lpft_contract.integrations import MAX_TAGS, IntegrationRecord, IntegrationRequest
 from lpft_contract.paging import Page
 from lpft_contract.records import DatasetRecord, ErrorInfo, JobRecord, JobStatus
 from pydantic import (
@@ -168,6 +169,13 @@ class JobCreateBase(BaseModel):
         0, ge=0, le=MAX_SEED, description="seeds data order, head init and the hold-out"
     )
     eval_sets: EvalSets = Field(default_factory=dict)
+    integrations: list[IntegrationRequest] = Field(
+        default_factory=list,
+        max_length=1,
+        description="log the job to a tracker on the deployment's server "
+        "(LPFT_MLFLOW_TRACKING_URI): type mlflow, with mlflow's experiment, run_name, tags "
+        f"(at most {MAX_TAGS}) and register_as; never a server of the tenant's",
+    )
 
     @field_validator("eval_sets")
     @classmethod
@@ -303,6 +311,10 @@ class JobPublic(BaseModel):
     error: ErrorInfo | None
     cancel_requested: bool
     attempts: int = Field(description="runs started; a run lost with its worker is resumed")
+    integrations: list[IntegrationRecord] = Field(
+        description="each tracker integration: status pending, logged or failed, run_id, "
+        "model_version, error"
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobPublic:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lpft_contract.integrations import IntegrationRecord
+
 
 class JobStatus(StrEnum):
     """``queued → running → succeeded | failed | cancelled``."""
@@ -56,6 +58,9 @@ class JobRecord(BaseModel):
     error: ErrorInfo | None = None
     cancel_requested: bool = False
     attempts: int = Field(0, description="runs started; a run lost with its worker is resumed")
+    integrations: list[IntegrationRecord] = Field(
+        default_factory=list, description="where each tracker integration stands"
+    )
 
 
 class DatasetRecord(BaseModel):

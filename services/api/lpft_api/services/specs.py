@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lpft_contract.integrations import IntegrationStatus
 from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
 from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
@@ -28,6 +29,7 @@ from lpft_api.schemas import (
     JobCreate,
     RecalibrateRequest,
 )
+from lpft_api.services.integrations import checked_integrations
 from lpft_api.settings import ApiSettings
 from lpft_core import (
     AnalysisSpec,
@@ -82,6 +84,7 @@ def job_record(
             field="eval_sets",
         )
     model = check_model(body.model, settings.models_dir)
+    integrations = checked_integrations(body.integrations, tenant, settings)
     dataset, source = _dataset_and_source(body, tenant, stores)
     inputs = JobInputs(
         model=model,
@@ -104,6 +107,7 @@ def job_record(
         hyperparameters={**hyper, "seed": seed, **({"seeds": seeds} if seeds else {})},
         queue=queue_for_device(hyper["device"], settings.auto_queue).value,
         spec=core_spec(body, inputs, job_id, settings).to_dict(),
+        integrations=integrations,
     )
 
 
@@ -147,6 +151,11 @@ def recalibration_record(
         hyperparameters={},
         queue=source.queue,
         spec=core_spec(body, inputs, job_id, settings).to_dict(),
+        # A re-calibration updates its source's runs; each shows pending until it has.
+        integrations=[
+            i.model_copy(update={"status": IntegrationStatus.PENDING, "error": None})
+            for i in source.integrations
+        ],
     )
 
 

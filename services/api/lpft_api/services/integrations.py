@@ -1,0 +1,28 @@
+"""A job's integrations checked against the deployment: a tracker a tenant asks for must be
+one the operator configured, since a tenant never names a server itself."""
+
+from __future__ import annotations
+
+from lpft_contract.integrations import IntegrationRecord, IntegrationRequest, integration_record
+
+from lpft_api.errors import Unprocessable
+from lpft_api.settings import ApiSettings
+
+
+def checked_integrations(
+    requests: list[IntegrationRequest], tenant: str, settings: ApiSettings
+) -> list[IntegrationRecord]:
+    """The pending integrations of a new job of ``tenant``.
+
+    Raises:
+        Unprocessable: mlflow is asked for where the deployment has no tracking server.
+    """
+    for index, request in enumerate(requests):
+        if request.type == "mlflow" and not settings.mlflow_tracking_uri:
+            raise Unprocessable(
+                "this deployment has no MLflow tracking server: the operator sets "
+                "LPFT_MLFLOW_TRACKING_URI to enable the mlflow integration; submit the job "
+                "without it meanwhile",
+                field=f"integrations[{index}].type",
+            )
+    return [integration_record(tenant, request) for request in requests]
