@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,16 @@ class RecordingPredictor:
     """Logits ``[request letter, index]`` per row; records the rows of each pass. Passes wait
     for ``release``, so a test can queue requests while the first pass is running."""
 
+    manifest = SimpleNamespace(max_length=8)
+
     def __init__(self) -> None:
         self.passes: list[list[str]] = []
         self.started = threading.Event()
         self.release = threading.Event()
+
+    def tokenizer(self, texts: list[str], pairs: None, **options: Any) -> dict[str, list]:
+        """One token per text: every pass is one length bucket."""
+        return {"input_ids": [[0] for _ in texts]}
 
     def logits(self, rows: list[dict[str, Any]]) -> np.ndarray:
         self.passes.append([f"{row['text']}{row['index']}" for row in rows])

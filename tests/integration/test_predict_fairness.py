@@ -114,6 +114,27 @@ def test_one_tenant_with_32_clients_gets_no_429(
         )
 
 
+def test_a_pass_of_mixed_lengths_equals_each_input_alone(
+    alice: httpx.Client, jobs: dict[str, str]
+) -> None:
+    """One request of short and long texts interleaved (one pass, computed in length
+    buckets) has each input's logits, in input order, as that input alone gets them."""
+    texts = [
+        TEXTS[i % len(TEXTS)] if i % 2 else " ".join(TEXTS[: 1 + i % len(TEXTS)] * 3)
+        for i in range(16)
+    ]
+    together = logits(
+        alice.post(
+            "/predict", json={"job_id": jobs["alice"], "inputs": [{"text": t} for t in texts]}
+        )
+    )
+    for i, text in enumerate(texts):
+        alone = logits(
+            alice.post("/predict", json={"job_id": jobs["alice"], "inputs": [{"text": text}]})
+        )
+        np.testing.assert_allclose(together[i], alone[0], rtol=1e-4, atol=1e-5, err_msg=text)
+
+
 def test_small_request_is_served_while_big_ones_run(
     api_url: str, bob: httpx.Client, jobs: dict[str, str]
 ) -> None:

@@ -7,7 +7,8 @@ requests waiting in turn (round-robin, one pass per turn). A pass holds one tena
 one model (a job, and so its model, belongs to one tenant). Within a tenant's pass the rows
 are shared among that tenant's requests for the model like a round-robin taking one row from
 each request in turn (``fair_shares``; one-input requests are therefore taken in arrival
-order), each request giving a contiguous chunk of its rows in input order. A request larger
+order), each request giving a contiguous chunk of its rows in input order; the pass is then
+computed in sub-batches of similar token length (``length_buckets``). A request larger
 than one pass is served over several passes, and its logits are reassembled in input order
 when its last chunk comes back.
 
@@ -46,6 +47,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from lpft_api.length_buckets import bucketed_logits
 from lpft_api.prometheus.serving import PREDICT_BATCH_SIZE
 from lpft_core import Predictor
 
@@ -162,7 +164,7 @@ class FairQueue:
             ]
             PREDICT_BATCH_SIZE.observe(len(rows))
             try:
-                logits = await self.torch_thread.run(work.model.predictor.logits, rows)
+                logits = await self.torch_thread.run(bucketed_logits, work.model.predictor, rows)
             except Exception as exc:  # noqa: BLE001 - the requests in this pass get the error
                 self._fail(work, exc)
             else:
