@@ -21,6 +21,7 @@ import redis
 from lpft_contract import job_stats
 from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
+from lpft_contract.integrations import IntegrationRecord
 from lpft_contract.keys import key as redis_key
 from lpft_contract.paging import Page, sorted_set_page
 from lpft_contract.quotas import Quotas, active_key, job_bytes_key
@@ -241,6 +242,18 @@ class JobStore:
         error = worker_lost(record.worker, record.attempts)
         self.finish(record.id, JobStatus.FAILED, error, worker=record.worker)
         return False
+
+    def set_integrations(
+        self, job_id: str, integrations: list[IntegrationRecord], *, worker: str | None
+    ) -> JobRecord | None:
+        """Record where a running job's integrations stand (its tracker run logged or not);
+        ``None`` if the job no longer runs under ``worker``."""
+        return self._transition(
+            job_id,
+            {JobStatus.RUNNING},
+            lambda r: r.model_copy(update={"integrations": integrations}),
+            worker=worker,
+        )
 
     def queued_since(self, older_than_s: float) -> list[str]:
         """Jobs queued (or re-queued) more than ``older_than_s`` seconds ago."""

@@ -38,6 +38,7 @@ from lpft_contract.stores import Stores, stores_from
 from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
 from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings, get_worker_settings
+from lpft_worker.tracking import track_job
 
 #: After a failed write, events are only buffered for this long before the next try, so a
 #: Redis outage costs training nothing.
@@ -173,6 +174,12 @@ def _run_and_report(
 
     files = JobFiles(patient.volume, record, still_ours=still_ours)
     outcome = _run(record, files, events, should_stop, orphaned)
+    if outcome is not None and outcome.status == JobStatus.SUCCEEDED:
+
+        def warn(message: str) -> None:
+            events.append("warning", {"category": "TrackingWarning", "message": message})
+
+        track_job(record, patient.volume.model_dir(job_id), patient.jobs, warn, settings)
     events.flush(patient.events)
     if outcome is None:  # the worker died under us: resume elsewhere
         _publish_last_checkpoint(files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from lpft_contract.settings import SharedSettings
+from pydantic import Field
 
 
 class WorkerSettings(SharedSettings):
@@ -16,6 +17,9 @@ class WorkerSettings(SharedSettings):
     """The queue a worker container consumes; its health check looks for it."""
     cancel_grace_seconds: float = 10.0
     """After a cancel, how long training may take to stop before it is killed."""
+    mlflow_timeout_seconds: float = Field(60.0, gt=0)
+    """The longest a job's MLflow logging may take, retries included, once its outputs are
+    published; past it the job succeeds with its integration failed and a warning."""
 
 
 @functools.cache

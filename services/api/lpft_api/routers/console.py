@@ -13,6 +13,7 @@ connections from this origin only (no inline script, no ``eval``, no framing), a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -56,7 +57,10 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _page(name: str):  # noqa: ANN202 - a Starlette endpoint
+def _page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a page: the same HTML for every path it serves (its script reads the
+    path, ``/ui/jobs/{id}``'s id)."""
+
     async def endpoint(request: Request) -> Response:
         return FileResponse(STATIC / name, media_type="text/html; charset=utf-8")
 

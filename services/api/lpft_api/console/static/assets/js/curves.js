@@ -49,7 +49,8 @@ export class Curve {
     this.table = h("table", {});
     this.details = h("details", {}, h("summary", {}, `${title}: table of the points drawn`), this.table);
     this.empty = h("p", { class: "quiet" }, "No points yet.");
-    container.append(h("figure", { class: "chart" }, this.caption, this.empty, this.plotBox), this.details);
+    this.figure = h("figure", { class: "chart", "data-points": 0 }, this.caption, this.empty, this.plotBox);
+    container.append(this.figure, this.details);
     this.details.addEventListener("toggle", () => this.details.open && this.fillTable());
     this.chart = new uPlot(
       {
@@ -87,6 +88,7 @@ export class Curve {
     this.empty.hidden = this.xs.length > 0;
     this.plotBox.hidden = this.xs.length === 0;
     this.chart.setData(this.drawn);
+    this.figure.dataset.points = String(this.xs.length);
     const note = this.xs.length > this.drawn[0].length ? ` (${this.drawn[0].length} of ${this.xs.length} points drawn)` : "";
     this.caption.textContent = `${this.caption.textContent.replace(/ \(\d+ of \d+ points drawn\)$/, "")}${note}`;
     if (this.details.open) this.fillTable();

@@ -20,6 +20,9 @@ const METRICS = [
 ];
 
 let job = null;
+let names = {}; // split -> "name (id)"
+let labels = null; // the model's labels, once its metrics are read
+let metricsRead = false;
 let loss = null;
 let validation = null;
 let stage = null; // {name, total, step, started}
@@ -32,23 +35,22 @@ function facts(pairs) {
 }
 
 async function datasetNames(dataset, signal) {
-  const names = {};
+  const found = {};
   for (const [split, id] of Object.entries(dataset || {})) {
     if (!id) continue;
     try {
-      names[split] = `${(await request(`/datasets/${encodeURIComponent(id)}`, { signal })).name} (${id})`;
+      found[split] = `${(await request(`/datasets/${encodeURIComponent(id)}`, { signal })).name} (${id})`;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      names[split] = id;
+      found[split] = id;
     }
   }
-  return names;
+  return found;
 }
 
-function renderJob(names) {
+function renderJob() {
   document.title = `${job.id} · lpft`;
   fill($("job-title"), `Job ${job.id}`);
-  fill($("job-status"), statusBadge(job.status));
   const splits = Object.entries(names).map(([split, name]) => `${split}: ${name}`).join("; ");
   fill(
     $("job-facts"),
@@ -63,12 +65,18 @@ function renderJob(names) {
       ["Finished", job.finished_at ? when(job.finished_at) : null],
       ["Duration", duration(jobDuration(job))],
       ["Attempts", String(job.attempts)],
+      ["Labels", labels],
       ["Error", job.error ? `${job.error.code}: ${job.error.message}` : null],
     ]),
   );
   const hyper = Object.entries(job.hyperparameters || {}).map(([name, value]) => h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, JSON.stringify(value))));
   fill($("hyperparameters"), h("tbody", {}, hyper));
-  $("cancel").hidden = TERMINAL.has(job.status);
+  renderActions();
+}
+
+function renderActions() {
+  fill($("job-status"), statusBadge(job.status));
+  $("cancel").hidden = TERMINAL.has(job.status) || job.cancel_requested;
   $("delete").hidden = !TERMINAL.has(job.status);
   if (TERMINAL.has(job.status)) fill($("progress"));
 }
@@ -108,7 +116,7 @@ function onEvent(event) {
     renderWarnings();
   } else if (event.type === "status" && data.status) {
     job = { ...job, status: data.status };
-    fill($("job-status"), statusBadge(job.status));
+    renderActions();
   }
   renderProgress();
 }
@@ -128,6 +136,8 @@ function metricsTable(document) {
 }
 
 async function loadMetrics(signal) {
+  if (metricsRead) return;
+  metricsRead = true;
   let document;
   try {
     document = await request(`${path}/metrics`, { signal });
@@ -139,6 +149,8 @@ async function loadMetrics(signal) {
   if (document.partial) return;
   for (const warning of document.warnings || []) warnings.set(warning.code, warning.message);
   renderWarnings();
+  labels = (document.labels || []).join(", ");
+  renderJob();
   if (!document.test) {
     fill($("metrics"), h("p", { class: "quiet" }, `A ${job.kind} job: its metrics are in its report.`));
     return;
@@ -157,6 +169,9 @@ async function refreshJob(signal) {
 }
 
 async function start(signal) {
+  // A fresh start after signing in again: nothing of the last session's reading is kept.
+  [labels, metricsRead, stage, offset, lastStep] = [null, false, null, 0, 0];
+  warnings.clear();
   try {
     await refreshJob(signal);
   } catch (error) {
@@ -168,7 +183,8 @@ async function start(signal) {
     }
     throw error;
   }
-  renderJob(await datasetNames(job.dataset, signal));
+  names = await datasetNames(job.dataset, signal);
+  renderJob();
   fill($("curves"));
   loss = new Curve($("curves"), { title: "Training loss per step", x: "step", series: [{ label: "loss", scale: "loss" }] });
   validation = new Curve($("curves"), {
@@ -186,7 +202,7 @@ async function start(signal) {
   })
     .then(async () => {
       if (signal.aborted) return;
-      renderJob(await datasetNames(job.dataset, signal));
+      renderJob();
       if (job.status === "succeeded") await loadMetrics(signal);
     })
     .catch((error) => {
@@ -207,7 +223,7 @@ $("cancel").addEventListener("click", () =>
   act(async () => {
     job = await request(`${path}/cancel`, { method: "POST" });
     $("action-result").textContent = job.status === "cancelled" ? "Cancelled." : "Cancel requested: the job stops within a step.";
-    fill($("job-status"), statusBadge(job.status));
+    renderActions();
   }),
 );
 $("delete").addEventListener("click", () => {

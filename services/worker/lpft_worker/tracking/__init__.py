@@ -1,0 +1,102 @@
+"""A finished job's runs on the trackers its tenant asked for (the record's
+``integrations``), logged by the training process once the job's outputs are published.
+
+Tracking never fails a job: whatever goes wrong (the server down past the budget, a
+missing client, a bug here) the job still succeeds, its integration shows ``failed`` with the
+reason, and a ``warning`` event names MLflow and that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lpft_contract.integrations import IntegrationRecord, IntegrationStatus
+from lpft_contract.job_store import JobStore
+from lpft_contract.logs import new_error_id
+from lpft_contract.records import JobRecord
+
+from lpft_core import JobKind
+from lpft_worker.settings import WorkerSettings
+from lpft_worker.tracking.content import job_content, recalibration_content
+from lpft_worker.tracking.mlflow_run import Budget, MlflowRun, TrackingFailed
+
+logger = logging.getLogger("lpft.training")
+
+
+def track_job(
+    record: JobRecord,
+    model_dir: Path,
+    jobs: JobStore,
+    warn: Callable[[str], None],
+    settings: WorkerSettings,
+) -> list[IntegrationRecord]:
+    """Log ``record``'s run on each of its integrations within one time budget
+    (``LPFT_MLFLOW_TIMEOUT_SECONDS``), record where each stands, and ``warn`` of each that
+    failed. Never raises: tracking is not the job."""
+    if not record.integrations:
+        return []
+    budget = Budget.of(settings.mlflow_timeout_seconds)
+    started = time.monotonic()
+    done = [_track(record, i, model_dir, settings, budget, warn) for i in record.integrations]
+    logger.info(
+        "integrations done in %.2f s",
+        time.monotonic() - started,
+        extra={"integrations": [i.status.value for i in done]},
+    )
+    try:
+        jobs.set_integrations(record.id, done, worker=record.worker)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome matters more than this record
+        logger.warning("the integrations' status could not be recorded: %s", exc)
+    return done
+
+
+def _track(
+    record: JobRecord,
+    integration: IntegrationRecord,
+    model_dir: Path,
+    settings: WorkerSettings,
+    budget: Budget,
+    warn: Callable[[str], None],
+) -> IntegrationRecord:
+    run_id = integration.run_id
+    try:
+        run = _client(settings, budget)
+        if record.kind == JobKind.RECALIBRATE:
+            if run_id is None:
+                raise TrackingFailed("its source job has no MLflow run to update")
+            content = recalibration_content(record, model_dir, run.next_step(run_id, "temperature"))
+        else:
+            name = integration.mlflow.run_name or record.id
+            run_id = run.find_or_create(integration.experiment, record.id, name)
+            content = job_content(record, model_dir, integration.mlflow.tags)
+        run.write(run_id, content)
+        run.finish(run_id)
+    except TrackingFailed as exc:
+        reason = str(exc)
+    except Exception:  # noqa: BLE001 - a bug here must not fail the job
+        error_id = new_error_id()
+        logger.exception("MLflow logging failed on an internal error", extra={"error_id": error_id})
+        reason = f"an internal error ({error_id}, in the job's log)"
+    else:
+        logger.info("logged to MLflow as run %s", run_id, extra={"run_id": run_id})
+        return integration.model_copy(
+            update={"status": IntegrationStatus.LOGGED, "run_id": run_id, "error": None}
+        )
+    warn(f"MLflow: the job's run was not logged: {reason}. The job itself is not affected")
+    return integration.model_copy(
+        update={"status": IntegrationStatus.FAILED, "run_id": run_id, "error": reason}
+    )
+
+
+def _client(settings: WorkerSettings, budget: Budget) -> MlflowRun:
+    if not settings.mlflow_tracking_uri:
+        raise TrackingFailed("this worker has no LPFT_MLFLOW_TRACKING_URI")
+    try:
+        return MlflowRun(settings.mlflow_tracking_uri, budget)
+    except ImportError as exc:
+        raise TrackingFailed(
+            f"this worker lacks the MLflow client ({exc}); install lpft[mlflow]"
+        ) from exc

@@ -1,0 +1,257 @@
+"""Jobs logged as MLflow runs on a real tracking server, started here on loopback (sqlite
+backend, served artifacts), through a real API and Celery worker: a job's run holds its tags,
+params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns, plus its
+files; a re-calibration updates the same run; a server stopped mid-job leaves the job
+succeeded, with a warning naming MLflow and the integration failed.
+
+The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
+configured) are unit tests: tests/api/test_integrations.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.integration.conftest import (
+    ApiServer,
+    Worker,
+    job_body,
+    stack_env,
+    tenant_client,
+    upload,
+    wait_for,
+)
+from tests.redis_fixtures import PrivateRedis, free_port
+
+#: The tracking server imports its whole stack first: about 30 s on a loaded 2-core machine.
+SERVER_START_S = 180
+#: The worker's budget for one job's logging; the stopped-server test waits it out.
+TIMEOUT_S = 15
+
+
+class TrackingServer:
+    """``mlflow server`` on a free loopback port, its store and artifacts under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "mlflow-server.log"
+        command = [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        # A session of its own: stop() ends the server and the workers it forks.
+        self.process = subprocess.Popen(
+            command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"mlflow server exited with {self.process.returncode}: {self.log.read_text()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(
+                    f"mlflow server not ready after {SERVER_START_S} s: {self.log.read_text()}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tracked_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model_dir: Path,
+    redis_server: PrivateRedis,
+    tracking_server: TrackingServer,
+) -> Iterator[dict]:
+    """An API and a cpu worker configured with the tracking server."""
+    artifacts = tmp_path_factory.mktemp("tracked-artifacts")
+    logs = tmp_path_factory.mktemp("tracked-logs")
+    env = stack_env(redis_server.new_database(), artifacts, tiny_model_dir.parent)
+    env |= {
+        "LPFT_MLFLOW_TRACKING_URI": tracking_server.url,
+        "LPFT_MLFLOW_TIMEOUT_SECONDS": str(TIMEOUT_S),
+    }
+    api = ApiServer(env, logs / "api.log")
+    worker = Worker(env, "cpu", "tracked-worker", logs / "worker.log")
+    yield {"url": api.url, "artifacts": artifacts}
+    worker.stop()
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def alice_data(tracked_stack: dict, toy_dataset_files: dict[str, Path]) -> dict[str, str]:
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        return {split: upload(alice, path) for split, path in toy_dataset_files.items()}
+
+
+def submit(client: httpx.Client, body: dict) -> dict:
+    """The job ``body`` created (its 202 answer)."""
+    created = client.post("/jobs", json=body)
+    assert created.status_code == 202, created.text
+    return created.json()
+
+
+def tracked_job(dataset: dict[str, str], model: Path, **mlflow_options: object) -> dict:
+    return {
+        **job_body(dataset, model),
+        "integrations": [{"type": "mlflow", "mlflow": mlflow_options}],
+    }
+
+
+def test_a_job_is_a_run_with_its_params_curves_and_the_apis_exact_metrics(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    body = tracked_job(
+        alice_data, tiny_model_dir, experiment="sentiment", run_name="first", tags={"team": "nlp"}
+    )
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        created = submit(alice, body)
+        assert created["integrations"][0]["status"] == "pending"
+        job = wait_for(alice, created["id"], {"succeeded"}, timeout=300)
+        metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    (integration,) = job["integrations"]
+    assert integration["status"] == "logged", integration
+    assert integration["experiment"] == "lpft/alice/sentiment"
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    run = client.get_run(integration["run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "lpft/alice/sentiment"
+    assert run.info.run_name == "first" and run.info.status == "FINISHED"
+
+    tags = run.data.tags
+    assert tags["lpft.job_id"] == job["id"] and tags["lpft.tenant"] == "alice"
+    assert tags["lpft.kind"] == "finetune" and tags["lpft.version"] and tags["team"] == "nlp"
+
+    params = run.data.params
+    assert params["method"] == "lp_ft" and params["model"] == str(tiny_model_dir)
+    assert params["epochs"] == "2" and params["learning_rate"] == "0.001"
+    assert params["seed"] == "0" and params["pooling"] == "mean"
+    stored = tracked_stack["artifacts"] / "datasets" / f"{alice_data['train']}.jsonl"
+    assert params["dataset.train"] == alice_data["train"]
+    assert params["dataset.train.sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert params["dataset.test"] == alice_data["test"]
+
+    # The final metrics are the API's values exactly, before and after temperature scaling.
+    logged = run.data.metrics
+    for stage in ("uncalibrated", "calibrated"):
+        for name, value in metrics["test"][stage].items():
+            assert logged[f"test.{stage}.{name}"] == value, (stage, name)
+    assert logged["temperature"] == metrics["temperature"]
+    assert logged["calibration.nll_after"] == metrics["calibration"]["nll_after"]
+    assert logged["features.test.difference"] == metrics["features"]["test"]["difference"]
+    assert logged["lp.C"] == metrics["lp"]["C"]
+
+    # Curves: per step and per epoch, at their steps.
+    def curve(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+
+    history = metrics["history"]
+    assert len(history) > 2
+    assert curve("step/loss") == [(h["step"], h["loss"]) for h in history]
+    assert curve("step/learning_rate") == [(h["step"], h["learning_rate"]) for h in history]
+    epochs = metrics["epochs"]
+    assert curve("epoch/validation_loss") == [(e["epoch"], e["validation_loss"]) for e in epochs]
+
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "report.html", "report.md", "plots"} <= files, files
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/reliability.png" in plots, plots
+    local = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
+    assert json.loads(Path(local).read_text()) == metrics
+
+
+def test_a_recalibration_updates_the_same_run(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        created = submit(alice, tracked_job(alice_data, tiny_model_dir))
+        job = wait_for(alice, created["id"], {"succeeded"}, timeout=300)
+        refit_on = {"dataset": alice_data["test"]}
+        response = alice.post(f"/jobs/{job['id']}/recalibrate", json=refit_on)
+        assert response.status_code == 202, response.text
+        recalibration = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+        refit = alice.get(f"/jobs/{recalibration['id']}/metrics").json()
+    run_id = job["integrations"][0]["run_id"]
+    assert job["integrations"][0]["experiment"] == "lpft/alice/jobs"
+    assert recalibration["integrations"][0]["status"] == "logged"
+    assert recalibration["integrations"][0]["run_id"] == run_id
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    history = client.get_metric_history(run_id, "temperature")
+    temperatures = sorted((m.step, m.value) for m in history)
+    assert [step for step, _ in temperatures] == [0, 1]
+    assert temperatures[-1][1] == refit["temperature"]
+    run = client.get_run(run_id)
+    assert run.data.tags["lpft.recalibrated_by"] == recalibration["id"]
+
+
+def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    """Last in this module: it stops the module's server."""
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        job_id = submit(alice, tracked_job(alice_data, tiny_model_dir))["id"]
+        wait_for(alice, job_id, {"running"}, timeout=120)
+        tracking_server.stop()
+        job = wait_for(alice, job_id, {"succeeded"}, timeout=300 + TIMEOUT_S)
+        events = alice.get(f"/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    (integration,) = job["integrations"]
+    assert integration["status"] == "failed", integration
+    assert "LPFT_MLFLOW_TIMEOUT_SECONDS" in integration["error"]
+    warnings = [e["data"]["message"] for e in events if e["type"] == "warning"]
+    assert any(w.startswith("MLflow:") and integration["error"] in w for w in warnings), warnings
+    assert job["error"] is None
