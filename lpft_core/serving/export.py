@@ -23,7 +23,7 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -104,13 +104,23 @@ def write_onnx(model_dir: Path, out: Path) -> None:
 def write_onnx_graph(model_dir: Path, path: Path) -> None:
     """The graph alone (the exporter may put the weights beside it, in ``path``'s folder)."""
     model = load_model(model_dir, read_manifest(model_dir))
-    tokenizer = load_tokenizer(str(model_dir))
+    export_classifier_graph(
+        model, load_tokenizer(str(model_dir)), read_calibration(model_dir).temperature, path
+    )
+
+
+def export_classifier_graph(
+    model: nn.Module, tokenizer: Any, temperature: float, path: Path
+) -> None:
+    """``model`` (an lpft classifier) as the export's graph at ``path``, with ``temperature``
+    inside its ``probabilities`` output; what ``write_onnx_graph`` does for a saved model, and
+    what the benchmarks export from models built in code."""
     sample = tokenizer(
         ["an example", "a second, longer example"], padding=True, return_tensors="pt"
     )
     token_types = "token_type_ids" in sample
     names = ["input_ids", "attention_mask", *(["token_type_ids"] if token_types else [])]
-    wrapped = CalibratedOutputs(model, read_calibration(model_dir).temperature, token_types).eval()
+    wrapped = CalibratedOutputs(model, temperature, token_types).eval()
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     torch.onnx.export(
         wrapped,

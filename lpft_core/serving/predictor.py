@@ -81,6 +81,9 @@ class Predictor:
             (``lpft_core.serving.onnx_runtime``; built into the model directory on first use).
         precision: ``fp32``, or ``int8`` (``onnx`` only): dynamic int8 quantisation, whose
             effect on the job's held-out rows is measured first (``quantization``).
+        threads: the ``onnx`` backend's intra-op threads (``cpu_quota.usable_cpus`` gives the
+            CPUs the process really has); ``None``: onnxruntime's default, the host's cores.
+            torch's are the process's (``torch.set_num_threads``), its owner's to set.
     """
 
     def __init__(
@@ -92,12 +95,14 @@ class Predictor:
         backend: Backend = "torch",
         precision: Precision = "fp32",
         data_root: str | Path | None = None,
+        threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ModelError(f"backend must be one of {BACKENDS}, not {backend!r}")
         if precision != "fp32" and backend != "onnx":
             raise ModelError("int8 precision is an onnx backend option; use backend='onnx'")
         self.directory = Path(directory)
+        self.threads = threads
         #: where relative data paths of the model's spec are found (the int8 report's rows)
         self.data_root = data_root
         self.manifest = read_manifest(self.directory)
@@ -124,7 +129,7 @@ class Predictor:
             self._forward = self._onnx_forward(precision)
 
     def _onnx_forward(self, precision: Precision) -> Callable[[EncodedTexts], np.ndarray]:
-        graph = OnnxLogits(serving_graph(self.directory, precision))
+        graph = OnnxLogits(serving_graph(self.directory, precision, self.threads), self.threads)
         if precision == "int8":
             self._int8 = graph
             self._measure_quantization()
@@ -135,7 +140,7 @@ class Predictor:
         compared (read back from onnx/quantization.json, without loading, once measured)."""
         self.quantization = quantization_report(
             self.directory,
-            lambda: OnnxLogits(serving_graph(self.directory, "fp32")),
+            lambda: OnnxLogits(serving_graph(self.directory, "fp32", self.threads), self.threads),
             self._int8,
             self.tokenizer,
             self.labels,

@@ -1,5 +1,7 @@
 """The onnx backend serves what the torch backend serves: same logits to 1e-4 for single texts
-and pairs, the graph built once into the model directory; int8 is measured before it serves."""
+and pairs, the graph built once into the model directory; int8 is measured before it serves.
+The transformer fusions apply to BERT- and RoBERTa-shaped graphs without moving the outputs,
+and whether the fused graph serves is decided once per model."""
 
 from __future__ import annotations
 
@@ -8,9 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from transformers import RobertaConfig, RobertaModel
 
 from lpft_core import Predictor, finetune
 from lpft_core.errors import ModelError
+from lpft_core.model.classifier import build_classifier, load_tokenizer
+from lpft_core.model.modeling_lpft import LpftConfig, LpftForSequenceClassification
+from lpft_core.serving.export import export_classifier_graph
+from lpft_core.serving.graph_fusion import DECISION, TOLERANCE, compare, fuse, read_decision
 from lpft_core.serving.onnx_runtime import GRAPHS, serving_graph
 from lpft_core.serving.predictor import ConformalRequest
 from lpft_core.serving.quantization import REPORT
@@ -75,10 +83,12 @@ def test_onnx_backend_matches_torch(pair: bool, request: pytest.FixtureRequest) 
 @slow
 def test_graph_is_built_once_and_kept(single_dir: Path) -> None:
     graph = serving_graph(single_dir, "fp32")
-    assert graph.parent == single_dir / GRAPHS / "fp32"
-    stamp = graph.stat().st_mtime_ns
+    assert graph.parent in (single_dir / GRAPHS / "fp32", single_dir / GRAPHS / "fp32-fused")
+    exported = single_dir / GRAPHS / "fp32" / "model.onnx"
+    stamps = exported.stat().st_mtime_ns, graph.stat().st_mtime_ns
     Predictor(single_dir, backend="onnx")
-    assert serving_graph(single_dir, "fp32").stat().st_mtime_ns == stamp
+    assert serving_graph(single_dir, "fp32") == graph
+    assert (exported.stat().st_mtime_ns, graph.stat().st_mtime_ns) == stamps
     assert not list((single_dir / GRAPHS).glob(".build-*"))  # no scratch left behind
 
 
@@ -123,3 +133,53 @@ def test_bad_backend_options_are_refused(trained_jobs: TrainedJobs) -> None:
         Predictor(model_dir, backend="tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="onnx backend option"):
         Predictor(model_dir, precision="int8")
+
+
+def tiny_roberta() -> LpftForSequenceClassification:
+    """A 2-layer, 32-wide RoBERTa with random weights and CLS pooling, built in code."""
+    torch.manual_seed(0)
+    encoder = RobertaModel(
+        RobertaConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+        ),
+        add_pooling_layer=False,
+    )
+    model = LpftForSequenceClassification(
+        LpftConfig(encoder=encoder.config.to_dict(), pooling="cls", num_labels=2)
+    )
+    model.encoder = encoder
+    return model.eval()
+
+
+@slow
+@pytest.mark.parametrize("shape", ["bert", "roberta"])
+def test_the_fusions_apply_to_bert_and_roberta_graphs(
+    shape: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    if shape == "bert":
+        model = build_classifier(str(tiny_model_dir), [0, 1], "mean", seed=0).eval()
+    else:
+        model = tiny_roberta()
+    export_classifier_graph(model, load_tokenizer(str(tiny_model_dir)), 1.5, tmp_path / "a.onnx")
+    applied = fuse(tmp_path / "a.onnx", tmp_path / "fused.onnx")
+    assert {"attention", "skip_layer_normalization", "bias_gelu"} <= set(applied), applied
+    plain_ms, fused_ms, difference = compare(tmp_path / "a.onnx", tmp_path / "fused.onnx", 1)
+    assert difference <= TOLERANCE and plain_ms > 0 and fused_ms > 0
+
+
+@slow
+def test_the_fusion_decision_is_taken_once_and_decides_the_graph(single_dir: Path) -> None:
+    served = serving_graph(single_dir, "fp32", threads=1)
+    decision = read_decision(single_dir / GRAPHS)
+    assert decision is not None and decision.fused_operators, decision
+    fused = single_dir / GRAPHS / "fp32-fused" / "model.onnx"
+    assert served == (fused if decision.kept else single_dir / GRAPHS / "fp32" / "model.onnx")
+    assert fused.is_file() == decision.kept
+    stamp = (single_dir / GRAPHS / DECISION).stat().st_mtime_ns
+    assert serving_graph(single_dir, "fp32", threads=1) == served
+    assert (single_dir / GRAPHS / DECISION).stat().st_mtime_ns == stamp  # read, not measured
