@@ -46,6 +46,10 @@ def stack_env(database: RedisDatabase, artifacts: Path, models_dir: Path) -> dic
         # so that no test stack ever reaches the network.
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        # The default (auto) serves through onnxruntime and exports each model's graph at its
+        # first /predict, seconds per job; the shared stack serves with torch, and
+        # test_onnx_backend.py starts servers on the default and on onnx by name.
+        "LPFT_PREDICT_BACKEND": "torch",
     }
 
 

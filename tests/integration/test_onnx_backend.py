@@ -1,10 +1,15 @@
-"""The predict backend setting on a real server: one pair-task job served by three API
-processes (torch, onnx, onnx int8) over the same Redis and artifacts. onnx answers as torch
-does to 1e-4, sets for pair inputs included; int8 says so and carries its measured cost."""
+"""The predict backend setting on a real server: one pair-task job served by API processes
+with torch, onnx, onnx int8, the default and the default where onnxruntime does not import,
+over the same Redis and artifacts. onnx answers as torch does to 1e-4, sets for pair inputs
+included; int8 says so and carries its measured cost; the default serves onnx, and falls back
+to torch saying why in /readyz and the log."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,22 +40,39 @@ def pair_job(
     return job["id"]
 
 
+@dataclass(frozen=True)
+class Served:
+    """An API process of this module: where it answers and where it logs."""
+
+    url: str
+    log: Path
+
+
 @pytest.fixture(scope="module")
 def servers(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
+) -> Iterator[dict[str, Served]]:
     logs = tmp_path_factory.mktemp("backend-logs")
+    default = {k: v for k, v in service_env.items() if k != "LPFT_PREDICT_BACKEND"}
+    shadow = tmp_path_factory.mktemp("no-onnxruntime")
+    (shadow / "onnxruntime").mkdir()
+    (shadow / "onnxruntime" / "__init__.py").write_text(
+        'raise ImportError("onnxruntime hidden by the test")\n'
+    )
+    hidden = {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
     started = {
-        name: ApiServer({**service_env, **env}, logs / f"{name}.log")
+        name: ApiServer(env, logs / f"{name}.log")
         for name, env in (
-            ("onnx", {"LPFT_PREDICT_BACKEND": "onnx"}),
+            ("onnx", {**service_env, "LPFT_PREDICT_BACKEND": "onnx"}),
             (
                 "onnx-int8",
-                {"LPFT_PREDICT_BACKEND": "onnx", "LPFT_PREDICT_PRECISION": "int8"},
+                {**service_env, "LPFT_PREDICT_BACKEND": "onnx", "LPFT_PREDICT_PRECISION": "int8"},
             ),
+            ("default", default),
+            ("default-without-onnxruntime", {**default, **hidden}),
         )
     }
-    yield {name: server.url for name, server in started.items()}
+    yield {name: Served(server.url, logs / f"{name}.log") for name, server in started.items()}
     for server in started.values():
         server.stop()
 
@@ -65,10 +87,10 @@ def predict(url: str, job_id: str) -> dict:
 
 
 def test_backends_serve_the_same_calibrated_answers(
-    api_url: str, pair_job: str, servers: dict[str, str]
+    api_url: str, pair_job: str, servers: dict[str, Served]
 ) -> None:
     by_torch = predict(api_url, pair_job)
-    by_onnx = predict(servers["onnx"], pair_job)
+    by_onnx = predict(servers["onnx"].url, pair_job)
     assert (by_torch["serving"], by_onnx["serving"]) == ("torch", "onnx")
     assert by_torch["quantization"] is None and by_onnx["quantization"] is None
     assert any(p["prediction_set"] for p in by_torch["predictions"])  # sets to compare
@@ -77,7 +99,7 @@ def test_backends_serve_the_same_calibrated_answers(
         for name, p in a["probabilities"].items():
             assert b["probabilities"][name] == pytest.approx(p, abs=1e-4)
 
-    by_int8 = predict(servers["onnx-int8"], pair_job)
+    by_int8 = predict(servers["onnx-int8"].url, pair_job)
     assert by_int8["serving"] == "onnx-int8"
     report = by_int8["quantization"]
     assert report["split"] == "test" and report["rows"] == 30 and report["unmeasured"] is None
@@ -89,14 +111,41 @@ def test_backends_serve_the_same_calibrated_answers(
 
 
 def test_single_text_to_a_pair_model_is_a_422_on_every_backend(
-    pair_job: str, servers: dict[str, str]
+    pair_job: str, servers: dict[str, Served]
 ) -> None:
     headers = {"Authorization": f"Bearer {KEYS['alice']}"}
     response = httpx.post(
-        f"{servers['onnx']}/predict",
+        f"{servers['onnx'].url}/predict",
         json={"job_id": pair_job, "inputs": [{"text": "no pair here"}]},
         headers=headers,
         timeout=60,
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "inputs[0].text_pair"
+
+
+def test_the_default_serves_onnx_and_falls_back_to_torch_saying_why(
+    api_url: str, pair_job: str, servers: dict[str, Served]
+) -> None:
+    by_torch = predict(api_url, pair_job)
+    default, fallback = servers["default"], servers["default-without-onnxruntime"]
+    assert httpx.get(f"{default.url}/readyz").json()["serving"].startswith("onnx on cpu, ")
+    by_default = predict(default.url, pair_job)
+    assert by_default["serving"] == "onnx"
+    for a, b in zip(by_torch["predictions"], by_default["predictions"], strict=True):
+        for name, p in a["probabilities"].items():
+            assert b["probabilities"][name] == pytest.approx(p, abs=1e-4)
+
+    ready = httpx.get(f"{fallback.url}/readyz")
+    assert ready.status_code == 200, ready.text
+    said = ready.json()["serving"]
+    assert said.startswith("torch on cpu, ") and "fallback" in said, said
+    assert "onnxruntime hidden by the test" in said
+    assert predict(fallback.url, pair_job)["serving"] == "torch"
+    warnings = [
+        record
+        for line in fallback.log.read_text().splitlines()
+        if line.startswith("{") and (record := json.loads(line))
+        if record.get("level") == "WARNING" and "/predict is served by torch" in record["message"]
+    ]
+    assert len(warnings) == 1 and "onnxruntime hidden by the test" in warnings[0]["message"]

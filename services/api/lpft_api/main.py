@@ -23,7 +23,7 @@ from pydantic.json_schema import models_json_schema
 from lpft_api.deps import reject_unknown_query_parameters
 from lpft_api.errors import describe_problems, install_error_handlers
 from lpft_api.guard import BEARER, PROMETHEUS_PATH, PUBLIC_PATHS, Keys, Limits, RequestGuard
-from lpft_api.model_cache import ModelCache
+from lpft_api.model_cache import ModelCache, serving_choice
 from lpft_api.prometheus import registry_for
 from lpft_api.prometheus.http import HttpMetrics
 from lpft_api.routers import console, datasets, health, jobs, predict, prometheus
@@ -91,13 +91,15 @@ def _lifespan(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContext
         await asyncio.to_thread(check_at_startup, settings)
         app.state.stores = stores = stores_from(settings)
         app.state.enqueuer = Enqueuer(settings.redis_url, settings.visibility_timeout_seconds)
+        app.state.serving = serving = serving_choice(settings)
         app.state.models = ModelCache(
             settings.model_cache_size,
             settings.predict_max_batch,
-            settings.predict_device,
-            settings.predict_backend,
+            serving.device,
+            serving.backend,
             settings.predict_precision,
             data_root=stores.volume.root,
+            threads=serving.threads,
         )
         recovery = Recovery(
             stores,

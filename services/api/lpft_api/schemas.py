@@ -560,6 +560,11 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+    serving: str | None = Field(
+        None,
+        description="readiness only: what runs /predict here (backend, device, intra-op threads) "
+        "and why, e.g. a fallback from onnxruntime to torch",
+    )
 
 
 class RecalibrateRequest(BaseModel):

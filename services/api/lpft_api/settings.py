@@ -68,9 +68,13 @@ class ApiSettings(SharedSettings):
     2 CPU cores, at the throughput of 64)."""
     predict_device: str = "auto"
     """Device of /predict models (torch backend): auto, cpu, cuda."""
-    predict_backend: Literal["torch", "onnx"] = "torch"
-    """What runs /predict models: torch, or onnx (onnxruntime on the CPU; each model's graph is
-    built into its directory on first use)."""
+    predict_backend: Literal["auto", "torch", "onnx"] = "auto"
+    """What runs /predict models: auto (onnxruntime on the CPU where it imports, else torch, and
+    torch on a CUDA GPU; the choice and any fallback are said in /readyz and the log), torch, or
+    onnx (each model's graph is built into its directory on first use)."""
+    predict_threads: int | None = Field(None, ge=1)
+    """Intra-op threads of torch and onnxruntime for /predict; unset: the CPUs this process may
+    use (its affinity and its cgroup's CPU quota), not the host's cores."""
     predict_precision: Literal["fp32", "int8"] = "fp32"
     """With the onnx backend only: int8 quantises the graph's weights (faster; its accuracy, ECE and
     probability shift against fp32 are measured on the job's held-out rows and returned with every
@@ -85,8 +89,8 @@ class ApiSettings(SharedSettings):
     @model_validator(mode="after")
     def _serving_options_agree(self) -> ApiSettings:
         """Refuse at start-up a serving set-up that would fail at the first /predict."""
-        if self.predict_precision == "int8" and self.predict_backend != "onnx":
-            raise ValueError("LPFT_PREDICT_PRECISION=int8 needs LPFT_PREDICT_BACKEND=onnx")
+        if self.predict_precision == "int8" and self.predict_backend == "torch":
+            raise ValueError("LPFT_PREDICT_PRECISION=int8 needs LPFT_PREDICT_BACKEND=onnx or auto")
         if self.predict_backend == "onnx" and self.predict_device == "cuda":
             raise ValueError(
                 "the onnx backend serves on the CPU; use LPFT_PREDICT_BACKEND=torch for cuda"
