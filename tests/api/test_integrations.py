@@ -89,6 +89,11 @@ def test_mlflow_without_a_tracking_server_is_a_422_naming_the_setting(
     assert body["errors"][0]["field"] == "integrations[0].type"
 
 
+def test_register_as_is_refused_until_it_is_built(tracked: TestClient) -> None:
+    body = with_mlflow(BODIES["finetune"], register_as="sentiment")
+    problem(tracked.post("/jobs", json=body), 422, "integrations[0].mlflow.register_as")
+
+
 @pytest.mark.parametrize("kind", BODIES)
 def test_a_good_integration_passes_on_every_kind(tracked: TestClient, kind: str) -> None:
     """Past its checks, the request goes on to look its datasets up."""

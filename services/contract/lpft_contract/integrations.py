@@ -53,7 +53,9 @@ class MlflowOptions(BaseModel):
         json_schema_extra={"maxProperties": MAX_TAGS},
     )
     register_as: ModelName | None = Field(
-        None, description="a registered model to add the calibrated model to as a version"
+        None,
+        description="a registered model to add the calibrated model to as a version; not "
+        "available yet (a 422)",
     )
 
     @field_validator("experiment")

@@ -15,7 +15,9 @@ def checked_integrations(
     """The pending integrations of a new job of ``tenant``.
 
     Raises:
-        Unprocessable: mlflow is asked for where the deployment has no tracking server.
+        Unprocessable: mlflow is asked for where the deployment has no tracking server, or
+            with ``register_as``, which is not built yet: refused rather than silently
+            ignored, so that no tenant waits for a model version that never comes.
     """
     for index, request in enumerate(requests):
         if request.type == "mlflow" and not settings.mlflow_tracking_uri:
@@ -24,5 +26,11 @@ def checked_integrations(
                 "LPFT_MLFLOW_TRACKING_URI to enable the mlflow integration; submit the job "
                 "without it meanwhile",
                 field=f"integrations[{index}].type",
+            )
+        if request.mlflow.register_as is not None:
+            raise Unprocessable(
+                "registering the calibrated model (register_as) is not available yet; leave "
+                "it out: the run is logged without a model version",
+                field=f"integrations[{index}].mlflow.register_as",
             )
     return [integration_record(tenant, request) for request in requests]
