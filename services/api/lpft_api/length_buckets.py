@@ -11,9 +11,11 @@ groups for this cost are runs of the length-sorted order), found in O(n²) for a
 rows.
 
 Measured on the default model (torch, 2 threads, 2 cores; mixed-length reviews, median 25
-tokens, longest 59; per pass of consecutive rows): 16 rows 109 ms in one batch, 82 ms cut at a
-cost of 64 tokens (2.4 sub-batches); 32 rows 214 ms, 147 ms. Every row in its own sub-batch
-(cost 0) was slower than one batch (142 ms for 16): the cost per call is real.
+tokens, longest 59; per pass of consecutive rows; two runs, benchmarks/RESULTS.md): 16 rows
+101 to 109 ms in one batch, 82 to 89 ms cut at a cost of 64 tokens (2.4 sub-batches); 32
+rows 206 to 214 ms, 147 to 155 ms. Costs from 32 to 128 were within the runs' noise of each
+other; every row in its own sub-batch (cost 0) was slower than one batch (142 ms for 16): the
+cost per call is real.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from lpft_core import Predictor
 
-#: What one more sub-batch costs, in padded tokens (64 measured fastest of 0 to 800; above).
+#: What one more sub-batch costs, in padded tokens (chosen from 0 to 800; above).
 SUB_BATCH_COST_TOKENS = 64
 
 
