@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from lpft_core.model.artifacts import METRICS as METRICS_FILE
     from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
     from lpft_core.results import JobMetrics
+    from lpft_core.serving.backends import choose_backend
+    from lpft_core.serving.cpu_quota import usable_cpus
     from lpft_core.serving.export import ExportFormat, export_model
     from lpft_core.serving.onnx_runtime import Precision
     from lpft_core.serving.predictor import Backend, ConformalRequest, Prediction, Predictor
@@ -83,6 +85,7 @@ _EXPORTS = {
     "build_splits": "lpft_core.data.datasets",
     "calibration_errors": "lpft_core.stages.calibration",
     "check_split_shapes": "lpft_core.data.datasets",
+    "choose_backend": "lpft_core.serving.backends",
     "classification_metrics": "lpft_core.stages.calibration",
     "ClassificationMetrics": "lpft_core.stages.calibration",
     "CompareSpec": "lpft_core.jobs.specs",
@@ -136,6 +139,7 @@ _EXPORTS = {
     "TemperatureScaler": "lpft_core.stages.calibration",
     "text_problem": "lpft_core.data.datasets",
     "TrainingDivergedError": "lpft_core.errors",
+    "usable_cpus": "lpft_core.serving.cpu_quota",
 }
 
 __all__ = [
@@ -185,6 +189,7 @@ __all__ = [
     "build_splits",
     "calibration_errors",
     "check_split_shapes",
+    "choose_backend",
     "classification_metrics",
     "examples_from_file",
     "export_model",
@@ -197,6 +202,7 @@ __all__ = [
     "resolve_model",
     "run_job",
     "text_problem",
+    "usable_cpus",
 ]
 
 

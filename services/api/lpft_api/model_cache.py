@@ -14,9 +14,7 @@ from lpft_contract.logs import route_transformers_logs
 
 from lpft_api.batcher import BatchedModel, TorchThread
 from lpft_api.settings import ApiSettings
-from lpft_core import Backend, Precision, Predictor
-from lpft_core.serving.backends import choose_backend
-from lpft_core.serving.cpu_quota import usable_cpus
+from lpft_core import Backend, Precision, Predictor, choose_backend, usable_cpus
 
 logger = logging.getLogger("lpft.api")
 
