@@ -8,6 +8,7 @@ committed ones)."""
 from __future__ import annotations
 
 import os
+import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,9 +191,9 @@ def test_curves_grow_while_the_job_trains(
     validation = page.locator("figure.chart").nth(1)
     expect(validation).to_have_attribute("data-points", "20")
     expect(page.get_by_role("table", name=re.compile("temperature scaling"))).to_be_visible()
+    screenshot(console, "console-job.png")
     page.get_by_text("Training loss per step: table of the points drawn").click()
     expect(page.locator("details table").first.locator("tbody tr")).to_have_count(steps)
-    screenshot(console, "console-job.png")
 
 
 def test_a_queued_job_is_cancelled_then_deleted_from_its_page(
@@ -271,4 +272,52 @@ def test_hostile_names_and_labels_are_shown_as_text_and_run_nothing(
     expect(facts).to_contain_text(LABEL)  # the labels, once the metrics are read
     expect(page.get_by_role("table", name=re.compile("temperature scaling"))).to_be_visible()
     assert_inert(console)
+    assert console.axe_violations() == []
+
+
+def test_a_long_curve_is_drawn_from_at_most_a_thousand_points_keeping_its_spikes(
+    console: Console,
+) -> None:
+    """10,000 steps of loss with one spike and one dip: the chart gets at most MAX_POINTS
+    points, in step order, the spike and the dip among them."""
+    page = console.page
+    page.goto("/ui/")
+    drawn = page.evaluate(
+        """async () => {
+            const { downsample, MAX_POINTS } = await import("/ui/assets/js/curves.js");
+            const xs = Array.from({ length: 10000 }, (_, i) => i + 1);
+            const loss = xs.map((x) => 1 / Math.sqrt(x));
+            loss[4321] = 9;
+            loss[7777] = -1;
+            const [dx, dy] = downsample(xs, [loss]);
+            return { max: MAX_POINTS, xs: dx, ys: dy };
+        }"""
+    )
+    assert len(drawn["xs"]) <= drawn["max"] == 1000
+    assert drawn["xs"] == sorted(drawn["xs"]) and len(set(drawn["xs"])) == len(drawn["xs"])
+    assert 9 in drawn["ys"] and -1 in drawn["ys"]
+    assert drawn["xs"][0] == 1
+
+
+def test_the_learned_nothing_warnings_are_shown_above_the_job(
+    console: Console, alice: httpx.Client, toy_splits: dict[str, str], tiny_model_dir: Path
+) -> None:
+    """A test split whose labels are shuffled away from its texts: the model scores about
+    chance there, and the job's metrics warn not_better_than_majority."""
+    rows = toy_rows(30, seed=3)
+    labels = [row["label"] for row in rows]
+    random.Random(0).shuffle(labels)
+    shuffled = [{**row, "label": label} for row, label in zip(rows, labels, strict=True)]
+    response = alice.post("/datasets", json={"name": "shuffled.jsonl", "records": shuffled})
+    assert response.status_code == 201, response.text
+    job_id = submit(alice, {**toy_splits, "test": response.json()["id"]}, tiny_model_dir)
+    wait_for(alice, job_id, {"succeeded"}, timeout=300)
+    codes = [w["code"] for w in alice.get(f"/jobs/{job_id}/metrics").json()["warnings"]]
+    assert "not_better_than_majority" in codes, codes
+
+    console.sign_in(KEYS["alice"], f"/ui/jobs/{job_id}")
+    warnings = console.page.get_by_role("region", name=re.compile("learned nothing"))
+    expect(warnings).to_be_visible()
+    for code in codes:
+        expect(warnings).to_contain_text(code)
     assert console.axe_violations() == []
