@@ -43,8 +43,9 @@ def test_pages_are_served_without_a_key_with_the_security_headers(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
     assert_secured(response)
-    # The API itself still wants the key.
+    # The API itself still wants the key, and so does a path that only starts like /ui.
     assert anonymous.get("/jobs").status_code == 401
+    assert anonymous.get("/uix").status_code == 401
 
 
 def test_ui_redirects_to_the_jobs_page_and_unknown_paths_are_404_with_headers(
@@ -53,7 +54,11 @@ def test_ui_redirects_to_the_jobs_page_and_unknown_paths_are_404_with_headers(
     redirect = anonymous.get("/ui", follow_redirects=False)
     assert redirect.status_code == 308 and redirect.headers["location"] == "/ui/"
     assert_secured(redirect)
-    for missing in ("/ui/nothing", "/ui/assets/js/nothing.js", "/ui/assets/%2e%2e/%2e%2e/routers/console.py"):
+    for missing in (
+        "/ui/nothing",
+        "/ui/assets/js/nothing.js",
+        "/ui/assets/%2e%2e/%2e%2e/routers/console.py",
+    ):
         response = anonymous.get(missing)
         assert response.status_code == 404, missing
         assert_secured(response)
