@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,65 +28,11 @@ from tests.integration.conftest import (
     upload,
     wait_for,
 )
-from tests.redis_fixtures import PrivateRedis, free_port
+from tests.integration.mlflow_server import TrackingServer
+from tests.redis_fixtures import PrivateRedis
 
-#: The tracking server imports its whole stack first: about 30 s on a loaded 2-core machine.
-SERVER_START_S = 180
 #: The worker's budget for one job's logging; the stopped-server test waits it out.
 TIMEOUT_S = 15
-
-
-class TrackingServer:
-    """``mlflow server`` on a free loopback port, its store and artifacts under ``root``."""
-
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "mlflow-server.log"
-        command = [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-        ]
-        # A session of its own: stop() ends the server and the workers it forks.
-        self.process = subprocess.Popen(
-            command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"mlflow server exited with {self.process.returncode}: {self.log.read_text()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(
-                    f"mlflow server not ready after {SERVER_START_S} s: {self.log.read_text()}"
-                )
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")

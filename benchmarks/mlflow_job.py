@@ -1,0 +1,114 @@
+"""Issue 27's tracking overhead: the same lp_ft job with and without the mlflow integration,
+wall time side by side. Goal: logging the run adds under 5 % to a job.
+
+    python benchmarks/mlflow_job.py                       # 2 runs each, alternating
+    python benchmarks/mlflow_job.py --rows 200 --no-record   # a smoke run
+
+One stack (a private Redis, an API and a solo Celery worker, benchmarks/_stack.py) whose
+LPFT_MLFLOW_TRACKING_URI is a real ``mlflow server`` on loopback (sqlite, served artifacts).
+A stratified SST-2 train sample and the dev file (as validation) are uploaded once; the same
+job (the offline default model, device cpu) then runs without, with, without, with the
+integration. Wall time is POST /jobs to ``succeeded`` as the client sees it; job time is the
+record's started_at to finished_at, which holds the logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from _mlflow import TrackingServer
+from _models import DATA, stratified_sample
+from _results import append
+from _stack import private_redis, running_stack
+from object_store_job import run_job, upload
+
+TARGET_PCT = 5.0
+MODES = ("without", "with")
+
+
+@dataclass(frozen=True)
+class Run:
+    mode: str
+    run: int
+    wall_s: float
+    job_s: float
+    status: str
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=2000, help="SST-2 train rows")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=2, help="runs per mode")
+    parser.add_argument("--no-record", action="store_true", help="print, do not append")
+    args = parser.parse_args()
+    hyper = {"epochs": args.epochs, "batch_size": 16, "max_length": 64, "device": "cpu"}
+    validation = DATA / "sst2" / "validation.jsonl"
+
+    runs: list[Run] = []
+    with ExitStack() as exits:
+        root = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="lpft-mlflow-job-")))
+        for name in ("redis", "mlflow", "stack"):
+            (root / name).mkdir()
+        redis_url = exits.enter_context(private_redis(root / "redis"))
+        server = TrackingServer(root / "mlflow")
+        exits.callback(server.stop)
+        env = {
+            "LPFT_REDIS_URL": f"{redis_url}/0",
+            "LPFT_ARTIFACTS_DIR": str(root / "artifacts"),
+            "LPFT_MLFLOW_TRACKING_URI": server.url,
+        }
+        stack = exits.enter_context(running_stack(root / "stack", env))
+        print(f"stack up at {stack.url}, tracking at {server.url}", flush=True)
+        train = root / "train.jsonl"
+        train.write_text("\n".join(stratified_sample(DATA / "sst2" / "train.jsonl", args.rows, 0)))
+        with stack.client() as client:
+            dataset = {"train": upload(client, train), "validation": upload(client, validation)}
+            body = {"method": "lp_ft", "dataset": dataset, "hyperparameters": hyper, "seed": 0}
+            tracked = {**body, "integrations": [{"type": "mlflow", "mlflow": {}}]}
+            for number in range(1, args.runs + 1):
+                for mode in MODES:
+                    wall, job = run_job(client, tracked if mode == "with" else body)
+                    status = job["integrations"][0]["status"] if job["integrations"] else "–"
+                    job_s = job["finished_at"] - job["started_at"]
+                    runs.append(Run(mode, number, wall, job_s, status))
+                    print(runs[-1], flush=True)
+
+    table, overhead = render(runs)
+    print(table)
+    if args.no_record:
+        return
+    verdict = "within" if overhead < TARGET_PCT else "over"
+    append(
+        f"MLflow tracking: one lp_ft job with and without the integration, {args.rows} SST-2 rows",
+        table,
+        f"The offline default model (all-MiniLM-L6-v2), `method: lp_ft`, {args.epochs} "
+        f"epoch(s), batch 16, max_length 64, device cpu; train: {args.rows} stratified SST-2 "
+        "train rows, validation: the SST-2 dev file. One API and solo Celery worker on a "
+        "private Redis, a local artifact directory, and `mlflow server` 3.17.2 on loopback "
+        "(sqlite, served artifacts) as LPFT_MLFLOW_TRACKING_URI; runs alternate without, "
+        "with. Wall: POST /jobs to `succeeded` seen by polling every 0.2 s; job: the record's "
+        f"started_at to finished_at. Tracking overhead {overhead:+.1f} % of the median wall "
+        f"time without ({verdict} the {TARGET_PCT:.0f} % goal).",
+    )
+
+
+def render(runs: list[Run]) -> tuple[str, float]:
+    """The table, and the overhead in % of the median wall time without the integration."""
+    wall = {m: statistics.median(r.wall_s for r in runs if r.mode == m) for m in MODES}
+    job = {m: statistics.median(r.job_s for r in runs if r.mode == m) for m in MODES}
+    overhead = 100 * (wall["with"] / wall["without"] - 1)
+    rows = ["| integration | run | wall s | job s | status |", "|---|---|---|---|---|"]
+    rows += [f"| {r.mode} | {r.run} | {r.wall_s:.1f} | {r.job_s:.1f} | {r.status} |" for r in runs]
+    job_overhead = 100 * (job["with"] / job["without"] - 1)
+    rows.append(f"| overhead (medians) | – | {overhead:+.1f} % | {job_overhead:+.1f} % | – |")
+    return "\n".join(rows), overhead
+
+
+if __name__ == "__main__":
+    main()
