@@ -177,6 +177,43 @@ def test_a_recalibration_updates_the_same_run(
     assert run.data.tags["lpft.recalibrated_by"] == recalibration["id"]
 
 
+def test_a_comparison_is_a_parent_run_with_a_child_per_method(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = {
+        **tracked_job(alice_data, tiny_model_dir),
+        "kind": "compare",
+        "methods": ["lp", "lp_ft"],
+        "ntk_samples": 0,
+    }
+    del body["method"]
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    (integration,) = job["integrations"]
+    assert integration["status"] == "logged", integration
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    parent = client.get_run(integration["run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    assert sorted(c.data.tags["lpft.method"] for c in children) == ["lp", "lp_ft"]
+    for child in children:
+        method = child.data.tags["lpft.method"]
+        calibrated = metrics["methods"][method]["test"]["calibrated"]
+        assert child.data.metrics["test.calibrated.ece"] == calibrated["ece"]
+        assert parent.data.metrics[f"methods.{method}.test.calibrated.ece"] == calibrated["ece"]
+        assert child.data.params["method"] == method and child.info.status == "FINISHED"
+    history = metrics["methods"]["lp_ft"]["history"]
+    lp_ft = next(c for c in children if c.data.tags["lpft.method"] == "lp_ft")
+    logged = client.get_metric_history(lp_ft.info.run_id, "step/loss")
+    assert sorted((m.step, m.value) for m in logged) == [(h["step"], h["loss"]) for h in history]
+
+
 def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(
     tracked_stack: dict,
     tracking_server: TrackingServer,

@@ -20,7 +20,7 @@ from lpft_contract.records import JobRecord
 
 from lpft_core import JobKind
 from lpft_worker.settings import WorkerSettings
-from lpft_worker.tracking.content import job_content, recalibration_content
+from lpft_worker.tracking.content import child_content, job_content, recalibration_content
 from lpft_worker.tracking.mlflow_run import Budget, MlflowRun, TrackingFailed
 
 logger = logging.getLogger("lpft.training")
@@ -70,8 +70,9 @@ def _track(
             content = recalibration_content(record, model_dir, run.next_step(run_id, "temperature"))
         else:
             name = integration.mlflow.run_name or record.id
-            run_id = run.find_or_create(integration.experiment, record.id, name)
+            run_id = run.find_or_create(integration.experiment, {"lpft.job_id": record.id}, name)
             content = job_content(record, model_dir, integration.mlflow.tags)
+            _log_children(run, record, integration.experiment, run_id, model_dir)
         run.write(run_id, content)
         run.finish(run_id)
     except TrackingFailed as exc:
@@ -89,6 +90,19 @@ def _track(
     return integration.model_copy(
         update={"status": IntegrationStatus.FAILED, "run_id": run_id, "error": reason}
     )
+
+
+def _log_children(
+    run: MlflowRun, record: JobRecord, experiment: str, parent: str, model_dir: Path
+) -> None:
+    """A comparison's child run per method, under ``parent`` (MLflow's own parent tag)."""
+    if record.kind != JobKind.COMPARE:
+        return
+    for method in record.methods or []:
+        keys = {"mlflow.parentRunId": parent, "lpft.parent_job_id": record.id}
+        child = run.find_or_create(experiment, {**keys, "lpft.method": method}, method)
+        run.write(child, child_content(record, model_dir / method, method))
+        run.finish(child)
 
 
 def _client(settings: WorkerSettings, budget: Budget) -> MlflowRun:

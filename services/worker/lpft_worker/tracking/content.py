@@ -187,3 +187,16 @@ def recalibration_content(record: JobRecord, model_dir: Path, step: int) -> RunC
             if path.is_file()
         },
     )
+
+
+def child_content(record: JobRecord, directory: Path, method: str) -> RunContent:
+    """A child run of a comparison: one method's metrics document (``<method>/metrics.json``
+    in the job's model directory), named as in the parent's run without the
+    ``methods.<method>.`` prefix."""
+    tags = {key: value for key, value in job_tags(record).items() if key != "lpft.job_id"}
+    return RunContent(
+        tags={**tags, "lpft.method": method},
+        params={"method": method, "model": record.model or "default"},
+        metrics=list(document_points(_metrics_document(directory))),
+        artifacts=job_artifacts(directory),
+    )

@@ -72,21 +72,19 @@ class MlflowRun:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.budget = budget
 
-    def find_or_create(self, experiment: str, job_id: str, run_name: str) -> str:
-        """The id of the job's run in ``experiment`` (both made if missing)."""
+    def find_or_create(self, experiment: str, keys: dict[str, str], run_name: str) -> str:
+        """The id of the run in ``experiment`` tagged with ``keys`` (both made if missing):
+        ``{"lpft.job_id": id}`` for a job's run, a child's own tags for a child."""
         experiment_id = self._call(lambda: self._experiment_id(experiment), "find the experiment")
+        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in keys.items())
         found = self._call(
-            lambda: self.client.search_runs(
-                [experiment_id], filter_string=f"tags.`lpft.job_id` = '{job_id}'", max_results=1
-            ),
+            lambda: self.client.search_runs([experiment_id], filter_string=query, max_results=1),
             "search for the job's run",
         )
         if found:
             return found[0].info.run_id
         run = self._call(
-            lambda: self.client.create_run(
-                experiment_id, run_name=run_name, tags={"lpft.job_id": job_id}
-            ),
+            lambda: self.client.create_run(experiment_id, run_name=run_name, tags=keys),
             "create the run",
         )
         return run.info.run_id
