@@ -15,19 +15,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import Console, wait_until
 from tests.conftest import toy_rows, write_jsonl
 from tests.integration.conftest import (
     KEYS,
     TERMINAL,
+    ApiServer,
     Worker,
     job_body,
+    stack_env,
     tenant_client,
     upload,
     wait_for,
 )
+from tests.redis_fixtures import PrivateRedis
 
 #: Strings a user controls, each of which would run if the page took it for HTML.
 IMG = "<img src=x onerror=window.__xss=1>"
@@ -321,3 +324,30 @@ def test_the_learned_nothing_warnings_are_shown_above_the_job(
     for code in codes:
         expect(warnings).to_contain_text(code)
     assert console.axe_violations() == []
+
+
+@pytest.fixture(scope="module")
+def open_api_url(
+    redis_server: PrivateRedis, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[str]:
+    """An API of its own in open mode (no keys; loopback clients are tenant default)."""
+    directory = tmp_path_factory.mktemp("open-mode")
+    env = stack_env(redis_server.new_database(), directory / "artifacts", tiny_model_dir.parent)
+    env.pop("LPFT_API_KEYS")
+    server = ApiServer({**env, "LPFT_OPEN_MODE": "true"}, directory / "api.log")
+    yield server.url
+    server.stop()
+
+
+def test_open_mode_needs_no_sign_in(browser: Browser, open_api_url: str) -> None:
+    context = browser.new_context(base_url=open_api_url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.goto("/ui/")
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    expect(page.locator("#jobs-body")).to_have_text("No jobs.")
+    expect(page.get_by_label("API key")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    context.close()
+    assert errors == []
