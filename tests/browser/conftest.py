@@ -30,8 +30,11 @@ AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 FAILING_IMPACTS = {"serious", "critical"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One Chromium for this package's tests, closed when they are done: Playwright's sync
+    API keeps an asyncio loop running on the main thread while it is open, and every later
+    test that calls ``asyncio.run`` (the client's) would fail beside it."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"the browser tests drive Debian's Chromium ({CHROMIUM}): apt-get install chromium"
