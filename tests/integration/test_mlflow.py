@@ -214,6 +214,32 @@ def test_a_comparison_is_a_parent_run_with_a_child_per_method(
     assert sorted((m.step, m.value) for m in logged) == [(h["step"], h["loss"]) for h in history]
 
 
+def test_a_job_with_seeds_has_a_child_run_per_seed(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = {**tracked_job(alice_data, tiny_model_dir), "seeds": [0, 1]}
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    parent = client.get_run(job["integrations"][0]["run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    by_seed = {c.data.tags["lpft.seed"]: c for c in children}
+    assert sorted(by_seed) == ["0", "1"]
+    for entry in metrics["runs"]:
+        child = by_seed[str(entry["seed"])]
+        assert child.data.metrics["test.calibrated.ece"] == entry["test"]["calibrated"]["ece"]
+        assert child.data.params["seed"] == str(entry["seed"])
+    summary = metrics["summary"]["test"]["calibrated"]["ece"]
+    assert parent.data.metrics["summary.test.calibrated.ece.mean"] == summary["mean"]
+
+
 def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(
     tracked_stack: dict,
     tracking_server: TrackingServer,

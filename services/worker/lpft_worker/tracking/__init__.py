@@ -95,14 +95,32 @@ def _track(
 def _log_children(
     run: MlflowRun, record: JobRecord, experiment: str, parent: str, model_dir: Path
 ) -> None:
-    """A comparison's child run per method, under ``parent`` (MLflow's own parent tag)."""
-    if record.kind != JobKind.COMPARE:
-        return
-    for method in record.methods or []:
-        keys = {"mlflow.parentRunId": parent, "lpft.parent_job_id": record.id}
-        child = run.find_or_create(experiment, {**keys, "lpft.method": method}, method)
-        run.write(child, child_content(record, model_dir / method, method))
+    """The job's child runs under ``parent`` (MLflow's own parent tag): one per method of a
+    comparison, one per seed of a multi-seed finetune job."""
+    for keys, name, directory in _children(record, model_dir):
+        parent_keys = {"mlflow.parentRunId": parent, "lpft.parent_job_id": record.id}
+        child = run.find_or_create(experiment, {**parent_keys, **keys}, name)
+        run.write(child, child_content(record, directory, keys))
         run.finish(child)
+
+
+def _children(record: JobRecord, model_dir: Path) -> list[tuple[dict[str, str], str, Path]]:
+    """Each child's own tags, name and metrics directory: a comparison's methods in
+    ``<method>/``; the seeds of a finetune job, the first in the job's directory and the
+    others in ``runs/seed-<s>/``."""
+    if record.kind == JobKind.COMPARE:
+        return [({"lpft.method": m}, m, model_dir / m) for m in record.methods or []]
+    seeds = record.spec.get("seeds") or []
+    if record.kind != JobKind.FINETUNE or len(seeds) < 2:
+        return []
+    return [
+        (
+            {"lpft.seed": str(seed)},
+            f"seed-{seed}",
+            model_dir if seed == seeds[0] else model_dir / "runs" / f"seed-{seed}",
+        )
+        for seed in seeds
+    ]
 
 
 def _client(settings: WorkerSettings, budget: Budget) -> MlflowRun:

@@ -189,14 +189,15 @@ def recalibration_content(record: JobRecord, model_dir: Path, step: int) -> RunC
     )
 
 
-def child_content(record: JobRecord, directory: Path, method: str) -> RunContent:
-    """A child run of a comparison: one method's metrics document (``<method>/metrics.json``
-    in the job's model directory), named as in the parent's run without the
-    ``methods.<method>.`` prefix."""
+def child_content(record: JobRecord, directory: Path, keys: dict[str, str]) -> RunContent:
+    """A child run: one method of a comparison or one seed (``keys``: ``lpft.method`` or
+    ``lpft.seed``, also its params without the prefix), its metrics document in
+    ``directory`` named as in a finetune job's run."""
     tags = {key: value for key, value in job_tags(record).items() if key != "lpft.job_id"}
+    params = {key.removeprefix("lpft."): value for key, value in keys.items()}
     return RunContent(
-        tags={**tags, "lpft.method": method},
-        params={"method": method, "model": record.model or "default"},
+        tags={**tags, **keys},
+        params={**params, "model": record.model or "default"},
         metrics=list(document_points(_metrics_document(directory))),
         artifacts=job_artifacts(directory),
     )
