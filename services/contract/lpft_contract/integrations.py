@@ -50,7 +50,19 @@ class MlflowOptions(BaseModel):
         default_factory=dict,
         max_length=MAX_TAGS,
         description=f"at most {MAX_TAGS}; keys may not start with 'lpft.' or 'mlflow.'",
-        json_schema_extra={"maxProperties": MAX_TAGS},
+        # The whole key rule in the schema, so that a client generated from it sends only
+        # what is accepted: pydantic writes the key pattern as patternProperties alone, which
+        # lets any other key through with any value.
+        json_schema_extra={
+            "maxProperties": MAX_TAGS,
+            "additionalProperties": False,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": 250,
+                "pattern": _NAME,
+                "not": {"pattern": r"^(lpft|mlflow)\."},
+            },
+        },
     )
     register_as: ModelName | None = Field(
         None,
