@@ -1,5 +1,10 @@
 """Dependencies: settings, the store, the caller's tenant, a job looked up for it, the page
-of a list asked for, and the per-process state of /predict."""
+of a list asked for, and the per-process state of /predict.
+
+Those that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency on its thread
+pool, one hop there and back per dependency, in turn, and a /predict took five such hops
+before its body was looked at (measured: see benchmarks/RESULTS.md, issue 25's HTTP path).
+``get_job`` reads Redis and stays on the pool."""
 
 from __future__ import annotations
 
@@ -19,27 +24,27 @@ from lpft_api.services.predict import TenantSlots
 from lpft_api.settings import ApiSettings
 
 
-def app_settings(request: Request) -> ApiSettings:
+async def app_settings(request: Request) -> ApiSettings:
     """The app's settings (set at creation, so tests can pass their own)."""
     return request.app.state.settings
 
 
-def get_stores(request: Request) -> Stores:
+async def get_stores(request: Request) -> Stores:
     """The job store, created in the app's lifespan."""
     return request.app.state.stores
 
 
-def get_enqueuer(request: Request) -> Enqueuer:
+async def get_enqueuer(request: Request) -> Enqueuer:
     """Sends tasks to the workers."""
     return request.app.state.enqueuer
 
 
-def get_models(request: Request) -> ModelCache:
+async def get_models(request: Request) -> ModelCache:
     """Loaded models for /predict."""
     return request.app.state.models
 
 
-def get_tenant(request: Request) -> str:
+async def get_tenant(request: Request) -> str:
     """The caller's tenant, authenticated by ``RequestGuard`` before the body was read."""
     return request.state.tenant
 
@@ -52,8 +57,8 @@ TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 async def get_slots(request: Request, settings: SettingsDep) -> TenantSlots:
-    """This process's ``TenantSlots``, made on first use. Async so that it runs on the event
-    loop: sync dependencies run on a thread pool, where two requests could both make one."""
+    """This process's ``TenantSlots``, made on first use, on the event loop (on the thread
+    pool two requests could both make one)."""
     state = request.app.state
     if getattr(state, "predict_slots", None) is None:
         state.predict_slots = TenantSlots(settings.predict_max_in_flight_per_tenant)
@@ -90,7 +95,7 @@ class Page:
 PageDep = Annotated[Page, Depends()]
 
 
-def reject_unknown_query_parameters(request: Request) -> None:
+async def reject_unknown_query_parameters(request: Request) -> None:
     """Refuse a query parameter the route does not take (``limt=5``), or one it takes once
     given several times (``after=a&after=b``): silently ignoring a misspelt option, or all
     but the last copy, gives a careless client an answer to a question it did not ask."""
