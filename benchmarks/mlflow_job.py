@@ -3,6 +3,7 @@ wall time side by side. Goal: logging the run adds under 5 % to a job.
 
     python benchmarks/mlflow_job.py                       # 2 runs each, alternating
     python benchmarks/mlflow_job.py --rows 200 --no-record   # a smoke run
+    python benchmarks/mlflow_job.py --register            # with register_as: a model version
 
 One stack (a private Redis, an API and a solo Celery worker, benchmarks/_stack.py) whose
 LPFT_MLFLOW_TRACKING_URI is a real ``mlflow server`` on loopback (sqlite, served artifacts).
@@ -46,6 +47,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--runs", type=int, default=2, help="runs per mode")
     parser.add_argument("--no-record", action="store_true", help="print, do not append")
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="with register_as: the export, uploaded and registered",
+    )
     args = parser.parse_args()
     hyper = {"epochs": args.epochs, "batch_size": 16, "max_length": 64, "device": "cpu"}
     validation = DATA / "sst2" / "validation.jsonl"
@@ -70,7 +76,8 @@ def main() -> None:
         with stack.client() as client:
             dataset = {"train": upload(client, train), "validation": upload(client, validation)}
             body = {"method": "lp_ft", "dataset": dataset, "hyperparameters": hyper, "seed": 0}
-            tracked = {**body, "integrations": [{"type": "mlflow", "mlflow": {}}]}
+            options = {"register_as": "sst2"} if args.register else {}
+            tracked = {**body, "integrations": [{"type": "mlflow", "mlflow": options}]}
             for number in range(1, args.runs + 1):
                 for mode in MODES:
                     wall, job = run_job(client, tracked if mode == "with" else body)
@@ -84,14 +91,22 @@ def main() -> None:
     if args.no_record:
         return
     verdict = "within" if overhead < TARGET_PCT else "over"
+    registering = " and register_as" if args.register else ""
     append(
-        f"MLflow tracking: one lp_ft job with and without the integration, {args.rows} SST-2 rows",
+        f"MLflow tracking: one lp_ft job with and without the integration{registering}, "
+        f"{args.rows} SST-2 rows",
         table,
         f"The offline default model (all-MiniLM-L6-v2), `method: lp_ft`, {args.epochs} "
         f"epoch(s), batch 16, max_length 64, device cpu; train: {args.rows} stratified SST-2 "
         "train rows, validation: the SST-2 dev file. One API and solo Celery worker on a "
         "private Redis, a local artifact directory, and `mlflow server` 3.17.2 on loopback "
-        "(sqlite, served artifacts) as LPFT_MLFLOW_TRACKING_URI; runs alternate without, "
+        "(sqlite, served artifacts) as LPFT_MLFLOW_TRACKING_URI"
+        + (
+            ", the tracked job with `register_as` (ONNX export, pyfunc model upload, version)"
+            if args.register
+            else ""
+        )
+        + "; runs alternate without, "
         "with. Wall: POST /jobs to `succeeded` seen by polling every 0.2 s; job: the record's "
         f"started_at to finished_at. Tracking overhead {overhead:+.1f} % of the median wall "
         f"time without ({verdict} the {TARGET_PCT:.0f} % goal).",

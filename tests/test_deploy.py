@@ -205,7 +205,9 @@ def test_build_context_dockerfile_target_and_copied_paths_exist(name: str) -> No
         if instruction.keyword == "ARG" and "=" not in instruction.text:
             assert instruction.text in build["args"], f"{name} does not pass {instruction.text}"
     extras = build["args"]["EXTRA"].split(",")
-    assert extras == [build["target"], "s3"], "the image installs another extra, or no S3 client"
+    # Workers log to MLflow (the API only checks that a server is configured).
+    wanted = [build["target"], "s3", *(["mlflow"] if build["target"] == "worker" else [])]
+    assert extras == wanted, "the image installs another extra, no S3 or no MLflow client"
 
 
 def test_the_targets_share_one_base_that_installs_everything() -> None:
@@ -478,6 +480,21 @@ def test_the_s3_profile_is_a_pinned_minio_and_a_one_shot_bucket_maker() -> None:
     assert minio["command"] == ["server", "/data"]  # its S3 API on the default :9000
     assert setup["depends_on"] == {"minio": {"condition": "service_healthy"}}
     assert setup["restart"] == "on-failure" and "healthcheck" not in setup
+
+
+def test_the_tracking_server_and_its_auth_reach_the_api_and_workers_unset_by_default() -> None:
+    """The operator's MLflow server (never a tenant's) is a pass-through like the bucket:
+    unset, the API refuses mlflow integrations with a 422 naming the setting."""
+    names = (
+        "LPFT_MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    )
+    for name in BUILT:
+        environment = SERVICES[name]["environment"]
+        for key in names:
+            assert key in environment and environment[key] is None, (name, key)
 
 
 def test_minio_env_points_the_api_and_workers_at_the_profiles_bucket(

@@ -64,23 +64,29 @@ class CalibratedOutputs(nn.Module):
 def export_model(model_dir: str | Path, out: str | Path, fmt: ExportFormat) -> Path:
     """Write the export of ``model_dir`` in format ``fmt`` as the archive ``out``
     (``.tar.gz``) and return its path."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-    directory = Path(model_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        staging = Path(scratch) / "export"
-        staging.mkdir()
-        if fmt == "hf":
-            write_hf(directory, staging)
-        else:
-            write_onnx(directory, staging)
-        (staging / "labels.json").write_text(json.dumps(read_labels(directory)))
-        (staging / "README.md").write_text(model_card(directory, fmt), encoding="utf-8")
+        staging = write_export(model_dir, Path(scratch) / "export", fmt)
         target = Path(out)
         target.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(target, "w:gz") as archive:
             archive.add(staging, arcname=".")
     return target
+
+
+def write_export(model_dir: str | Path, out: Path, fmt: ExportFormat) -> Path:
+    """The export of ``model_dir`` unpacked in the new directory ``out`` (what the archive
+    holds; a registered MLflow model holds it too) and return ``out``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    directory = Path(model_dir)
+    out.mkdir(parents=True)
+    if fmt == "hf":
+        write_hf(directory, out)
+    else:
+        write_onnx(directory, out)
+    (out / "labels.json").write_text(json.dumps(read_labels(directory)))
+    (out / "README.md").write_text(model_card(directory, fmt), encoding="utf-8")
+    return out
 
 
 def write_hf(model_dir: Path, out: Path) -> None:

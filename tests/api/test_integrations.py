@@ -8,7 +8,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from lpft_api.settings import ApiSettings
-from lpft_contract.integrations import MAX_TAGS, IntegrationRequest, tenant_experiment
+from lpft_contract.integrations import (
+    MAX_TAGS,
+    IntegrationRequest,
+    integration_record,
+    registered_name,
+    tenant_experiment,
+)
 
 from tests.api.conftest import KEY, untouched_client
 from tests.api.test_requests import problem
@@ -69,6 +75,14 @@ def tracked() -> TestClient:
             [{"type": "mlflow", "mlflow": {"register_as": "models/../x"}}],
             "integrations[0].mlflow.register_as",
         ),
+        (
+            [{"type": "mlflow", "mlflow": {"register_as": "bob.sentiment"}}],
+            "integrations[0].mlflow.register_as",
+        ),
+        (
+            [{"type": "mlflow", "mlflow": {"register_as": "m" * 201}}],
+            "integrations[0].mlflow.register_as",
+        ),
     ],
 )
 def test_a_bad_integration_is_a_422_naming_the_field(
@@ -89,9 +103,28 @@ def test_mlflow_without_a_tracking_server_is_a_422_naming_the_setting(
     assert body["errors"][0]["field"] == "integrations[0].type"
 
 
-def test_register_as_is_refused_until_it_is_built(tracked: TestClient) -> None:
-    body = with_mlflow(BODIES["finetune"], register_as="sentiment")
-    problem(tracked.post("/jobs", json=body), 422, "integrations[0].mlflow.register_as")
+@pytest.mark.parametrize("kind", ["compare", "analysis"])
+def test_register_as_on_a_kind_that_serves_no_model_is_a_422(
+    tracked: TestClient, kind: str
+) -> None:
+    body = with_mlflow(BODIES[kind], register_as="sentiment")
+    detail = problem(tracked.post("/jobs", json=body), 422, "integrations[0].mlflow.register_as")
+    assert "finetune" in detail["detail"]
+
+
+def test_register_as_passes_on_a_finetune_job(tracked: TestClient) -> None:
+    with pytest.raises(AssertionError, match="job store"):
+        tracked.post("/jobs", json=with_mlflow(BODIES["finetune"], register_as="sentiment"))
+
+
+def test_registered_models_are_kept_under_the_tenants_prefix() -> None:
+    request = IntegrationRequest.model_validate(
+        {"type": "mlflow", "mlflow": {"register_as": "sentiment"}}
+    )
+    assert integration_record("alice", request).registered_model == "lpft.alice.sentiment"
+    # What MLflow refuses in a name ('/', ':') is encoded; a tenant's dots cannot make it
+    # another tenant's name since register_as, after the last dot, holds none (above).
+    assert registered_name("team/a", "m") == "lpft.team%2Fa.m"
 
 
 @pytest.mark.parametrize("kind", BODIES)
@@ -107,3 +140,10 @@ def test_experiments_are_kept_under_the_tenants_prefix() -> None:
     assert request.mlflow.experiment == "jobs"
     assert tenant_experiment("alice", "sentiment/v2") == "lpft/alice/sentiment/v2"
     assert tenant_experiment("bob", "sentiment/v2") != tenant_experiment("alice", "sentiment/v2")
+
+
+def test_the_clients_typed_integration_declares_every_field_the_record_shows() -> None:
+    from lpft_client.types import Integration
+    from lpft_contract.integrations import IntegrationRecord
+
+    assert set(Integration.model_fields) == set(IntegrationRecord.model_fields)

@@ -1,8 +1,11 @@
 """Jobs logged as MLflow runs on a real tracking server, started here on loopback (sqlite
 backend, served artifacts), through a real API and Celery worker: a job's run holds its tags,
 params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns, plus its
-files; a re-calibration updates the same run; a server stopped mid-job leaves the job
-succeeded, with a warning naming MLflow and the integration failed.
+files; a re-calibration updates the same run; ``register_as`` makes the calibrated model a
+version of the tenant's registered model, which loads in a process where lpft cannot be
+imported and reproduces ``/predict`` (a re-calibration: a new version at the new
+temperature); a server stopped mid-job leaves the job succeeded, with a warning naming MLflow
+and the integration failed.
 
 The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
 configured) are unit tests: tests/api/test_integrations.py.
@@ -12,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +39,37 @@ from tests.redis_fixtures import PrivateRedis
 
 #: The worker's budget for one job's logging; the stopped-server test waits it out.
 TIMEOUT_S = 15
+#: Inputs the registered model and /predict must agree on.
+TEXTS = ["good and great fun", "awful and bad", "a river, a chair", "<b>not html</b>"]
+#: Loads registered versions in a fresh interpreter (isolated: no PYTHONPATH) in which every
+#: ``lpft`` package fails to import, as in a team's serving environment without lpft; prints
+#: each version's predictions and its signature's input names as JSON.
+LOAD_WITHOUT_LPFT = """
+import importlib.abc, json, sys
+
+class NoLpft(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0].startswith("lpft"):
+            raise ImportError(f"{name}: lpft is not installed here")
+        return None
+
+sys.meta_path.insert(0, NoLpft())
+import mlflow.pyfunc
+import pandas as pd
+
+uris, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+for uri in uris:
+    model = mlflow.pyfunc.load_model(uri)
+    predicted = model.predict(pd.DataFrame({"text": texts}))
+    out[uri] = {
+        "rows": predicted.to_dict(orient="records"),
+        "inputs": model.metadata.get_input_schema().input_names(),
+        "example": model.metadata.saved_input_example_info is not None,
+        "lpft": sorted(m for m in sys.modules if m.startswith("lpft")),
+    }
+print(json.dumps(out))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +212,64 @@ def test_a_recalibration_updates_the_same_run(
     assert temperatures[-1][1] == refit["temperature"]
     run = client.get_run(run_id)
     assert run.data.tags["lpft.recalibrated_by"] == recalibration["id"]
+
+
+def predicted(client: httpx.Client, job_id: str) -> list[dict]:
+    response = client.post(
+        "/predict", json={"job_id": job_id, "inputs": [{"text": t} for t in TEXTS]}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def test_register_as_makes_versions_that_load_without_lpft_and_reproduce_predict(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = tracked_job(alice_data, tiny_model_dir, register_as="sentiment")
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        served = predicted(alice, job["id"])
+        response = alice.post(
+            f"/jobs/{job['id']}/recalibrate", json={"dataset": alice_data["test"]}
+        )
+        assert response.status_code == 202, response.text
+        recalibration = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+        recalibrated = predicted(alice, job["id"])
+    (integration,) = job["integrations"]
+    assert integration["status"] == "logged", integration
+    name = integration["registered_model"]
+    assert name == "lpft.alice.sentiment" and integration["model_version"] == "1"
+    assert recalibration["integrations"][0]["model_version"] == "2"
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    first, second = (client.get_model_version(name, v) for v in ("1", "2"))
+    assert first.run_id == second.run_id == integration["run_id"]
+    assert first.tags["lpft.job_id"] == job["id"]
+    assert second.tags["lpft.job_id"] == recalibration["id"]
+
+    uris = [f"models:/{name}/1", f"models:/{name}/2"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server.url}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_WITHOUT_LPFT, json.dumps(uris), json.dumps(TEXTS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    for uri, api in zip(uris, [served, recalibrated], strict=True):
+        version = loaded[uri]
+        assert version["lpft"] == [] and version["inputs"] == ["text"] and version["example"]
+        for row, prediction in zip(version["rows"], api, strict=True):
+            assert row["label"] == prediction["label"]
+            for label, probability in prediction["probabilities"].items():
+                assert abs(row[label] - probability) < 1e-4, (uri, label, row, prediction)
+    # The new temperature moved the probabilities; each version holds its own.
+    assert served[0]["probabilities"] != recalibrated[0]["probabilities"]
 
 
 def test_a_comparison_is_a_parent_run_with_a_child_per_method(

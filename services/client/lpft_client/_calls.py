@@ -205,9 +205,11 @@ def create_job(
 ) -> Call[Job]:
     """Create and queue a job from dataset ids. ``method`` is for finetune jobs;
     ``options`` are the other kinds' fields (``methods``, ``ntk_samples``, ``analyses``,
-    ``source_job``) and ``seeds``. Retried safely: every call carries an
-    ``Idempotency-Key`` (``idempotency_key``, else a new one), so that a retry after a lost
-    answer returns the job the first try made instead of a second job."""
+    ``source_job``), ``seeds`` and ``integrations`` (``[{"type": "mlflow", "mlflow":
+    {"experiment": ..., "register_as": ...}}]``; ``Job.integrations`` shows each). Retried
+    safely: every call carries an ``Idempotency-Key`` (``idempotency_key``, else a new one),
+    so that a retry after a lost answer returns the job the first try made instead of a
+    second job."""
     body = _without_none(
         {
             "kind": kind,

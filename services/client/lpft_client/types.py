@@ -40,6 +40,21 @@ class JobError(ApiModel):
     message: str
 
 
+class Integration(ApiModel):
+    """Where one of the job's integrations stands: ``status`` is ``pending`` until its
+    MLflow run is ``logged`` (or ``failed``, with ``error``); with ``register_as``, the
+    registered model's full name and the version the job made."""
+
+    type: str
+    experiment: str
+    status: str
+    mlflow: dict[str, Any] = Field(default_factory=dict)
+    run_id: str | None = None
+    registered_model: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+
 class Job(ApiModel):
     """A job: ``status`` is ``queued → running → succeeded | failed | cancelled``."""
 
@@ -61,6 +76,7 @@ class Job(ApiModel):
     error: JobError | None = None
     cancel_requested: bool = False
     attempts: int = 0
+    integrations: list[Integration] = Field(default_factory=list)
 
     @property
     def is_terminal(self) -> bool:
@@ -407,6 +423,7 @@ __all__ = [
     "Evaluation",
     "Event",
     "HeadNorm",
+    "Integration",
     "Job",
     "JobError",
     "JobLog",

@@ -9,6 +9,7 @@ tenant's prefix (``tenant_experiment``), so one tenant never logs into, or reads
 
 from __future__ import annotations
 
+import urllib.parse
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -30,8 +31,9 @@ ExperimentName = Annotated[
 RunName = Annotated[str, StringConstraints(min_length=1, max_length=250)]
 TagKey = Annotated[str, StringConstraints(pattern=_NAME, min_length=1, max_length=250)]
 TagValue = Annotated[str, StringConstraints(max_length=5000)]
+#: No ``.``: the registered model's name on the server ends in ``.<name>`` (``registered_name``).
 ModelName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=200)
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1, max_length=200)
 ]
 
 
@@ -66,8 +68,10 @@ class MlflowOptions(BaseModel):
     )
     register_as: ModelName | None = Field(
         None,
-        description="a registered model to add the calibrated model to as a version; not "
-        "available yet (a 422)",
+        description="a registered model to add the job's calibrated model to as a new version "
+        "(an MLflow pyfunc model), kept under the tenant's prefix on the server "
+        "(lpft.<tenant>.<name>); jobs that serve (finetune) and their re-calibrations, each "
+        "a new version; letters, digits, '_' and '-'",
     )
 
     @field_validator("experiment")
@@ -114,6 +118,9 @@ class IntegrationRecord(BaseModel):
     experiment: str = Field(description="the experiment's full name on the tracking server")
     status: IntegrationStatus = IntegrationStatus.PENDING
     run_id: str | None = None
+    registered_model: str | None = Field(
+        None, description="with register_as, the registered model's full name on the server"
+    )
     model_version: str | None = Field(None, description="with register_as, the version made")
     error: str | None = Field(None, description="why it failed, when it did")
 
@@ -123,10 +130,20 @@ def tenant_experiment(tenant: str, experiment: str) -> str:
     return f"{EXPERIMENT_PREFIX}/{tenant}/{experiment}"
 
 
+def registered_name(tenant: str, name: str) -> str:
+    """The registered model's name on the server: under the tenant's prefix, like its
+    experiments, so that one tenant never adds versions to another's model. The tenant is
+    percent-encoded (MLflow refuses ``/`` and ``:`` in a name) and ``name`` holds no ``.``,
+    so the last ``.`` always separates the two."""
+    return f"{EXPERIMENT_PREFIX}.{urllib.parse.quote(tenant, safe='')}.{name}"
+
+
 def integration_record(tenant: str, request: IntegrationRequest) -> IntegrationRecord:
     """The pending integration of a new job of ``tenant``."""
+    name = request.mlflow.register_as
     return IntegrationRecord(
         type=request.type,
         mlflow=request.mlflow,
         experiment=tenant_experiment(tenant, request.mlflow.experiment),
+        registered_model=registered_name(tenant, name) if name is not None else None,
     )

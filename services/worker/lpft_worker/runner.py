@@ -179,7 +179,7 @@ def _run_and_report(
         def warn(message: str) -> None:
             events.append("warning", {"category": "TrackingWarning", "message": message})
 
-        track_job(record, patient.volume.model_dir(job_id), patient.jobs, warn, settings)
+        track_job(record, patient.volume, patient.jobs, warn, settings)
     events.flush(patient.events)
     if outcome is None:  # the worker died under us: resume elsewhere
         _publish_last_checkpoint(files)

@@ -7,16 +7,17 @@ from lpft_contract.integrations import IntegrationRecord, IntegrationRequest, in
 
 from lpft_api.errors import Unprocessable
 from lpft_api.settings import ApiSettings
+from lpft_core import job_kind
 
 
 def checked_integrations(
-    requests: list[IntegrationRequest], tenant: str, settings: ApiSettings
+    requests: list[IntegrationRequest], tenant: str, kind: str, settings: ApiSettings
 ) -> list[IntegrationRecord]:
-    """The pending integrations of a new job of ``tenant``.
+    """The pending integrations of a new job of ``tenant`` of ``kind``.
 
     Raises:
         Unprocessable: mlflow is asked for where the deployment has no tracking server, or
-            with ``register_as``, which is not built yet: refused rather than silently
+            with ``register_as`` on a kind that leaves no model to serve: refused rather than
             ignored, so that no tenant waits for a model version that never comes.
     """
     for index, request in enumerate(requests):
@@ -27,10 +28,10 @@ def checked_integrations(
                 "without it meanwhile",
                 field=f"integrations[{index}].type",
             )
-        if request.mlflow.register_as is not None:
+        if request.mlflow.register_as is not None and not job_kind(kind).serves:
             raise Unprocessable(
-                "registering the calibrated model (register_as) is not available yet; leave "
-                "it out: the run is logged without a model version",
+                f"a {kind} job leaves no model to serve, so none to register; leave "
+                "register_as out here, or set it on a finetune job",
                 field=f"integrations[{index}].mlflow.register_as",
             )
     return [integration_record(tenant, request) for request in requests]

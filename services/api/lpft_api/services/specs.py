@@ -84,7 +84,7 @@ def job_record(
             field="eval_sets",
         )
     model = check_model(body.model, settings.models_dir)
-    integrations = checked_integrations(body.integrations, tenant, settings)
+    integrations = checked_integrations(body.integrations, tenant, body.kind, settings)
     dataset, source = _dataset_and_source(body, tenant, stores)
     inputs = JobInputs(
         model=model,

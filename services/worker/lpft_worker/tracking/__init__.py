@@ -4,31 +4,38 @@
 Tracking never fails a job: whatever goes wrong (the server down past the budget, a
 missing client, a bug here) the job still succeeds, its integration shows ``failed`` with the
 reason, and a ``warning`` event names MLflow and that reason.
+
+With ``register_as``, the calibrated model the job serves (a re-calibration's: its source's,
+at the new temperature) is uploaded into the run as an MLflow pyfunc model
+(``registered_model``) and made a new version of the tenant's registered model.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lpft_contract.integrations import IntegrationRecord, IntegrationStatus
+from lpft_contract.integrations import IntegrationRecord, IntegrationStatus, registered_name
 from lpft_contract.job_store import JobStore
 from lpft_contract.logs import new_error_id
 from lpft_contract.records import JobRecord
+from lpft_contract.volume import Volume
 
-from lpft_core import JobKind
+from lpft_core import JobKind, job_kind
 from lpft_worker.settings import WorkerSettings
 from lpft_worker.tracking.content import child_content, job_content, recalibration_content
 from lpft_worker.tracking.mlflow_run import Budget, MlflowRun, TrackingFailed
+from lpft_worker.tracking.registered_model import save_pyfunc
 
 logger = logging.getLogger("lpft.training")
 
 
 def track_job(
     record: JobRecord,
-    model_dir: Path,
+    volume: Volume,
     jobs: JobStore,
     warn: Callable[[str], None],
     settings: WorkerSettings,
@@ -40,7 +47,7 @@ def track_job(
         return []
     budget = Budget.of(settings.mlflow_timeout_seconds)
     started = time.monotonic()
-    done = [_track(record, i, model_dir, settings, budget, warn) for i in record.integrations]
+    done = [_track(record, i, volume, settings, budget, warn) for i in record.integrations]
     logger.info(
         "integrations done in %.2f s",
         time.monotonic() - started,
@@ -56,12 +63,14 @@ def track_job(
 def _track(
     record: JobRecord,
     integration: IntegrationRecord,
-    model_dir: Path,
+    volume: Volume,
     settings: WorkerSettings,
     budget: Budget,
     warn: Callable[[str], None],
 ) -> IntegrationRecord:
     run_id = integration.run_id
+    model_dir = volume.model_dir(record.id)
+    version = integration.model_version
     try:
         run = _client(settings, budget)
         if record.kind == JobKind.RECALIBRATE:
@@ -74,6 +83,9 @@ def _track(
             content = job_content(record, model_dir, integration.mlflow.tags)
             _log_children(run, record, integration.experiment, run_id, model_dir)
         run.write(run_id, content)
+        if integration.mlflow.register_as is not None:
+            registered = registered_name(record.tenant, integration.mlflow.register_as)
+            version = _register(run, run_id, record, registered, volume)
         run.finish(run_id)
     except TrackingFailed as exc:
         reason = str(exc)
@@ -84,12 +96,42 @@ def _track(
     else:
         logger.info("logged to MLflow as run %s", run_id, extra={"run_id": run_id})
         return integration.model_copy(
-            update={"status": IntegrationStatus.LOGGED, "run_id": run_id, "error": None}
+            update={
+                "status": IntegrationStatus.LOGGED,
+                "run_id": run_id,
+                "model_version": version,
+                "error": None,
+            }
         )
     warn(f"MLflow: the job's run was not logged: {reason}. The job itself is not affected")
     return integration.model_copy(
-        update={"status": IntegrationStatus.FAILED, "run_id": run_id, "error": reason}
+        update={
+            "status": IntegrationStatus.FAILED,
+            "run_id": run_id,
+            "model_version": version,
+            "error": reason,
+        }
     )
+
+
+def _register(run: MlflowRun, run_id: str, record: JobRecord, name: str, volume: Volume) -> str:
+    """The version of the registered model ``name`` that holds the model ``record`` leaves:
+    a finetune job's own, or a re-calibration's source's at the new temperature (uploaded
+    beside the re-calibration's metrics, the run's first model staying as it was)."""
+    if record.kind == JobKind.RECALIBRATE and record.source_job is not None:
+        served, folder = volume.model_dir(record.source_job), f"recalibration/{record.id}/model"
+    elif job_kind(record.kind).serves:
+        served, folder = volume.model_dir(record.id), "model"
+    else:  # the API refuses register_as on a kind that serves no model
+        raise TrackingFailed(f"a {record.kind} job leaves no model to register")
+    with tempfile.TemporaryDirectory() as scratch:
+        return run.register(
+            run_id,
+            lambda: save_pyfunc(served, Path(scratch) / "model"),
+            folder,
+            name,
+            {"lpft.job_id": record.id},
+        )
 
 
 def _log_children(

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from lpft_worker.tracking.content import RunContent
@@ -114,6 +115,40 @@ class MlflowRun:
                 f"upload {path.name}",
             )
 
+    def register(
+        self,
+        run_id: str,
+        build: Callable[[], Path],
+        folder: str,
+        name: str,
+        keys: dict[str, str],
+    ) -> str:
+        """The version of the registered model ``name`` tagged with ``keys``; when there is
+        none, the model ``build()`` writes is uploaded into the run's ``folder`` and made a
+        new version (the model too, the first time). Found before it is made, like runs, so
+        that a job logged again adds no second version."""
+        query = " and ".join(
+            [f"name = '{name}'", *(f"tags.`{k}` = '{v}'" for k, v in keys.items())]
+        )
+        found = self._call(
+            lambda: self.client.search_model_versions(query, max_results=1),
+            "search for the model version",
+        )
+        if found:
+            return str(found[0].version)
+        local = build()
+        self._call(
+            lambda: self.client.log_artifacts(run_id, str(local), folder), "upload the model"
+        )
+        self._call(lambda: self._registered_model(name), "create the registered model")
+        version = self._call(
+            lambda: self.client.create_model_version(
+                name, f"runs:/{run_id}/{folder}", run_id=run_id, tags=keys
+            ),
+            "register the model version",
+        )
+        return str(version.version)
+
     def next_step(self, run_id: str, key: str) -> int:
         """The step after the metric's last one (0 for a new metric)."""
         history = self._call(lambda: self.client.get_metric_history(run_id, key), "read " + key)
@@ -135,6 +170,15 @@ class MlflowRun:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             return self.client.get_experiment_by_name(name).experiment_id
+
+    def _registered_model(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:  # the tenant's earlier jobs made it
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
 
     def _call(self, call: Callable[[], T], what: str) -> T:
         """``call``, retried with backoff while the budget lasts."""
