@@ -68,3 +68,46 @@ def test_bad_mappings_and_bad_parquet_name_the_form_field(
     not_parquet = {"file": ("d.parquet", b'{"text": "a", "label": "x"}\n')}
     body = assert_problem(alice.post("/datasets", files=not_parquet), 422, "file")
     assert "not a readable Parquet file" in body["detail"]
+
+
+def test_a_bad_row_is_named_by_its_line_and_field(alice: httpx.Client) -> None:
+    """Beside the message, the error gives the row's line on its own, for a client (the
+    console) to point at: the file's line in JSONL and CSV (the header is line 1)."""
+    jsonl = b'{"text": "fine", "label": "a"}\n{"text": "ok", "label": "b"}\n{"text": "x"}\n'
+    body = assert_problem(alice.post("/datasets", files={"file": ("d.jsonl", jsonl)}), 422)
+    assert body["errors"] == [{"field": "label", "message": body["detail"], "line": 3}]
+    csv = b"text,label\nfine,a\n,b\n"
+    body = assert_problem(alice.post("/datasets", files={"file": ("d.csv", csv)}), 422)
+    assert body["errors"] == [{"field": "text", "message": body["detail"], "line": 3}]
+    # An error about the file as a whole has no line.
+    body = assert_problem(alice.post("/datasets", files={"file": ("d.jsonl", b"\n")}), 422)
+    assert body["errors"] == [{"field": "file", "message": body["detail"]}]
+
+
+def test_the_preview_is_the_first_rows_as_stored(
+    alice: httpx.Client, bob: httpx.Client, tmp_path: Path
+) -> None:
+    upload = {"file": ("rte.parquet", parquet_bytes(tmp_path, RTE_COLUMNS))}
+    dataset = alice.post("/datasets", files=upload, data=RTE_MAPPING).json()
+    preview = alice.get(f"/datasets/{dataset['id']}/preview", params={"limit": 3})
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {
+        "object": "dataset_preview",
+        "id": dataset["id"],
+        "rows": [
+            {"text": premise, "text_pair": hypothesis, "label": label}
+            for premise, hypothesis, label in zip(
+                RTE_COLUMNS["premise"][:3],
+                RTE_COLUMNS["hypothesis"][:3],
+                RTE_COLUMNS["entailment"][:3],
+                strict=True,
+            )
+        ],
+        "has_more": True,
+    }
+    whole = alice.get(f"/datasets/{dataset['id']}/preview").json()
+    assert len(whole["rows"]) == 4 and whole["has_more"] is False
+    for limit in (0, 51):
+        refused = alice.get(f"/datasets/{dataset['id']}/preview", params={"limit": limit})
+        assert_problem(refused, 422, "query.limit")
+    assert_problem(bob.get(f"/datasets/{dataset['id']}/preview"), 404, "dataset_id")

@@ -179,7 +179,10 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 async def _core_error(request: Request, exc: LpftError) -> JSONResponse:
     status = next((s for t, s in CORE_STATUS.items() if isinstance(exc, t)), 400)
     field = getattr(exc, "field", None)
-    errors = [{"field": field, "message": str(exc)}] if field else None
+    # A dataset's bad row: its line too, for a client to point at (the console does).
+    line = getattr(exc, "line", None)
+    at = {"line": line} if line is not None else {}
+    errors = [{"field": field, "message": str(exc), **at}] if field else None
     return problem(status, type(exc).__name__, str(exc), exc.code, request.url.path, errors)
 
 

@@ -374,6 +374,27 @@ class DatasetList(ListPage[DatasetPublic]):
     """A page of datasets, newest first."""
 
 
+#: The most rows a dataset preview shows.
+MAX_PREVIEW_ROWS = 50
+
+
+class DatasetRow(BaseModel):
+    """One stored row, under our names whatever the uploaded file called its columns."""
+
+    text: str
+    text_pair: str | None = None
+    label: str | int
+
+
+class DatasetPreview(BaseModel):
+    """A dataset's first rows, as stored, for a person to check what was read."""
+
+    object: Literal["dataset_preview"] = "dataset_preview"
+    id: str
+    rows: list[DatasetRow]
+    has_more: bool = Field(description="whether the dataset holds rows beyond these")
+
+
 class Event(BaseModel):
     """One entry of a job's event log."""
 
@@ -542,7 +563,10 @@ class Problem(BaseModel):
     instance: str | None = None
     code: str
     errors: list[dict[str, Any]] | None = Field(
-        None, description="per-field errors: {field, message}"
+        None,
+        description="per-field errors: {field, message}, and line where a dataset's row is at "
+        "fault (its line in a JSONL or CSV file, header included; its row in Parquet or JSON "
+        "records, from 1)",
     )
     error_id: str | None = Field(
         None, description="on a 5xx: the id the server's log records carry, to quote"

@@ -62,6 +62,25 @@ class DatasetStore:
         records = [r for r in (self.get(tenant, i) for i in ids.items) if r is not None]
         return Page(records, ids.last_id, ids.has_more)
 
+    def first_rows(self, record: DatasetRecord, limit: int) -> list[dict[str, Any]]:
+        """The dataset's first ``limit`` rows (fewer when it has fewer), read from the start
+        of its stored file and no further: a preview costs what it shows, however large the
+        dataset."""
+        rows: list[dict[str, Any]] = []
+        pending = b""
+        chunks = self.volume.objects.stream(record.path)
+        try:
+            for chunk in chunks:
+                *lines, pending = (pending + chunk).split(b"\n")
+                rows += [json.loads(line) for line in lines[: limit - len(rows)]]
+                if len(rows) >= limit:
+                    return rows
+        finally:
+            close = getattr(chunks, "close", None)  # a generator's: it closes the file or body
+            if close:
+                close()
+        return rows + ([json.loads(pending)] if pending.strip() and len(rows) < limit else [])
+
     def delete(self, record: DatasetRecord) -> None:
         """Remove the dataset's rows, record and index entries."""
         pipe = self.redis.pipeline()

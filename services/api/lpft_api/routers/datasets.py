@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from lpft_api.deps import DatasetId, PageDep, SettingsDep, StoresDep, TenantDep
-from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn, Problem
+from lpft_api.schemas import (
+    MAX_PREVIEW_ROWS,
+    DatasetList,
+    DatasetPreview,
+    DatasetPublic,
+    DatasetRecordsIn,
+    Problem,
+)
 from lpft_api.services import datasets
 from lpft_core import FIELD_ROLES, MAX_FIELD_NAME_CHARS, option_name
 
@@ -83,6 +92,20 @@ def list_datasets(stores: StoresDep, tenant: TenantDep, page: PageDep) -> Datase
 def get_dataset(dataset_id: DatasetId, stores: StoresDep, tenant: TenantDep) -> DatasetPublic:
     """One dataset and its summary."""
     return DatasetPublic.from_record(datasets.get_dataset(tenant, dataset_id, stores))
+
+
+@router.get(
+    "/{dataset_id}/preview", response_model=DatasetPreview, responses={404: {"model": Problem}}
+)
+def preview_dataset(
+    dataset_id: DatasetId,
+    stores: StoresDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PREVIEW_ROWS)] = 10,
+) -> DatasetPreview:
+    """The dataset's first ``limit`` rows as stored (``text``, ``text_pair``, ``label``,
+    whatever the file named its columns), to check what an upload was read as."""
+    return datasets.preview_dataset(tenant, dataset_id, limit, stores)
 
 
 @router.delete(

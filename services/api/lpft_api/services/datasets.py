@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from lpft_api.errors import Conflict, NotFound, QuotaExceeded, Unprocessable
-from lpft_api.schemas import DatasetList, DatasetPublic, DatasetRecordsIn
+from lpft_api.schemas import DatasetList, DatasetPreview, DatasetPublic, DatasetRecordsIn
 from lpft_api.services.storage import check_room
 from lpft_api.settings import ApiSettings
 from lpft_core import (
@@ -93,6 +93,17 @@ def get_dataset(tenant: str, dataset_id: str, stores: Stores) -> DatasetRecord:
     if record is None:
         raise NotFound(f"no dataset {dataset_id!r}", field="dataset_id")
     return record
+
+
+def preview_dataset(tenant: str, dataset_id: str, limit: int, stores: Stores) -> DatasetPreview:
+    """The first ``limit`` rows of the tenant's dataset ``dataset_id``.
+
+    Raises:
+        NotFound: there is no such dataset.
+    """
+    record = get_dataset(tenant, dataset_id, stores)
+    rows = stores.datasets.first_rows(record, limit)
+    return DatasetPreview(id=record.id, rows=rows, has_more=record.rows > len(rows))
 
 
 def delete_dataset(tenant: str, dataset_id: str, stores: Stores) -> None:
