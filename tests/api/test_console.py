@@ -17,7 +17,7 @@ from lpft_api.routers.console import STATIC
 from lpft_api.settings import ApiSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["/ui/", "/ui/jobs/job-0123456789abcdef0123"]
+PAGES = ["/ui/", "/ui/jobs/job-0123456789abcdef0123", "/ui/datasets", "/ui/new"]
 
 
 @pytest.fixture()

@@ -73,6 +73,7 @@ async def _to_jobs(request: Request) -> Response:
 
 def console_app(keys_required: bool) -> ASGIApp:
     """The console, to mount at ``PREFIX``: ``/`` the jobs, ``/jobs/{id}`` one job,
+    ``/datasets`` the datasets (upload, preview, delete), ``/new`` a new job's form,
     ``/assets/...`` the scripts, styles and vendored libraries they load, and
     ``/config.json``, whether this server wants a key (so that a page asks for one before
     its first call instead of after a 401)."""
@@ -87,6 +88,8 @@ def console_app(keys_required: bool) -> ASGIApp:
             Route("/config.json", configuration),
             Route("/jobs/{job_id}", _page("job.html")),
             Route("/jobs", _to_jobs),
+            Route("/datasets", _page("datasets.html")),
+            Route("/new", _page("new.html")),
             Mount("/assets", StaticFiles(directory=STATIC / "assets")),
         ]
     )

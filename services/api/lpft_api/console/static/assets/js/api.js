@@ -67,6 +67,35 @@ export async function request(path, { method = "GET", body, signal } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+/**
+ * POST a form (a dataset file) with XMLHttpRequest, whose upload events report how much of
+ * the body has gone (fetch reports nothing of a request body in Chromium). Calls
+ * `onProgress(sent, total)` as it goes; resolves to the JSON answer, throws like request().
+ */
+export function upload(path, form, { onProgress = () => {}, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    for (const [name, value] of headers("application/json")) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.upload.addEventListener("load", (event) => onProgress(event.total, event.total));
+    xhr.addEventListener("load", async () => {
+      const response = new Response(xhr.responseText, {
+        status: xhr.status,
+        headers: { "Content-Type": xhr.getResponseHeader("Content-Type") || "" },
+      });
+      if (response.ok) resolve(await response.json());
+      else reject(await refuse(response));
+    });
+    xhr.addEventListener("error", () => reject(new TypeError("the upload failed: the connection closed")));
+    xhr.addEventListener("abort", () => reject(new DOMException("the upload was stopped", "AbortError")));
+    signal?.addEventListener("abort", () => xhr.abort());
+    xhr.send(form);
+  });
+}
+
 const sleep = (ms, signal) =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
