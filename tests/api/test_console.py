@@ -17,7 +17,14 @@ from lpft_api.routers.console import STATIC
 from lpft_api.settings import ApiSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["/ui/", "/ui/jobs/job-0123456789abcdef0123", "/ui/datasets", "/ui/new"]
+PAGES = [
+    "/ui/",
+    "/ui/jobs/job-0123456789abcdef0123",
+    "/ui/datasets",
+    "/ui/new",
+    "/ui/predict?job=job-0123456789abcdef0123",
+    "/ui/compare?jobs=job-0123456789abcdef0123",
+]
 
 
 @pytest.fixture()
@@ -65,7 +72,8 @@ def test_ui_redirects_to_the_jobs_page_and_unknown_paths_are_404_with_headers(
 
 
 def test_scripts_are_served_as_javascript(anonymous: TestClient) -> None:
-    for asset in ("js/jobs.js", "js/job.js", "vendor/uplot/uPlot.esm.js"):
+    scripts = ("jobs", "job", "predict", "compare", "results", "files")
+    for asset in (*(f"js/{name}.js" for name in scripts), "vendor/uplot/uPlot.esm.js"):
         response = anonymous.get(f"/ui/assets/{asset}")
         assert response.status_code == 200, asset
         assert response.headers["content-type"].startswith("text/javascript")

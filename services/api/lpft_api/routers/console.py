@@ -74,6 +74,7 @@ async def _to_jobs(request: Request) -> Response:
 def console_app(keys_required: bool) -> ASGIApp:
     """The console, to mount at ``PREFIX``: ``/`` the jobs, ``/jobs/{id}`` one job,
     ``/datasets`` the datasets (upload, preview, delete), ``/new`` a new job's form,
+    ``/predict?job={id}`` predictions of a job's model, ``/compare?jobs=a,b`` runs side by side,
     ``/assets/...`` the scripts, styles and vendored libraries they load, and
     ``/config.json``, whether this server wants a key (so that a page asks for one before
     its first call instead of after a 401)."""
@@ -90,6 +91,8 @@ def console_app(keys_required: bool) -> ASGIApp:
             Route("/jobs", _to_jobs),
             Route("/datasets", _page("datasets.html")),
             Route("/new", _page("new.html")),
+            Route("/predict", _page("predict.html")),
+            Route("/compare", _page("compare.html")),
             Mount("/assets", StaticFiles(directory=STATIC / "assets")),
         ]
     )

@@ -9,7 +9,8 @@ import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { fill, h, number } from "./dom.js";
 
 export const MAX_POINTS = 1000;
-const COLOURS = ["#0b5cad", "#b3261e", "#17692f", "#6b4b00"];
+//: Dark enough on white for axe's contrast rules; overlaid runs take them in turn.
+const COLOURS = ["#0b5cad", "#b3261e", "#17692f", "#6b4b00", "#6a1b9a", "#00695c", "#ad1457", "#37474f"];
 
 /** At most `max` of the points (xs, and each of ys alike), keeping each bucket's extremes. */
 export function downsample(xs, ys, max = MAX_POINTS) {
@@ -35,7 +36,9 @@ export function downsample(xs, ys, max = MAX_POINTS) {
 export class Curve {
   /**
    * @param container where the chart and its table go
-   * @param options {title, x: axis label, series: [{label, scale, digits}]}
+   * @param options {title, x: axis label, series: [{label, scale, digits, spanGaps}]}
+   *   (spanGaps: draw the line across x values the series has no point at, as overlaid runs
+   *   of different lengths have)
    */
   constructor(container, { title, x, series }) {
     this.xs = [];
@@ -63,7 +66,7 @@ export class Curve {
         ],
         series: [
           { label: x },
-          ...series.map((s, i) => ({ label: s.label, scale: s.scale, stroke: COLOURS[i], width: 2, points: { show: false } })),
+          ...series.map((s, i) => ({ label: s.label, scale: s.scale, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: Boolean(s.spanGaps), points: { show: false } })),
         ],
       },
       [[], ...series.map(() => [])],
@@ -80,6 +83,13 @@ export class Curve {
       this.pending = true;
       requestAnimationFrame(() => this.draw());
     }
+  }
+
+  /** Replace every point at once (a finished job's curves, read from its metrics). */
+  setData(xs, ys) {
+    this.xs = [...xs];
+    this.ys = ys.map((series) => series.map((v) => (typeof v === "number" ? v : null)));
+    this.draw();
   }
 
   draw() {
