@@ -1,10 +1,14 @@
 // /ui/jobs/{id}: one job's status and stage with an ETA, its training curves growing from its
 // live event stream, its metrics before and after temperature scaling, the learned-nothing
-// warnings, and cancel / delete.
+// warnings, and cancel / delete. Once it succeeded: its reliability diagrams, head-norm
+// trajectory, feature change, NTK and seeds (results.js), and the report, export,
+// recalibrate and predict actions; a comparison's methods as one table. Its log throughout.
 
 import { ApiError, followEvents, request } from "./api.js";
 import { Curve } from "./curves.js";
-import { duration, fill, h, jobDuration, number, statusBadge, TERMINAL, when } from "./dom.js";
+import { duration, fill, h, jobDuration, jobHref, number, statusBadge, TERMINAL, when } from "./dom.js";
+import { fetchBlob, plotFigure, save } from "./files.js";
+import { comparisonTable, featureTable, headNorm, ntkTable, overlaidCurves, reliabilityTables, runsOf, seedsTable } from "./results.js";
 import { run } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +33,9 @@ let stage = null; // {name, total, step, started}
 let offset = 0; // steps of earlier runs of the same stage (seeds, resumes) before this one
 let lastStep = 0;
 const warnings = new Map(); // code -> message
+let session = null; // the signal of the signed-in session, for the requests actions make
+//: Log records shown (the API's newest ones).
+const LOG_LIMIT = 200;
 
 function facts(pairs) {
   return pairs.filter(([, value]) => value !== null && value !== undefined && value !== "").map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]);
@@ -78,6 +85,13 @@ function renderActions() {
   fill($("job-status"), statusBadge(job.status));
   $("cancel").hidden = TERMINAL.has(job.status) || job.cancel_requested;
   $("delete").hidden = !TERMINAL.has(job.status);
+  const succeeded = job.status === "succeeded";
+  $("finished-actions").hidden = !succeeded || job.kind === "recalibrate";
+  $("predict-link").hidden = !(succeeded && job.kind === "finetune");
+  $("predict-link").href = `/ui/predict?job=${encodeURIComponent(job.id)}`;
+  $("compare-link").hidden = !(succeeded && job.kind === "compare");
+  $("compare-link").href = `/ui/compare?jobs=${encodeURIComponent(job.id)}`;
+  $("recalibrate-controls").hidden = job.kind !== "finetune";
   if (TERMINAL.has(job.status)) fill($("progress"));
 }
 
@@ -151,6 +165,11 @@ async function loadMetrics(signal) {
   renderWarnings();
   labels = (document.labels || []).join(", ");
   renderJob();
+  if (document.methods) {
+    fill($("metrics"), h("div", { class: "table-wrap" }, comparisonTable(runsOf(job, document))));
+    renderComparison(document, signal);
+    return;
+  }
   if (!document.test) {
     fill($("metrics"), h("p", { class: "quiet" }, `A ${job.kind} job: its metrics are in its report.`));
     return;
@@ -161,6 +180,110 @@ async function loadMetrics(signal) {
     h("p", {}, `Temperature T = ${number(document.temperature, 4)}, fitted on ${calibration.fitted_on ?? "?"} (${calibration.rows ?? "?"} rows); ${document.test.rows} test rows.`),
     metricsTable(document),
   );
+  if (job.kind === "finetune") {
+    renderFindings(document, signal);
+    act(() => loadDatasets(signal), $("download-result"));
+  }
+}
+
+function section(id, title, ...children) {
+  return h("section", { id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
+}
+
+/** A finetune job's findings beyond its metrics table. */
+function renderFindings(document, signal) {
+  const norms = h("div", {});
+  const ntk = document.ntk
+    ? ntkTable(document.ntk)
+    : h("p", { class: "quiet" }, "Not measured for a finetune job: a compare job measures the NTK at the start of each method's fine-tuning.");
+  fill(
+    $("findings"),
+    section(
+      "reliability",
+      "Reliability diagrams",
+      plotFigure(job.id, "reliability", {
+        alt: "Reliability diagrams before and after temperature scaling: accuracy against confidence per bin",
+        caption: "Accuracy against confidence, before and after temperature scaling; the tables below hold the same bins",
+        signal,
+      }),
+      reliabilityTables(document),
+    ),
+    section("head-norm-section", "Head norm", norms),
+    section("features", "Feature change", h("div", { class: "table-wrap" }, featureTable(document.features))),
+    section("ntk", "NTK", ntk),
+    section(
+      "seeds-section",
+      "Seeds",
+      document.summary ? h("div", { class: "table-wrap" }, seedsTable(document.summary)) : h("p", { class: "quiet" }, "One seed: train with several seeds for their mean ± std."),
+    ),
+  );
+  headNorm(norms, document);
+}
+
+/** A comparison's findings: its curves overlaid, its pictures, each method's NTK and feature change. */
+function renderComparison(document, signal) {
+  const runs = runsOf(job, document);
+  const curves = h("div", {});
+  const pictures = [
+    ["comparison", "Every method's accuracy and calibration side by side", "The comparison: accuracy and ECE per method"],
+    ...runs.map((run) => [`${run.method}-reliability`, `Reliability of ${run.method} before and after temperature scaling`, `Reliability: ${run.method}`]),
+  ];
+  const ntk = runs.filter((run) => run.metrics.ntk).map((run) => ntkTable(run.metrics.ntk, ` (${run.method})`));
+  fill(
+    $("findings"),
+    section("overlaid", "Curves of every method", curves),
+    section(
+      "reliability",
+      "Reliability diagrams",
+      h("div", { class: "plots" }, pictures.map(([name, alt, caption]) => plotFigure(job.id, name, { alt, caption, signal }))),
+      runs.map((run) => h("details", {}, h("summary", {}, `Reliability bins of ${run.method}`), reliabilityTables(run.metrics))),
+    ),
+    section(
+      "features",
+      "Feature change",
+      runs.map((run) => [h("h3", {}, run.method), h("div", { class: "table-wrap" }, featureTable(run.metrics.features))]),
+    ),
+    section("ntk", "NTK", ntk.length ? ntk : h("p", { class: "quiet" }, "Not measured (ntk_samples 0, or no method fine-tunes).")),
+  );
+  overlaidCurves(curves, runs);
+}
+
+async function loadLog(signal) {
+  let log;
+  try {
+    log = await request(`${path}/logs?limit=${LOG_LIMIT}`, { signal });
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    fill($("log"), h("p", { class: "quiet" }, `No log: ${error.message}`));
+    return;
+  }
+  if (!log.data.length) {
+    fill($("log"), h("p", { class: "quiet" }, "Nothing logged yet: the log starts when the job does."));
+    return;
+  }
+  const rows = log.data.map((record) =>
+    h("tr", { class: `level-${record.level}` }, h("td", {}, record.time), h("td", {}, record.level), h("td", {}, record.logger), h("td", {}, record.message)),
+  );
+  fill(
+    $("log"),
+    h(
+      "table",
+      { class: "log" },
+      h("caption", {}, log.has_more ? `The newest ${log.data.length} records, oldest first (older ones exist)` : "Every record, oldest first"),
+      h("thead", {}, h("tr", {}, ["Time (UTC)", "Level", "Logger", "Message"].map((name) => h("th", { scope: "col" }, name)))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
+
+/** The tenant's datasets to recalibrate on, the job's validation split first. */
+async function loadDatasets(signal) {
+  const select = $("recalibrate-dataset");
+  if (select.options.length) return;
+  const page = await request("/datasets?limit=100", { signal });
+  const first = job.dataset?.validation;
+  const datasets = [...page.data].sort((a, b) => (b.id === first) - (a.id === first));
+  fill(select, datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.id}, ${d.rows} rows)`)));
 }
 
 async function refreshJob(signal) {
@@ -169,6 +292,7 @@ async function refreshJob(signal) {
 }
 
 async function start(signal) {
+  session = signal;
   // A fresh start after signing in again: nothing of the last session's reading is kept.
   [labels, metricsRead, stage, offset, lastStep] = [null, false, null, 0, 0];
   warnings.clear();
@@ -196,6 +320,7 @@ async function start(signal) {
     ],
   });
   if (job.status === "succeeded") loadMetrics(signal);
+  loadLog(signal);
   followEvents(job.id, onEvent, {
     signal,
     finished: async () => TERMINAL.has((await refreshJob(signal)).status),
@@ -203,6 +328,7 @@ async function start(signal) {
     .then(async () => {
       if (signal.aborted) return;
       renderJob();
+      loadLog(signal);
       if (job.status === "succeeded") await loadMetrics(signal);
     })
     .catch((error) => {
@@ -210,14 +336,41 @@ async function start(signal) {
     });
 }
 
-async function act(action) {
-  $("action-result").textContent = "";
+async function act(action, result = $("action-result")) {
+  result.textContent = "";
   try {
     await action();
   } catch (error) {
-    $("action-result").textContent = error.message;
+    result.textContent = error.message;
   }
 }
+
+/** Download `route` as `filename`, saying while the API builds it. */
+function download(route, filename, what) {
+  const result = $("download-result");
+  return act(async () => {
+    result.textContent = `Fetching ${what}…`;
+    const blob = await fetchBlob(route, { signal: session, onWait: (s) => (result.textContent = `The API is building ${what}; asking again in ${s} s…`) });
+    save(blob, filename);
+    result.textContent = `Downloaded ${what} (${filename}).`;
+  }, result);
+}
+
+$("report").addEventListener("click", () => download(`${path}/report`, `${job.id}-report.html`, "the report"));
+$("export").addEventListener("click", () => {
+  const format = $("export-format").value;
+  download(`${path}/export?format=${format}`, `${job.id}-${format}.tar.gz`, `the ${format} export`);
+});
+$("recalibrate").addEventListener("click", () =>
+  act(async () => {
+    await loadDatasets(session);
+    const dataset = $("recalibrate-dataset").value;
+    if (!dataset) throw new Error("No dataset to recalibrate on: upload one first.");
+    const created = await request(`${path}/recalibrate`, { method: "POST", body: { dataset } });
+    fill($("download-result"), "Recalibrating as ", h("a", { href: jobHref(created.id) }, created.id), ": predictions use its temperature once it succeeds.");
+  }, $("download-result")),
+);
+$("log-refresh").addEventListener("click", () => act(() => loadLog(session)));
 
 $("cancel").addEventListener("click", () =>
   act(async () => {
