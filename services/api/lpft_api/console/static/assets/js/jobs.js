@@ -17,6 +17,8 @@ const KIND_READS = 5;
 const $ = (id) => document.getElementById(id);
 const datasets = new Map(); // id -> name (or the id, when it cannot be read)
 const metrics = new Map(); // succeeded job id -> {accuracy, ece}, or null for none
+const picked = new Set(); // ids ticked for /ui/compare, kept across pages and refreshes
+const COMPARABLE = new Set(["finetune", "compare"]);
 let view = fromUrl();
 
 function fromUrl() {
@@ -104,14 +106,22 @@ function cells(job) {
     duration(jobDuration(job)),
     number(scores?.accuracy),
     number(scores?.ece),
+    job.status === "succeeded" && COMPARABLE.has(job.kind)
+      ? h("input", { type: "checkbox", "aria-label": `Compare ${job.id}`, "data-compare": job.id, checked: picked.has(job.id) })
+      : "",
   ];
+}
+
+function renderPicked() {
+  $("compare").disabled = picked.size === 0;
+  $("picked").textContent = picked.size ? `${picked.size} picked to compare: ${[...picked].join(", ")}` : "";
 }
 
 function render(page) {
   const body = $("jobs-body");
   if (!page.jobs.length) {
     const filtered = view.status || view.kind ? " matching these filters" : "";
-    fill(body, h("tr", {}, h("td", { colspan: 9 }, `No jobs${filtered}.`)));
+    fill(body, h("tr", {}, h("td", { colspan: 10 }, `No jobs${filtered}.`)));
   } else {
     const rows = new Map([...body.querySelectorAll("tr[data-job]")].map((tr) => [tr.dataset.job, tr]));
     const ordered = page.jobs.map((job) => {
@@ -176,6 +186,16 @@ $("filters").addEventListener("change", (event) => {
   view.after = "";
   view.earlier = [];
   reload();
+});
+$("jobs-body").addEventListener("change", (event) => {
+  const id = event.target.dataset?.compare;
+  if (!id) return;
+  if (event.target.checked) picked.add(id);
+  else picked.delete(id);
+  renderPicked();
+});
+$("compare").addEventListener("click", () => {
+  location.assign(`/ui/compare?jobs=${[...picked].map(encodeURIComponent).join(",")}`);
 });
 $("older").addEventListener("click", (event) => {
   view.earlier.push(view.after);
