@@ -58,6 +58,17 @@ if TYPE_CHECKING:
         run_job,
     )
     from lpft_core.jobs.specs import AnalysisSpec, CompareSpec, RecalibrateSpec
+    from lpft_core.jobs.sweep import PruningReporter, finish_sweep, objective_value
+    from lpft_core.jobs.sweep import ask as ask_trial
+    from lpft_core.jobs.sweep import open_study as sweep_study
+    from lpft_core.jobs.sweep import tell as tell_trial
+    from lpft_core.jobs.sweep_spec import (
+        HEAD_NORM_SCALES,
+        MAX_TRIALS,
+        SweepSpec,
+        check_search_space,
+    )
+    from lpft_core.jobs.sweep_spec import SEARCHABLE as SWEEP_SEARCHABLE
     from lpft_core.model.artifacts import METRICS as METRICS_FILE
     from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
     from lpft_core.results import JobMetrics
@@ -80,6 +91,17 @@ if TYPE_CHECKING:
 
 #: Public name → the module that defines it, as ``module:name`` where the name there differs.
 _EXPORTS = {
+    "check_search_space": "lpft_core.jobs.sweep_spec",
+    "SweepSpec": "lpft_core.jobs.sweep_spec",
+    "SWEEP_SEARCHABLE": "lpft_core.jobs.sweep_spec:SEARCHABLE",
+    "HEAD_NORM_SCALES": "lpft_core.jobs.sweep_spec",
+    "MAX_TRIALS": "lpft_core.jobs.sweep_spec",
+    "sweep_study": "lpft_core.jobs.sweep:open_study",
+    "ask_trial": "lpft_core.jobs.sweep:ask",
+    "tell_trial": "lpft_core.jobs.sweep:tell",
+    "PruningReporter": "lpft_core.jobs.sweep",
+    "objective_value": "lpft_core.jobs.sweep",
+    "finish_sweep": "lpft_core.jobs.sweep",
     "AnalysisSpec": "lpft_core.jobs.specs",
     "Backend": "lpft_core.serving.predictor",
     "build_splits": "lpft_core.data.datasets",
@@ -147,10 +169,13 @@ __all__ = [
     "DEFAULT_LEARNING_RATES",
     "DEFAULT_MODEL",
     "FIELD_ROLES",
+    "HEAD_NORM_SCALES",
     "JOB_KINDS",
     "MAX_FIELD_NAME_CHARS",
     "MAX_SEEDS",
+    "MAX_TRIALS",
     "METRICS_FILE",
+    "SWEEP_SEARCHABLE",
     "AnalysisSpec",
     "Backend",
     "ClassificationMetrics",
@@ -180,27 +205,35 @@ __all__ = [
     "Prediction",
     "Predictor",
     "ProgressEvent",
+    "PruningReporter",
     "RecalibrateSpec",
     "ReliabilityBin",
     "Resume",
     "SplitShape",
+    "SweepSpec",
     "TemperatureScaler",
     "TrainingDivergedError",
+    "ask_trial",
     "build_splits",
     "calibration_errors",
+    "check_search_space",
     "check_split_shapes",
     "choose_backend",
     "classification_metrics",
     "examples_from_file",
     "export_model",
     "finetune",
+    "finish_sweep",
     "job_kind",
+    "objective_value",
     "option_name",
     "parse_records",
     "read_examples",
     "reliability_bins",
     "resolve_model",
     "run_job",
+    "sweep_study",
+    "tell_trial",
     "text_problem",
     "usable_cpus",
 ]

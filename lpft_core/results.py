@@ -185,6 +185,9 @@ class JobMetrics:
     runs: list[SeedRun] = dataclasses.field(default_factory=list)
     summary: SeedSummary | None = None
     conformal: list[ConformalResult] = dataclasses.field(default_factory=list)
+    #: The validation split's metrics, on the rows T was fitted on: what a sweep optimises
+    #: (``validation.calibrated.nll``...), never to be read as held-out figures.
+    validation: Evaluation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""

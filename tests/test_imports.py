@@ -46,6 +46,15 @@ SPEC_SAMPLES = {
     "compare": {"data": {"train": "train.jsonl"}, "methods": ["lp", "ft"], "output_dir": "out"},
     "analysis": {"data": {"train": "train.jsonl"}, "model_dir": "model", "output_dir": "out"},
     "recalibrate": {"model_dir": "model", "data": "labelled.jsonl", "output_dir": "out"},
+    "sweep": {
+        "method": "lp_ft",
+        "data": {"train": "train.jsonl"},
+        "output_dir": "out",
+        "search_space": {
+            "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}
+        },
+        "n_trials": 2,
+    },
 }
 
 

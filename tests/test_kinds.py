@@ -25,7 +25,7 @@ def test_every_kind_is_registered_once() -> None:
             JobKind.FINETUNE, spec=object, runner="m:f", resume=Resume.FROM_START, serves=True
         )
     with pytest.raises(ValueError, match="not a valid JobKind"):
-        job_kind("sweep")
+        job_kind("grid_search")
 
 
 @pytest.mark.parametrize("kind", list(JobKind))

@@ -132,7 +132,8 @@ class FinetuneRun:
 class Calibrated:
     """The calibration stage's results: T, where it was fitted, every reported set scored,
     the trained features of those sets (for the feature change), the conformal scores of the
-    validation rows at T and their coverage on the evaluation split."""
+    validation rows at T and their coverage on the evaluation split, and the validation split
+    itself scored at T (what a sweep optimises)."""
 
     temperature: float
     calibration: Calibration
@@ -140,6 +141,7 @@ class Calibrated:
     trained_features: dict[str, np.ndarray]
     conformal: ConformalCalibration
     coverage: list[ConformalResult]
+    validation: Evaluation
 
 
 def finetune(
@@ -389,6 +391,7 @@ def _calibrate(run: FinetuneRun) -> Calibrated:
         trained_features=trained,
         conformal=conformal,
         coverage=coverage,
+        validation=evaluate("validation", validation, y_validation, temperature, hp.ece_bins),
     )
 
 
@@ -435,6 +438,7 @@ def _metrics(
         timing=run.timing,
         warnings=model_warnings,
         conformal=calibrated.coverage,
+        validation=calibrated.validation,
     )
 
 

@@ -20,17 +20,20 @@ from typing import Any, Protocol
 from lpft_core.config import FinetuneSpec
 from lpft_core.events import ProgressCallback, StopCallback, never_stop, no_progress
 from lpft_core.jobs.specs import AnalysisSpec, CompareSpec, RecalibrateSpec
+from lpft_core.jobs.sweep_spec import SweepSpec
 
 
 class JobKind(StrEnum):
     """``finetune``: one method, one model. ``compare``: several methods on one split.
     ``analysis``: NTK and feature statistics without training. ``recalibrate``: a new
-    temperature for a finished finetune job's model."""
+    temperature for a finished finetune job's model. ``sweep``: a hyperparameter search,
+    each trial a finetune job, its best trial's model served."""
 
     FINETUNE = "finetune"
     COMPARE = "compare"
     ANALYSIS = "analysis"
     RECALIBRATE = "recalibrate"
+    SWEEP = "sweep"
 
 
 class JobSpec(Protocol):
@@ -164,4 +167,11 @@ register_job_kind(
     spec=RecalibrateSpec,
     runner="lpft_core.jobs.runners:recalibrate_job",
     resume=Resume.FROM_START,
+)
+register_job_kind(
+    JobKind.SWEEP,
+    spec=SweepSpec,
+    runner="lpft_core.jobs.sweep:sweep_job",
+    resume=Resume.FINISHED_PARTS,
+    serves=True,
 )

@@ -26,6 +26,7 @@ from lpft_core import (
     DEFAULT_LEARNING_RATES,
     JOB_KINDS,
     MAX_SEEDS,
+    MAX_TRIALS,
     ConformalMethod,
     Hyperparameters,
     Method,
@@ -272,6 +273,67 @@ class AnalysisJobCreate(JobCreateBase):
         return value
 
 
+#: A categorical choice: a number, a word or a flag, as the hyperparameter takes it.
+Choice = float | int | bool | Annotated[str, StringConstraints(max_length=100)]
+
+
+class SearchParamIn(BaseModel):
+    """The range of one searched hyperparameter: ``low``..``high`` for float and int
+    (``log``: on a log scale; ``step``: on a grid), ``choices`` for categorical."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Choice] = Field(default_factory=list, max_length=100)
+
+
+class SweepObjective(BaseModel):
+    """The validation metric after temperature scaling to optimise, and which way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal[
+        "validation.nll", "validation.ece", "validation.accuracy", "validation.macro_f1"
+    ]
+    direction: Literal["minimize", "maximize"]
+
+
+class SweepJobCreate(JobCreateBase):
+    """A hyperparameter search with Optuna: ``n_trials`` finetune trials of ``method``, up to
+    ``parallelism`` at once across the workers, pruned on their per-epoch validation values;
+    the best trial's calibrated model is what ``/predict``, export and recalibrate use."""
+
+    kind: Literal["sweep"]
+    method: Method = Field(description="lp, ft, lp_ft, lora or lp_lora")
+    dataset: DatasetRef
+    search_space: (
+        dict[Annotated[str, StringConstraints(max_length=64)], SearchParamIn] | Literal["head_norm"]
+    ) = Field(
+        description="each searched hyperparameter's range (any finetune hyperparameter but "
+        "device, ece_bins and seed), bounds within the finetune job's own; or the preset "
+        '"head_norm", the paper\'s head-norm analysis over head_norm_scale',
+        json_schema_extra={"maxProperties": 16},
+    )
+    n_trials: int = Field(ge=1, le=MAX_TRIALS, description="capped by LPFT_MAX_TRIALS")
+    parallelism: int = Field(1, ge=1, le=64, description="trials at once; at most n_trials")
+    objective: SweepObjective = Field(
+        default_factory=lambda: SweepObjective(metric="validation.nll", direction="minimize")
+    )
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+
+    @field_validator("search_space")
+    @classmethod
+    def _few(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not 1 <= len(value) <= 16:
+            raise ValueError("search one to 16 hyperparameters")
+        return value
+
+
 def _job_kind(value: Any) -> str:
     if isinstance(value, dict):
         return value.get("kind", "finetune")
@@ -281,7 +343,8 @@ def _job_kind(value: Any) -> str:
 JobCreate = Annotated[
     Annotated[FinetuneJobCreate, Tag("finetune")]
     | Annotated[CompareJobCreate, Tag("compare")]
-    | Annotated[AnalysisJobCreate, Tag("analysis")],
+    | Annotated[AnalysisJobCreate, Tag("analysis")]
+    | Annotated[SweepJobCreate, Tag("sweep")],
     Discriminator(_job_kind),
 ]
 

@@ -51,6 +51,9 @@ class ApiSettings(SharedSettings):
     """Extra evaluation sets per job."""
     max_active_jobs_per_tenant: int = 8
     """Queued and running jobs one tenant may have (429 above)."""
+    max_trials: int = Field(50, ge=1, le=1000)
+    """Trials one sweep job may run (``n_trials``); its running trials count among the
+    tenant's unfinished jobs, so ``parallelism`` stays below ``max_active_jobs_per_tenant``."""
     max_datasets_per_tenant: int = 200
     """Datasets one tenant may store."""
     max_stored_bytes_per_tenant: int = 2 * 1024**3

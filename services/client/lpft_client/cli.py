@@ -63,8 +63,10 @@ def _answer(args: argparse.Namespace, document: Any, *lines: str) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    if args.kind == "finetune" and not args.method:
-        raise SystemExit("lpft jobs submit: --method is needed for a finetune job")
+    if args.kind in ("finetune", "sweep") and not args.method:
+        raise SystemExit(f"lpft jobs submit: --method is needed for a {args.kind} job")
+    if (args.kind == "sweep") != bool(args.sweep):
+        raise SystemExit("lpft jobs submit: --sweep FILE goes with --kind sweep, and only there")
     with _client(args) as client:
         datasets: dict[str, Dataset] = {}
 
@@ -89,7 +91,9 @@ def _submit(args: argparse.Namespace) -> int:
         hyperparameters = local.hyperparameters_from(args)
         seed = hyperparameters.pop("seed", 0)  # a field of the job, not a hyperparameter
         options: dict[str, Any] = {"seeds": args.seeds} if args.seeds else {}
-        if args.kind != "finetune":
+        if args.kind == "sweep":
+            options.update(json.loads(Path(args.sweep).read_text(encoding="utf-8")))
+        elif args.kind != "finetune":
             options["methods"] = args.methods or (
                 [m.value for m in Method]
                 if args.kind == "compare"
@@ -99,7 +103,7 @@ def _submit(args: argparse.Namespace) -> int:
                 options["ntk_samples"] = args.ntk_samples
         job = client.jobs.create(
             train=ids["train"],
-            method=args.method if args.kind == "finetune" else None,
+            method=args.method if args.kind in ("finetune", "sweep") else None,
             validation=ids.get("validation"),
             test=ids.get("test"),
             kind=args.kind,
@@ -327,7 +331,9 @@ def _add_service_commands(
 def _add_jobs_commands(jobs: argparse.ArgumentParser) -> None:
     verbs = jobs.add_subparsers(required=True, metavar="VERB")
     submit = verbs.add_parser("submit", help="upload data and start a job")
-    submit.add_argument("--kind", choices=["finetune", "compare", "analysis"], default="finetune")
+    submit.add_argument(
+        "--kind", choices=["finetune", "compare", "analysis", "sweep"], default="finetune"
+    )
     submit.add_argument("--train", required=True)
     submit.add_argument("--validation")
     submit.add_argument("--test")
@@ -337,6 +343,12 @@ def _add_jobs_commands(jobs: argparse.ArgumentParser) -> None:
         "--methods", nargs="+", choices=[m.value for m in Method], help="compare/analysis jobs"
     )
     submit.add_argument("--ntk-samples", type=int, help="compare/analysis jobs (default 256)")
+    submit.add_argument(
+        "--sweep",
+        metavar="FILE",
+        help="sweep jobs: a JSON file of search_space, n_trials, parallelism, objective, "
+        "sampler and pruner (as POST /jobs takes them)",
+    )
     submit.add_argument("--model")
     submit.add_argument("--watch", action="store_true", help="follow progress until done")
     local.add_hyperparameter_flags(submit)

@@ -17,7 +17,7 @@ from lpft_contract.records import DatasetRecord, JobRecord, JobStatus
 from lpft_contract.stores import Stores
 from lpft_contract.tasks import queue_for_device
 from lpft_contract.volume import Volume
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from lpft_api.errors import Conflict, Unprocessable
 from lpft_api.model_policy import check_model, check_model_policy
@@ -26,12 +26,15 @@ from lpft_api.schemas import (
     CompareJobCreate,
     DatasetRef,
     FinetuneJobCreate,
+    HyperparametersIn,
     JobCreate,
     RecalibrateRequest,
+    SweepJobCreate,
 )
 from lpft_api.services.integrations import checked_integrations
 from lpft_api.settings import ApiSettings
 from lpft_core import (
+    HEAD_NORM_SCALES,
     AnalysisSpec,
     CompareSpec,
     DataFiles,
@@ -42,6 +45,8 @@ from lpft_core import (
     RecalibrateSpec,
     Resume,
     SplitShape,
+    SweepSpec,
+    check_search_space,
     check_split_shapes,
     job_kind,
 )
@@ -83,6 +88,8 @@ def job_record(
             f"{len(body.eval_sets)} eval sets; the limit is {settings.max_eval_sets} per job",
             field="eval_sets",
         )
+    if isinstance(body, SweepJobCreate):
+        check_sweep(body, hyperparameters, settings)
     model = check_model(body.model, settings.models_dir)
     integrations = checked_integrations(body.integrations, tenant, body.kind, settings)
     dataset, source = _dataset_and_source(body, tenant, stores)
@@ -98,7 +105,7 @@ def job_record(
         id=job_id,
         tenant=tenant,
         kind=body.kind,
-        method=body.method.value if isinstance(body, FinetuneJobCreate) else None,
+        method=body.method.value if isinstance(body, FinetuneJobCreate | SweepJobCreate) else None,
         methods=[m.value for m in methods] if methods is not None else None,
         source_job=source.id if source else None,
         model=body.model,
@@ -130,13 +137,20 @@ def recalibration_record(
     the queue ``source`` trained on.
 
     Raises:
-        Conflict: ``source`` is not a succeeded finetune job.
+        Conflict: ``source`` is not a succeeded finetune job, or its tracker run is still
+            being logged.
         Unprocessable: the tenant has no such dataset.
     """
     if not job_kind(source.kind).serves or source.status != JobStatus.SUCCEEDED:
         raise Conflict(
             f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
             "succeeded finetune job"
+        )
+    if any(i.status == IntegrationStatus.PENDING for i in source.integrations):
+        raise Conflict(
+            f"job {source.id}'s MLflow run is still being logged (its integrations are "
+            "pending), and a re-calibration logs into it; re-calibrate once they are not "
+            f"(GET /jobs/{source.id}), in seconds to a minute"
         )
     dataset = _dataset(stores, source.tenant, body.dataset, "dataset")
     inputs = JobInputs(data=DataFiles(train=dataset.path), model_dir=Volume.model_key(source.id))
@@ -244,6 +258,90 @@ def _recalibrate_spec(
     )
 
 
+def _sweep_spec(
+    body: SweepJobCreate, inputs: JobInputs, dirs: JobDirs, max_text_chars: int
+) -> SweepSpec:
+    preset = body.search_space if isinstance(body.search_space, str) else None
+    return SweepSpec(
+        method=body.method,
+        data=inputs.data,
+        output_dir=dirs.output_dir,
+        search_space=_search_space(body),
+        n_trials=body.n_trials,
+        parallelism=body.parallelism,
+        objective=body.objective.metric.removeprefix("validation."),
+        direction=body.objective.direction,
+        sampler=body.sampler,
+        pruner=body.pruner,
+        model=inputs.model,
+        hyperparameters=inputs.hyperparameters,
+        max_text_chars=max_text_chars,
+        preset=preset,
+        checkpoint_dir=dirs.checkpoint_dir,
+    )
+
+
+def _search_space(body: SweepJobCreate) -> dict[str, dict[str, Any]]:
+    """The ranges as lpft_core takes them; the ``head_norm`` preset's grid of scales."""
+    if isinstance(body.search_space, str):
+        return {"head_norm_scale": {"type": "categorical", "choices": list(HEAD_NORM_SCALES)}}
+    return {
+        name: param.model_dump(exclude_defaults=True) | {"type": param.type}
+        for name, param in body.search_space.items()
+    }
+
+
+def check_sweep(body: SweepJobCreate, base: Hyperparameters, settings: ApiSettings) -> None:
+    """The sweep's caps, and each bound (or choice) within the limits the API sets a finetune
+    job's option to and those lpft_core does (from ``base``, the options the search leaves),
+    before any store is asked.
+
+    Raises:
+        Unprocessable: naming the field, e.g. ``search_space.learning_rate.high``.
+    """
+    if body.n_trials > settings.max_trials:
+        raise Unprocessable(
+            f"{body.n_trials} trials; the limit is {settings.max_trials} per sweep "
+            "(LPFT_MAX_TRIALS)",
+            field="n_trials",
+        )
+    if body.parallelism > body.n_trials:
+        raise Unprocessable(
+            f"parallelism {body.parallelism} is above n_trials ({body.n_trials})",
+            field="parallelism",
+        )
+    if body.parallelism >= settings.max_active_jobs_per_tenant:
+        raise Unprocessable(
+            f"parallelism {body.parallelism}: the sweep and its running trials count among "
+            f"your unfinished jobs, at most {settings.max_active_jobs_per_tenant}; use at most "
+            f"{settings.max_active_jobs_per_tenant - 1}",
+            field="parallelism",
+        )
+    if body.sampler == "grid" and body.pruner == "hyperband":
+        raise Unprocessable("hyperband pruning needs a sampler that is not grid", field="pruner")
+    if isinstance(body.search_space, str):
+        return
+    for name, param in body.search_space.items():
+        if name not in HyperparametersIn.model_fields:
+            continue  # lpft_core names it (unknown, or not searchable)
+        values = {"low": param.low, "high": param.high} | {
+            f"choices[{i}]": choice for i, choice in enumerate(param.choices)
+        }
+        for where, value in values.items():
+            if value is None:
+                continue
+            if param.type == "int" and where in ("low", "high") and value == int(value):
+                value = int(value)
+            try:
+                HyperparametersIn.model_validate({name: value})
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"]
+                raise Unprocessable(
+                    f"{message} (as a finetune job's {name})", field=f"search_space.{name}.{where}"
+                ) from None
+    check_search_space(_search_space(body), base, body.sampler)
+
+
 @dataclass(frozen=True)
 class KindRequest:
     """The API's half of a registered kind (``lpft_core.JOB_KINDS``): the request that
@@ -260,6 +358,7 @@ KIND_REQUESTS: dict[JobKind, KindRequest] = {
     JobKind.COMPARE: KindRequest(CompareJobCreate, _compare_spec),
     JobKind.ANALYSIS: KindRequest(AnalysisJobCreate, _analysis_spec),
     JobKind.RECALIBRATE: KindRequest(RecalibrateRequest, _recalibrate_spec),
+    JobKind.SWEEP: KindRequest(SweepJobCreate, _sweep_spec),
 }
 _KIND_OF_REQUEST = {entry.request: kind for kind, entry in KIND_REQUESTS.items()}
 
