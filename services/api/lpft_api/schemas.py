@@ -378,6 +378,8 @@ class JobPublic(BaseModel):
         description="each tracker integration: status pending, logged or failed, run_id, "
         "model_version, error"
     )
+    sweep: str | None = Field(None, description="a trial's sweep job")
+    trial: int | None = Field(None, description="a trial's number in its sweep")
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobPublic:
@@ -411,6 +413,35 @@ class ListPage(BaseModel, Generic[ListItem]):
 
 class JobList(ListPage[JobPublic]):
     """A page of jobs, newest first."""
+
+
+class TrialPublic(BaseModel):
+    """One trial of a sweep: a finetune job of its own (``id``; its events, metrics and
+    logs are that job's), its parameters and how it ended."""
+
+    object: Literal["trial"] = "trial"
+    number: int
+    id: str = Field(description="the trial's job")
+    params: dict[str, Any]
+    state: Literal["queued", "running", "complete", "pruned", "failed", "cancelled"]
+    value: float | None = Field(description="the objective, once complete")
+    intermediate_values: dict[int, float] = Field(
+        description="each epoch's validation value the pruner read (the loss for nll and "
+        "ece, the accuracy for accuracy and macro_f1)"
+    )
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    error: ErrorInfo | None
+
+
+class TrialList(BaseModel):
+    """A page of a sweep's trials in number order: pass the last ``number`` as ``after``
+    for the next page while ``has_more``."""
+
+    object: Literal["list"] = "list"
+    data: list[TrialPublic]
+    has_more: bool
 
 
 class DatasetRecordsIn(BaseModel):

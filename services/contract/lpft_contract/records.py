@@ -61,6 +61,8 @@ class JobRecord(BaseModel):
     integrations: list[IntegrationRecord] = Field(
         default_factory=list, description="where each tracker integration stands"
     )
+    sweep: str | None = Field(None, description="a trial's sweep job")
+    trial: int | None = Field(None, description="a trial's number in its sweep")
 
 
 class DatasetRecord(BaseModel):

@@ -66,6 +66,8 @@ class Recovery:
         self.missing_since = {k: v for k, v in self.missing_since.items() if k in ids}
         done = []
         for record in running:
+            if record.kind == "sweep":
+                continue  # a sweep holds no worker: its trials do, each with its lease
             if self.stores.jobs.lease_alive(record.id):
                 self.missing_since.pop(record.id, None)
                 continue

@@ -38,6 +38,7 @@ from lpft_contract.stores import Stores, stores_from
 from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
 from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings, get_worker_settings
+from lpft_worker.sweeps import trial_pruning
 from lpft_worker.tracking import track_job
 
 #: After a failed write, events are only buffered for this long before the next try, so a
@@ -211,6 +212,10 @@ def _run(
         publish_events(event)
         files.publish_checkpoint()
 
+    # A sweep's trial reports each epoch to its study, and stops when the pruner says so.
+    pruning = trial_pruning(record, progress, should_stop, stores_from(get_worker_settings()))
+    if pruning is not None:
+        progress, should_stop = pruning.progress, pruning.should_stop
     try:
         with warnings_as_events(events):
             files.fetch_inputs()
@@ -223,7 +228,11 @@ def _run(
             )
             files.publish_outputs()
     except JobCancelled:
-        return None if orphaned() else Outcome(status=JobStatus.CANCELLED)
+        if orphaned():
+            return None
+        if pruning is not None and pruning.pruned_at is not None:
+            return Outcome(status=JobStatus.CANCELLED, error=pruning.outcome_error())
+        return Outcome(status=JobStatus.CANCELLED)
     except LpftError as exc:
         logger.warning("job failed: %s", exc, extra={"code": exc.code})
         return Outcome(status=JobStatus.FAILED, error=ErrorInfo(code=exc.code, message=str(exc)))

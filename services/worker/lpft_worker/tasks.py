@@ -22,6 +22,8 @@ from lpft_contract.records import JobStatus
 from lpft_contract.stores import stores_from
 from lpft_contract.tasks import TaskName
 
+from lpft_core import JobKind
+from lpft_worker import sweeps
 from lpft_worker.settings import get_worker_settings
 from lpft_worker.supervisor import JobSupervisor
 
@@ -37,11 +39,24 @@ def run_job(job_id: str) -> None:
     patient = stores_from(settings, patient=True)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     record = patient.jobs.get_job(job_id)
+    if record is not None and record.sweep and record.status.is_terminal:
+        # A trial cancelled while queued ends without a run: its sweep still counts it.
+        sweeps.trial_ended(record, patient, settings)
     if record is None or record.status != JobStatus.QUEUED:
         return
+    if record.sweep and patient.jobs.cancel_requested(record.sweep):
+        if (cancelled := patient.jobs.finish(job_id, JobStatus.CANCELLED)) is not None:
+            sweeps.trial_ended(cancelled, patient, settings)
+        return
     if patient.jobs.claim(job_id, worker, settings.lease_seconds) is None:
+        return
+    if record.kind == JobKind.SWEEP:  # its trials run as jobs of their own
+        sweeps.start_sweep(record, patient, settings)
         return
     with job_logging(patient.volume.job_dir(job_id), job_id, record.tenant):
         logger.info("job claimed by worker %s", worker, extra={"worker": worker})
         supervisor = JobSupervisor(job_id, worker, settings, stores_from(settings), patient)
         supervisor.run([sys.executable, "-m", "lpft_worker.runner", job_id])
+    ended = patient.jobs.get_job(job_id)
+    if ended is not None and ended.sweep and ended.status.is_terminal:
+        sweeps.trial_ended(ended, patient, settings)

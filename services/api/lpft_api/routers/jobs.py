@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from lpft_contract.records import JobStatus
 
 from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
+from lpft_api.errors import Conflict
 from lpft_api.schemas import (
     Building,
     EventList,
@@ -20,8 +21,9 @@ from lpft_api.schemas import (
     LiveMetrics,
     Problem,
     RecalibrateRequest,
+    TrialList,
 )
-from lpft_api.services import artifacts, events, jobs
+from lpft_api.services import artifacts, events, jobs, sweeps
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -217,6 +219,22 @@ def get_job_plot(
     """One picture of the report (``reliability``, ``training``, ``ntk-spectra``,
     ``comparison``; ``<method>-reliability`` in a comparison)."""
     return FileResponse(artifacts.plot(job, stores, name), media_type="image/png")
+
+
+@router.get("/{job_id}/trials", response_model=TrialList, responses=PROBLEMS)
+def list_trials(
+    job: JobDep,
+    stores: StoresDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> TrialList:
+    """A sweep's trials in number order: each one's parameters, state (queued, running,
+    complete, pruned, failed, cancelled), objective value, per-epoch validation values,
+    worker and times; ``after`` is the last number of the previous page. 409 for a job that
+    is not a sweep."""
+    if job.kind != "sweep":
+        raise Conflict(f"job {job.id} is a {job.kind} job; trials belong to sweep jobs")
+    return sweeps.trials(job, after, limit, stores)
 
 
 @router.post(

@@ -26,6 +26,7 @@ from lpft_contract.volume import Volume
 
 from lpft_api.errors import ApiError, BuildFailed, Conflict, NotFound
 from lpft_api.services.storage import check_room
+from lpft_api.services.sweeps import serving
 from lpft_core import ExportFormat, JobKind, LpftError, export_model, job_kind
 
 #: Seconds a client is told to wait (``Retry-After``) before it asks again for an archive
@@ -80,6 +81,7 @@ def export(job: JobRecord, stores: Stores, fmt: ExportFormat, quota: int) -> Pat
     if not job_kind(job.kind).serves:
         raise Conflict(f"job {job.id} is a {job.kind} job; export a finetune job's model")
     _succeeded(job, "exports")
+    job = serving(job, stores)  # a sweep's best trial
     model_dir = stores.copies.directory(Volume.model_key(job.id))
     return _built_once(
         stores,

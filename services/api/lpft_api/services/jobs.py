@@ -25,9 +25,11 @@ from lpft_api.errors import (
     Unprocessable,
 )
 from lpft_api.schemas import JobCreate, JobList, JobLog, JobPublic, LogRecord, RecalibrateRequest
+from lpft_api.services import sweeps
 from lpft_api.services.specs import check_job_model, job_record, recalibration_record
 from lpft_api.services.storage import check_room
 from lpft_api.settings import ApiSettings
+from lpft_core import JobKind
 
 #: How long a retry waits for the job a concurrent request with its key is still creating.
 IDEMPOTENCY_WAIT_S = 10
@@ -108,7 +110,10 @@ def cancel_job(job: JobRecord, stores: Stores) -> JobRecord:
     """
     if job.status.is_terminal:
         raise Conflict(f"job {job.id} is already {job.status.value}; nothing to cancel")
-    return stores.jobs.request_cancel(job.id) or job
+    cancelled = stores.jobs.request_cancel(job.id) or job
+    if job.kind == JobKind.SWEEP:
+        sweeps.cancel_trials(job, stores)
+    return cancelled
 
 
 def delete_job(job: JobRecord, stores: Stores) -> None:
@@ -125,6 +130,8 @@ def delete_job(job: JobRecord, stores: Stores) -> None:
             f"unfinished jobs {', '.join(sorted(users))} use this job's model; wait for them or "
             "cancel them first"
         )
+    if job.kind == JobKind.SWEEP:
+        sweeps.delete_trials(job, stores)
     stores.jobs.delete_job(job)
 
 

@@ -26,6 +26,7 @@ from lpft_api.errors import ClientClosedRequest, Conflict, NotFound, TooManyRequ
 from lpft_api.model_cache import ModelCache
 from lpft_api.prometheus.serving import PREDICT_LATENCY
 from lpft_api.schemas import PredictionOut, PredictRequest, PredictResponse, QuantizationOut
+from lpft_api.services.sweeps import serving
 from lpft_api.settings import ApiSettings
 from lpft_core import ConformalRequest, ModelError, Predictor, job_kind
 
@@ -221,4 +222,4 @@ def _servable_job(job_id: str, tenant: str, stores: Stores) -> JobRecord:
         raise Conflict(f"job {job.id} is a {job.kind} job; predict with a finetune job's id")
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"job {job.id} is {job.status.value}; predict needs a succeeded job")
-    return job
+    return serving(job, stores)  # a sweep's best trial

@@ -1,0 +1,220 @@
+"""Sweep jobs over the worker fleet, ask and tell: no task waits for a trial.
+
+A sweep's message starts ``parallelism`` trials and returns, so the sweep occupies no worker
+slot. Each trial is a finetune job of its own (``JobRecord.sweep``/``trial``), run, leased,
+resumed and cancelled like any job; when one ends, the worker that saw it tells the study
+its value, starts the next trial, and, once every started trial has ended and no more are
+due, finishes the sweep: its ``metrics.json`` (every trial, the best one and its metrics),
+its plots, and the best trial's id, whose model ``/predict`` then serves under the sweep's
+id. ``lpft_contract.sweeps`` holds the atomic counts that decide who does what.
+
+The study is Optuna's journal storage on the stack's Redis, one prefix per sweep, which
+every worker reaches with the URL it already has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from lpft_contract.enqueue import Enqueuer
+from lpft_contract.objects.published import publish
+from lpft_contract.records import ErrorInfo, JobRecord, JobStatus, new_id
+from lpft_contract.stores import Stores
+from lpft_contract.sweeps import SweepStore, study_prefix
+from lpft_contract.volume import Volume
+from optuna.storages.journal import JournalRedisBackend, JournalStorage
+from optuna.trial import TrialState
+
+from lpft_core import (
+    METRICS_FILE,
+    ProgressEvent,
+    PruningReporter,
+    SweepSpec,
+    ask_trial,
+    finish_sweep,
+    objective_value,
+    tell_trial,
+)
+from lpft_core import sweep_study as open_study
+from lpft_worker.settings import WorkerSettings, get_worker_settings
+
+ProgressCallback = Callable[[ProgressEvent], None]
+StopCallback = Callable[[], bool]
+
+logger = logging.getLogger("lpft.worker")
+#: The error code of a trial the pruner stopped (its job ends cancelled with it).
+PRUNED = "pruned"
+
+
+def study(spec: SweepSpec, sweep_id: str, redis_url: str) -> optuna.Study:
+    """The sweep's study on the stack's Redis."""
+    storage = JournalStorage(JournalRedisBackend(redis_url, prefix=study_prefix(sweep_id)))
+    return open_study(spec, storage, sweep_id)
+
+
+def start_sweep(record: JobRecord, stores: Stores, settings: WorkerSettings) -> None:
+    """Start the first ``parallelism`` trials of a claimed sweep."""
+    spec = SweepSpec.from_dict(record.spec)
+    stores.events.append(record.id, "stage", {"stage": "trials", "total": spec.n_trials})
+    for _ in range(spec.parallelism):
+        launch_trial(record, spec, stores, settings)
+
+
+def launch_trial(
+    sweep: JobRecord, spec: SweepSpec, stores: Stores, settings: WorkerSettings
+) -> JobRecord | None:
+    """Ask the study for the next trial and queue its job; ``None`` when none is due (all
+    started, or the sweep was cancelled)."""
+    sweeps = SweepStore(stores.redis)
+    if stores.jobs.cancel_requested(sweep.id) or not sweeps.next_launch(sweep.id, spec.n_trials):
+        return None
+    number, params = ask_trial(study(spec, sweep.id, settings.redis_url), spec)
+    job_id = new_id("job")
+    trial = spec.trial_spec(
+        number,
+        params,
+        output_dir=Volume.model_key(job_id),
+        checkpoint_dir=Volume.checkpoint_key(job_id),
+    )
+    record = JobRecord(
+        id=job_id,
+        tenant=sweep.tenant,
+        kind="finetune",
+        method=spec.method.value,
+        model=sweep.model,
+        dataset=sweep.dataset,
+        eval_sets=sweep.eval_sets,
+        hyperparameters={**sweep.hyperparameters, **params},
+        queue=sweep.queue,
+        spec=trial.to_dict(),
+        sweep=sweep.id,
+        trial=number,
+    )
+    sweeps.add_trial(sweep.id, number, job_id)
+    stores.jobs.create_job(record)
+    Enqueuer(settings.redis_url, settings.visibility_timeout_seconds).run_job(job_id, record.queue)
+    stores.events.append(
+        sweep.id, "metrics", {"stage": "trials", "trial": number, "job_id": job_id, **params}
+    )
+    logger.info("sweep %s: trial %d queued as %s", sweep.id, number, job_id)
+    return record
+
+
+def trial_ended(trial: JobRecord, stores: Stores, settings: WorkerSettings) -> None:
+    """Tell the study how a trial ended, start the next one, and finish the sweep once every
+    started trial has ended and no more are due. Seeing one trial's end twice does nothing."""
+    assert trial.sweep is not None and trial.trial is not None
+    sweep = stores.jobs.get_job(trial.sweep)
+    if sweep is None or sweep.status.is_terminal:
+        return
+    sweeps = SweepStore(stores.redis)
+    new, ended = sweeps.end(sweep.id, trial.trial)
+    if not new:
+        return
+    spec = SweepSpec.from_dict(sweep.spec)
+    the_study = study(spec, sweep.id, settings.redis_url)
+    state, value = _outcome(trial, spec, stores)
+    tell_trial(the_study, trial.trial, state, value)
+    if value is not None:
+        sweeps.set_value(sweep.id, trial.trial, value)
+    launch_trial(sweep, spec, stores, settings)
+    cancelled = stores.jobs.cancel_requested(sweep.id)
+    launched = sweeps.launched(sweep.id, spec.n_trials)
+    if ended >= launched and (cancelled or launched >= spec.n_trials):
+        _finish(sweep, spec, stores, settings, cancelled)
+
+
+def _outcome(trial: JobRecord, spec: SweepSpec, stores: Stores) -> tuple[TrialState, float | None]:
+    if trial.status == JobStatus.SUCCEEDED:
+        return TrialState.COMPLETE, objective_value(_metrics(trial.id, stores) or {}, spec)
+    if trial.error is not None and trial.error.code == PRUNED:
+        return TrialState.PRUNED, None
+    return TrialState.FAIL, None
+
+
+def _metrics(job_id: str, stores: Stores) -> dict[str, Any] | None:
+    text = stores.volume.read_text(f"{Volume.model_key(job_id)}/{METRICS_FILE}")
+    return json.loads(text) if text else None
+
+
+def _finish(
+    sweep: JobRecord, spec: SweepSpec, stores: Stores, settings: WorkerSettings, cancelled: bool
+) -> None:
+    """Write the sweep's result and plots, publish them, and end the sweep: succeeded with
+    its best trial served, or cancelled."""
+    sweeps = SweepStore(stores.redis)
+    jobs = sweeps.trials(sweep.id)
+    the_study = study(spec, sweep.id, settings.redis_url)
+    metrics = {
+        number: found
+        for number, trial in enumerate(the_study.get_trials(deepcopy=False))
+        if trial.state is TrialState.COMPLETE and (found := _metrics(jobs[number], stores))
+    }
+    out = stores.volume.model_dir(sweep.id)
+    result = finish_sweep(the_study, dataclasses.replace(spec, output_dir=str(out)), metrics)
+    if not stores.volume.shares_disk:
+        publish(stores.volume.objects, Volume.model_key(sweep.id), out)
+    best = result.best_trial
+    if cancelled:
+        status, error = JobStatus.CANCELLED, None
+    elif best is None:
+        status = JobStatus.FAILED
+        error = ErrorInfo(
+            code="no_complete_trial",
+            message="no trial completed (every one failed or was pruned); see each trial's "
+            "error at GET /jobs/{id}/trials and widen or move the search space",
+        )
+    else:
+        sweeps.set_best(sweep.id, jobs[best["number"]])
+        status, error = JobStatus.SUCCEEDED, None
+    stores.jobs.finish(sweep.id, status, error)
+    logger.info("sweep %s %s", sweep.id, status.value)
+
+
+@dataclasses.dataclass
+class TrialPruning:
+    """A trial's training callbacks: each epoch's validation value reported to the study (and
+    kept for ``GET /jobs/{id}/trials``), and a stop once the pruner asks for it."""
+
+    progress: ProgressCallback
+    should_stop: StopCallback
+    reporter: PruningReporter
+
+    @property
+    def pruned_at(self) -> int | None:
+        """The epoch after which the pruner stopped the trial, if it did."""
+        return self.reporter.pruned_at
+
+    def outcome_error(self) -> ErrorInfo:
+        """The error a pruned trial's job ends cancelled with."""
+        return ErrorInfo(
+            code=PRUNED,
+            message=f"stopped by the sweep's pruner after epoch {self.pruned_at}: its "
+            "validation value was worse than the other trials' at that epoch",
+        )
+
+
+def trial_pruning(
+    record: JobRecord, progress: ProgressCallback, should_stop: StopCallback, stores: Stores
+) -> TrialPruning | None:
+    """The pruning callbacks of a trial's run (``None`` for a job that is no trial)."""
+    if record.sweep is None or record.trial is None:
+        return None
+    sweep = stores.jobs.get_job(record.sweep)
+    if sweep is None:
+        return None
+    spec = SweepSpec.from_dict(sweep.spec)
+    sweeps, number = SweepStore(stores.redis), record.trial
+    reporter = PruningReporter(
+        study(spec, sweep.id, get_worker_settings().redis_url),
+        spec,
+        number,
+        progress,
+        on_value=lambda epoch, value: sweeps.add_value(sweep.id, number, epoch, value),
+    )
+    return TrialPruning(reporter, reporter.should_stop(should_stop), reporter)
