@@ -74,7 +74,13 @@ if TYPE_CHECKING:
     from lpft_core.results import JobMetrics
     from lpft_core.serving.backends import choose_backend
     from lpft_core.serving.cpu_quota import usable_cpus
-    from lpft_core.serving.export import ExportFormat, export_model
+    from lpft_core.serving.export import (
+        ExportFormat,
+        ServingFacts,
+        export_model,
+        serving_facts,
+        write_export,
+    )
     from lpft_core.serving.onnx_runtime import Precision
     from lpft_core.serving.predictor import Backend, ConformalRequest, Prediction, Predictor
     from lpft_core.stages.calibration import (
@@ -124,6 +130,9 @@ _EXPORTS = {
     "examples_from_file": "lpft_core.data.datasets",
     "export_model": "lpft_core.serving.export",
     "ExportFormat": "lpft_core.serving.export",
+    "ServingFacts": "lpft_core.serving.export",
+    "serving_facts": "lpft_core.serving.export",
+    "write_export": "lpft_core.serving.export",
     "FIELD_ROLES": "lpft_core.data.fields:ROLES",
     "FieldMap": "lpft_core.data.fields",
     "finetune": "lpft_core.jobs.finetune",
@@ -209,6 +218,7 @@ __all__ = [
     "RecalibrateSpec",
     "ReliabilityBin",
     "Resume",
+    "ServingFacts",
     "SplitShape",
     "SweepSpec",
     "TemperatureScaler",
@@ -232,10 +242,12 @@ __all__ = [
     "reliability_bins",
     "resolve_model",
     "run_job",
+    "serving_facts",
     "sweep_study",
     "tell_trial",
     "text_problem",
     "usable_cpus",
+    "write_export",
 ]
 
 

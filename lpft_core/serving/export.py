@@ -22,12 +22,14 @@ import json
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from lpft_core.data.datasets import Label
 from lpft_core.model.artifacts import (
     METRICS,
     load_model,
@@ -71,6 +73,30 @@ def export_model(model_dir: str | Path, out: str | Path, fmt: ExportFormat) -> P
         with tarfile.open(target, "w:gz") as archive:
             archive.add(staging, arcname=".")
     return target
+
+
+@dataclass(frozen=True)
+class ServingFacts:
+    """What code serving an ``onnx`` export needs beside the graph to give lpft's calibrated
+    probabilities: the labels (class i is ``labels[i]``), the temperature, the truncation
+    length and whether inputs are pairs."""
+
+    labels: list[Label]
+    temperature: float
+    max_length: int
+    pair: bool
+
+
+def serving_facts(model_dir: str | Path) -> ServingFacts:
+    """The ``ServingFacts`` of the model in ``model_dir``, from its own records."""
+    directory = Path(model_dir)
+    manifest = read_manifest(directory)
+    return ServingFacts(
+        labels=read_labels(directory),
+        temperature=read_calibration(directory).temperature,
+        max_length=manifest.max_length,
+        pair=manifest.pair,
+    )
 
 
 def write_export(model_dir: str | Path, out: Path, fmt: ExportFormat) -> Path:

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +115,20 @@ def submit(client: httpx.Client, body: dict) -> dict:
     return created.json()
 
 
+def wait_tracked(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    """The job once it succeeded and its integrations are no longer pending: the trackers
+    are written beside the job, after its final state. Stops at the first other terminal
+    state (``wait_for``) and says which integration is still pending at the deadline."""
+    job = wait_for(client, job_id, {"succeeded"}, timeout=timeout)
+    deadline = time.monotonic() + TIMEOUT_S + 120
+    while any(i["status"] == "pending" for i in job["integrations"]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id}'s integrations still pending: {job}")
+        time.sleep(0.2)
+        job = client.get(f"/jobs/{job_id}").json()
+    return job
+
+
 def tracked_job(dataset: dict[str, str], model: Path, **mlflow_options: object) -> dict:
     return {
         **job_body(dataset, model),
@@ -134,7 +149,7 @@ def test_a_job_is_a_run_with_its_params_curves_and_the_apis_exact_metrics(
     with tenant_client(tracked_stack["url"], "alice") as alice:
         created = submit(alice, body)
         assert created["integrations"][0]["status"] == "pending"
-        job = wait_for(alice, created["id"], {"succeeded"}, timeout=300)
+        job = wait_tracked(alice, created["id"])
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     (integration,) = job["integrations"]
     assert integration["status"] == "logged", integration
@@ -195,11 +210,11 @@ def test_a_recalibration_updates_the_same_run(
 ) -> None:
     with tenant_client(tracked_stack["url"], "alice") as alice:
         created = submit(alice, tracked_job(alice_data, tiny_model_dir))
-        job = wait_for(alice, created["id"], {"succeeded"}, timeout=300)
+        job = wait_tracked(alice, created["id"])
         refit_on = {"dataset": alice_data["test"]}
         response = alice.post(f"/jobs/{job['id']}/recalibrate", json=refit_on)
         assert response.status_code == 202, response.text
-        recalibration = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+        recalibration = wait_tracked(alice, response.json()["id"])
         refit = alice.get(f"/jobs/{recalibration['id']}/metrics").json()
     run_id = job["integrations"][0]["run_id"]
     assert job["integrations"][0]["experiment"] == "lpft/alice/jobs"
@@ -230,13 +245,13 @@ def test_register_as_makes_versions_that_load_without_lpft_and_reproduce_predict
 ) -> None:
     body = tracked_job(alice_data, tiny_model_dir, register_as="sentiment")
     with tenant_client(tracked_stack["url"], "alice") as alice:
-        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        job = wait_tracked(alice, submit(alice, body)["id"])
         served = predicted(alice, job["id"])
         response = alice.post(
             f"/jobs/{job['id']}/recalibrate", json={"dataset": alice_data["test"]}
         )
         assert response.status_code == 202, response.text
-        recalibration = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+        recalibration = wait_tracked(alice, response.json()["id"])
         recalibrated = predicted(alice, job["id"])
     (integration,) = job["integrations"]
     assert integration["status"] == "logged", integration
@@ -286,7 +301,7 @@ def test_a_comparison_is_a_parent_run_with_a_child_per_method(
     }
     del body["method"]
     with tenant_client(tracked_stack["url"], "alice") as alice:
-        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        job = wait_tracked(alice, submit(alice, body)["id"])
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     (integration,) = job["integrations"]
     assert integration["status"] == "logged", integration
@@ -317,7 +332,7 @@ def test_a_job_with_seeds_has_a_child_run_per_seed(
 ) -> None:
     body = {**tracked_job(alice_data, tiny_model_dir), "seeds": [0, 1]}
     with tenant_client(tracked_stack["url"], "alice") as alice:
-        job = wait_for(alice, submit(alice, body)["id"], {"succeeded"}, timeout=300)
+        job = wait_tracked(alice, submit(alice, body)["id"])
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     client = MlflowClient(tracking_uri=tracking_server.url)
     parent = client.get_run(job["integrations"][0]["run_id"])
@@ -341,12 +356,19 @@ def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(
     alice_data: dict[str, str],
     tiny_model_dir: Path,
 ) -> None:
-    """Last in this module: it stops the module's server."""
+    """Last in this module: it stops the module's server. The job's final state does not
+    wait for the tracker, which retries for its whole budget (TIMEOUT_S): the job is seen
+    succeeded with its integration still pending, and a re-calibration, which logs into
+    that run, is refused meanwhile with a 409 saying why."""
     with tenant_client(tracked_stack["url"], "alice") as alice:
         job_id = submit(alice, tracked_job(alice_data, tiny_model_dir))["id"]
         wait_for(alice, job_id, {"running"}, timeout=120)
         tracking_server.stop()
-        job = wait_for(alice, job_id, {"succeeded"}, timeout=300 + TIMEOUT_S)
+        succeeded = wait_for(alice, job_id, {"succeeded"}, timeout=300)
+        assert succeeded["integrations"][0]["status"] == "pending", succeeded
+        refit = alice.post(f"/jobs/{job_id}/recalibrate", json={"dataset": alice_data["test"]})
+        assert refit.status_code == 409 and "pending" in refit.json()["detail"], refit.text
+        job = wait_tracked(alice, job_id)
         events = alice.get(f"/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
     (integration,) = job["integrations"]
     assert integration["status"] == "failed", integration

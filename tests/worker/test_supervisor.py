@@ -100,6 +100,42 @@ def test_the_lease_is_renewed_while_the_child_trains(stores: Stores, running: Jo
     assert alive and all(alive), alive
 
 
+def test_a_success_reported_before_tracking_is_recorded_while_the_child_still_tracks(
+    stores: Stores, running: JobRecord, tmp_path: Path
+) -> None:
+    """The child reports success with ``tracking`` and goes on (writing MLflow runs, here
+    waiting for a file): the job is succeeded while it still runs, and the supervisor waits
+    for it to end rather than killing it. The file is made only once the test has seen the
+    job succeeded, so no timing decides the order; the child gives up after 60 s."""
+    go = tmp_path / "go"
+    reported = Outcome(status=JobStatus.SUCCEEDED, tracking=True)
+    script = (
+        "import sys, time; from pathlib import Path; from lpft_worker.outcome import Outcome; "
+        f"Outcome.model_validate_json({reported.model_dump_json()!r}).write(Path(sys.argv[1])); "
+        "deadline = time.monotonic() + 60\n"
+        f"while not Path({str(go)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+        "    if time.monotonic() > deadline: raise SystemExit(7)\n"
+        f"Path({str(tmp_path / 'tracked')!r}).touch()"
+    )
+    endings: list[Ending] = []
+    watch = threading.Thread(
+        target=lambda: endings.append(
+            supervisor(stores, running).run([sys.executable, "-c", script])
+        )
+    )
+    watch.start()
+    deadline = time.monotonic() + 30
+    while final(stores, running).status != JobStatus.SUCCEEDED:
+        assert watch.is_alive() and time.monotonic() < deadline, final(stores, running)
+        time.sleep(0.05)
+    assert not (tmp_path / "tracked").exists()
+    go.touch()
+    watch.join(timeout=60)
+    assert endings == [Ending.REPORTED]
+    assert (tmp_path / "tracked").exists(), "the supervisor stopped the child's tracking"
+
+
 def test_a_child_that_dies_without_an_outcome_fails_the_job(
     stores: Stores, running: JobRecord
 ) -> None:

@@ -246,11 +246,12 @@ class JobStore:
     def set_integrations(
         self, job_id: str, integrations: list[IntegrationRecord], *, worker: str | None
     ) -> JobRecord | None:
-        """Record where a running job's integrations stand (its tracker run logged or not);
-        ``None`` if the job no longer runs under ``worker``."""
+        """Record where a job's integrations stand (its tracker run logged or not), written
+        once the job succeeded (a re-calibration's also while it runs); ``None`` if the job
+        is no longer ``worker``'s or was deleted."""
         return self._transition(
             job_id,
-            {JobStatus.RUNNING},
+            {JobStatus.RUNNING, JobStatus.SUCCEEDED},
             lambda r: r.model_copy(update={"integrations": integrations}),
             worker=worker,
         )
@@ -312,6 +313,12 @@ class JobStore:
             self.quotas.measure_job(source)
         self._drop_if_deleted(job_id)
         return record
+
+    def copy_events_again(self, job_id: str) -> None:
+        """Copy a finished job's event log to the volume once more, for events written after
+        its finish (a tracker's warning); a job deleted meanwhile keeps nothing there."""
+        self.events.copy_to_volume(job_id)
+        self._drop_if_deleted(job_id)
 
     def _drop_if_deleted(self, job_id: str) -> None:
         """Remove the volume copies and event stream a finish wrote for a job deleted while it

@@ -21,6 +21,9 @@ class Outcome(BaseModel):
 
     status: JobStatus
     error: ErrorInfo | None = None
+    #: The process goes on after this outcome, writing the job's trackers (MLflow): the
+    #: supervisor records the outcome at once instead of when the process exits.
+    tracking: bool = False
 
     @field_validator("status")
     @classmethod

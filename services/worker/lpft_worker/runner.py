@@ -175,13 +175,19 @@ def _run_and_report(
 
     files = JobFiles(patient.volume, record, still_ours=still_ours)
     outcome = _run(record, files, events, should_stop, orphaned)
-    if outcome is not None and outcome.status == JobStatus.SUCCEEDED:
+    events.flush(patient.events)
+    if outcome is not None and outcome.status == JobStatus.SUCCEEDED and record.integrations:
+        # The job has ended: its supervisor records that now, and the trackers are written
+        # beside it, so that a slow tracker (a model to export and upload) delays no job.
+        outcome.model_copy(update={"tracking": True}).write(path)
 
         def warn(message: str) -> None:
             events.append("warning", {"category": "TrackingWarning", "message": message})
 
         track_job(record, patient.volume, patient.jobs, warn, settings)
-    events.flush(patient.events)
+        events.flush(patient.events)
+        patient.jobs.copy_events_again(job_id)  # a warning, kept where the record is
+        return 0
     if outcome is None:  # the worker died under us: resume elsewhere
         _publish_last_checkpoint(files)
         reason = f"worker {record.worker} died"

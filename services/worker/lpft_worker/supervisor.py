@@ -11,7 +11,9 @@ A worker that claimed a job starts its training as a child process and supervise
   for a whole lease period, so two trainings never write one job;
 - it kills a child that ignores a cancel for longer than the grace period;
 - when the child exits by itself, it records the outcome the child wrote, or, if it wrote
-  none (killed, out of memory), that it died.
+  none (killed, out of memory), that it died;
+- when the child reports a success and goes on to write the job's trackers (MLflow), it
+  records the success at once and then waits, bounded, for the child to finish them.
 
 Each of these ends in an ``Ending``; ``conclude`` turns it into the job's final state, and
 nothing else in the worker writes one.
@@ -39,8 +41,11 @@ from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings
 
 logger = logging.getLogger("lpft.worker")
-#: How often the cancel grace is checked once a cancel was seen.
+#: How often the cancel grace is checked once a cancel was seen, and the outcome file.
 CANCEL_POLL_S = 0.5
+#: What a child writing trackers gets beyond their time budget (a model's export) before it
+#: is stopped.
+TRACKING_GRACE_S = 300.0
 
 
 class Ending(StrEnum):
@@ -56,6 +61,9 @@ class Ending(StrEnum):
     FENCED = "fenced"
     """Redis stayed unreachable too long; training was stopped so that the job resumes on
     another worker: nothing to record."""
+    REPORTED = "reported"
+    """The child reported its outcome and goes on writing the job's trackers: the outcome
+    is recorded at once, and the child is waited for after."""
 
 
 class JobSupervisor:
@@ -85,22 +93,26 @@ class JobSupervisor:
         with tempfile.TemporaryDirectory(prefix="lpft-outcome-") as scratch:
             report = Path(scratch) / "outcome.json"
             child = subprocess.Popen([*command, str(report)], env=env)
+            ending: Ending | None = None
             try:
                 live = LiveLog(self.patient.volume, self.job_id, self.settings.heartbeat_seconds)
                 with live:
-                    ending = self.watch(child)
+                    ending = self.watch(child, report)
             finally:
-                if child.poll() is None:  # the watch itself failed: leave no orphan
-                    _kill(child)
+                if child.poll() is None and ending != Ending.REPORTED:
+                    _kill(child)  # the watch itself failed: leave no orphan
             self.conclude(ending, child.returncode, Outcome.read(report))
+            if ending == Ending.REPORTED:
+                self._await_trackers(child)
         # Everything of the job is in the store now, or will be written by the worker that
         # resumes it: a copy left in this worker's cache would outlive a delete.
         self.patient.volume.drop_local_copy(Volume.job_key(self.job_id))
         return ending
 
-    def watch(self, child: subprocess.Popen[bytes]) -> Ending:
-        """Renew the lease and enforce ownership, fencing and cancels until ``child`` ends
-        or is stopped; the ending says which."""
+    def watch(self, child: subprocess.Popen[bytes], report: Path) -> Ending:
+        """Renew the lease and enforce ownership, fencing and cancels until ``child`` ends,
+        is stopped, or reports at ``report`` an outcome it goes on tracking after; the
+        ending says which."""
         fence_s = 1.5 * self.settings.lease_seconds
         renewed = time.monotonic()
         cancel_seen: float | None = None
@@ -134,11 +146,20 @@ class JobSupervisor:
                 _kill(child)
                 return Ending.CANCEL_ENFORCED
             pause = self.settings.heartbeat_seconds if cancel_seen is None else CANCEL_POLL_S
-            try:
-                child.wait(timeout=pause)
-            except subprocess.TimeoutExpired:
-                pass
+            if _wait_for_report(child, report, pause):
+                return Ending.REPORTED
         return Ending.EXITED
+
+    def _await_trackers(self, child: subprocess.Popen[bytes]) -> None:
+        """Wait for a child that writes the job's trackers after its outcome, within their
+        budget and ``TRACKING_GRACE_S``; past it, stop it (its integrations stay
+        ``pending``, and the job, already recorded, is unaffected)."""
+        limit = self.settings.mlflow_timeout_seconds + TRACKING_GRACE_S
+        try:
+            child.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            logger.warning("job %s: tracking took over %.0f s; stopped", self.job_id, limit)
+            _kill(child)
 
     def _renew(self) -> tuple[bool, bool]:
         """Renew the lease; whether the job is still this worker's, and whether a cancel was
@@ -190,6 +211,23 @@ class JobSupervisor:
             f"(killed or out of memory?); see the worker log under {error_id}",
         )
         return Outcome(status=JobStatus.FAILED, error=died)
+
+
+def _wait_for_report(child: subprocess.Popen[bytes], report: Path, seconds: float) -> bool:
+    """Wait ``seconds`` for ``child`` to end; whether it reported, meanwhile, an outcome it
+    goes on tracking after (checked every ``CANCEL_POLL_S``)."""
+    deadline = time.monotonic() + seconds
+    while child.poll() is None:
+        if report.exists() and (outcome := Outcome.read(report)) and outcome.tracking:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            child.wait(timeout=min(left, CANCEL_POLL_S))
+        except subprocess.TimeoutExpired:
+            pass
+    return False
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

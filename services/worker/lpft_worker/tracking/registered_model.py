@@ -9,12 +9,12 @@ ONNX Runtime, transformers, numpy and pandas, never lpft.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from lpft_core.model.artifacts import read_calibration, read_labels, read_manifest
-from lpft_core.serving.export import write_export
+from lpft_core import serving_facts, write_export
 from lpft_worker.tracking.mlflow_run import TrackingFailed
 
 #: The packages the model's code imports, pinned to the versions the export was made and
@@ -32,15 +32,15 @@ def save_pyfunc(model_dir: Path, out: Path) -> Path:
     from mlflow.pyfunc import save_model
     from mlflow.types import ColSpec, Schema
 
-    manifest = read_manifest(model_dir)
-    labels = read_labels(model_dir)
+    facts = serving_facts(model_dir)
+    labels = facts.labels
     names = [str(label) for label in labels]
     if "label" in names or len(set(names)) != len(names):
         raise TrackingFailed(
             "the model's labels cannot be the output's column names (one is 'label', or two "
             "are the same as text); rename them to register the model"
         )
-    text_columns = ["text", *(["text_pair"] if manifest.pair else [])]
+    text_columns = ["text", *(["text_pair"] if facts.pair else [])]
     label_type = "long" if all(isinstance(x, int) for x in labels) else "string"
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", column) for column in text_columns]),
@@ -52,12 +52,7 @@ def save_pyfunc(model_dir: Path, out: Path) -> Path:
             path=str(out),
             python_model=str(PYFUNC_CODE),
             artifacts={"export": str(export)},
-            model_config={
-                "labels": labels,
-                "temperature": read_calibration(model_dir).temperature,
-                "max_length": manifest.max_length,
-                "pair": manifest.pair,
-            },
+            model_config=dataclasses.asdict(facts),
             signature=signature,
             input_example={column: [EXAMPLE_TEXT] for column in text_columns},
             pip_requirements=[f"{name}=={metadata.version(name)}" for name in REQUIREMENTS],
