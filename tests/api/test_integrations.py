@@ -147,3 +147,16 @@ def test_the_clients_typed_integration_declares_every_field_the_record_shows() -
     from lpft_contract.integrations import IntegrationRecord
 
     assert set(Integration.model_fields) == set(IntegrationRecord.model_fields)
+
+
+def test_mlflow_on_a_sweep_is_a_422_until_its_runs_are_built(tracked: TestClient) -> None:
+    sweep = {
+        "kind": "sweep",
+        "method": "lp_ft",
+        "dataset": {"train": "ds-a"},
+        "search_space": {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4}},
+        "n_trials": 2,
+        "parallelism": 1,
+    }
+    body = problem(tracked.post("/jobs", json=with_mlflow(sweep)), 422, "integrations[0].type")
+    assert "sweep" in body["detail"]
