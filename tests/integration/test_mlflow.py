@@ -1,7 +1,7 @@
 """Jobs logged as MLflow runs on a real tracking server, started here on loopback (sqlite
 backend, served artifacts), through a real API and Celery worker: a job's run holds its tags,
 params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns, plus its
-files; a re-calibration updates the same run; ``register_as`` makes the calibrated model a
+files and the export as an MLflow model; a re-calibration updates the same run; ``register_as`` makes the calibrated model a
 version of the tenant's registered model, which loads in a process where lpft cannot be
 imported and reproduces ``/predict`` (a re-calibration: a new version at the new
 temperature); a server stopped mid-job leaves the job succeeded, with a warning naming MLflow
@@ -195,7 +195,10 @@ def test_a_job_is_a_run_with_its_params_curves_and_the_apis_exact_metrics(
     assert curve("epoch/validation_loss") == [(e["epoch"], e["validation_loss"]) for e in epochs]
 
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"metrics.json", "report.html", "report.md", "plots"} <= files, files
+    assert {"metrics.json", "report.html", "report.md", "plots", "model"} <= files, files
+    # The export, as the MLflow model a team can load or register by hand.
+    model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/MLmodel", "model/requirements.txt"} <= model_files, model_files
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/reliability.png" in plots, plots
     local = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))

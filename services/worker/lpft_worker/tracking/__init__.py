@@ -5,13 +5,15 @@ Tracking never fails a job: whatever goes wrong (the server down past the budget
 missing client, a bug here) the job still succeeds, its integration shows ``failed`` with the
 reason, and a ``warning`` event names MLflow and that reason.
 
-With ``register_as``, the calibrated model the job serves (a re-calibration's: its source's,
-at the new temperature) is uploaded into the run as an MLflow pyfunc model
-(``registered_model``) and made a new version of the tenant's registered model.
+The calibrated model the job serves (a re-calibration's: its source's, at the new
+temperature) is uploaded into the run as an MLflow pyfunc model, the job's export
+(``registered_model``); with ``register_as`` it is also made a new version of the tenant's
+registered model.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -83,9 +85,7 @@ def _track(
             content = job_content(record, model_dir, integration.mlflow.tags)
             _log_children(run, record, integration.experiment, run_id, model_dir)
         run.write(run_id, content)
-        if integration.mlflow.register_as is not None:
-            registered = registered_name(record.tenant, integration.mlflow.register_as)
-            version = _register(run, run_id, record, registered, volume)
+        version = _log_model(run, run_id, record, integration, volume) or version
         run.finish(run_id)
     except TrackingFailed as exc:
         reason = str(exc)
@@ -114,24 +114,35 @@ def _track(
     )
 
 
-def _register(run: MlflowRun, run_id: str, record: JobRecord, name: str, volume: Volume) -> str:
-    """The version of the registered model ``name`` that holds the model ``record`` leaves:
-    a finetune job's own, or a re-calibration's source's at the new temperature (uploaded
-    beside the re-calibration's metrics, the run's first model staying as it was)."""
-    if record.kind == JobKind.RECALIBRATE and record.source_job is not None:
-        served, folder = volume.model_dir(record.source_job), f"recalibration/{record.id}/model"
-    elif job_kind(record.kind).serves:
-        served, folder = volume.model_dir(record.id), "model"
-    else:  # the API refuses register_as on a kind that serves no model
-        raise TrackingFailed(f"a {record.kind} job leaves no model to register")
+def _log_model(
+    run: MlflowRun, run_id: str, record: JobRecord, integration: IntegrationRecord, volume: Volume
+) -> str | None:
+    """Upload the model ``record`` serves into its run and, with ``register_as``, register
+    it: the version made (or found), ``None`` without one."""
+    model = _served_model(record, volume)
+    if model is None:
+        return None
+    served, folder = model
+    register_as = integration.mlflow.register_as
     with tempfile.TemporaryDirectory() as scratch:
-        return run.register(
-            run_id,
-            lambda: save_pyfunc(served, Path(scratch) / "model"),
-            folder,
-            name,
-            {"lpft.job_id": record.id},
-        )
+        build = functools.partial(save_pyfunc, served, Path(scratch) / "model")
+        if register_as is None:
+            run.upload(run_id, build(), folder)
+            return None
+        registered = registered_name(record.tenant, register_as)
+        return run.register(run_id, build, folder, registered, {"lpft.job_id": record.id})
+
+
+def _served_model(record: JobRecord, volume: Volume) -> tuple[Path, str] | None:
+    """The model ``record`` leaves for its run (the export, as an MLflow pyfunc model) and
+    the run's folder for it: a finetune job's own in ``model/``; a re-calibration's source's
+    at the new temperature beside the re-calibration's metrics, the run's first model
+    staying as it was; ``None`` for a kind that serves no model."""
+    if record.kind == JobKind.RECALIBRATE and record.source_job is not None:
+        return volume.model_dir(record.source_job), f"recalibration/{record.id}/model"
+    if job_kind(record.kind).serves:
+        return volume.model_dir(record.id), "model"
+    return None
 
 
 def _log_children(

@@ -136,10 +136,7 @@ class MlflowRun:
         )
         if found:
             return str(found[0].version)
-        local = build()
-        self._call(
-            lambda: self.client.log_artifacts(run_id, str(local), folder), "upload the model"
-        )
+        self.upload(run_id, build(), folder)
         self._call(lambda: self._registered_model(name), "create the registered model")
         version = self._call(
             lambda: self.client.create_model_version(
@@ -148,6 +145,12 @@ class MlflowRun:
             "register the model version",
         )
         return str(version.version)
+
+    def upload(self, run_id: str, local: Path, folder: str) -> None:
+        """Upload the directory ``local`` into the run's ``folder`` (a model: its files)."""
+        self._call(
+            lambda: self.client.log_artifacts(run_id, str(local), folder), "upload the model"
+        )
 
     def next_step(self, run_id: str, key: str) -> int:
         """The step after the metric's last one (0 for a new metric)."""
