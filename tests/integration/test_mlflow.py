@@ -1,11 +1,11 @@
 """Jobs logged as MLflow runs on a real tracking server, started here on loopback (sqlite
 backend, served artifacts), through a real API and Celery worker: a job's run holds its tags,
 params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns, plus its
-files and the export as an MLflow model; a re-calibration updates the same run; ``register_as`` makes the calibrated model a
-version of the tenant's registered model, which loads in a process where lpft cannot be
-imported and reproduces ``/predict`` (a re-calibration: a new version at the new
-temperature); a server stopped mid-job leaves the job succeeded, with a warning naming MLflow
-and the integration failed.
+files and the export as an MLflow model; a re-calibration updates the same run;
+``register_as`` makes the calibrated model a version of the tenant's registered model,
+which loads in a process where lpft cannot be imported and reproduces ``/predict`` (a
+re-calibration: a new version at the new temperature); a server stopped mid-job leaves the
+job succeeded, with a warning naming MLflow and the integration failed.
 
 The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
 configured) are unit tests: tests/api/test_integrations.py.
