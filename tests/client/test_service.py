@@ -35,8 +35,10 @@ def stack(
     directory = tmp_path_factory.mktemp("client-stack")
     env = stack_env(redis_db, directory / "artifacts", tiny_model_dir.parent)
     state: dict[str, Any] = {"env": env, "dir": directory}
-    state["api"] = ApiServer(env, directory / "api.log")
+    # The API imports the ML stack while the worker starts.
+    state["api"] = ApiServer(env, directory / "api.log", wait=False)
     state["worker"] = Worker(env, "cpu", "client-tests", directory / "worker.log")
+    state["api"].wait_until_ready()
     yield state
     state["worker"].stop()
     state["api"].stop()

@@ -114,13 +114,22 @@ API_START_S = 300
 
 class ApiServer:
     """A uvicorn process serving the API on a free port, ready once /readyz answers (in
-    ``cwd``, or the tests' directory)."""
+    ``cwd``, or the tests' directory). With ``wait`` false the process is only started, and
+    ``wait_until_ready`` waits for it: a test that needs several servers, or a server and a
+    job, lets them import the ML stack side by side instead of one after the other."""
 
     def __init__(
-        self, env: dict[str, str], log: Path, port: int | None = None, cwd: Path | None = None
+        self,
+        env: dict[str, str],
+        log: Path,
+        port: int | None = None,
+        cwd: Path | None = None,
+        *,
+        wait: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -138,15 +147,21 @@ class ApiServer:
             stdout=log.open("a"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + API_START_S
+        self.started = time.monotonic()
+        if wait:
+            self.wait_until_ready()
+
+    def wait_until_ready(self) -> None:
+        """Until /readyz answers 200; fails at once if the process exits, with its log."""
+        deadline = self.started + API_START_S
         while True:
-            assert self.process.poll() is None, log.read_text()
+            assert self.process.poll() is None, self.log.read_text()
             try:
                 if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    break
+                    return
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "API did not start: " + log.read_text()
+            assert time.monotonic() < deadline, "API did not start: " + self.log.read_text()
             time.sleep(0.2)
 
     def stop(self) -> None:

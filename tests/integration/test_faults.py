@@ -87,8 +87,10 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         "LPFT_ARTIFACTS_DIR": str(directory / "artifacts"),
         "LPFT_LOST_MESSAGE_SECONDS": "1",
     }
-    api = ApiServer(env, directory / "api.log")
+    # The API imports the ML stack while the worker starts.
+    api = ApiServer(env, directory / "api.log", wait=False)
     worker = Worker(env, "cpu", "faults", directory / "worker-1.log")
+    api.wait_until_ready()
     state = {"redis": redis_server, "env": env, "api": api, "worker": worker, "dir": directory}
     yield state
     state["worker"].stop()

@@ -26,8 +26,13 @@ BODY = {"inputs": INPUTS, "conformal": {"alpha": 0.05, "method": "aps"}}
 
 @pytest.fixture(scope="module")
 def pair_job(
-    api_url: str, cpu_worker: object, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    api_url: str,
+    cpu_worker: object,
+    tiny_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    started: dict[str, ApiServer],
 ) -> str:
+    """The module's job; ``started`` first, so that its servers import while it trains."""
     root = tmp_path_factory.mktemp("pairs")
     headers = {"Authorization": f"Bearer {KEYS['alice']}"}
     with httpx.Client(base_url=api_url, headers=headers, timeout=60) as alice:
@@ -49,9 +54,10 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def servers(
+def started(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Served]]:
+) -> Iterator[dict[str, ApiServer]]:
+    """The module's API processes, started side by side and perhaps still importing."""
     logs = tmp_path_factory.mktemp("backend-logs")
     default = {k: v for k, v in service_env.items() if k != "LPFT_PREDICT_BACKEND"}
     shadow = tmp_path_factory.mktemp("no-onnxruntime")
@@ -60,8 +66,8 @@ def servers(
         'raise ImportError("onnxruntime hidden by the test")\n'
     )
     hidden = {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
-    started = {
-        name: ApiServer(env, logs / f"{name}.log")
+    servers = {
+        name: ApiServer(env, logs / f"{name}.log", wait=False)
         for name, env in (
             ("onnx", {**service_env, "LPFT_PREDICT_BACKEND": "onnx"}),
             (
@@ -72,9 +78,17 @@ def servers(
             ("default-without-onnxruntime", {**default, **hidden}),
         )
     }
-    yield {name: Served(server.url, logs / f"{name}.log") for name, server in started.items()}
-    for server in started.values():
+    yield servers
+    for server in servers.values():
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(started: dict[str, ApiServer]) -> dict[str, Served]:
+    """The module's API processes, each answering /readyz."""
+    for server in started.values():
+        server.wait_until_ready()
+    return {name: Served(server.url, server.log) for name, server in started.items()}
 
 
 def predict(url: str, job_id: str) -> dict:

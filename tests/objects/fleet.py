@@ -91,10 +91,12 @@ def running_fleet(
     }
     store = S3ObjectStore(BUCKET, prefix, environ=aws_environment(moto))
     api_machine = Machine(root / "api")
-    api = ApiServer(api_machine.env(shared), root / "api.log", cwd=api_machine.work)
+    # The API imports the ML stack while the worker starts.
+    api = ApiServer(api_machine.env(shared), root / "api.log", cwd=api_machine.work, wait=False)
     fleet = Fleet(shared, store, root, api)
     try:
         fleet.start_worker("worker-1")
+        api.wait_until_ready()
         yield fleet
     finally:
         for worker in fleet.workers:

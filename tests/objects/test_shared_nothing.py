@@ -106,7 +106,10 @@ def test_a_recalibration_through_another_replica_is_served_by_this_one(
     a worker, which publishes the new temperature to the bucket: replica 1 serves it within
     its version check (lpft_contract.local_copies.RECHECK_S)."""
     other = fleet.machine("api-2")
-    replica = ApiServer(other.env(fleet.shared), fleet.root / "api-2.log", cwd=other.work)
+    # started now, to import the ML stack while the job trains; waited for once it is needed
+    replica = ApiServer(
+        other.env(fleet.shared), fleet.root / "api-2.log", cwd=other.work, wait=False
+    )
     try:
         with fleet.client() as alice, fleet.client(base_url=replica.url) as alice_there:
             dataset = {split: upload(alice, path) for split, path in toy_dataset_files.items()}
@@ -115,6 +118,7 @@ def test_a_recalibration_through_another_replica_is_served_by_this_one(
             job_id = wait_for(alice, job.json()["id"], {"succeeded"}, timeout=300)["id"]
             rows = {"job_id": job_id, "inputs": [{"text": "a fine, moving film"}]}
             before = alice.post("/predict", json=rows).json()["temperature"]
+            replica.wait_until_ready()
 
             # fitted on the test split: another temperature than the validation split's
             recalibration = alice_there.post(
