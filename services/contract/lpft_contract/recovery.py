@@ -9,6 +9,10 @@
   see or renew it) never counts against a healthy worker.
 - A queued job whose Celery message is neither waiting in its queue nor delivered (Redis lost
   it, or the send failed) gets its message again.
+- A running sweep with no trial queued or running for ``lease_s`` and ``queue_grace_s``, the
+  longer (much longer than a sweep takes between two of its own steps; the end of its last
+  trial was lost: its worker died before telling the sweep, or this pass failed the trial)
+  gets its message again; the worker that takes it picks the sweep up where it stands.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 import redis
 
 from lpft_contract.enqueue import Enqueuer
-from lpft_contract.records import JobStatus
+from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.stores import Stores
+from lpft_contract.sweeps import SweepStore
 from lpft_contract.tasks import broker_lists
 
 #: Kombu's Redis transport: delivered messages wait for their acknowledgement in one hash.
@@ -47,6 +52,7 @@ class Recovery:
     #: A queued job is checked for a lost message once it has waited this long.
     queue_grace_s: float = 30.0
     missing_since: dict[str, float] = field(default_factory=dict)
+    stalled_since: dict[str, float] = field(default_factory=dict)
 
     def run_once(self) -> list[str]:
         """Do one pass; returns what it did, one line each, for the log."""
@@ -55,13 +61,14 @@ class Recovery:
             count = self.stores.jobs.rebuild_indexes()
             if count is not None:  # else another replica is rebuilding them
                 done.append(f"rebuilt the indexes from {count} records")
-        done += self._lost_runs()
+        running = self.stores.jobs.running_jobs()
+        done += self._lost_runs(running)
+        done += self._stalled_sweeps(running)
         done += self._lost_messages()
         return done
 
-    def _lost_runs(self) -> list[str]:
+    def _lost_runs(self, running: list[JobRecord]) -> list[str]:
         now = time.monotonic()
-        running = self.stores.jobs.running_jobs()
         ids = {record.id for record in running}
         self.missing_since = {k: v for k, v in self.missing_since.items() if k in ids}
         done = []
@@ -80,6 +87,32 @@ class Recovery:
                 done.append(f"job {record.id} lost its worker; queued to resume")
             else:
                 done.append(f"job {record.id} lost its worker on its last attempt; failed")
+        return done
+
+    def _stalled_sweeps(self, running: list[JobRecord]) -> list[str]:
+        """Sweeps seen stalled (``SweepStore.stalled``) all along the grace get their message
+        again. A sweep is briefly stalled between two of its own steps (claimed and starting
+        its trials, one trial ended and the next not yet queued, finishing): the grace is
+        much longer, and a message sent during one would at worst run more trials at once
+        than ``parallelism``, never more than ``n_trials`` (``reconcile``)."""
+        now = time.monotonic()
+        grace = max(self.lease_s, self.queue_grace_s)
+        sweeps = SweepStore(self.stores.redis)
+        stalled = {
+            record.id: record
+            for record in running
+            if record.kind == "sweep" and sweeps.stalled(record.id, self.stores.jobs.get_job)
+        }
+        self.stalled_since = {k: v for k, v in self.stalled_since.items() if k in stalled}
+        done = []
+        for sweep_id, record in stalled.items():
+            if now - self.stalled_since.setdefault(sweep_id, now) < grace:
+                continue
+            del self.stalled_since[sweep_id]
+            self.enqueuer.run_job(sweep_id, record.queue)
+            message = "no trial of it was queued or running; its message was sent again"
+            self.stores.events.append(sweep_id, "message", {"message": message})
+            done.append(f"sweep {sweep_id}: {message}")
         return done
 
     def _lost_messages(self) -> list[str]:

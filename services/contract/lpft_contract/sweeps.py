@@ -9,6 +9,8 @@ the workers' order:
 
 * ``launched``: trials started so far (``INCR``; one past ``n_trials`` starts nothing);
 * ``ended``: the trials whose end was seen (a set, so a redelivered message counts once);
+* ``finishing``: held by the one worker that writes the sweep's result (it expires, so a
+  finisher that died mid-way leaves the sweep to the next);
 * ``trials``: trial number → its job's id; ``values:<n>``: its per-epoch validation values;
 * ``best``: the id of the best trial's job once the sweep succeeded (what ``/predict`` on
   the sweep's id serves).
@@ -24,6 +26,10 @@ import redis
 
 from lpft_contract.keys import key as redis_key
 from lpft_contract.records import JobRecord, JobStatus
+
+#: How long one worker holds the right to finish a sweep (writing its result and plots
+#: takes seconds); past it, a finisher that died lets another finish.
+FINISH_CLAIM_S = 600
 
 
 def study_prefix(sweep_id: str) -> str:
@@ -48,6 +54,16 @@ class SweepStore:
         """Trials started so far."""
         return min(int(self.redis.get(self._key(sweep_id, "launched")) or 0), n_trials)
 
+    def recount_launches(self, sweep_id: str, n_trials: int) -> int:
+        """Count as started only the trials recorded (``add_trial``), forgetting starts whose
+        worker died between counting and recording them; how many were forgotten. Only for
+        a stalled sweep: a start under way is counted before it is recorded."""
+        recorded = int(self.redis.hlen(self._key(sweep_id, "trials")))
+        lost = self.launched(sweep_id, n_trials) - recorded
+        if lost > 0:
+            self.redis.set(self._key(sweep_id, "launched"), recorded)
+        return max(lost, 0)
+
     def add_trial(self, sweep_id: str, number: int, job_id: str) -> None:
         """Record trial ``number``'s job."""
         self.redis.hset(self._key(sweep_id, "trials"), str(number), job_id)
@@ -67,6 +83,29 @@ class SweepStore:
         pipe.scard(self._key(sweep_id, "ended"))
         added, count = pipe.execute()
         return bool(added), int(count)
+
+    def ended(self, sweep_id: str) -> set[int]:
+        """The trials whose end was seen."""
+        return {int(number) for number in self.redis.smembers(self._key(sweep_id, "ended"))}
+
+    def claim_finish(self, sweep_id: str) -> bool:
+        """Whether the caller is the one to finish the sweep now: two workers that both see
+        every trial ended (a trial's end and a reconcile, at once) write its result once."""
+        return bool(
+            self.redis.set(self._key(sweep_id, "finishing"), "1", nx=True, ex=FINISH_CLAIM_S)
+        )
+
+    def stalled(self, sweep_id: str, get_job: Callable[[str], JobRecord | None]) -> bool:
+        """Whether no trial of the running sweep is queued or running. Only a trial's end
+        moves a sweep on, so one in this state for long waits for nothing: the end of its
+        last trial was lost (its worker died before telling the sweep, or recovery failed the
+        trial), or its first trials were never started. Briefly, it is also every sweep
+        between two of its own steps (claimed, finishing)."""
+        for job_id in self.trials(sweep_id).values():
+            trial = get_job(job_id)
+            if trial is not None and not trial.status.is_terminal:
+                return False
+        return True
 
     def add_value(self, sweep_id: str, number: int, epoch: int, value: float) -> None:
         """Trial ``number``'s validation value after ``epoch`` (what the pruner read)."""

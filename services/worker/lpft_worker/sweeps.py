@@ -113,19 +113,72 @@ def trial_ended(trial: JobRecord, stores: Stores, settings: WorkerSettings) -> N
     if sweep is None or sweep.status.is_terminal:
         return
     sweeps = SweepStore(stores.redis)
-    new, ended = sweeps.end(sweep.id, trial.trial)
+    new, _ = sweeps.end(sweep.id, trial.trial)
     if not new:
         return
     spec = SweepSpec.from_dict(sweep.spec)
-    the_study = study(spec, sweep.id, settings.redis_url)
-    state, value = _outcome(trial, spec, stores)
-    tell_trial(the_study, trial.trial, state, value)
-    if value is not None:
-        sweeps.set_value(sweep.id, trial.trial, value)
+    _tell(study(spec, sweep.id, settings.redis_url), spec, sweep.id, trial.trial, trial, stores)
     launch_trial(sweep, spec, stores, settings)
+    _finish_if_done(sweep, spec, stores, settings)
+
+
+def reconcile(sweep: JobRecord, stores: Stores, settings: WorkerSettings) -> None:
+    """Pick a running sweep up where it stands, for its message sent again: the recovery
+    pass saw no trial of it queued or running, so the end of one was lost (its worker died
+    between recording the trial's final state and ``trial_ended``, or recovery failed it)
+    or its first trials were never started. Every finished trial is counted as ended and
+    told to the study (both once, whoever did it first), trials are started up to
+    ``parallelism``, and the sweep is finished if nothing is left to run. A start whose
+    worker died before recording its trial is forgotten, and started again."""
+    spec = SweepSpec.from_dict(sweep.spec)
+    sweeps = SweepStore(stores.redis)
+    the_study = study(spec, sweep.id, settings.redis_url)
+    if lost := sweeps.recount_launches(sweep.id, spec.n_trials):
+        logger.warning("sweep %s: %d trial start(s) had been lost; started again", sweep.id, lost)
+    recorded = sweeps.trials(sweep.id)
+    for asked in the_study.get_trials(deepcopy=False):
+        if asked.number not in recorded and not asked.state.is_finished():
+            tell_trial(the_study, asked.number, TrialState.FAIL)  # asked, then lost
+    unfinished = 0
+    for number, job_id in recorded.items():
+        trial = stores.jobs.get_job(job_id)
+        if trial is not None and not trial.status.is_terminal:
+            unfinished += 1
+            continue
+        if sweeps.end(sweep.id, number)[0]:
+            logger.warning("sweep %s: trial %d's end had been lost; counted now", sweep.id, number)
+        _tell(the_study, spec, sweep.id, number, trial, stores)
+    while unfinished < spec.parallelism and launch_trial(sweep, spec, stores, settings):
+        unfinished += 1
+    _finish_if_done(sweep, spec, stores, settings)
+
+
+def _tell(
+    the_study: optuna.Study,
+    spec: SweepSpec,
+    sweep_id: str,
+    number: int,
+    trial: JobRecord | None,
+    stores: Stores,
+) -> None:
+    """Tell the study trial ``number``'s outcome (a deleted trial's job failed) and keep a
+    completed one's value; a trial the study already holds as finished is left alone."""
+    state, value = _outcome(trial, spec, stores) if trial is not None else (TrialState.FAIL, None)
+    tell_trial(the_study, number, state, value)
+    if value is not None:
+        SweepStore(stores.redis).set_value(sweep_id, number, value)
+
+
+def _finish_if_done(
+    sweep: JobRecord, spec: SweepSpec, stores: Stores, settings: WorkerSettings
+) -> None:
+    """Finish the sweep if every started trial has ended and none is due (all started, or
+    its cancel asked), by one worker only."""
+    sweeps = SweepStore(stores.redis)
     cancelled = stores.jobs.cancel_requested(sweep.id)
     launched = sweeps.launched(sweep.id, spec.n_trials)
-    if ended >= launched and (cancelled or launched >= spec.n_trials):
+    done = len(sweeps.ended(sweep.id)) >= launched
+    if done and (cancelled or launched >= spec.n_trials) and sweeps.claim_finish(sweep.id):
         _finish(sweep, spec, stores, settings, cancelled)
 
 

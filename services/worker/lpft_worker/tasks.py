@@ -34,7 +34,9 @@ logger = logging.getLogger("lpft.worker")
 def run_job(job_id: str) -> None:
     """Run one queued job to a terminal state. A message for a job that is not queued is a
     duplicate (a redelivery, a message sent again by recovery) and does nothing: a running
-    job's worker keeps its lease, and the API's recovery pass resumes one that lost it."""
+    job's worker keeps its lease, and the API's recovery pass resumes one that lost it. A
+    running sweep's is the exception: recovery sends it when the sweep stalled, and it is
+    picked up where it stands (``sweeps.reconcile``)."""
     settings = get_worker_settings()
     patient = stores_from(settings, patient=True)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -42,6 +44,10 @@ def run_job(job_id: str) -> None:
     if record is not None and record.sweep and record.status.is_terminal:
         # A trial cancelled while queued ends without a run: its sweep still counts it.
         sweeps.trial_ended(record, patient, settings)
+    if record is not None and record.kind == JobKind.SWEEP and record.status == JobStatus.RUNNING:
+        # Its message sent again: recovery saw none of its trials queued or running.
+        sweeps.reconcile(record, patient, settings)
+        return
     if record is None or record.status != JobStatus.QUEUED:
         return
     if record.sweep and patient.jobs.cancel_requested(record.sweep):
