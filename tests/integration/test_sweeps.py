@@ -84,3 +84,47 @@ def test_a_sweep_runs_its_trials_on_both_workers_and_serves_the_best(
     assert served.status_code == 200 and direct.status_code == 200, served.text + direct.text
     assert served.json()["predictions"] == direct.json()["predictions"]
     assert served.json()["temperature"] == metrics["best_metrics"]["temperature"]
+
+
+def test_the_median_pruner_stops_a_trial_that_learns_nothing(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    # One trial at a time, drawn by the random sampler seeded with 2: 3e-3 first, then 1e-7
+    # (checked below). The median pruner compares a trial with the complete ones from its
+    # first epoch on (one startup trial, no warm-up): after epoch 1 the first trial's
+    # validation loss is about 0.05 and the second's, which hardly moved its weights, about
+    # 0.35, so the second stops there.
+    body = sweep_body(
+        dataset,
+        tiny_model_dir,
+        search_space={"learning_rate": {"type": "categorical", "choices": [3e-3, 1e-7]}},
+        n_trials=2,
+        parallelism=1,
+        pruner="median",
+        seed=2,
+    )
+    body["hyperparameters"]["epochs"] = 3
+    response = alice.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    sweep = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+
+    good, bad = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
+    assert (good["params"], bad["params"]) == ({"learning_rate": 3e-3}, {"learning_rate": 1e-7})
+    assert good["state"] == "complete" and list(good["intermediate_values"]) == ["1", "2", "3"]
+    assert bad["state"] == "pruned", bad
+    assert list(bad["intermediate_values"]) == ["1"], "the pruned trial trained on"
+    assert bad["intermediate_values"]["1"] > good["intermediate_values"]["1"]
+    assert bad["value"] is None and bad["error"]["code"] == "pruned"
+    job = alice.get(f"/jobs/{bad['id']}").json()
+    assert job["status"] == "cancelled" and job["error"]["code"] == "pruned", job
+    epochs = [
+        e
+        for e in alice.get(f"/jobs/{bad['id']}/events", params={"limit": 1000}).json()["data"]
+        if e["type"] == "epoch"
+    ]
+    assert len(epochs) == 1, epochs
+
+    metrics = alice.get(f"/jobs/{sweep['id']}/metrics").json()
+    assert metrics["n_trials"] == 2
+    assert [t["state"] for t in metrics["trials"]] == ["complete", "pruned"]
+    assert metrics["best_trial"]["number"] == good["number"]
