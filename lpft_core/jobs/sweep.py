@@ -14,7 +14,7 @@ import io
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from optuna.trial import TrialState
 
 from lpft_core.errors import JobCancelled
 from lpft_core.events import ProgressCallback, ProgressEvent, StopCallback
+from lpft_core.jobs.head_norm_analysis import HeadNormFigures, head_norm_figures
+from lpft_core.jobs.sweep_report import PICTURES, sweep_report
 from lpft_core.jobs.sweep_spec import ParamType, Pruner, Sampler, SearchParam, SweepSpec
 from lpft_core.model.artifacts import METRICS, write_json
 
@@ -152,15 +154,15 @@ def tell(study: optuna.Study, number: int, state: TrialState, value: float | Non
 @dataclass(frozen=True)
 class TrialSummary:
     """One trial as the sweep reports it. ``state`` is Optuna's (complete, pruned, fail,
-    running, waiting); ``head_norm`` adds the paper's Diff(F), accuracy and ECE for the
-    head-norm preset."""
+    running, waiting); ``head_norm``, with the head-norm preset, the figures of the paper's
+    analysis of a complete trial."""
 
     number: int
     params: dict[str, Any]
     state: str
     value: float | None
     intermediate_values: dict[int, float]
-    head_norm: dict[str, float] | None = None
+    head_norm: HeadNormFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,11 @@ def summarise(
                 state=t.state.name.lower(),
                 value=t.value,
                 intermediate_values=dict(t.intermediate_values),
-                head_norm=_head_norm_figures(metrics.get(t.number)) if spec.preset else None,
+                head_norm=(
+                    head_norm_figures(metrics[t.number])
+                    if spec.preset and t.number in metrics
+                    else None
+                ),
             )
             for t in trials
         ],
@@ -217,59 +223,51 @@ def summarise(
     )
 
 
-def _head_norm_figures(metrics: dict[str, Any] | None) -> dict[str, float] | None:
-    """The head-norm analysis' figures of one trial: the feature change on the evaluation
-    split beside its accuracy and ECE after calibration."""
-    if metrics is None:
-        return None
-    test = metrics["test"]
-    return {
-        "feature_change": float(metrics["features"][test["split"]]["difference"]),
-        "accuracy": float(test["calibrated"]["accuracy"]),
-        "ece": float(test["calibrated"]["ece"]),
-    }
-
-
-def write_plots(study: optuna.Study, directory: Path) -> list[str]:
-    """The optimisation history, parameter importances and parallel coordinates as PNGs in
-    ``directory/plots``; those Optuna cannot draw yet (importances need two complete trials
-    that differ) are left out. Returns the names written."""
+def study_pictures(study: optuna.Study) -> dict[str, bytes]:
+    """The optimisation history, parameter importances and parallel coordinates as PNGs, by
+    name (``sweep_report.PICTURES``); those Optuna cannot draw yet (importances need two
+    complete trials that differ) are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as views
 
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, draw in (
-        ("optimization-history", views.plot_optimization_history),
-        ("param-importances", views.plot_param_importances),
-        ("parallel-coordinates", views.plot_parallel_coordinate),
-    ):
+    views_by_name = {
+        "optimization-history": views.plot_optimization_history,
+        "param-importances": views.plot_param_importances,
+        "parallel-coordinates": views.plot_parallel_coordinate,
+    }
+    drawn = {}
+    for name in PICTURES:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the matplotlib views are "experimental"
-                axes = draw(study)
+                axes = views_by_name[name](study)
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
             plt.close(figure)
-            (directory / f"{name}.png").write_bytes(buffer.getvalue())
-            written.append(name)
+            drawn[name] = buffer.getvalue()
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             logger.info("the %s plot was not drawn: %s", name, exc)
-    return written
+    return drawn
 
 
 def finish_sweep(
-    study: optuna.Study, spec: SweepSpec, metrics: dict[int, dict[str, Any]]
+    study: optuna.Study,
+    spec: SweepSpec,
+    metrics: dict[int, dict[str, Any]],
+    title: str | None = None,
 ) -> SweepResult:
-    """Summarise the sweep, draw its plots and write its ``metrics.json``."""
+    """Summarise the sweep and write its ``metrics.json``, its report (``report.html``,
+    ``report.md``, titled ``title``) and its pictures (``plots/<name>.png``)."""
     out = Path(spec.output_dir)
-    plots = write_plots(study, out / "plots")
     result = summarise(study, spec, metrics)
-    result = SweepResult(**{**asdict(result), "trials": result.trials, "plots": plots})
+    plots = sweep_report(
+        out, title or f"Sweep of {spec.method.value}", result, spec, study_pictures(study)
+    )
+    result = replace(result, plots=plots)
     write_json(out / METRICS, result.to_dict())
     return result
 
@@ -306,4 +304,4 @@ def sweep_job(
             continue
         metrics[number] = result.metrics.to_dict()
         tell(study, number, TrialState.COMPLETE, objective_value(metrics[number], spec))
-    finish_sweep(study, spec, metrics)
+    finish_sweep(study, spec, metrics, title)
