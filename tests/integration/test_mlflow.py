@@ -115,14 +115,11 @@ def submit(client: httpx.Client, body: dict) -> dict:
     return created.json()
 
 
-def wait_tracked(
-    client: httpx.Client, job_id: str, timeout: float = 300, status: str = "succeeded"
-) -> dict:
-    """The job once it reached ``status`` and its integrations are no longer pending: the
-    trackers are written beside the job, after its final state. Stops at the first other
-    terminal state (``wait_for``) and says which integration is still pending at the
-    deadline."""
-    job = wait_for(client, job_id, {status}, timeout=timeout)
+def wait_tracked(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    """The job once it succeeded and its integrations are no longer pending: the trackers
+    are written beside the job, after its final state. Stops at the first other terminal
+    state (``wait_for``) and says which integration is still pending at the deadline."""
+    job = wait_for(client, job_id, {"succeeded"}, timeout=timeout)
     deadline = time.monotonic() + TIMEOUT_S + 120
     while any(i["status"] == "pending" for i in job["integrations"]):
         if time.monotonic() > deadline:
@@ -382,114 +379,3 @@ def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(
     warnings = [e["data"]["message"] for e in events if e["type"] == "warning"]
     assert any(w.startswith("MLflow:") and integration["error"] in w for w in warnings), warnings
     assert job["error"] is None
-
-
-def sweep_body(dataset: dict[str, str], model: Path, **mlflow_options: object) -> dict:
-    """A small tracked sweep: three one-epoch trials of the tiny model, one at a time."""
-    return {
-        **job_body(dataset, model, epochs=1),
-        "kind": "sweep",
-        "search_space": {
-            "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
-            "head_norm_scale": {"type": "categorical", "choices": [0.5, 1.0, 2.0]},
-        },
-        "n_trials": 3,
-        "parallelism": 1,
-        "objective": {"metric": "validation.nll", "direction": "minimize"},
-        "sampler": "random",
-        "pruner": "none",
-        "integrations": [{"type": "mlflow", "mlflow": mlflow_options}],
-    }
-
-
-def test_a_sweep_is_a_parent_run_with_a_child_per_trial_and_registers_its_best(
-    tracked_stack: dict,
-    tracking_server: TrackingServer,
-    alice_data: dict[str, str],
-    tiny_model_dir: Path,
-) -> None:
-    body = sweep_body(alice_data, tiny_model_dir, experiment="sweeps", register_as="best")
-    with tenant_client(tracked_stack["url"], "alice") as alice:
-        sweep = wait_tracked(alice, submit(alice, body)["id"], timeout=400)
-        metrics = alice.get(f"/jobs/{sweep['id']}/metrics").json()
-        trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
-        trial_metrics = {t["id"]: alice.get(f"/jobs/{t['id']}/metrics").json() for t in trials}
-    (integration,) = sweep["integrations"]
-    assert integration["status"] == "logged", integration
-    client = MlflowClient(tracking_uri=tracking_server.url)
-    parent = client.get_run(integration["run_id"])
-    assert parent.info.status == "FINISHED"
-    assert client.get_experiment(parent.info.experiment_id).name == "lpft/alice/sweeps"
-    tags, params, logged = parent.data.tags, parent.data.params, parent.data.metrics
-    assert tags["lpft.job_id"] == sweep["id"] and tags["lpft.kind"] == "sweep"
-    assert tags["lpft.tenant"] == "alice" and tags["lpft.version"]
-    assert params["method"] == "lp_ft" and params["n_trials"] == "3"
-    assert params["parallelism"] == "1" and params["objective"] == "validation.nll"
-    assert params["direction"] == "minimize"
-    assert params["sampler"] == "random" and params["pruner"] == "none"
-    assert json.loads(params["search_space.learning_rate"])["high"] == 3e-3
-    assert "learning_rate" not in params  # searched, so no single value of the sweep's
-    assert logged["best_trial.value"] == metrics["best_trial"]["value"]
-    assert logged["best_trial.number"] == metrics["best_trial"]["number"]
-    best_test = metrics["best_metrics"]["test"]["calibrated"]
-    for name, value in best_test.items():
-        assert logged[f"best_metrics.test.calibrated.{name}"] == value, name
-    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"metrics.json", "plots", "model"} <= files, files
-
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-    )
-    by_trial = {int(c.data.tags["lpft.trial"]): c for c in children}
-    assert sorted(by_trial) == [t["number"] for t in trials] == [0, 1, 2]
-    for trial in trials:
-        child, expected = by_trial[trial["number"]], trial_metrics[trial["id"]]
-        assert child.info.status == "FINISHED"
-        assert child.data.tags["lpft.job_id"] == trial["id"]
-        assert child.data.tags["lpft.trial_state"] == trial["state"] == "complete"
-        assert child.data.tags["lpft.sweep_id"] == sweep["id"]
-        for name, value in trial["params"].items():
-            assert child.data.params[name] == str(value), name
-        for stage in ("uncalibrated", "calibrated"):
-            for name, value in expected["test"][stage].items():
-                assert child.data.metrics[f"test.{stage}.{name}"] == value, (stage, name)
-        assert child.data.metrics["temperature"] == expected["temperature"]
-        assert child.data.metrics["objective/validation.nll"] == trial["value"]
-        history = client.get_metric_history(child.info.run_id, "step/loss")
-        assert sorted((m.step, m.value) for m in history) == [
-            (h["step"], h["loss"]) for h in expected["history"]
-        ]
-
-    # register_as: the best trial's calibrated model, from the parent run.
-    (version,) = client.search_model_versions(f"name = '{integration['registered_model']}'")
-    assert version.version == integration["model_version"]
-    assert version.run_id == parent.info.run_id
-    best = next(t for t in trials if t["number"] == metrics["best_trial"]["number"])
-    assert version.tags["lpft.trial_job_id"] == best["id"]
-
-
-def test_a_cancelled_sweep_ends_its_runs_killed(
-    tracked_stack: dict,
-    tracking_server: TrackingServer,
-    alice_data: dict[str, str],
-    tiny_model_dir: Path,
-) -> None:
-    body = sweep_body(alice_data, tiny_model_dir, experiment="sweeps")
-    with tenant_client(tracked_stack["url"], "alice") as alice:
-        created = submit(alice, body)
-        wait_for(alice, created["id"], {"running"}, timeout=120)
-        assert alice.post(f"/jobs/{created['id']}/cancel").status_code in (200, 202)
-        sweep = wait_tracked(alice, created["id"], timeout=300, status="cancelled")
-        trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
-    (integration,) = sweep["integrations"]
-    assert integration["status"] == "logged", integration
-    client = MlflowClient(tracking_uri=tracking_server.url)
-    parent = client.get_run(integration["run_id"])
-    assert parent.info.status == "KILLED"
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-    )
-    states = {c.data.tags["lpft.trial"]: c.data.tags["lpft.trial_state"] for c in children}
-    assert states == {str(t["number"]): t["state"] for t in trials}, (states, trials)
