@@ -1,7 +1,7 @@
 """A service stack for the benchmarks that run real jobs: a private redis-server, and an API and
 a Celery worker as separate processes, each with its own working directory and cache. The
 tests have their own launcher (tests/integration/conftest.py); benchmarks do not import tests,
-and need less of it: no fault injection, one worker on the ``cpu`` queue."""
+and need less of it: no fault injection, solo workers on the ``cpu`` queue (one unless asked)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +78,8 @@ def private_redis(directory: Path) -> Iterator[str]:
 class Stack:
     url: str
     root: Path
+    worker_pids: tuple[int, ...] = ()
+    """The Celery worker processes, in start order (each reaps its own training children)."""
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -93,9 +95,13 @@ def _machine(home: Path, env: dict[str, str]) -> tuple[Path, dict[str, str]]:
 
 
 @contextmanager
-def running_stack(root: Path, env: dict[str, str]) -> Iterator[Stack]:
-    """An API (ready once /readyz answers 200) and a solo worker on the ``cpu`` queue, with
-    ``env`` (LPFT_REDIS_URL, the store's settings) over this process's environment."""
+def running_stack(
+    root: Path, env: dict[str, str], workers: Sequence[Mapping[str, str]] = ({},)
+) -> Iterator[Stack]:
+    """An API (ready once /readyz answers 200) and one solo worker on the ``cpu`` queue per
+    item of ``workers`` (that worker's variables over the rest), with ``env`` (LPFT_REDIS_URL,
+    the store's settings) over this process's environment. The first worker is ``bench@%h``
+    in ``worker/``, the next ones ``bench-2@%h`` in ``worker-2/``..."""
     shared = {
         **env,
         "LPFT_API_KEYS": f"bench:{API_KEY}",
@@ -106,9 +112,6 @@ def running_stack(root: Path, env: dict[str, str]) -> Iterator[Stack]:
     url = f"http://127.0.0.1:{port}"
     api = [sys.executable, "-m", "uvicorn", "--factory", "lpft_api.main:create_app"]
     api += ["--host", "127.0.0.1", "--port", str(port)]
-    worker = [sys.executable, "-m", "celery", "-A", "lpft_worker.celery_app", "worker"]
-    worker += ["-Q", "cpu", "-P", "solo", "-n", "bench@%h", "--without-gossip"]
-    worker += ["--without-mingle", "-l", "info"]
     with ExitStack() as stack:
         cwd, api_env = _machine(root / "api", shared)
         api_log = root / "api.log"
@@ -121,8 +124,16 @@ def running_stack(root: Path, env: dict[str, str]) -> Iterator[Stack]:
                 return False
 
         _wait(process, api_log, ready, "the API")
-        cwd, worker_env = _machine(root / "worker", shared)
-        worker_log = root / "worker.log"
-        process = stack.enter_context(_process(worker, worker_log, worker_env, cwd))
-        _wait(process, worker_log, lambda: "ready." in worker_log.read_text(), "the worker")
-        yield Stack(url, root)
+        pids = []
+        for number, own in enumerate(workers, 1):
+            name = "worker" if number == 1 else f"worker-{number}"
+            node = "bench" if number == 1 else f"bench-{number}"
+            worker = [sys.executable, "-m", "celery", "-A", "lpft_worker.celery_app", "worker"]
+            worker += ["-Q", "cpu", "-P", "solo", "-n", f"{node}@%h", "--without-gossip"]
+            worker += ["--without-mingle", "-l", "info"]
+            cwd, worker_env = _machine(root / name, {**shared, **own})
+            log = root / f"{name}.log"
+            process = stack.enter_context(_process(worker, log, worker_env, cwd))
+            _wait(process, log, lambda log=log: "ready." in log.read_text(), f"the {name}")
+            pids.append(process.pid)
+        yield Stack(url, root, tuple(pids))
