@@ -52,8 +52,10 @@ def distribution(param: SearchParam) -> BaseDistribution:
 
 def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     if spec.sampler is Sampler.GRID:
+        # The grid sampler shuffles its grid with its seed and gives trial n the n-th point:
+        # every worker's sampler must shuffle alike, or two trials get the same point.
         grid = {name: param.grid() for name, param in spec.search_space.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.GridSampler(grid, seed=spec.hyperparameters.seed)
     if spec.sampler is Sampler.RANDOM:
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -148,7 +150,13 @@ def tell(study: optuna.Study, number: int, state: TrialState, value: float | Non
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state.is_finished():
         return
-    study.tell(trial.number, value if state is TrialState.COMPLETE else None, state=state)
+    try:
+        study.tell(trial.number, value if state is TrialState.COMPLETE else None, state=state)
+    except RuntimeError:
+        # The grid sampler calls ``study.stop()`` once its grid is used up, which raises
+        # outside ``optimize``; Optuna stores the trial's end before that, so it is told.
+        if not study.get_trials(deepcopy=False)[number].state.is_finished():
+            raise
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,24 @@ def test_a_sweep_runs_every_trial_and_keeps_the_best(
         assert list(trial["intermediate_values"]) == ["1"]
     assert "optimization-history" in metrics["plots"]
     assert (out / "plots" / "optimization-history.png").stat().st_size > 1000
+
+
+def test_a_grid_sweep_visits_each_point_once(
+    toy_files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Optuna's grid sampler stops its study when the grid is used up, which raises outside
+    ``optimize``: the ask-and-tell sweep must still record the last trial's end."""
+    spec = sweep_spec(
+        toy_files,
+        tiny_model_dir,
+        tmp_path,
+        hyperparameters=Hyperparameters(**{**TINY_HYPERPARAMETERS, "device": "cpu", "epochs": 1}),
+        search_space={"head_norm_scale": {"type": "categorical", "choices": [0.5, 1.0, 2.0]}},
+        sampler="grid",
+        pruner="none",
+    )
+    out = run_job("sweep", spec.to_dict(), "sweep")
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    assert [t["state"] for t in metrics["trials"]] == ["complete"] * 3
+    assert sorted(t["params"]["head_norm_scale"] for t in metrics["trials"]) == [0.5, 1.0, 2.0]
