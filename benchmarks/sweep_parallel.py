@@ -9,10 +9,10 @@ Celery workers on the ``cpu`` queue, benchmarks/_stack.py) gets a stratified SST
 sample and the dev file (as validation), then one sweep: ``lp_ft`` on the offline default
 model (or ``--model``), device cpu, ``learning_rate`` and ``head_norm_scale`` searched (the
 issue's ranges), epochs fixed so that every trial does the same work, pruner none so that
-every trial runs in full. The settings: the workers as they start by default, and each with
-OMP_NUM_THREADS=1, the number of cores shared fairly (torch's own variable: lpft has no
-setting of its own for a worker's threads). A reference sweep at parallelism 1 on the default
-stack gives the trials' times alone.
+every trial runs in full. The settings: the workers as they start by default (each training
+process takes the CPUs it may use), and each with LPFT_TRAINING_THREADS set to its share of
+the cores (cores / workers). A reference sweep at parallelism 1 on the default stack gives the
+trials' times alone.
 
 Read from the sweep's record (started_at to finished_at, and the client's wall from POST
 /jobs to the first terminal state) and GET /jobs/{id}/trials (each trial's started_at,
@@ -51,7 +51,8 @@ SEARCH_SPACE = {
     "head_norm_scale": {"type": "categorical", "choices": [0.1, 1.0, 10.0]},
 }
 #: Each setting of the workers' threads: a name, and the variables each worker starts with.
-THREADS = {"default": {}, "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}}
+SHARE = str(max(1, (os.cpu_count() or 1) // 2))
+THREADS = {"default": {}, f"LPFT_TRAINING_THREADS={SHARE}": {"LPFT_TRAINING_THREADS": SHARE}}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,9 +127,14 @@ class SweepRun:
 
 
 def torch_threads(own: dict[str, str]) -> int:
-    """torch's intra-op threads in a process started as a worker's training child is (the same
-    interpreter and variables; neither the worker nor lpft_core sets them)."""
-    probe = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    """The intra-op threads a worker's training child sets (the same interpreter, variables
+    and rule as lpft_worker.runner)."""
+    code = (
+        "from lpft_core import usable_cpus\n"
+        "from lpft_worker.settings import WorkerSettings\n"
+        "print(WorkerSettings().training_threads or usable_cpus())"
+    )
+    probe = [sys.executable, "-c", code]
     env = {**os.environ, **own}
     return int(subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout)
 

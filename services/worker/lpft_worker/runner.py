@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import torch
 from lpft_contract.enqueue import Enqueuer
 from lpft_contract.event_log import EventLog
 from lpft_contract.job_files import JobFiles
@@ -35,7 +36,7 @@ from lpft_contract.objects import ObjectStoreError
 from lpft_contract.records import ErrorInfo, JobRecord, JobStatus
 from lpft_contract.stores import Stores, stores_from
 
-from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job
+from lpft_core import JobCancelled, LpftError, ProgressEvent, run_job, usable_cpus
 from lpft_worker.outcome import Outcome
 from lpft_worker.settings import WorkerSettings, get_worker_settings
 from lpft_worker.sweeps import trial_pruning
@@ -131,6 +132,7 @@ def warnings_as_events(events: BufferedEvents) -> Iterator[None]:
 def main(job_id: str, outcome_path: Path) -> int:
     """Run the job; the exit status is 0 whenever it came to an outcome or was handed on."""
     settings = get_worker_settings()
+    torch.set_num_threads(settings.training_threads or usable_cpus())
     stores, patient = stores_from(settings), stores_from(settings, patient=True)
     record = patient.jobs.get_job(job_id)
     if record is None or record.status != JobStatus.RUNNING:

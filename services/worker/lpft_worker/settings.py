@@ -17,6 +17,11 @@ class WorkerSettings(SharedSettings):
     """The queue a worker container consumes; its health check looks for it."""
     cancel_grace_seconds: float = 10.0
     """After a cancel, how long training may take to stop before it is killed."""
+    training_threads: int | None = Field(None, ge=1)
+    """Intra-op threads of a training process; unset: the CPUs this process may use (its
+    affinity and its cgroup's CPU quota), not the host's cores. Workers sharing one host
+    should split its CPUs between them (two workers on 8 CPUs: 4 each): each would otherwise
+    take them all, and two trainings then run slower side by side than one after another."""
     mlflow_timeout_seconds: float = Field(60.0, gt=0)
     """The longest a job's MLflow logging may take, retries included, once its outputs are
     published; past it the job succeeds with its integration failed and a warning."""
