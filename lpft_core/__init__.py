@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     )
     from lpft_core.events import ProgressEvent
     from lpft_core.jobs.finetune import FinetuneResult, finetune
+    from lpft_core.jobs.head_norm_analysis import HeadNormFigures, head_norm_figures
     from lpft_core.jobs.kinds import (
         JOB_KINDS,
         JobKind,
@@ -108,6 +109,8 @@ _EXPORTS = {
     "PruningReporter": "lpft_core.jobs.sweep",
     "objective_value": "lpft_core.jobs.sweep",
     "finish_sweep": "lpft_core.jobs.sweep",
+    "HeadNormFigures": "lpft_core.jobs.head_norm_analysis",
+    "head_norm_figures": "lpft_core.jobs.head_norm_analysis",
     "AnalysisSpec": "lpft_core.jobs.specs",
     "Backend": "lpft_core.serving.predictor",
     "build_splits": "lpft_core.data.datasets",
@@ -200,6 +203,7 @@ __all__ = [
     "FieldMap",
     "FinetuneResult",
     "FinetuneSpec",
+    "HeadNormFigures",
     "Hyperparameters",
     "JobCancelled",
     "JobKind",
@@ -234,6 +238,7 @@ __all__ = [
     "export_model",
     "finetune",
     "finish_sweep",
+    "head_norm_figures",
     "job_kind",
     "objective_value",
     "option_name",

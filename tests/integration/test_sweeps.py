@@ -128,3 +128,55 @@ def test_the_median_pruner_stops_a_trial_that_learns_nothing(
     assert metrics["n_trials"] == 2
     assert [t["state"] for t in metrics["trials"]] == ["complete", "pruned"]
     assert metrics["best_trial"]["number"] == good["number"]
+
+
+def test_a_head_norm_sweep_reports_lists_and_recalibrates_its_best_trial(
+    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+) -> None:
+    body = sweep_body(dataset, tiny_model_dir, search_space="head_norm", n_trials=2)
+    body.update(parallelism=1, sampler="grid")
+    response = alice.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    sweep = wait_for(alice, response.json()["id"], {"succeeded"}, timeout=300)
+
+    # The paper's analysis, per complete trial: Diff(F) beside accuracy and ECE on test.
+    trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
+    assert len({t["params"]["head_norm_scale"] for t in trials}) == 2, trials
+    for trial in trials:
+        metrics = alice.get(f"/jobs/{trial['id']}/metrics").json()
+        figures = trial["head_norm"]
+        assert figures["split"] == metrics["test"]["split"] == "test", figures
+        assert figures["feature_change"] == metrics["features"]["test"]["difference"] > 0
+        assert figures["accuracy"] == metrics["test"]["calibrated"]["accuracy"]
+        assert figures["ece_calibrated"] == metrics["test"]["calibrated"]["ece"]
+        assert figures["ece_uncalibrated"] == metrics["test"]["uncalibrated"]["ece"]
+        assert figures["head_norm"] == metrics["head_norm"]["final"]
+
+    # The report and the study's pictures, served like any job's.
+    report = alice.get(f"/jobs/{sweep['id']}/report")
+    assert report.status_code == 200 and "text/html" in report.headers["content-type"]
+    for name in ("optimization-history", "parallel-coordinates"):
+        plot = alice.get(f"/jobs/{sweep['id']}/plots/{name}.png")
+        assert plot.status_code == 200 and plot.content[:8] == b"\x89PNG\r\n\x1a\n", name
+
+    # One job in the list; its trials only when asked for, highest number first.
+    listed = [j["id"] for j in alice.get("/jobs", params={"limit": 100}).json()["data"]]
+    assert sweep["id"] in listed and not {t["id"] for t in trials} & set(listed)
+    own = alice.get("/jobs", params={"sweep": sweep["id"]}).json()["data"]
+    assert [j["id"] for j in own] == [t["id"] for t in reversed(trials)]
+
+    # A re-calibration of the sweep fits a new temperature for its best trial's model, which
+    # /predict with the sweep's id then uses.
+    best = alice.get(f"/jobs/{sweep['id']}/metrics").json()["best_trial"]
+    best_id = next(t["id"] for t in trials if t["number"] == best["number"])
+    response = alice.post(f"/jobs/{sweep['id']}/recalibrate", json={"dataset": dataset["test"]})
+    assert response.status_code == 202, response.text
+    recalibration = response.json()
+    assert recalibration["source_job"] == best_id
+    wait_for(alice, recalibration["id"], {"succeeded"})
+    fitted = alice.get(f"/jobs/{recalibration['id']}/metrics").json()["temperature"]
+    inputs = {"job_id": sweep["id"], "inputs": [{"text": "a good and lovely story"}]}
+    assert alice.post("/predict", json=inputs).json()["temperature"] == pytest.approx(fitted)
+
+    assert alice.delete(f"/jobs/{sweep['id']}").status_code == 204
+    assert all(alice.get(f"/jobs/{t['id']}").status_code == 404 for t in trials)

@@ -411,6 +411,21 @@ class JobList(ListPage[JobPublic]):
     """A page of jobs, newest first."""
 
 
+class TrialHeadNorm(BaseModel):
+    """The paper's head-norm analysis of one complete trial (the ``head_norm`` preset), all
+    on the test split it names."""
+
+    split: str = Field(description="the evaluation split: test, or held_out carved from train")
+    feature_change: float = Field(
+        description="Diff(F): the mean L2 distance between each test row's features from the "
+        "trained encoder and from the pre-trained one"
+    )
+    accuracy: float
+    ece_uncalibrated: float = Field(description="ECE before temperature scaling")
+    ece_calibrated: float = Field(description="ECE after temperature scaling")
+    head_norm: float = Field(description="the head's Frobenius norm where training ended")
+
+
 class TrialPublic(BaseModel):
     """One trial of a sweep: a finetune job of its own (``id``; its events, metrics and
     logs are that job's), its parameters and how it ended."""
@@ -429,6 +444,11 @@ class TrialPublic(BaseModel):
     started_at: float | None
     finished_at: float | None
     error: ErrorInfo | None
+    head_norm: TrialHeadNorm | None = Field(
+        None,
+        description='a complete trial of the "head_norm" preset: its Diff(F), accuracy '
+        "and ECE on the test split",
+    )
 
 
 class TrialList(BaseModel):

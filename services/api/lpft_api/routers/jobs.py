@@ -12,6 +12,7 @@ from lpft_contract.records import JobStatus
 from lpft_api.deps import EnqueuerDep, JobDep, PageDep, SettingsDep, StoresDep, TenantDep
 from lpft_api.errors import Conflict
 from lpft_api.schemas import (
+    RESOURCE_ID,
     Building,
     EventList,
     JobCreate,
@@ -63,12 +64,20 @@ def create_job(
     return JobPublic.from_record(record)
 
 
-@router.get("", response_model=JobList)
+@router.get("", response_model=JobList, responses={422: {"model": Problem}})
 def list_jobs(
-    stores: StoresDep, tenant: TenantDep, page: PageDep, status: JobStatus | None = None
+    stores: StoresDep,
+    tenant: TenantDep,
+    page: PageDep,
+    status: JobStatus | None = None,
+    sweep: Annotated[str | None, Query(pattern=RESOURCE_ID)] = None,
 ) -> JobList:
-    """The caller's jobs, newest first; ``after`` is the last id of the previous page."""
-    return jobs.list_jobs(tenant, page.after, page.limit, status, stores)
+    """The caller's jobs, newest first; ``after`` is the last id of the previous page.
+    A sweep's trials (finetune jobs of their own, with ``sweep`` and ``trial`` set) are left
+    out, so that a sweep shows as one job; ``sweep=<id>`` lists that sweep's trials instead,
+    highest number first (``GET /jobs/{id}/trials`` has their parameters and values). A page
+    that reads past many trials may hold fewer jobs than ``limit`` with ``has_more`` true."""
+    return sweeps.jobs_page(tenant, page.after, page.limit, status, sweep, stores)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=PROBLEMS)
@@ -217,7 +226,8 @@ def get_job_plot(
     job: JobDep, stores: StoresDep, name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")]
 ) -> FileResponse:
     """One picture of the report (``reliability``, ``training``, ``ntk-spectra``,
-    ``comparison``; ``<method>-reliability`` in a comparison)."""
+    ``comparison``; ``<method>-reliability`` in a comparison; a sweep's
+    ``optimization-history``, ``param-importances`` and ``parallel-coordinates``)."""
     return FileResponse(artifacts.plot(job, stores, name), media_type="image/png")
 
 

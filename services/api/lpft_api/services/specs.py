@@ -32,6 +32,7 @@ from lpft_api.schemas import (
     SweepJobCreate,
 )
 from lpft_api.services.integrations import checked_integrations
+from lpft_api.services.sweeps import serving
 from lpft_api.settings import ApiSettings
 from lpft_core import (
     HEAD_NORM_SCALES,
@@ -133,8 +134,9 @@ def check_job_model(body: JobCreate, settings: ApiSettings) -> None:
 def recalibration_record(
     job_id: str, source: JobRecord, body: RecalibrateRequest, stores: Stores, settings: ApiSettings
 ) -> JobRecord:
-    """The record of a job that fits a new temperature for ``source``'s model; it runs on
-    the queue ``source`` trained on.
+    """The record of a job that fits a new temperature for ``source``'s model (a sweep's:
+    its best trial's, which the record then names as its source); it runs on the queue
+    ``source`` trained on.
 
     Raises:
         Conflict: ``source`` is not a succeeded finetune job, or its tracker run is still
@@ -146,6 +148,9 @@ def recalibration_record(
             f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
             "succeeded finetune job"
         )
+    # A sweep's model is its best trial's: the new temperature is written there, and the
+    # worker fetches and publishes back the model of the job the record names.
+    source = serving(source, stores)
     if any(i.status == IntegrationStatus.PENDING for i in source.integrations):
         raise Conflict(
             f"job {source.id}'s MLflow run is still being logged (its integrations are "
@@ -397,7 +402,8 @@ def _dataset_and_source(
             "succeeded finetune job",
             field="source_job",
         )
-    return body.dataset or DatasetRef(**source.dataset), source
+    # A sweep is analysed through its best trial's model, which the worker fetches.
+    return body.dataset or DatasetRef(**source.dataset), serving(source, stores)
 
 
 def _checked_data(
