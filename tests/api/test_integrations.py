@@ -149,14 +149,13 @@ def test_the_clients_typed_integration_declares_every_field_the_record_shows() -
     assert set(Integration.model_fields) == set(IntegrationRecord.model_fields)
 
 
-def test_mlflow_on_a_sweep_is_a_422_until_its_runs_are_built(tracked: TestClient) -> None:
-    sweep = {
-        "kind": "sweep",
-        "method": "lp_ft",
-        "dataset": {"train": "ds-a"},
-        "search_space": {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4}},
-        "n_trials": 2,
-        "parallelism": 1,
-    }
-    body = problem(tracked.post("/jobs", json=with_mlflow(sweep)), 422, "integrations[0].type")
-    assert "sweep" in body["detail"]
+def test_mlflow_on_a_sweep_is_taken_with_register_as_for_its_best_trial() -> None:
+    from lpft_api.services.integrations import checked_integrations
+
+    settings = ApiSettings(api_keys=f"alice:{KEY}", mlflow_tracking_uri="http://127.0.0.1:9")
+    request = IntegrationRequest.model_validate(
+        {"type": "mlflow", "mlflow": {"register_as": "best"}}
+    )
+    (record,) = checked_integrations([request], "alice", "sweep", settings)
+    assert record.status == "pending"
+    assert record.registered_model == registered_name("alice", "best")

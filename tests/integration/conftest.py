@@ -284,3 +284,23 @@ def job_body(dataset: dict[str, str], model: Path, **hyper: object) -> dict:
         "hyperparameters": options,
         "seed": 0,
     }
+
+
+def sweep_body(dataset: dict[str, str], model: Path, **options: object) -> dict:
+    """A small sweep of one-epoch trials of the tiny model over a learning rate and a head
+    norm scale (four trials, two at a time, unless ``options`` say otherwise)."""
+    base = job_body(dataset, model, epochs=1)
+    return {
+        **base,
+        "kind": "sweep",
+        "search_space": {
+            "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+            "head_norm_scale": {"type": "categorical", "choices": [0.5, 1.0, 2.0]},
+        },
+        "n_trials": 4,
+        "parallelism": 2,
+        "objective": {"metric": "validation.nll", "direction": "minimize"},
+        "sampler": "random",
+        "pruner": "none",
+        **options,
+    }

@@ -25,7 +25,7 @@ class TrackingServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "mlflow-server.log"
-        command = [
+        self.command = [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
             "--backend-store-uri",
@@ -39,9 +39,17 @@ class TrackingServer:
             "--workers",
             "1",
         ]
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after ``stop``: same port, store and artifacts) and wait
+        until it answers."""
         # A session of its own: stop() ends the server and the workers it forks.
         self.process = subprocess.Popen(
-            command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+            self.command,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + SERVER_START_S
         while True:
@@ -60,6 +68,11 @@ class TrackingServer:
                     f"mlflow server not ready after {SERVER_START_S} s: {self.log.read_text()}"
                 )
             time.sleep(0.5)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is up (``stop`` not called since it started)."""
+        return self.process.poll() is None
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -4,8 +4,10 @@ params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns,
 files and the export as an MLflow model; a re-calibration updates the same run;
 ``register_as`` makes the calibrated model a version of the tenant's registered model,
 which loads in a process where lpft cannot be imported and reproduces ``/predict`` (a
-re-calibration: a new version at the new temperature); a server stopped mid-job leaves the
-job succeeded, with a warning naming MLflow and the integration failed.
+re-calibration: a new version at the new temperature); a sweep is a parent run with a
+child per trial, in every ending; a server stopped mid-job leaves the job succeeded, with a
+warning naming MLflow and the integration failed (last here, since it stops the module's
+server).
 
 The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
 configured) are unit tests: tests/api/test_integrations.py.
@@ -31,6 +33,7 @@ from tests.integration.conftest import (
     Worker,
     job_body,
     stack_env,
+    sweep_body,
     tenant_client,
     upload,
     wait_for,
@@ -80,6 +83,15 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def tracker_up(tracking_server: TrackingServer) -> None:
+    """The module's server, started again if an earlier test stopped it (the stopped-server
+    test, last here, unless a run reorders or selects the tests): a test after it would
+    otherwise see its integration ``failed`` on a refused connection, not its own fault."""
+    if not tracking_server.running:
+        tracking_server.start()
+
+
 @pytest.fixture(scope="module")
 def tracked_stack(
     tmp_path_factory: pytest.TempPathFactory,
@@ -115,11 +127,14 @@ def submit(client: httpx.Client, body: dict) -> dict:
     return created.json()
 
 
-def wait_tracked(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
-    """The job once it succeeded and its integrations are no longer pending: the trackers
-    are written beside the job, after its final state. Stops at the first other terminal
-    state (``wait_for``) and says which integration is still pending at the deadline."""
-    job = wait_for(client, job_id, {"succeeded"}, timeout=timeout)
+def wait_tracked(
+    client: httpx.Client, job_id: str, timeout: float = 300, status: str = "succeeded"
+) -> dict:
+    """The job once it reached ``status`` and its integrations are no longer pending: the
+    trackers are written beside the job, after its final state. Stops at the first other
+    terminal state (``wait_for``) and says which integration is still pending at the
+    deadline."""
+    job = wait_for(client, job_id, {status}, timeout=timeout)
     deadline = time.monotonic() + TIMEOUT_S + 120
     while any(i["status"] == "pending" for i in job["integrations"]):
         if time.monotonic() > deadline:
@@ -152,7 +167,7 @@ def test_a_job_is_a_run_with_its_params_curves_and_the_apis_exact_metrics(
         job = wait_tracked(alice, created["id"])
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     (integration,) = job["integrations"]
-    assert integration["status"] == "logged", integration
+    assert integration["status"] == "logged", integration.get("error")
     assert integration["experiment"] == "lpft/alice/sentiment"
     client = MlflowClient(tracking_uri=tracking_server.url)
     run = client.get_run(integration["run_id"])
@@ -221,7 +236,7 @@ def test_a_recalibration_updates_the_same_run(
         refit = alice.get(f"/jobs/{recalibration['id']}/metrics").json()
     run_id = job["integrations"][0]["run_id"]
     assert job["integrations"][0]["experiment"] == "lpft/alice/jobs"
-    assert recalibration["integrations"][0]["status"] == "logged"
+    assert recalibration["integrations"][0]["status"] == "logged", recalibration["integrations"]
     assert recalibration["integrations"][0]["run_id"] == run_id
     client = MlflowClient(tracking_uri=tracking_server.url)
     history = client.get_metric_history(run_id, "temperature")
@@ -257,7 +272,7 @@ def test_register_as_makes_versions_that_load_without_lpft_and_reproduce_predict
         recalibration = wait_tracked(alice, response.json()["id"])
         recalibrated = predicted(alice, job["id"])
     (integration,) = job["integrations"]
-    assert integration["status"] == "logged", integration
+    assert integration["status"] == "logged", integration.get("error")
     name = integration["registered_model"]
     assert name == "lpft.alice.sentiment" and integration["model_version"] == "1"
     assert recalibration["integrations"][0]["model_version"] == "2"
@@ -307,7 +322,7 @@ def test_a_comparison_is_a_parent_run_with_a_child_per_method(
         job = wait_tracked(alice, submit(alice, body)["id"])
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     (integration,) = job["integrations"]
-    assert integration["status"] == "logged", integration
+    assert integration["status"] == "logged", integration.get("error")
     client = MlflowClient(tracking_uri=tracking_server.url)
     parent = client.get_run(integration["run_id"])
     children = client.search_runs(
@@ -351,6 +366,105 @@ def test_a_job_with_seeds_has_a_child_run_per_seed(
         assert child.data.params["seed"] == str(entry["seed"])
     summary = metrics["summary"]["test"]["calibrated"]["ece"]
     assert parent.data.metrics["summary.test.calibrated.ece.mean"] == summary["mean"]
+
+
+def tracked_sweep(dataset: dict[str, str], model: Path, **mlflow_options: object) -> dict:
+    """A small tracked sweep: three one-epoch trials of the tiny model, one at a time."""
+    integrations = [{"type": "mlflow", "mlflow": mlflow_options}]
+    return sweep_body(dataset, model, n_trials=3, parallelism=1, integrations=integrations)
+
+
+def test_a_sweep_is_a_parent_run_with_a_child_per_trial_and_registers_its_best(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = tracked_sweep(alice_data, tiny_model_dir, experiment="sweeps", register_as="best")
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        sweep = wait_tracked(alice, submit(alice, body)["id"], timeout=400)
+        metrics = alice.get(f"/jobs/{sweep['id']}/metrics").json()
+        trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
+        trial_metrics = {t["id"]: alice.get(f"/jobs/{t['id']}/metrics").json() for t in trials}
+    (integration,) = sweep["integrations"]
+    assert integration["status"] == "logged", integration.get("error")
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    parent = client.get_run(integration["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert client.get_experiment(parent.info.experiment_id).name == "lpft/alice/sweeps"
+    tags, params, logged = parent.data.tags, parent.data.params, parent.data.metrics
+    assert tags["lpft.job_id"] == sweep["id"] and tags["lpft.kind"] == "sweep"
+    assert tags["lpft.tenant"] == "alice" and tags["lpft.version"]
+    assert params["method"] == "lp_ft" and params["n_trials"] == "3"
+    assert params["parallelism"] == "1" and params["objective"] == "validation.nll"
+    assert params["direction"] == "minimize"
+    assert params["sampler"] == "random" and params["pruner"] == "none"
+    assert json.loads(params["search_space.learning_rate"])["high"] == 3e-3
+    assert "learning_rate" not in params  # searched, so no single value of the sweep's
+    assert logged["best_trial.value"] == metrics["best_trial"]["value"]
+    assert logged["best_trial.number"] == metrics["best_trial"]["number"]
+    best_test = metrics["best_metrics"]["test"]["calibrated"]
+    for name, value in best_test.items():
+        assert logged[f"best_metrics.test.calibrated.{name}"] == value, name
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"metrics.json", "plots", "model"} <= files, files
+
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    by_trial = {int(c.data.tags["lpft.trial"]): c for c in children}
+    assert sorted(by_trial) == [t["number"] for t in trials] == [0, 1, 2]
+    for trial in trials:
+        child, expected = by_trial[trial["number"]], trial_metrics[trial["id"]]
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["lpft.job_id"] == trial["id"]
+        assert child.data.tags["lpft.trial_state"] == trial["state"] == "complete"
+        assert child.data.tags["lpft.sweep_id"] == sweep["id"]
+        for name, value in trial["params"].items():
+            assert child.data.params[name] == str(value), name
+        for stage in ("uncalibrated", "calibrated"):
+            for name, value in expected["test"][stage].items():
+                assert child.data.metrics[f"test.{stage}.{name}"] == value, (stage, name)
+        assert child.data.metrics["temperature"] == expected["temperature"]
+        assert child.data.metrics["objective/validation.nll"] == trial["value"]
+        history = client.get_metric_history(child.info.run_id, "step/loss")
+        assert sorted((m.step, m.value) for m in history) == [
+            (h["step"], h["loss"]) for h in expected["history"]
+        ]
+
+    # register_as: the best trial's calibrated model, from the parent run.
+    (version,) = client.search_model_versions(f"name = '{integration['registered_model']}'")
+    assert version.version == integration["model_version"]
+    assert version.run_id == parent.info.run_id
+    best = next(t for t in trials if t["number"] == metrics["best_trial"]["number"])
+    assert version.tags["lpft.trial_job_id"] == best["id"]
+
+
+def test_a_cancelled_sweep_ends_its_runs_killed(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = tracked_sweep(alice_data, tiny_model_dir, experiment="sweeps")
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        created = submit(alice, body)
+        wait_for(alice, created["id"], {"running"}, timeout=120)
+        assert alice.post(f"/jobs/{created['id']}/cancel").status_code in (200, 202)
+        sweep = wait_tracked(alice, created["id"], timeout=300, status="cancelled")
+        trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
+    (integration,) = sweep["integrations"]
+    assert integration["status"] == "logged", integration.get("error")
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    parent = client.get_run(integration["run_id"])
+    assert parent.info.status == "KILLED"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    states = {c.data.tags["lpft.trial"]: c.data.tags["lpft.trial_state"] for c in children}
+    assert states == {str(t["number"]): t["state"] for t in trials}, (states, trials)
 
 
 def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(

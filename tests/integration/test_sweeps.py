@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Worker, job_body, wait_for
+from tests.integration.conftest import Worker, sweep_body, wait_for
 
 
 @pytest.fixture
@@ -21,24 +21,6 @@ def second_worker(
     worker = Worker(service_env, "cpu", "sweep-worker", tmp_path / "sweep-worker.log")
     yield worker
     worker.stop()
-
-
-def sweep_body(dataset: dict[str, str], model: Path, **options: object) -> dict:
-    base = job_body(dataset, model, epochs=1)
-    return {
-        **base,
-        "kind": "sweep",
-        "search_space": {
-            "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
-            "head_norm_scale": {"type": "categorical", "choices": [0.5, 1.0, 2.0]},
-        },
-        "n_trials": 4,
-        "parallelism": 2,
-        "objective": {"metric": "validation.nll", "direction": "minimize"},
-        "sampler": "random",
-        "pruner": "none",
-        **options,
-    }
 
 
 def test_a_sweep_runs_its_trials_on_both_workers_and_serves_the_best(

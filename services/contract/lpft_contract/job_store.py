@@ -247,11 +247,12 @@ class JobStore:
         self, job_id: str, integrations: list[IntegrationRecord], *, worker: str | None
     ) -> JobRecord | None:
         """Record where a job's integrations stand (its tracker run logged or not), written
-        once the job succeeded (a re-calibration's also while it runs); ``None`` if the job
-        is no longer ``worker``'s or was deleted."""
+        once the job ended (a re-calibration's also while it runs; a sweep's in every
+        ending, its runs showing how it ended); ``None`` if the job is no longer
+        ``worker``'s or was deleted."""
         return self._transition(
             job_id,
-            {JobStatus.RUNNING, JobStatus.SUCCEEDED},
+            {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
             lambda r: r.model_copy(update={"integrations": integrations}),
             worker=worker,
         )

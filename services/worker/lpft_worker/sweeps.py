@@ -42,6 +42,7 @@ from lpft_core import (
 )
 from lpft_core import sweep_study as open_study
 from lpft_worker.settings import WorkerSettings, get_worker_settings
+from lpft_worker.tracking.sweep_runs import track_sweep
 
 ProgressCallback = Callable[[ProgressEvent], None]
 StopCallback = Callable[[], bool]
@@ -227,6 +228,7 @@ def _finish(
         status, error = JobStatus.SUCCEEDED, None
     stores.jobs.finish(sweep.id, status, error)
     logger.info("sweep %s %s", sweep.id, status.value)
+    track_sweep(sweep.id, stores, settings)  # its MLflow runs, after its final state
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ from lpft_contract.integrations import IntegrationRecord, IntegrationRequest, in
 
 from lpft_api.errors import Unprocessable
 from lpft_api.settings import ApiSettings
-from lpft_core import JobKind, job_kind
+from lpft_core import job_kind
 
 
 def checked_integrations(
@@ -16,10 +16,10 @@ def checked_integrations(
     """The pending integrations of a new job of ``tenant`` of ``kind``.
 
     Raises:
-        Unprocessable: mlflow is asked for where the deployment has no tracking server, on a
-            sweep, or with ``register_as`` on a kind that leaves no model to serve: refused
-            rather than ignored, so that no tenant waits for a run or a model version that
-            never comes.
+        Unprocessable: mlflow is asked for where the deployment has no tracking server, or
+            with ``register_as`` on a kind that leaves no model to serve (a sweep serves its
+            best trial's): refused rather than ignored, so that no tenant waits for a run or
+            a model version that never comes.
     """
     for index, request in enumerate(requests):
         if request.type == "mlflow" and not settings.mlflow_tracking_uri:
@@ -27,12 +27,6 @@ def checked_integrations(
                 "this deployment has no MLflow tracking server: the operator sets "
                 "LPFT_MLFLOW_TRACKING_URI to enable the mlflow integration; submit the job "
                 "without it meanwhile",
-                field=f"integrations[{index}].type",
-            )
-        if kind == JobKind.SWEEP:
-            raise Unprocessable(
-                "sweep jobs are not logged to MLflow yet (a parent run with a child run per "
-                "trial is still to be built); submit the sweep without integrations",
                 field=f"integrations[{index}].type",
             )
         if request.mlflow.register_as is not None and not job_kind(kind).serves:

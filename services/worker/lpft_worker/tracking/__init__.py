@@ -18,6 +18,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lpft_contract.integrations import IntegrationRecord, IntegrationStatus, registered_name
@@ -70,23 +71,51 @@ def _track(
     budget: Budget,
     warn: Callable[[str], None],
 ) -> IntegrationRecord:
-    run_id = integration.run_id
     model_dir = volume.model_dir(record.id)
-    version = integration.model_version
-    try:
-        run = _client(settings, budget)
+
+    def write(written: Written) -> None:
+        run = mlflow_client(settings, budget)
         if record.kind == JobKind.RECALIBRATE:
-            if run_id is None:
+            if written.run_id is None:
                 raise TrackingFailed("its source job has no MLflow run to update")
-            content = recalibration_content(record, model_dir, run.next_step(run_id, "temperature"))
+            step = run.next_step(written.run_id, "temperature")
+            content = recalibration_content(record, model_dir, step)
         else:
             name = integration.mlflow.run_name or record.id
-            run_id = run.find_or_create(integration.experiment, {"lpft.job_id": record.id}, name)
+            keys = {"lpft.job_id": record.id}
+            written.run_id = run.find_or_create(integration.experiment, keys, name)
             content = job_content(record, model_dir, integration.mlflow.tags)
-            _log_children(run, record, integration.experiment, run_id, model_dir)
-        run.write(run_id, content)
-        version = _log_model(run, run_id, record, integration, volume) or version
-        run.finish(run_id)
+            _log_children(run, record, integration.experiment, written.run_id, model_dir)
+        run.write(written.run_id, content)
+        written.model_version = _log_model(run, written.run_id, record, integration, volume) or (
+            written.model_version
+        )
+        run.finish(written.run_id)
+
+    return settled(integration, write, warn, "job")
+
+
+@dataclass
+class Written:
+    """How far an integration's logging got: its run and its model version, as known so far
+    (kept on the record when a later step fails)."""
+
+    run_id: str | None
+    model_version: str | None
+
+
+def settled(
+    integration: IntegrationRecord,
+    write: Callable[[Written], None],
+    warn: Callable[[str], None],
+    subject: str,
+) -> IntegrationRecord:
+    """``integration`` once ``write`` logged its runs (``logged``) or failed (``failed``,
+    with the reason, and a warning that names MLflow and says the ``subject``, the job or
+    the sweep, is not affected). Never raises: a bug here must not fail the job."""
+    written = Written(integration.run_id, integration.model_version)
+    try:
+        write(written)
     except TrackingFailed as exc:
         reason = str(exc)
     except Exception:  # noqa: BLE001 - a bug here must not fail the job
@@ -94,21 +123,24 @@ def _track(
         logger.exception("MLflow logging failed on an internal error", extra={"error_id": error_id})
         reason = f"an internal error ({error_id}, in the job's log)"
     else:
-        logger.info("logged to MLflow as run %s", run_id, extra={"run_id": run_id})
+        logger.info("logged to MLflow as run %s", written.run_id, extra={"run_id": written.run_id})
         return integration.model_copy(
             update={
                 "status": IntegrationStatus.LOGGED,
-                "run_id": run_id,
-                "model_version": version,
+                "run_id": written.run_id,
+                "model_version": written.model_version,
                 "error": None,
             }
         )
-    warn(f"MLflow: the job's run was not logged: {reason}. The job itself is not affected")
+    warn(
+        f"MLflow: the {subject}'s run was not logged: {reason}. "
+        f"The {subject} itself is not affected"
+    )
     return integration.model_copy(
         update={
             "status": IntegrationStatus.FAILED,
-            "run_id": run_id,
-            "model_version": version,
+            "run_id": written.run_id,
+            "model_version": written.model_version,
             "error": reason,
         }
     )
@@ -124,13 +156,27 @@ def _log_model(
         return None
     served, folder = model
     register_as = integration.mlflow.register_as
+    registered = None if register_as is None else registered_name(record.tenant, register_as)
+    return log_model(run, run_id, served, folder, registered, {"lpft.job_id": record.id})
+
+
+def log_model(
+    run: MlflowRun,
+    run_id: str,
+    served: Path,
+    folder: str,
+    registered: str | None,
+    keys: dict[str, str],
+) -> str | None:
+    """Upload the model in ``served`` into the run's ``folder`` as an MLflow pyfunc model
+    and, given a ``registered`` model's name, make it a version of that model tagged with
+    ``keys``: the version made (or found), ``None`` without one."""
     with tempfile.TemporaryDirectory() as scratch:
         build = functools.partial(save_pyfunc, served, Path(scratch) / "model")
-        if register_as is None:
+        if registered is None:
             run.upload(run_id, build(), folder)
             return None
-        registered = registered_name(record.tenant, register_as)
-        return run.register(run_id, build, folder, registered, {"lpft.job_id": record.id})
+        return run.register(run_id, build, folder, registered, keys)
 
 
 def _served_model(record: JobRecord, volume: Volume) -> tuple[Path, str] | None:
@@ -176,7 +222,8 @@ def _children(record: JobRecord, model_dir: Path) -> list[tuple[dict[str, str], 
     ]
 
 
-def _client(settings: WorkerSettings, budget: Budget) -> MlflowRun:
+def mlflow_client(settings: WorkerSettings, budget: Budget) -> MlflowRun:
+    """The client of the deployment's tracking server, bounded by ``budget``."""
     if not settings.mlflow_tracking_uri:
         raise TrackingFailed("this worker has no LPFT_MLFLOW_TRACKING_URI")
     try:

@@ -60,12 +60,15 @@ class RunContent:
     artifacts: dict[Path, str] = field(default_factory=dict)
 
 
-def job_content(record: JobRecord, model_dir: Path, tenant_tags: dict[str, str]) -> RunContent:
-    """The run of a finished ``record`` whose outputs are in ``model_dir``."""
+def job_content(
+    record: JobRecord, model_dir: Path, tenant_tags: dict[str, str], root: Path = Path()
+) -> RunContent:
+    """The run of a finished ``record`` whose outputs are in ``model_dir`` (its datasets'
+    paths relative to ``root``, see ``job_params``)."""
     document = _metrics_document(model_dir)
     return RunContent(
         tags={**tenant_tags, **job_tags(record)},
-        params=job_params(record),
+        params=job_params(record, root),
         metrics=list(document_points(document)),
         artifacts=job_artifacts(model_dir),
     )
@@ -81,8 +84,10 @@ def job_tags(record: JobRecord) -> dict[str, str]:
     }
 
 
-def job_params(record: JobRecord) -> dict[str, str]:
-    """The job's settings as params: what it ran on what, with which hyperparameters."""
+def job_params(record: JobRecord, root: Path = Path()) -> dict[str, str]:
+    """The job's settings as params: what it ran on what, with which hyperparameters. The
+    spec's dataset paths are relative to ``root``: the training process works inside its
+    copy of the store (the default, its working directory); another process names it."""
     params: dict[str, Any] = {"kind": record.kind}
     if record.method is not None:
         params["method"] = record.method
@@ -96,7 +101,7 @@ def job_params(record: JobRecord) -> dict[str, str]:
     seeds = record.spec.get("seeds")
     if seeds:
         params["seeds"] = ",".join(map(str, seeds))
-    for name, (dataset_id, path) in _datasets(record).items():
+    for name, (dataset_id, path) in _datasets(record, root).items():
         params[name] = dataset_id
         params[f"{name}.sha256"] = file_sha256(path)
     return {key: str(value)[:MAX_PARAM_CHARS] for key, value in params.items() if _KEY.match(key)}
@@ -150,9 +155,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _datasets(record: JobRecord) -> dict[str, tuple[str, Path]]:
-    """Each dataset the job read, by param name: its id and its local copy (the training
-    process works inside its copy of the store, so the spec's keys are paths here)."""
+def _datasets(record: JobRecord, root: Path) -> dict[str, tuple[str, Path]]:
+    """Each dataset the job read, by param name: its id and its local copy (the spec's keys
+    are paths under ``root``, the process's copy of the store)."""
     data = record.spec.get("data")
     if isinstance(data, str):  # a re-calibration reads one file
         data = {"train": data}
@@ -161,11 +166,11 @@ def _datasets(record: JobRecord) -> dict[str, tuple[str, Path]]:
     found = {}
     for split, dataset_id in record.dataset.items():
         if dataset_id and data.get(split):
-            found[f"dataset.{split}"] = (dataset_id, Path(data[split]))
+            found[f"dataset.{split}"] = (dataset_id, root / data[split])
     eval_paths = data.get("eval_sets") or {}
     for name, dataset_id in record.eval_sets.items():
         if name in eval_paths:
-            found[f"eval_sets.{name}"] = (dataset_id, Path(eval_paths[name]))
+            found[f"eval_sets.{name}"] = (dataset_id, root / eval_paths[name])
     return {name: entry for name, entry in found.items() if entry[1].is_file()}
 
 

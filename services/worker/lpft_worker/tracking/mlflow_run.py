@@ -157,9 +157,9 @@ class MlflowRun:
         history = self._call(lambda: self.client.get_metric_history(run_id, key), "read " + key)
         return max((m.step for m in history), default=-1) + 1
 
-    def finish(self, run_id: str) -> None:
-        """Mark the run finished."""
-        self._call(lambda: self.client.set_terminated(run_id, "FINISHED"), "end the run")
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        """End the run with MLflow's ``status`` (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        self._call(lambda: self.client.set_terminated(run_id, status), "end the run")
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
