@@ -5,9 +5,9 @@ files and the export as an MLflow model; a re-calibration updates the same run;
 ``register_as`` makes the calibrated model a version of the tenant's registered model,
 which loads in a process where lpft cannot be imported and reproduces ``/predict`` (a
 re-calibration: a new version at the new temperature); a sweep is a parent run with a
-child per trial, in every ending; a server stopped mid-job leaves the job succeeded, with a
-warning naming MLflow and the integration failed (last here, since it stops the module's
-server).
+child per trial, in every ending (one cancelled while still queued: a parent run with no
+child); a server stopped mid-job leaves the job succeeded, with a warning naming MLflow and
+the integration failed (last here, since it stops the module's server).
 
 The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
 configured) are unit tests: tests/api/test_integrations.py.
@@ -465,6 +465,40 @@ def test_a_cancelled_sweep_ends_its_runs_killed(
     )
     states = {c.data.tags["lpft.trial"]: c.data.tags["lpft.trial_state"] for c in children}
     assert states == {str(t["number"]): t["state"] for t in trials}, (states, trials)
+
+
+def test_a_sweep_cancelled_while_queued_still_ends_its_integration(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    """No worker ends a sweep cancelled before one claimed it (the API cancels a queued job
+    at once), so its message does: a parent run, killed, with no trial under it. The one
+    worker is kept busy by a plain job meanwhile, so the sweep is still queued."""
+    with tenant_client(tracked_stack["url"], "alice") as alice:
+        busy = submit(alice, job_body(alice_data, tiny_model_dir, epochs=1))["id"]
+        wait_for(alice, busy, {"running"}, timeout=120)
+        created = submit(alice, tracked_sweep(alice_data, tiny_model_dir, experiment="sweeps"))
+        cancelled = alice.post(f"/jobs/{created['id']}/cancel")
+        assert cancelled.status_code in (200, 202) and cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["integrations"][0]["status"] == "pending"
+        wait_for(alice, busy, {"succeeded"}, timeout=300)
+        sweep = wait_tracked(alice, created["id"], timeout=120, status="cancelled")
+        trials = alice.get(f"/jobs/{sweep['id']}/trials").json()["data"]
+    assert trials == []
+    (integration,) = sweep["integrations"]
+    assert integration["status"] == "logged", integration.get("error")
+    client = MlflowClient(tracking_uri=tracking_server.url)
+    parent = client.get_run(integration["run_id"])
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["lpft.job_id"] == sweep["id"]
+    assert parent.data.params["n_trials"] == "3"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert children == []
 
 
 def test_a_server_stopped_mid_job_leaves_the_job_succeeded_with_a_warning(

@@ -26,6 +26,7 @@ from lpft_core import JobKind
 from lpft_worker import sweeps
 from lpft_worker.settings import get_worker_settings
 from lpft_worker.supervisor import JobSupervisor
+from lpft_worker.tracking.sweep_runs import track_sweep
 
 logger = logging.getLogger("lpft.worker")
 
@@ -44,6 +45,13 @@ def run_job(job_id: str) -> None:
     if record is not None and record.sweep and record.status.is_terminal:
         # A trial cancelled while queued ends without a run: its sweep still counts it.
         sweeps.trial_ended(record, patient, settings)
+    if record is not None and record.kind == JobKind.SWEEP and record.status.is_terminal:
+        if record.started_at is None:
+            # Cancelled while queued, so no worker ended it: its integrations end here (a
+            # parent run with no trial, killed), not pending forever. A started sweep's are
+            # written by the worker that finished it.
+            track_sweep(record.id, patient, settings)
+        return
     if record is not None and record.kind == JobKind.SWEEP and record.status == JobStatus.RUNNING:
         # Its message sent again: recovery saw none of its trials queued or running.
         sweeps.reconcile(record, patient, settings)
