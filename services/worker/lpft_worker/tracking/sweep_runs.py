@@ -78,11 +78,19 @@ class Trial:
 
 
 def track_sweep(sweep_id: str, stores: Stores, settings: WorkerSettings) -> list[IntegrationRecord]:
-    """Log the finished sweep's runs on each of its integrations still pending, within one
-    time budget (``LPFT_MLFLOW_TIMEOUT_SECONDS``), record where each stands and warn, on the
-    sweep's events, of each that failed. Called in every ending of a sweep (succeeded, failed,
-    cancelled); a sweep with nothing pending is left alone, so a second call does nothing.
-    Never raises: tracking is not the sweep."""
+    """Log the finished sweep's runs on each of its integrations still pending, record where
+    each stands and warn, on the sweep's events, of each that failed. Called in every ending
+    of a sweep (succeeded, failed, cancelled, cancelled while still queued); a sweep with
+    nothing pending is left alone, so a second call does nothing. Never raises: tracking is
+    not the sweep.
+
+    Each run (the parent, each trial's child, the best model) has its own time budget,
+    ``LPFT_MLFLOW_TIMEOUT_SECONDS``, and the first run that fails ends the integration
+    ``failed``. A sweep's logging grows with its trials (up to ``LPFT_MAX_TRIALS``; against
+    a loopback server on 2 cores, 0.2 s a trial's child, then 11 s for the best model's
+    pyfunc and version), so one budget for all would fail a healthy server's large sweep, or
+    leave its model less time than a finetune job's gets; a server that is down still costs
+    one budget, not one per trial."""
     try:
         sweep = stores.jobs.get_job(sweep_id)
     except Exception as exc:  # noqa: BLE001 - the sweep has ended; nothing may fail it now
@@ -93,11 +101,10 @@ def track_sweep(sweep_id: str, stores: Stores, settings: WorkerSettings) -> list
     if not any(i.status == IntegrationStatus.PENDING for i in sweep.integrations):
         return []
     started = time.monotonic()
-    budget = Budget.of(settings.mlflow_timeout_seconds)
     warned: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         done = [
-            _track(sweep, integration, stores, settings, budget, Path(scratch), warned.append)
+            _track(sweep, integration, stores, settings, Path(scratch), warned.append)
             if integration.status == IntegrationStatus.PENDING
             else integration
             for integration in sweep.integrations
@@ -128,12 +135,14 @@ def _track(
     integration: IntegrationRecord,
     stores: Stores,
     settings: WorkerSettings,
-    budget: Budget,
     scratch: Path,
     warn: Callable[[str], None],
 ) -> IntegrationRecord:
+    def budget() -> Budget:  # one per run: see track_sweep
+        return Budget.of(settings.mlflow_timeout_seconds)
+
     def write(written: Written) -> None:
-        run = mlflow_client(settings, budget)
+        run = mlflow_client(settings, budget())
         name = integration.mlflow.run_name or sweep.id
         parent = run.find_or_create(integration.experiment, {"lpft.job_id": sweep.id}, name)
         written.run_id = parent
@@ -142,7 +151,9 @@ def _track(
         run.write(parent, sweep_content(sweep, sweep_dir, tags, stores.volume.root))
         trials = _trials(sweep, stores, scratch)
         for trial in trials:
+            run.budget = budget()
             _log_child(run, integration.experiment, parent, sweep, trial, tags, stores.volume.root)
+        run.budget = budget()
         written.model_version = _log_best_model(run, parent, sweep, integration, stores, scratch)
         if written.model_version is None and integration.mlflow.register_as is not None:
             warn(
