@@ -70,6 +70,8 @@ if TYPE_CHECKING:
         check_search_space,
     )
     from lpft_core.jobs.sweep_spec import SEARCHABLE as SWEEP_SEARCHABLE
+    from lpft_core.jobs.sweep_storage import database_storage as sweep_database
+    from lpft_core.jobs.sweep_storage import delete_study as delete_sweep_study
     from lpft_core.model.artifacts import METRICS as METRICS_FILE
     from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
     from lpft_core.results import JobMetrics
@@ -104,6 +106,8 @@ _EXPORTS = {
     "HEAD_NORM_SCALES": "lpft_core.jobs.sweep_spec",
     "MAX_TRIALS": "lpft_core.jobs.sweep_spec",
     "sweep_study": "lpft_core.jobs.sweep:open_study",
+    "sweep_database": "lpft_core.jobs.sweep_storage:database_storage",
+    "delete_sweep_study": "lpft_core.jobs.sweep_storage:delete_study",
     "ask_trial": "lpft_core.jobs.sweep:ask",
     "tell_trial": "lpft_core.jobs.sweep:tell",
     "PruningReporter": "lpft_core.jobs.sweep",
@@ -234,6 +238,7 @@ __all__ = [
     "check_split_shapes",
     "choose_backend",
     "classification_metrics",
+    "delete_sweep_study",
     "examples_from_file",
     "export_model",
     "finetune",
@@ -248,6 +253,7 @@ __all__ = [
     "resolve_model",
     "run_job",
     "serving_facts",
+    "sweep_database",
     "sweep_study",
     "tell_trial",
     "text_problem",

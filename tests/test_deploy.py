@@ -205,9 +205,11 @@ def test_build_context_dockerfile_target_and_copied_paths_exist(name: str) -> No
         if instruction.keyword == "ARG" and "=" not in instruction.text:
             assert instruction.text in build["args"], f"{name} does not pass {instruction.text}"
     extras = build["args"]["EXTRA"].split(",")
-    # Workers log to MLflow (the API only checks that a server is configured).
-    wanted = [build["target"], "s3", *(["mlflow"] if build["target"] == "worker" else [])]
-    assert extras == wanted, "the image installs another extra, no S3 or no MLflow client"
+    # Workers log to MLflow (the API only checks that a server is configured); both run or
+    # delete sweeps' studies in PostgreSQL where LPFT_SWEEP_STORAGE_URL is set.
+    mlflow = ["mlflow"] if build["target"] == "worker" else []
+    wanted = [build["target"], "s3", *mlflow, "postgres"]
+    assert extras == wanted, "the image installs another extra, no S3, MLflow or Postgres client"
 
 
 def test_the_targets_share_one_base_that_installs_everything() -> None:
@@ -483,13 +485,15 @@ def test_the_s3_profile_is_a_pinned_minio_and_a_one_shot_bucket_maker() -> None:
 
 
 def test_the_tracking_server_and_its_auth_reach_the_api_and_workers_unset_by_default() -> None:
-    """The operator's MLflow server (never a tenant's) is a pass-through like the bucket:
-    unset, the API refuses mlflow integrations with a 422 naming the setting."""
+    """The operator's MLflow server (never a tenant's) and sweeps' study database are
+    pass-throughs like the bucket: unset, the API refuses mlflow integrations with a 422
+    naming the setting, and studies are journals on the stack's Redis."""
     names = (
         "LPFT_MLFLOW_TRACKING_URI",
         "MLFLOW_TRACKING_TOKEN",
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
+        "LPFT_SWEEP_STORAGE_URL",
     )
     for name in BUILT:
         environment = SERVICES[name]["environment"]

@@ -57,6 +57,10 @@ class SharedSettings(BaseSettings):
     """Runs of a job before a lost worker fails it (resumed from checkpoint)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Least level logged (JSON lines on stderr)."""
+    sweep_storage_url: str = ""
+    """The database sweeps keep their Optuna studies in, as an SQLAlchemy URL
+    (postgresql+psycopg://user:password@host/db; both images need the postgres extra); unset:
+    Optuna's journal storage on LPFT_REDIS_URL."""
     mlflow_tracking_uri: str = ""
     """The deployment's MLflow tracking server (http://host:5000); its credentials come from
     MLflow's own MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD. Unset: jobs asking

@@ -38,6 +38,7 @@ from lpft_core import (
     ask_trial,
     finish_sweep,
     objective_value,
+    sweep_database,
     tell_trial,
 )
 from lpft_core import sweep_study as open_study
@@ -52,9 +53,15 @@ logger = logging.getLogger("lpft.worker")
 PRUNED = "pruned"
 
 
-def study(spec: SweepSpec, sweep_id: str, redis_url: str) -> optuna.Study:
-    """The sweep's study on the stack's Redis."""
-    storage = JournalStorage(JournalRedisBackend(redis_url, prefix=study_prefix(sweep_id)))
+def study(spec: SweepSpec, sweep_id: str, settings: WorkerSettings) -> optuna.Study:
+    """The sweep's study: in the database LPFT_SWEEP_STORAGE_URL names, else a journal on
+    the stack's Redis."""
+    storage: optuna.storages.BaseStorage
+    if settings.sweep_storage_url:
+        storage = sweep_database(settings.sweep_storage_url)
+    else:
+        backend = JournalRedisBackend(settings.redis_url, prefix=study_prefix(sweep_id))
+        storage = JournalStorage(backend)
     return open_study(spec, storage, sweep_id)
 
 
@@ -74,7 +81,7 @@ def launch_trial(
     sweeps = SweepStore(stores.redis)
     if stores.jobs.cancel_requested(sweep.id) or not sweeps.next_launch(sweep.id, spec.n_trials):
         return None
-    number, params = ask_trial(study(spec, sweep.id, settings.redis_url), spec)
+    number, params = ask_trial(study(spec, sweep.id, settings), spec)
     job_id = new_id("job")
     trial = spec.trial_spec(
         number,
@@ -118,7 +125,7 @@ def trial_ended(trial: JobRecord, stores: Stores, settings: WorkerSettings) -> N
     if not new:
         return
     spec = SweepSpec.from_dict(sweep.spec)
-    _tell(study(spec, sweep.id, settings.redis_url), spec, sweep.id, trial.trial, trial, stores)
+    _tell(study(spec, sweep.id, settings), spec, sweep.id, trial.trial, trial, stores)
     launch_trial(sweep, spec, stores, settings)
     _finish_if_done(sweep, spec, stores, settings)
 
@@ -133,7 +140,7 @@ def reconcile(sweep: JobRecord, stores: Stores, settings: WorkerSettings) -> Non
     worker died before recording its trial is forgotten, and started again."""
     spec = SweepSpec.from_dict(sweep.spec)
     sweeps = SweepStore(stores.redis)
-    the_study = study(spec, sweep.id, settings.redis_url)
+    the_study = study(spec, sweep.id, settings)
     if lost := sweeps.recount_launches(sweep.id, spec.n_trials):
         logger.warning("sweep %s: %d trial start(s) had been lost; started again", sweep.id, lost)
     recorded = sweeps.trials(sweep.id)
@@ -203,7 +210,7 @@ def _finish(
     its best trial served, or cancelled."""
     sweeps = SweepStore(stores.redis)
     jobs = sweeps.trials(sweep.id)
-    the_study = study(spec, sweep.id, settings.redis_url)
+    the_study = study(spec, sweep.id, settings)
     metrics = {
         number: found
         for number, trial in enumerate(the_study.get_trials(deepcopy=False))
@@ -266,7 +273,7 @@ def trial_pruning(
     spec = SweepSpec.from_dict(sweep.spec)
     sweeps, number = SweepStore(stores.redis), record.trial
     reporter = PruningReporter(
-        study(spec, sweep.id, get_worker_settings().redis_url),
+        study(spec, sweep.id, get_worker_settings()),
         spec,
         number,
         progress,

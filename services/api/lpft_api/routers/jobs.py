@@ -87,10 +87,10 @@ def get_job(job: JobDep) -> JobPublic:
 
 
 @router.delete("/{job_id}", status_code=204, responses=PROBLEMS)
-def delete_job(job: JobDep, stores: StoresDep) -> Response:
-    """Delete a finished job: its record, events, model and reports. A queued or running job
-    must be cancelled first (409)."""
-    jobs.delete_job(job, stores)
+def delete_job(job: JobDep, stores: StoresDep, settings: SettingsDep) -> Response:
+    """Delete a finished job: its record, events, model and reports (a sweep's: every
+    trial's too, and its study). A queued or running job must be cancelled first (409)."""
+    jobs.delete_job(job, stores, settings)
     return Response(status_code=204)
 
 

@@ -116,7 +116,7 @@ def cancel_job(job: JobRecord, stores: Stores) -> JobRecord:
     return cancelled
 
 
-def delete_job(job: JobRecord, stores: Stores) -> None:
+def delete_job(job: JobRecord, stores: Stores, settings: ApiSettings) -> None:
     """Remove a finished job: its record, events, model and reports.
 
     Raises:
@@ -131,7 +131,7 @@ def delete_job(job: JobRecord, stores: Stores) -> None:
             "cancel them first"
         )
     if job.kind == JobKind.SWEEP:
-        sweeps.delete_trials(job, stores)
+        sweeps.delete_trials(job, stores, settings.sweep_storage_url)
     stores.jobs.delete_job(job)
 
 

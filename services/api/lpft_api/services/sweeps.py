@@ -146,9 +146,10 @@ def cancel_trials(sweep: JobRecord, stores: Stores) -> None:
             stores.jobs.request_cancel(job_id)
 
 
-def delete_trials(sweep: JobRecord, stores: Stores) -> None:
+def delete_trials(sweep: JobRecord, stores: Stores, study_database: str = "") -> None:
     """Delete every finished trial (its record, events and files) and the sweep's keys,
-    its Optuna journal among them.
+    its Optuna journal among them, or its study in ``study_database`` where the sweeps keep
+    theirs (LPFT_SWEEP_STORAGE_URL).
 
     Raises:
         Conflict: an unfinished job reads a trial's model (a re-calibration of the sweep
@@ -167,6 +168,11 @@ def delete_trials(sweep: JobRecord, stores: Stores) -> None:
         if trial is not None and trial.status.is_terminal:
             stores.jobs.delete_job(trial)
     sweeps.delete(sweep.id)
+    if study_database:
+        # Imported here: Optuna is the postgres extra's in the API, needed by this alone.
+        from lpft_core import delete_sweep_study, sweep_database
+
+        delete_sweep_study(sweep_database(study_database), sweep.id)
 
 
 def serving(job: JobRecord, stores: Stores) -> JobRecord:
