@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -38,7 +40,7 @@ SCRIPT = "<script>window.__xss=2</script>"
 LABEL = "<img src=y onerror=window.__xss=3>"
 #: The API keeps a dataset name's last path segment, so a name holds no "</script>".
 NAME = "<script>window.__xss=4 <svg onload=window.__xss=5>"
-POLL_S = 2  # jobs.js's POLL_MS
+POLL_S = 2  # jobs.js's POLL_MS, its fallback when it cannot follow GET /events/jobs
 
 
 @pytest.fixture
@@ -98,8 +100,10 @@ def test_sign_in_keeps_the_key_in_session_storage_and_sign_out_forgets_it(
     assert KEYS["alice"] not in page.url
 
     # A key the server stops taking (here: replaced behind the page's back) brings the form
-    # back at the next call the page makes, its poll.
+    # back at the next call the page makes (the list follows the feed of changes and reads
+    # nothing until one comes: a filter chosen is that call).
     page.evaluate("sessionStorage.setItem('lpft.apiKey', 'revoked')")
+    page.get_by_label("Status").select_option("failed")
     expect(page.get_by_label("API key")).to_be_visible(timeout=5 * POLL_S * 1000)
     console.expect_errors("401")
 
@@ -111,13 +115,43 @@ def test_sign_in_keeps_the_key_in_session_storage_and_sign_out_forgets_it(
     expect(page.get_by_label("API key")).to_be_visible()
 
 
+def changes_between(client: httpx.Client, start: float, end: float) -> int:
+    """How many changes of the tenant's jobs GET /events/jobs holds from ``start`` to ``end``
+    (Unix seconds)."""
+    count, after = 0, None
+    while True:
+        params = {"limit": 1000, **({"after": after} if after else {})}
+        page = client.get("/events/jobs", params=params).json()
+        count += sum(start <= change["at"] <= end for change in page["data"])
+        if not page["has_more"]:
+            return count
+        after = page["last_id"]
+
+
 def test_the_jobs_list_shows_a_job_submitted_through_the_api_without_a_reload(
     console: Console, alice: httpx.Client, toy_splits: dict[str, str], tiny_model_dir: Path
 ) -> None:
+    """The list follows GET /events/jobs: it reads itself again when a job changes, and only
+    then. Over a quiet window of three poll periods it reads no more often than the tenant's
+    jobs changed (a 2 s poll would read three times), and it says it is live throughout."""
     page = console.page
+    reads: list[float] = []
+    page.on(
+        "request",
+        lambda r: (
+            r.method == "GET" and urlparse(r.url).path == "/jobs" and reads.append(time.time())
+        ),
+    )
     console.sign_in(KEYS["alice"])
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     page.evaluate("window.__sameDocument = true")
+    updated = page.locator("#updated")
+    expect(updated).to_contain_text("live, as jobs change")
+    quiet_from = time.time()
+    page.wait_for_timeout(3 * POLL_S * 1000)
+    quiet_to = time.time()
+    read_while_quiet = sum(quiet_from <= t <= quiet_to for t in reads)
+    assert read_while_quiet <= changes_between(alice, quiet_from - 1, quiet_to), reads
 
     job_id = submit(alice, toy_splits, tiny_model_dir)
     row = page.locator(f'#jobs-body tr[data-job="{job_id}"]')
@@ -146,6 +180,7 @@ def test_the_jobs_list_shows_a_job_submitted_through_the_api_without_a_reload(
     expect(cells.nth(7)).to_have_text(f"{metrics['accuracy']:.3f}")
     expect(cells.nth(8)).to_have_text(f"{metrics['ece']:.3f}")
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+    expect(updated).to_contain_text("live, as jobs change")
     assert console.axe_violations() == []
     screenshot(console, "console-jobs.png")
 
@@ -352,3 +387,21 @@ def test_open_mode_needs_no_sign_in(browser: Browser, open_api_url: str) -> None
     expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     context.close()
     assert errors == []
+
+
+def test_the_jobs_list_falls_back_to_polling_when_the_feed_is_refused(console: Console) -> None:
+    page = console.page
+    page.route(
+        "**/events/jobs",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            body='{"detail": "the feed is down for this test"}',
+        ),
+    )
+    console.sign_in(KEYS["alice"])
+    expect(page.locator("#updated")).to_contain_text(
+        f"refreshed every {POLL_S} s (live updates are off: the feed is down for this test)"
+    )
+    expect(page.locator("#poll-error")).to_have_text("")
+    console.expect_errors("503")

@@ -1,5 +1,5 @@
 """Dependencies: settings, the store, the caller's tenant, a job looked up for it, the page
-of a list asked for, and the per-process state of /predict.
+of a list asked for (an event list's too), and the per-process state of /predict.
 
 Those that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency on its thread
 pool, one hop there and back per dependency, in turn, and a /predict took five such hops
@@ -20,6 +20,7 @@ from lpft_contract.stores import Stores
 from lpft_api.errors import NotFound, Unprocessable
 from lpft_api.model_cache import ModelCache
 from lpft_api.schemas import RESOURCE_ID
+from lpft_api.services.events import EVENT_ID, resume_point
 from lpft_api.services.predict import TenantSlots
 from lpft_api.settings import ApiSettings
 
@@ -93,6 +94,37 @@ class Page:
 
 
 PageDep = Annotated[Page, Depends()]
+
+
+@dataclass(frozen=True)
+class EventRead:
+    """How the caller reads an event list (a job's events, the feed of job changes): live,
+    when it sends ``Accept: text/event-stream``, after ``after`` (its ``Last-Event-ID``
+    first, as a reconnecting EventSource sends it); otherwise a JSON page of at most
+    ``limit`` after ``after``."""
+
+    live: bool
+    after: str | None
+    limit: int
+
+
+async def event_read(
+    request: Request,
+    after: Annotated[str | None, Query(pattern=EVENT_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventRead:
+    """The caller's ``EventRead``.
+
+    Raises:
+        Unprocessable: a live read's ``Last-Event-ID`` is not an event id.
+    """
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return EventRead(live=False, after=after, limit=limit)
+    start = resume_point(request.headers.get("last-event-id"), after)
+    return EventRead(live=True, after=start, limit=limit)
+
+
+EventReadDep = Annotated[EventRead, Depends(event_read)]
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:

@@ -26,7 +26,7 @@ from lpft_api.guard import BEARER, PROMETHEUS_PATH, PUBLIC_PATHS, Keys, Limits, 
 from lpft_api.model_cache import ModelCache, serving_choice
 from lpft_api.prometheus import registry_for
 from lpft_api.prometheus.http import HttpMetrics
-from lpft_api.routers import console, datasets, health, jobs, predict, prometheus
+from lpft_api.routers import console, datasets, health, job_changes, jobs, predict, prometheus
 from lpft_api.settings import ApiSettings, get_api_settings
 
 logger = logging.getLogger("lpft.api")
@@ -76,7 +76,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     for router in (health.router, prometheus.router):
         app.include_router(router)
-    for router in (datasets.router, jobs.router, predict.router):
+    for router in (datasets.router, jobs.router, job_changes.router, predict.router):
         app.include_router(router, dependencies=[Security(BEARER)])
     console.mount(app, keys_required=bool(keys))
     return app

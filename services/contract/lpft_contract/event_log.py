@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from lpft_contract.keys import key
-from lpft_contract.paging import Page
+from lpft_contract.paging import Page, entries_page, stream_order, stream_page
 from lpft_contract.volume import Volume, safe_id
 
 EVENTS_MAXLEN = 200_000
@@ -55,15 +55,7 @@ class EventLog:
         stream = self.stream_key(job_id)
         if not self.redis.exists(stream):
             return self._read_copy(job_id, after, limit)
-        if block_ms is not None:
-            found = self.redis.xread({stream: after or "0-0"}, count=limit + 1, block=block_ms)
-            entries = found[0][1] if found else []
-        else:
-            start = f"({after}" if after else "-"
-            entries = self.redis.xrange(stream, min=start, max="+", count=limit + 1)
-        return _page(
-            [{"id": entry_id, **json.loads(f["event"])} for entry_id, f in entries], after, limit
-        )
+        return stream_page(self.redis, stream, "event", after, limit, block_ms)
 
     def copy_to_volume(self, job_id: str) -> None:
         """Write the whole log next to the finished job's record; Redis keeps the stream
@@ -84,17 +76,5 @@ class EventLog:
             return Page([], after, False)
         events = [json.loads(line) for line in copy.splitlines() if line]
         if after is not None:
-            events = [e for e in events if _stream_order(e["id"]) > _stream_order(after)]
-        return _page(events, after, limit)
-
-
-def _page(events: list[dict[str, Any]], after: str | None, limit: int) -> Page[dict[str, Any]]:
-    """The first ``limit`` of ``events`` (read one past the page, to know more follow)."""
-    items = events[:limit]
-    return Page(items, items[-1]["id"] if items else after, len(events) > limit)
-
-
-def _stream_order(entry_id: str) -> tuple[int, int]:
-    """Redis stream ids ("<ms>-<seq>") in their numeric order."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+            events = [e for e in events if stream_order(e["id"]) > stream_order(after)]
+        return entries_page(events, after, limit)

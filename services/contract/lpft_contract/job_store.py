@@ -22,6 +22,7 @@ from lpft_contract import job_stats
 from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
 from lpft_contract.integrations import IntegrationRecord
+from lpft_contract.job_changes import queue_change
 from lpft_contract.keys import key as redis_key
 from lpft_contract.paging import Page, sorted_set_page
 from lpft_contract.quotas import Quotas, active_key, job_bytes_key
@@ -84,9 +85,13 @@ class JobStore:
         self._release_lock = client.register_script(_RELEASE)
 
     def create_job(self, record: JobRecord) -> JobRecord:
-        """Store a new queued job and its first event (and its copy on the volume)."""
+        """Store a new queued job and its first event (and its copy on the volume); its
+        tenant's feed of changes says it was created, in the transaction that indexes it."""
         self._write_record(record)
-        self.index_jobs([record])
+        pipe = self.redis.pipeline()
+        self._queue_index(pipe, record)
+        queue_change(pipe, "created", record)
+        pipe.execute()
         self.events.append(record.id, "status", {"status": record.status.value})
         return record
 
@@ -351,6 +356,7 @@ class JobStore:
         for status in JobStatus:
             pipe.zrem(self._tenant_status_key(record.tenant, status), record.id)
         job_stats.unindex_status(pipe, record)
+        queue_change(pipe, "deleted", record)
         pipe.execute()
         self.volume.remove(Volume.job_key(record.id))
 
@@ -487,7 +493,9 @@ class JobStore:
         """Apply ``update`` to the job if its status is in ``allowed`` (and, with ``worker``,
         it runs under that worker), together with ``indexes`` in one transaction; the new
         record is then copied to the volume. A job Redis lost is taken from the volume first,
-        so an outcome is never dropped because Redis restarted empty."""
+        so an outcome is never dropped because Redis restarted empty. A status change is
+        reported on the tenant's feed of changes in the same transaction: every status
+        transition passes here."""
         key = redis_key("job", job_id)
         if not self.redis.exists(key) and (copy := self._volume_record(job_id)) is not None:
             self.index_jobs([copy])
@@ -505,6 +513,7 @@ class JobStore:
             if new.status != record.status:
                 job_stats.index_status(pipe, job_id, new.kind, new.status)
                 self._index_tenant_status(pipe, new)
+                queue_change(pipe, "status", new, record.status)
             if indexes is not None:
                 indexes(pipe, new)
             return new

@@ -3,8 +3,9 @@ order, for events) after a cursor, with one look-ahead entry to know whether mor
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis
 
@@ -51,3 +52,42 @@ def _ids_after(
     tied = [i for i in client.zrevrangebyscore(key, score, score) if i < after]
     rest = client.zrevrangebyscore(key, f"({score}", "-inf", start=0, num=count)
     return (tied + rest)[:count]
+
+
+def stream_page(
+    client: redis.Redis,
+    stream: str,
+    field: str,
+    after: str | None,
+    limit: int,
+    block_ms: int | None = None,
+) -> Page[dict[str, Any]]:
+    """Up to ``limit`` entries of the Redis stream ``stream`` after the entry id ``after``
+    (from the oldest kept, with none), oldest first, each the JSON document in its ``field``
+    with its ``id``; with ``block_ms``, waits that long for a first one."""
+    if block_ms is not None:
+        found = client.xread({stream: after or "0-0"}, count=limit + 1, block=block_ms)
+        entries = found[0][1] if found else []
+    else:
+        start = f"({after}" if after else "-"
+        entries = client.xrange(stream, min=start, max="+", count=limit + 1)
+    return entries_page(
+        [{"id": entry_id, **json.loads(fields[field])} for entry_id, fields in entries],
+        after,
+        limit,
+    )
+
+
+def entries_page(
+    entries: list[dict[str, Any]], after: str | None, limit: int
+) -> Page[dict[str, Any]]:
+    """The first ``limit`` of ``entries``, each with its ``id`` (read one past the page, to
+    know more follow)."""
+    items = entries[:limit]
+    return Page(items, items[-1]["id"] if items else after, len(entries) > limit)
+
+
+def stream_order(entry_id: str) -> tuple[int, int]:
+    """Redis stream ids ("<ms>-<seq>") in their numeric order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -120,6 +120,58 @@ class EventStream(StreamingResponse):
             await asyncio.shield(asyncio.to_thread(self.release))
 
 
+class SlotLease:
+    """One of the tenant's stream slots, held by one live stream: renewed as the stream
+    writes, given back when it ends."""
+
+    def __init__(self, slots: StreamSlots, tenant: str, slot: str, renew_every_s: float) -> None:
+        self.slots, self.tenant, self.slot = slots, tenant, slot
+        self.renew_every_s = renew_every_s
+        self.renewed = time.monotonic()
+
+    async def renew(self) -> bool:
+        """Keep the slot, at most once every ``renew_every_s``; False once it is lost."""
+        if time.monotonic() - self.renewed < self.renew_every_s:
+            return True
+        self.renewed = time.monotonic()
+        return await asyncio.to_thread(self.slots.renew, self.tenant, self.slot)
+
+    def release(self) -> None:
+        """Give the slot back; with Redis away, its lease lapses instead (a stream ended by
+        an outage must not fail again as it closes)."""
+        try:
+            self.slots.release(self.tenant, self.slot)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+
+async def leased_stream(
+    tenant: str,
+    stores: Stores,
+    settings: ApiSettings,
+    instead: str,
+    content: Callable[[Callable[[], Awaitable[bool]]], AsyncIterator[str]],
+) -> EventStream:
+    """A live stream in one of the tenant's stream slots: ``content(renew)`` writes it,
+    calling ``renew`` as it goes (it ends once that says the slot is lost); the slot is
+    given back however the stream ends.
+
+    Raises:
+        TooManyRequests: the tenant holds ``max_event_streams_per_tenant`` streams already;
+            its detail suggests ``instead``.
+    """
+    slots = stream_slots(stores, settings)
+    slot = await asyncio.to_thread(slots.acquire, tenant)
+    if slot is None:
+        raise TooManyRequests(
+            f"you have {slots.cap} live event streams open, the most allowed at once "
+            f"(LPFT_MAX_EVENT_STREAMS_PER_TENANT); close one, or {instead}",
+            retry_after=max(1, round(settings.event_stream_keepalive_seconds)),
+        )
+    lease = SlotLease(slots, tenant, slot, settings.event_stream_keepalive_seconds)
+    return EventStream(content(lease.renew), lease.release)
+
+
 async def live(
     job_id: str,
     after: str | None,
@@ -128,32 +180,16 @@ async def live(
     settings: ApiSettings,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> EventStream:
-    """The job's live event stream, in one of the tenant's stream slots.
-
-    Raises:
-        TooManyRequests: the tenant holds ``max_event_streams_per_tenant`` streams already.
-    """
-    slots = stream_slots(stores, settings)
-    slot = await asyncio.to_thread(slots.acquire, tenant)
-    if slot is None:
-        raise TooManyRequests(
-            f"you have {slots.cap} live event streams open, the most allowed at once "
-            "(LPFT_MAX_EVENT_STREAMS_PER_TENANT); close one, or read GET /jobs/{id}/events "
-            "as JSON pages",
-            retry_after=max(1, round(settings.event_stream_keepalive_seconds)),
-        )
+    """The job's live event stream, in one of the tenant's stream slots (see
+    ``leased_stream``)."""
     keepalive_s = settings.event_stream_keepalive_seconds
-    renewed = time.monotonic()
-
-    async def renew() -> bool:
-        nonlocal renewed
-        if time.monotonic() - renewed < keepalive_s:
-            return True
-        renewed = time.monotonic()
-        return await asyncio.to_thread(slots.renew, tenant, slot)
-
-    events = stream(job_id, after, stores, disconnected, keepalive_s, renew)
-    return EventStream(events, lambda: slots.release(tenant, slot))
+    return await leased_stream(
+        tenant,
+        stores,
+        settings,
+        "read GET /jobs/{id}/events as JSON pages",
+        lambda renew: stream(job_id, after, stores, disconnected, keepalive_s, renew),
+    )
 
 
 async def page(job_id: str, after: str | None, limit: int, stores: Stores) -> EventList:

@@ -1,5 +1,6 @@
-// The console's client of the API: the caller's key, JSON requests, and a job's server-sent
-// events read over fetch (EventSource cannot send an Authorization header).
+// The console's client of the API: the caller's key, JSON requests, and server-sent events
+// (a job's, and the feed of the caller's job changes) read over fetch (EventSource cannot
+// send an Authorization header).
 
 const KEY = "lpft.apiKey";
 
@@ -36,7 +37,8 @@ function headers(accept, extra = {}) {
   return result;
 }
 
-async function problemOf(response) {
+/** The problem document of a refused response, or one made up from its status line. */
+export async function problemOf(response) {
   try {
     return await response.json();
   } catch {
@@ -96,7 +98,8 @@ export function upload(path, form, { onProgress = () => {}, signal } = {}) {
   });
 }
 
-const sleep = (ms, signal) =>
+/** Wait `ms`, or less if `signal` aborts meanwhile. */
+export const sleep = (ms, signal) =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     signal?.addEventListener("abort", () => {
@@ -132,6 +135,14 @@ async function readEvents(body, onEvent) {
   }
 }
 
+/** GET an event stream, resuming after the event id `last` (null: from the start). */
+function openStream(path, last, signal) {
+  const extra = last ? { "Last-Event-ID": last } : {};
+  return fetch(path, { headers: headers("text/event-stream", extra), signal });
+}
+
+const parsed = (event) => ({ id: event.id, type: event.type, ...JSON.parse(event.data) });
+
 /**
  * Follow a job's events from the start until `finished()` says the job is over once the
  * server closed the stream (it does when the job ended, or when the stream lost its slot).
@@ -140,13 +151,9 @@ async function readEvents(body, onEvent) {
 export async function followEvents(jobId, onEvent, { finished, signal, retryMs = 2000 }) {
   let last = null;
   while (!signal.aborted) {
-    const extra = last ? { "Last-Event-ID": last } : {};
     let response;
     try {
-      response = await fetch(`/jobs/${encodeURIComponent(jobId)}/events`, {
-        headers: headers("text/event-stream", extra),
-        signal,
-      });
+      response = await openStream(`/jobs/${encodeURIComponent(jobId)}/events`, last, signal);
     } catch {
       if (signal.aborted) return;
       await sleep(retryMs, signal);
@@ -161,7 +168,7 @@ export async function followEvents(jobId, onEvent, { finished, signal, retryMs =
     try {
       await readEvents(response.body, (event) => {
         last = event.id;
-        onEvent({ id: event.id, type: event.type, ...JSON.parse(event.data) });
+        onEvent(parsed(event));
       });
     } catch {
       if (signal.aborted) return;
@@ -169,5 +176,39 @@ export async function followEvents(jobId, onEvent, { finished, signal, retryMs =
       continue;
     }
     if (await finished()) return;
+  }
+}
+
+/**
+ * Follow the caller's job changes (GET /events/jobs: `ready`, then `created`, `status`,
+ * `deleted`) for as long as `signal` allows. A stream the server ends (it does every few
+ * minutes) is resumed at once with Last-Event-ID; a dropped connection is retried `tries`
+ * times in a row, `retryMs` apart. Throws when it cannot go on live: a refusal (a 429 when
+ * the caller holds too many streams, a server without the feed), or the connection lost
+ * `tries` times; the caller then falls back to polling. A 401 goes to sign-in, as ever.
+ */
+export async function followJobChanges(onChange, { signal, retryMs = 2000, tries = 3 }) {
+  let last = null;
+  let lost = 0;
+  while (!signal.aborted) {
+    let reason = "it ended before its first event";
+    let received = false;
+    try {
+      const response = await openStream("/events/jobs", last, signal);
+      if (!response.ok) throw await refuse(response);
+      await readEvents(response.body, (event) => {
+        last = event.id ?? last;
+        received = true;
+        lost = 0;
+        onChange(parsed(event));
+      });
+      if (received) continue; // ended by the server: resume at once
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof Unauthorized || error instanceof ApiError) throw error;
+      reason = error.message;
+    }
+    if (++lost >= tries) throw new Error(`the live stream was lost ${tries} times (${reason})`);
+    await sleep(retryMs, signal);
   }
 }

@@ -3,20 +3,12 @@
 // Authorization header. A picture becomes a data: URL (the CSP allows img-src data:, and a
 // data: URL needs no revoking); a download becomes a blob: URL clicked as a link.
 
-import { ApiError, key, request } from "./api.js";
+import { ApiError, key, problemOf, request } from "./api.js";
 import { h } from "./dom.js";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 //: How long a download waits for an archive the API is still building (202s).
 const BUILD_WAIT_MS = 10 * 60 * 1000;
-
-async function problemOf(response) {
-  try {
-    return await response.json();
-  } catch {
-    return { detail: `HTTP ${response.status} ${response.statusText}` };
-  }
-}
 
 /**
  * The body of `path` as a Blob, following 202s (an archive being built: ask again after

@@ -1,16 +1,19 @@
 // /ui/: the caller's jobs, newest first, filtered by status (by the API's status index) and
-// kind (here, over the pages read), paged by cursor, and kept live by polling the page shown.
-//
-// Why polling: the API streams the events of one job, not a tenant's list, and each stream
-// holds one of the tenant's few stream slots. One GET of the page every POLL_MS is cheap
-// (the status index makes a filtered page cost what an unfiltered one does).
+// kind (here, over the pages read), paged by cursor, and kept live by the API's feed of the
+// caller's job changes (GET /events/jobs): the page shown is read again when a job is
+// created, changes status or is deleted, and only then. Where the feed cannot be followed
+// (the tenant holds all its stream slots, a proxy that buffers, an older API), the page
+// falls back to reading itself every POLL_MS, says so, and tries the feed again every
+// LIVE_RETRY_MS.
 
-import { ApiError, request } from "./api.js";
+import { ApiError, Unauthorized, followJobChanges, request, sleep } from "./api.js";
 import { duration, fill, h, jobDuration, jobHref, number, statusBadge, when } from "./dom.js";
 import { run } from "./session.js";
 
 const PAGE = 20;
 const POLL_MS = 2000;
+//: How long the page polls, once the feed failed it, before it tries the feed again.
+const LIVE_RETRY_MS = 30_000;
 //: A kind filter reads at most this many pages of 100 for one page shown.
 const KIND_READS = 5;
 
@@ -117,7 +120,20 @@ function renderPicked() {
   $("picked").textContent = picked.size ? `${picked.size} picked to compare: ${[...picked].join(", ")}` : "";
 }
 
+let shown = []; // the jobs of the page rendered last
+
+/** Running jobs' durations grow between reads of the page: the feed reports changes of
+ * status, not the clock, so the page ticks them itself. */
+function tick() {
+  for (const job of shown) {
+    if (job.status !== "running") continue;
+    const row = $("jobs-body").querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+    if (row?.cells[6]) row.cells[6].textContent = duration(jobDuration(job));
+  }
+}
+
 function render(page) {
+  shown = page.jobs;
   const body = $("jobs-body");
   if (!page.jobs.length) {
     const filtered = view.status || view.kind ? " matching these filters" : "";
@@ -140,7 +156,12 @@ function render(page) {
   $("older").disabled = !page.next;
   $("newer").disabled = !view.after;
   $("older").dataset.after = page.next ?? "";
-  $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}; refreshed every ${POLL_MS / 1000} s.`;
+  const how = live
+    ? "live, as jobs change"
+    : fallback
+      ? `refreshed every ${POLL_MS / 1000} s (${fallback})`
+      : "connecting to live updates";
+  $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}; ${how}.`;
 }
 
 async function refresh(signal) {
@@ -149,35 +170,90 @@ async function refresh(signal) {
   if (!signal.aborted) render(page);
 }
 
+let live = false;
+let fallback = "";
+let reread = () => {};
+
+/** Read the page again, once at a time: asked while a read runs, one more follows it. */
+function rereader(signal) {
+  let running = null;
+  let wanted = false;
+  const once = async () => {
+    try {
+      await refresh(signal);
+      $("poll-error").textContent = "";
+    } catch (error) {
+      if (signal.aborted || error instanceof Unauthorized) return;
+      $("poll-error").textContent = `Could not refresh: ${error.message}`;
+    }
+  };
+  return async () => {
+    if (running) {
+      wanted = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        wanted = false;
+        await once();
+      } while (wanted && !signal.aborted);
+      running = null;
+    })();
+    return running;
+  };
+}
+
 async function start(signal) {
   $("status-filter").value = view.status;
   $("kind-filter").value = view.kind;
+  reread = rereader(signal);
+  live = false;
+  fallback = "";
   await refresh(signal);
-  poll(signal);
+  const ticker = setInterval(tick, 1000);
+  signal.addEventListener("abort", () => clearInterval(ticker));
+  follow(signal);
 }
 
-let reload = () => {};
+function reload() {
+  toUrl();
+  return reread();
+}
 
-function poll(signal) {
-  let timer = null;
-  const again = async () => {
-    timer = null;
+async function follow(signal) {
+  while (!signal.aborted) {
     try {
-      if (!document.hidden) await refresh(signal);
-      $("poll-error").textContent = "";
+      await followJobChanges(
+        (change) => {
+          // `ready` comes first on each connection: what changed before it was missed unless
+          // the stream resumed where the last one ended.
+          if (change.type === "ready") {
+            live = true;
+            fallback = "";
+            if (change.resumed && !change.missed) return;
+          }
+          reread();
+        },
+        { signal },
+      );
+      return; // signed out, or left the page
     } catch (error) {
-      if (signal.aborted) return;
-      $("poll-error").textContent = `Could not refresh: ${error.message}`;
+      if (signal.aborted || error instanceof Unauthorized) return;
+      live = false;
+      fallback = `live updates are off: ${error.message}`;
     }
-    if (!signal.aborted) timer = setTimeout(again, POLL_MS);
-  };
-  timer = setTimeout(again, POLL_MS);
-  reload = async () => {
-    clearTimeout(timer);
-    toUrl();
-    await again();
-  };
-  signal.addEventListener("abort", () => clearTimeout(timer));
+    // Poll for a while, then try the feed again (a Redis restart, a stream slot freed).
+    await poll(signal, LIVE_RETRY_MS);
+  }
+}
+
+/** Read the page every POLL_MS (not while the tab is hidden) for `forMs`. */
+async function poll(signal, forMs) {
+  const until = Date.now() + forMs;
+  while (!signal.aborted && Date.now() < until) {
+    if (!document.hidden) await reread();
+    await sleep(POLL_MS, signal);
+  }
 }
 
 $("filters").addEventListener("change", (event) => {
