@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lpft_client import LpftClient
 
-from tests.integration.conftest import Worker, sweep_body, wait_for
+from tests.integration.conftest import KEYS, Worker, sweep_body, wait_for
 
 
 @pytest.fixture
@@ -113,7 +114,11 @@ def test_the_median_pruner_stops_a_trial_that_learns_nothing(
 
 
 def test_a_head_norm_sweep_reports_lists_and_recalibrates_its_best_trial(
-    alice: httpx.Client, cpu_worker: Worker, dataset: dict[str, str], tiny_model_dir: Path
+    api_url: str,
+    alice: httpx.Client,
+    cpu_worker: Worker,
+    dataset: dict[str, str],
+    tiny_model_dir: Path,
 ) -> None:
     body = sweep_body(dataset, tiny_model_dir, search_space="head_norm", n_trials=2)
     body.update(parallelism=1, sampler="grid")
@@ -159,6 +164,16 @@ def test_a_head_norm_sweep_reports_lists_and_recalibrates_its_best_trial(
     fitted = alice.get(f"/jobs/{recalibration['id']}/metrics").json()["temperature"]
     inputs = {"job_id": sweep["id"], "inputs": [{"text": "a good and lovely story"}]}
     assert alice.post("/predict", json=inputs).json()["temperature"] == pytest.approx(fitted)
+
+    # The Python client reads the same.
+    with LpftClient(api_url, KEYS["alice"]) as client:
+        page = client.jobs.trials(sweep["id"], limit=1)
+        assert page.has_more and page.data[0].model_dump(mode="json") == trials[0]
+        assert client.jobs.trials(sweep["id"], after=0).data[0].number == 1
+        own_jobs = list(client.jobs.list(sweep=sweep["id"]))
+        assert [(j.id, j.sweep, j.trial) for j in own_jobs] == [
+            (t["id"], sweep["id"], t["number"]) for t in reversed(trials)
+        ]
 
     assert alice.delete(f"/jobs/{sweep['id']}").status_code == 204
     assert all(alice.get(f"/jobs/{t['id']}").status_code == 404 for t in trials)

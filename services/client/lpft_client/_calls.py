@@ -26,6 +26,7 @@ from lpft_client.types import (
     JobLog,
     Metrics,
     Predictions,
+    TrialPage,
 )
 
 Result = TypeVar("Result")
@@ -227,10 +228,21 @@ def create_job(
 
 
 def list_jobs(
-    *, status: str | None = None, limit: int = 20, after: str | None = None
+    *,
+    status: str | None = None,
+    sweep: str | None = None,
+    limit: int = 20,
+    after: str | None = None,
 ) -> Listing[Job]:
-    """Every job (of ``status``), newest first, fetched ``limit`` a page."""
-    return _listing("/jobs", Job, limit, after, status=status)
+    """Every job (of ``status``), newest first, fetched ``limit`` a page: a sweep's trials
+    are left out, or with ``sweep`` (a sweep's id) listed alone."""
+    return _listing("/jobs", Job, limit, after, status=status, sweep=sweep)
+
+
+def sweep_trials(job_id: str, *, after: int | None = None, limit: int = 100) -> Call[TrialPage]:
+    """A page of a sweep's trials in number order, after trial number ``after``."""
+    params = _without_none({"after": after, "limit": limit})
+    return Call("GET", f"/jobs/{job_id}/trials", _model(TrialPage), params=params)
 
 
 def get_job(job_id: str) -> Call[Job]:

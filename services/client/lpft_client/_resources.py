@@ -167,4 +167,5 @@ class JobOperations:
     metrics = operation(_calls.job_metrics)
     report = operation(_calls.job_report)
     recalibrate = operation(_calls.recalibrate)
+    trials = operation(_calls.sweep_trials)
     list, list_events = listing(_calls.list_jobs), listing(_calls.job_events)

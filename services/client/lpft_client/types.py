@@ -77,11 +77,52 @@ class Job(ApiModel):
     cancel_requested: bool = False
     attempts: int = 0
     integrations: list[Integration] = Field(default_factory=list)
+    sweep: str | None = None
+    trial: int | None = None
 
     @property
     def is_terminal(self) -> bool:
         """Whether the job can no longer change."""
         return self.status in TERMINAL_STATUSES
+
+
+class TrialHeadNorm(ApiModel):
+    """The paper's head-norm analysis of a complete trial of the ``head_norm`` preset, on
+    the test split it names: Diff(F) (``feature_change``) beside accuracy and ECE."""
+
+    split: str
+    feature_change: float
+    accuracy: float
+    ece_uncalibrated: float
+    ece_calibrated: float
+    head_norm: float
+
+
+class Trial(ApiModel):
+    """One trial of a sweep: a finetune job of its own (``id``), its parameters, ``state``
+    (queued, running, complete, pruned, failed, cancelled) and objective ``value``."""
+
+    object: str = "trial"
+    number: int
+    id: str
+    params: dict[str, Any]
+    state: str
+    value: float | None = None
+    intermediate_values: dict[int, float] = Field(default_factory=dict)
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: JobError | None = None
+    head_norm: TrialHeadNorm | None = None
+
+
+class TrialPage(ApiModel):
+    """A page of a sweep's trials in number order: the next starts after the last
+    ``number`` while ``has_more``."""
+
+    object: str = "list"
+    data: list[Trial]
+    has_more: bool
 
 
 Item = TypeVar("Item")
