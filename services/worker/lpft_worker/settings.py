@@ -24,7 +24,8 @@ class WorkerSettings(SharedSettings):
     take them all, and two trainings then run slower side by side than one after another."""
     mlflow_timeout_seconds: float = Field(60.0, gt=0)
     """The longest a job's MLflow logging may take, retries included, once its outputs are
-    published; past it the job succeeds with its integration failed and a warning."""
+    published (a sweep's: each of its runs, the parent, a child per trial, the best model);
+    past it the job succeeds with its integration failed and a warning."""
 
 
 @functools.cache
