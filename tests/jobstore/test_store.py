@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from lpft_contract.integrations import IntegrationRecord, IntegrationStatus, MlflowOptions
 from lpft_contract.job_store import JobStore
 from lpft_contract.paging import Page
 from lpft_contract.records import JobRecord, JobStatus
@@ -158,3 +159,30 @@ def test_a_page_continues_after_the_last_job_it_read_even_one_left_out(store: Jo
     assert page.last_id == "job-000002"  # not the last job shown: that would repeat it
     assert ids(store.list_jobs("alice", page.last_id, 2)) == (["job-000001", "job-000000"], False)
     assert store.list_jobs("alice", "job-000000", 2) == Page([], "job-000000", False)
+
+
+@pytest.mark.parametrize("ending", ["cancelled while queued", "failed", "cancelled while running"])
+def test_a_job_that_does_not_succeed_gives_its_integrations_up(
+    store: JobStore, ending: str
+) -> None:
+    """A run is logged once a job succeeded: any other ending must not leave the record's
+    integrations pending forever (a client waits for them to leave pending)."""
+    mlflow = IntegrationRecord(type="mlflow", mlflow=MlflowOptions(), experiment="lpft/alice/x")
+    record = store.create_job(queued_job("finetune").model_copy(update={"integrations": [mlflow]}))
+    if ending == "cancelled while queued":
+        ended = store.request_cancel(record.id)
+    else:
+        assert store.claim(record.id, "w", lease_s=30) is not None
+        status = JobStatus.FAILED if ending == "failed" else JobStatus.CANCELLED
+        ended = store.finish(record.id, status, worker="w")
+    assert ended is not None and ended.status.is_terminal
+    (integration,) = store.get_job(record.id).integrations
+    assert integration.status == IntegrationStatus.FAILED
+    assert integration.error and ended.status.value in integration.error
+
+    succeeded = store.create_job(
+        queued_job("finetune").model_copy(update={"integrations": [mlflow]})
+    )
+    assert store.claim(succeeded.id, "w", lease_s=30) is not None
+    store.finish(succeeded.id, JobStatus.SUCCEEDED, worker="w")
+    assert store.get_job(succeeded.id).integrations == [mlflow], "a success's run is still due"

@@ -21,7 +21,7 @@ import redis
 from lpft_contract import job_stats
 from lpft_contract.dataset_store import DatasetStore
 from lpft_contract.event_log import EventLog
-from lpft_contract.integrations import IntegrationRecord
+from lpft_contract.integrations import IntegrationRecord, IntegrationStatus
 from lpft_contract.job_changes import queue_change
 from lpft_contract.keys import key as redis_key
 from lpft_contract.paging import Page, sorted_set_page
@@ -295,14 +295,17 @@ class JobStore:
             pipe.srem(active_key(record.tenant), job_id)
             job_stats.record_duration(pipe, record)
 
+        def ended(record: JobRecord) -> JobRecord:
+            update: dict[str, Any] = {"status": status, "error": error, "finished_at": time.time()}
+            if status != JobStatus.SUCCEEDED and record.kind != "sweep":
+                # A run is logged once a job succeeded (a sweep's in every ending, by the
+                # worker that ends it): any other ending gives its integrations up now,
+                # rather than leave them pending forever.
+                update["integrations"] = [_given_up(i, status) for i in record.integrations]
+            return record.model_copy(update=update)
+
         record = self._transition(
-            job_id,
-            {JobStatus.QUEUED, JobStatus.RUNNING},
-            lambda r: r.model_copy(
-                update={"status": status, "error": error, "finished_at": time.time()}
-            ),
-            indexes,
-            worker=worker,
+            job_id, {JobStatus.QUEUED, JobStatus.RUNNING}, ended, indexes, worker=worker
         )
         if record is None:
             return None
@@ -528,3 +531,16 @@ class JobStore:
         self.volume.write_text(
             Volume.job_key(record.id, RECORD_COPY), record.model_dump_json(indent=2)
         )
+
+
+def _given_up(integration: IntegrationRecord, status: JobStatus) -> IntegrationRecord:
+    """A pending integration of a job that ended ``status`` without a run to log."""
+    if integration.status != IntegrationStatus.PENDING:
+        return integration
+    return integration.model_copy(
+        update={
+            "status": IntegrationStatus.FAILED,
+            "error": f"not logged: the job ended {status.value}, and a job's run is logged "
+            "once it succeeded",
+        }
+    )
