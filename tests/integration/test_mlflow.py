@@ -4,10 +4,11 @@ params, curves and exactly the metric values ``GET /jobs/{id}/metrics`` returns,
 files and the export as an MLflow model; a re-calibration updates the same run;
 ``register_as`` makes the calibrated model a version of the tenant's registered model,
 which loads in a process where lpft cannot be imported and reproduces ``/predict`` (a
-re-calibration: a new version at the new temperature); a sweep is a parent run with a
-child per trial, in every ending (one cancelled while still queued: a parent run with no
-child); a server stopped mid-job leaves the job succeeded, with a warning naming MLflow and
-the integration failed (last here, since it stops the module's server).
+re-calibration: a new version at the new temperature); a comparison is a parent run with a
+child per method, and with seeds a child per seed under each method's; a sweep is a parent
+run with a child per trial, in every ending (one cancelled while still queued: a parent run
+with no child); a server stopped mid-job leaves the job succeeded, with a warning naming
+MLflow and the integration failed (last here, since it stops the module's server).
 
 The refusals of the API (a tenant naming a server, the limits, mlflow where no server is
 configured) are unit tests: tests/api/test_integrations.py.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tests.integration.conftest import (
@@ -149,6 +151,39 @@ def tracked_job(dataset: dict[str, str], model: Path, **mlflow_options: object) 
         **job_body(dataset, model),
         "integrations": [{"type": "mlflow", "mlflow": mlflow_options}],
     }
+
+
+def tracked_comparison(dataset: dict[str, str], model: Path, **options: object) -> dict:
+    """A tracked comparison of LP and LP-FT on the tiny model, without the NTK."""
+    body = {
+        **tracked_job(dataset, model),
+        "kind": "compare",
+        "methods": ["lp", "lp_ft"],
+        "ntk_samples": 0,
+        **options,
+    }
+    del body["method"]
+    return body
+
+
+def logged_run(stack: dict, server: TrackingServer, body: dict) -> tuple[dict, MlflowClient, Run]:
+    """Alice's job ``body`` once logged: its ``GET /jobs/{id}/metrics``, a client of
+    ``server`` and the job's run."""
+    with tenant_client(stack["url"], "alice") as alice:
+        job = wait_tracked(alice, submit(alice, body)["id"])
+        metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
+    (integration,) = job["integrations"]
+    assert integration["status"] == "logged", integration.get("error")
+    client = MlflowClient(tracking_uri=server.url)
+    return metrics, client, client.get_run(integration["run_id"])
+
+
+def children_of(client: MlflowClient, parent: Run) -> list[Run]:
+    """The runs whose MLflow parent tag names ``parent``."""
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
 
 
 def test_a_job_is_a_run_with_its_params_curves_and_the_apis_exact_metrics(
@@ -311,24 +346,9 @@ def test_a_comparison_is_a_parent_run_with_a_child_per_method(
     alice_data: dict[str, str],
     tiny_model_dir: Path,
 ) -> None:
-    body = {
-        **tracked_job(alice_data, tiny_model_dir),
-        "kind": "compare",
-        "methods": ["lp", "lp_ft"],
-        "ntk_samples": 0,
-    }
-    del body["method"]
-    with tenant_client(tracked_stack["url"], "alice") as alice:
-        job = wait_tracked(alice, submit(alice, body)["id"])
-        metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
-    (integration,) = job["integrations"]
-    assert integration["status"] == "logged", integration.get("error")
-    client = MlflowClient(tracking_uri=tracking_server.url)
-    parent = client.get_run(integration["run_id"])
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-    )
+    body = tracked_comparison(alice_data, tiny_model_dir)
+    metrics, client, parent = logged_run(tracked_stack, tracking_server, body)
+    children = children_of(client, parent)
     assert sorted(c.data.tags["lpft.method"] for c in children) == ["lp", "lp_ft"]
     for child in children:
         method = child.data.tags["lpft.method"]
@@ -354,10 +374,7 @@ def test_a_job_with_seeds_has_a_child_run_per_seed(
         metrics = alice.get(f"/jobs/{job['id']}/metrics").json()
     client = MlflowClient(tracking_uri=tracking_server.url)
     parent = client.get_run(job["integrations"][0]["run_id"])
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-    )
+    children = children_of(client, parent)
     by_seed = {c.data.tags["lpft.seed"]: c for c in children}
     assert sorted(by_seed) == ["0", "1"]
     for entry in metrics["runs"]:
@@ -366,6 +383,43 @@ def test_a_job_with_seeds_has_a_child_run_per_seed(
         assert child.data.params["seed"] == str(entry["seed"])
     summary = metrics["summary"]["test"]["calibrated"]["ece"]
     assert parent.data.metrics["summary.test.calibrated.ece.mean"] == summary["mean"]
+
+
+def test_a_comparison_with_seeds_has_a_child_per_seed_under_each_method(
+    tracked_stack: dict,
+    tracking_server: TrackingServer,
+    alice_data: dict[str, str],
+    tiny_model_dir: Path,
+) -> None:
+    body = tracked_comparison(alice_data, tiny_model_dir, seeds=[0, 1])
+    body["hyperparameters"]["epochs"] = 1
+    metrics, client, parent = logged_run(tracked_stack, tracking_server, body)
+    methods = {c.data.tags["lpft.method"]: c for c in children_of(client, parent)}
+    assert sorted(methods) == ["lp", "lp_ft"]
+    for method, child in methods.items():
+        served = metrics["methods"][method]
+        assert child.data.metrics["test.calibrated.ece"] == served["test"]["calibrated"]["ece"]
+        summary = served["summary"]["test"]["calibrated"]["ece"]
+        assert child.data.metrics["summary.test.calibrated.ece.mean"] == summary["mean"]
+        assert child.data.metrics["summary.test.calibrated.ece.std"] == summary["std"]
+        by_seed = {c.data.tags["lpft.seed"]: c for c in children_of(client, child)}
+        assert sorted(by_seed) == ["0", "1"]
+        for entry in served["runs"]:
+            seed = by_seed[str(entry["seed"])]
+            assert seed.data.tags["lpft.method"] == method
+            assert seed.data.params["seed"] == str(entry["seed"])
+            assert seed.data.params["method"] == method
+            assert seed.info.status == "FINISHED"
+            expected = {
+                f"test.{side}.{name}": value
+                for side in ("uncalibrated", "calibrated")
+                for name, value in entry["test"][side].items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            }
+            assert expected and {k: seed.data.metrics.get(k) for k in expected} == expected
+    # The two seeds trained differently: the grandchildren are not one run twice.
+    runs = metrics["methods"]["lp_ft"]["runs"]
+    assert runs[0]["test"] != runs[1]["test"]
 
 
 def tracked_sweep(dataset: dict[str, str], model: Path, **mlflow_options: object) -> dict:

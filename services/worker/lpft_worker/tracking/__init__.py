@@ -195,28 +195,57 @@ def _log_children(
     run: MlflowRun, record: JobRecord, experiment: str, parent: str, model_dir: Path
 ) -> None:
     """The job's child runs under ``parent`` (MLflow's own parent tag): one per method of a
-    comparison, one per seed of a multi-seed finetune job."""
+    comparison, one per seed of a multi-seed finetune job. A multi-seed comparison's method
+    child has its own children, one per seed, as a multi-seed finetune job's run does: the
+    method's child holds the first seed's numbers and the summary, each seed's its own."""
+    seeds = record.spec.get("seeds") or []
     for keys, name, directory in _children(record, model_dir):
-        parent_keys = {"mlflow.parentRunId": parent, "lpft.parent_job_id": record.id}
-        child = run.find_or_create(experiment, {**parent_keys, **keys}, name)
-        run.write(child, child_content(record, directory, keys))
-        run.finish(child)
+        child = _log_child(run, record, experiment, parent, keys, name, directory)
+        if record.kind == JobKind.COMPARE:
+            for seed_keys, seed_name, seed_dir in _seed_children(seeds, directory):
+                seed_keys = {**keys, **seed_keys}
+                _log_child(run, record, experiment, child, seed_keys, seed_name, seed_dir)
+
+
+def _log_child(
+    run: MlflowRun,
+    record: JobRecord,
+    experiment: str,
+    parent: str,
+    keys: dict[str, str],
+    name: str,
+    directory: Path,
+) -> str:
+    """One child run under ``parent``, tagged ``keys``, from the metrics in ``directory``:
+    its id."""
+    parent_keys = {"mlflow.parentRunId": parent, "lpft.parent_job_id": record.id}
+    child = run.find_or_create(experiment, {**parent_keys, **keys}, name)
+    run.write(child, child_content(record, directory, keys))
+    run.finish(child)
+    return child
 
 
 def _children(record: JobRecord, model_dir: Path) -> list[tuple[dict[str, str], str, Path]]:
     """Each child's own tags, name and metrics directory: a comparison's methods in
-    ``<method>/``; the seeds of a finetune job, the first in the job's directory and the
-    others in ``runs/seed-<s>/``."""
+    ``<method>/``; the seeds of a finetune job (``_seed_children``)."""
     if record.kind == JobKind.COMPARE:
         return [({"lpft.method": m}, m, model_dir / m) for m in record.methods or []]
-    seeds = record.spec.get("seeds") or []
-    if record.kind != JobKind.FINETUNE or len(seeds) < 2:
+    if record.kind != JobKind.FINETUNE:
+        return []
+    return _seed_children(record.spec.get("seeds") or [], model_dir)
+
+
+def _seed_children(seeds: list[int], directory: Path) -> list[tuple[dict[str, str], str, Path]]:
+    """Each seed's child of a multi-seed run whose outputs are in ``directory`` (a finetune
+    job's, or one method's of a comparison): its tags, name and metrics directory, the first
+    seed's being ``directory`` itself and the others' ``runs/seed-<s>/``; none for one seed."""
+    if len(seeds) < 2:
         return []
     return [
         (
             {"lpft.seed": str(seed)},
             f"seed-{seed}",
-            model_dir if seed == seeds[0] else model_dir / "runs" / f"seed-{seed}",
+            directory if seed == seeds[0] else directory / "runs" / f"seed-{seed}",
         )
         for seed in seeds
     ]

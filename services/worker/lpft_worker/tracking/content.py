@@ -195,9 +195,9 @@ def recalibration_content(record: JobRecord, model_dir: Path, step: int) -> RunC
 
 
 def child_content(record: JobRecord, directory: Path, keys: dict[str, str]) -> RunContent:
-    """A child run: one method of a comparison or one seed (``keys``: ``lpft.method`` or
-    ``lpft.seed``, also its params without the prefix), its metrics document in
-    ``directory`` named as in a finetune job's run."""
+    """A child run: one method of a comparison, one seed, or one seed of a comparison's
+    method (``keys``: ``lpft.method``, ``lpft.seed`` or both, also its params without the
+    prefix), its metrics document in ``directory`` named as in a finetune job's run."""
     tags = {key: value for key, value in job_tags(record).items() if key != "lpft.job_id"}
     params = {key.removeprefix("lpft."): value for key, value in keys.items()}
     return RunContent(
