@@ -80,10 +80,16 @@ def test_scripts_are_served_as_javascript(anonymous: TestClient) -> None:
         assert_secured(response)
 
 
-def test_the_console_says_whether_this_server_wants_a_key(anonymous: TestClient) -> None:
-    assert anonymous.get("/ui/config.json").json() == {"keys_required": True}
-    open_app = TestClient(create_app(ApiSettings(api_keys="", open_mode=True)))
-    assert open_app.get("/ui/config.json").json() == {"keys_required": False}
+def test_the_console_says_whether_this_server_wants_a_key_and_its_upload_limit(
+    anonymous: TestClient,
+) -> None:
+    default = ApiSettings().max_upload_bytes
+    config = anonymous.get("/ui/config.json").json()
+    assert config == {"keys_required": True, "max_upload_bytes": default}
+    settings = ApiSettings(api_keys="", open_mode=True, max_upload_bytes=1234)
+    open_app = TestClient(create_app(settings))
+    config = open_app.get("/ui/config.json").json()
+    assert config == {"keys_required": False, "max_upload_bytes": 1234}
 
 
 def test_the_console_is_not_in_the_openapi_document() -> None:

@@ -98,7 +98,9 @@ def test_an_upload_reaches_100_percent_and_shows_its_preview_and_label_counts(
     screenshot(console, "console-datasets.png")
 
 
-def test_a_refused_upload_shows_the_error_at_its_row_and_field(console: Console) -> None:
+def test_a_refused_upload_shows_the_error_at_its_row_and_field(
+    console: Console, service_env: dict[str, str]
+) -> None:
     page = console.page
     console.sign_in(KEYS["alice"], "/ui/datasets")
     bad = jsonl([{"text": "fine", "label": "a"}, {"text": "also fine", "label": "b"}])
@@ -128,6 +130,26 @@ def test_a_refused_upload_shows_the_error_at_its_row_and_field(console: Console)
     expect(page.locator("#upload-file-error")).to_contain_text("unsupported file type")
     expect(page.get_by_label("Dataset file")).to_have_attribute("aria-invalid", "true")
     console.expect_errors("422")
+
+    # A file over the upload limit is refused in the page, before a byte is sent: the API
+    # would answer 413 before reading the body and close the connection, which the browser
+    # reports as no more than a dropped connection.
+    limit = int(service_env["LPFT_MAX_UPLOAD_BYTES"])
+    line = jsonl([{"text": "a long enough review " * 20, "label": "a"}])
+    big = (line * (limit // len(line) + 1))[: limit + 1]
+    posts: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+    upload_shown(console, "big.jsonl", big)
+    size = f"{limit + 1:,} bytes ({(limit + 1) / 1024:.1f} KiB)"
+    error = page.locator("#upload-file-error")
+    expect(error).to_contain_text(f"big.jsonl is {size}")
+    expect(error).to_contain_text(f"up to {limit:,} bytes ({limit / 1024:.1f} KiB)")
+    expect(page.locator("#upload-status")).to_have_text(
+        "Not sent: the file is over this server's upload limit."
+    )
+    expect(page.get_by_label("Dataset file")).to_have_attribute("aria-invalid", "true")
+    assert posts == [], posts
+    assert console.axe_violations() == []
 
 
 def test_hostile_file_names_and_texts_run_nothing_and_the_dataset_is_deleted(

@@ -11,7 +11,9 @@ comparison of lp and lp_ft, and a finetune job on sentence pairs.
 
 from __future__ import annotations
 
+import html
 import re
+import tarfile
 from pathlib import Path
 
 import httpx
@@ -260,7 +262,8 @@ def test_a_finished_job_shows_its_findings_and_actions(
 ) -> None:
     page = console.page
     job, metrics = jobs["finetune"], jobs["finetune"]["metrics"]
-    console.sign_in(KEYS["alice"], f"/ui/jobs/{job['id']}")
+    route = f"/jobs/{job['id']}"
+    console.sign_in(KEYS["alice"], f"/ui{route}")
     expect(page.get_by_role("heading", name=f"Job {job['id']}")).to_be_visible()
     expect_picture(page, "reliability")
     reliability = page.get_by_role("region", name="Reliability diagrams")
@@ -293,6 +296,45 @@ def test_a_finished_job_shows_its_findings_and_actions(
         page.get_by_role("button", name="Download the report").click()
     assert report.value.suggested_filename == f"{job['id']}-report.html"
     assert "<html" in Path(report.value.path()).read_text()
+
+    # Opened in a new tab from a blob: URL (a link would go without the key), styled and
+    # its pictures shown under the console's CSP, which the blob: document keeps.
+    title = html.unescape(re.search(r"<title>(.*?)</title>", alice.get(f"{route}/report").text)[1])
+    tab_errors: list[str] = []
+    page.context.on(
+        "page",
+        lambda tab: tab.on("console", lambda m: m.type == "error" and tab_errors.append(m.text)),
+    )
+    with page.context.expect_page() as opened:
+        page.get_by_role("button", name="Open the report").click()
+    tab = opened.value
+    expect(tab).to_have_title(title)
+    assert tab.url.startswith("blob:"), tab.url
+    expect(tab.get_by_role("heading", level=1)).to_have_text(title)
+    pictures = tab.locator("figure img")
+    expect(pictures.first).to_be_visible()
+    assert pictures.evaluate_all("all => all.every(i => i.complete && i.naturalWidth > 0)")
+    assert "system-ui" in tab.evaluate("getComputedStyle(document.body).fontFamily")
+    expect(page.locator("#download-result")).to_have_text("Opened the report in a new tab.")
+    tab.close()
+    assert tab_errors == [], tab_errors
+
+    # The export is built off the request: the page says so while it follows the 202s,
+    # then saves the archive, fetched with the key.
+    page.get_by_label("Export format").select_option("hf")
+    with page.expect_download(timeout=180_000) as export:
+        page.get_by_role("button", name="Download the export").click()
+        expect(page.locator("#download-result")).to_contain_text(
+            "The API is building the hf export; asking again in 2 s"
+        )
+    assert export.value.suggested_filename == f"{job['id']}-hf.tar.gz"
+    archive = Path(export.value.path())
+    assert archive.stat().st_size > 0
+    with tarfile.open(archive) as members:
+        assert "./model.safetensors" in members.getnames()
+    expect(page.locator("#download-result")).to_have_text(
+        f"Downloaded the hf export ({job['id']}-hf.tar.gz)."
+    )
 
     page.get_by_label("Recalibrate on").select_option(job["dataset"]["validation"])
     page.get_by_role("button", name="Recalibrate").click()

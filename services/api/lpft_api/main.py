@@ -78,7 +78,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(router)
     for router in (datasets.router, jobs.router, job_changes.router, predict.router):
         app.include_router(router, dependencies=[Security(BEARER)])
-    console.mount(app, keys_required=bool(keys))
+    console.mount(app, keys_required=bool(keys), max_upload_bytes=settings.max_upload_bytes)
     return app
 
 

@@ -9,10 +9,19 @@ no data, so they are served without a key; the API calls they make need one as u
 Every answer carries a Content-Security-Policy that allows scripts, styles, images and
 connections from this origin only (no inline script, no ``eval``, no framing), and
 ``nosniff``: a string that slipped into the page as HTML could still not run anything.
+
+One inline stylesheet is allowed, by its hash: the job report's. The job page opens the
+report (fetched with the caller's key) in a new tab from a ``blob:`` URL, and a ``blob:``
+document keeps the policy of the page that made it, so the report's ``<style>`` would be
+refused and the report shown unstyled. Its pictures are ``data:`` URLs, which ``img-src``
+allows; it has no script, and none could run.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -24,11 +33,27 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lpft_core.reporting.report import _page as report_page
+
 STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
 PREFIX = "/ui"
+
+
+def _style_hash(page: str) -> str:
+    """The CSP hash source of the one ``<style>`` element in ``page``."""
+    style = re.search(r"<style>(.*?)</style>", page, re.DOTALL)
+    if style is None:
+        raise ValueError("the report page has no <style> element")
+    digest = hashlib.sha256(style[1].encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+#: The job report's inline stylesheet, the same in every report (see the module's doc).
+REPORT_STYLE = _style_hash(report_page("", ""))
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE}; "
+        "img-src 'self' data:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     ),
@@ -71,14 +96,17 @@ async def _to_jobs(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/", status_code=308, headers=HEADERS)
 
 
-def console_app(keys_required: bool) -> ASGIApp:
+def console_app(keys_required: bool, max_upload_bytes: int) -> ASGIApp:
     """The console, to mount at ``PREFIX``: ``/`` the jobs, ``/jobs/{id}`` one job,
     ``/datasets`` the datasets (upload, preview, delete), ``/new`` a new job's form,
     ``/predict?job={id}`` predictions of a job's model, ``/compare?jobs=a,b`` runs side by side,
     ``/assets/...`` the scripts, styles and vendored libraries they load, and
     ``/config.json``, whether this server wants a key (so that a page asks for one before
-    its first call instead of after a 401)."""
-    config = {"keys_required": keys_required}
+    its first call instead of after a 401) and the most bytes an upload may have (so that
+    /ui/datasets refuses a file over it before sending it: the API answers such a body with
+    a 413 before reading it and closes the connection, which a browser reports as a
+    dropped connection, not as the 413)."""
+    config = {"keys_required": keys_required, "max_upload_bytes": max_upload_bytes}
 
     async def configuration(request: Request) -> Response:
         return JSONResponse(config)
@@ -99,7 +127,7 @@ def console_app(keys_required: bool) -> ASGIApp:
     return SecurityHeaders(app)
 
 
-def mount(app: Starlette, keys_required: bool) -> None:
+def mount(app: Starlette, keys_required: bool, max_upload_bytes: int) -> None:
     """Serve the console at ``PREFIX`` (``/ui`` itself redirects to ``/ui/``)."""
-    app.mount(PREFIX, console_app(keys_required), name="console")
+    app.mount(PREFIX, console_app(keys_required, max_upload_bytes), name="console")
     app.add_route(PREFIX, _to_jobs, include_in_schema=False)

@@ -5,7 +5,7 @@
 import { ApiError, request, Unauthorized, upload } from "./api.js";
 import { fill, h, when } from "./dom.js";
 import { clearErrors, control, openApi, showErrors } from "./forms.js";
-import { run } from "./session.js";
+import { consoleConfig, run } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 20;
@@ -234,6 +234,31 @@ async function showRowErrors(file, problem, rowErrors) {
   $("row-errors").hidden = false;
 }
 
+/** `n` bytes, exactly and in the unit a person reads (12,345 bytes (12.1 KiB)). */
+function sizeText(n) {
+  const units = ["KiB", "MiB", "GiB"];
+  let value = n;
+  let unit = "";
+  for (const next of units) {
+    if (value < 1024) break;
+    value /= 1024;
+    unit = next;
+  }
+  const exact = `${n.toLocaleString("en")} bytes`;
+  return unit ? `${exact} (${value.toFixed(1)} ${unit})` : exact;
+}
+
+/**
+ * Why this server would refuse `file` for its size, or null. The limit is the whole request
+ * body's (the file, the form's other fields and the multipart framing), so a file just under
+ * it can still be refused; the server answers that by closing the connection.
+ */
+async function tooLarge(file) {
+  const limit = (await consoleConfig())?.max_upload_bytes;
+  if (!limit || file.size <= limit) return null;
+  return `${file.name} is ${sizeText(file.size)}; this server takes uploads of up to ${sizeText(limit)}. Split the file, or upload it as Parquet, which is smaller.`;
+}
+
 function columnMapping() {
   const mapped = {};
   for (const column of columns) {
@@ -253,6 +278,12 @@ async function submitUpload() {
     showErrors(form, [{ field: "file", message: "choose a file to upload" }]);
     return;
   }
+  const refusal = await tooLarge(file);
+  if (refusal) {
+    showErrors(form, [{ field: "file", message: refusal }]);
+    $("upload-status").textContent = "Not sent: the file is over this server's upload limit.";
+    return;
+  }
   const body = new FormData();
   body.append("file", file, file.name);
   const name = $("upload-name").value.trim();
@@ -264,6 +295,13 @@ async function submitUpload() {
   try {
     dataset = await upload("/datasets", body, { onProgress: showProgress });
   } catch (error) {
+    if (error instanceof TypeError) {
+      // A body over the limit is answered with a 413 before it is read, and the connection
+      // closed: the browser reports only that. Say what most likely happened.
+      const limit = (await consoleConfig())?.max_upload_bytes;
+      const near = limit && file.size > limit - 64 * 1024;
+      throw new Error(near ? `${error.message}. With the form's other fields the upload is probably over this server's limit of ${sizeText(limit)} (${file.name} is ${sizeText(file.size)}).` : error.message);
+    }
     if (!(error instanceof ApiError)) throw error;
     const errors = error.problem.errors ?? [];
     const rowErrors = errors.filter((e) => e.line !== undefined);

@@ -24,10 +24,22 @@ function signInForm(section) {
   );
 }
 
-/** Whether this server wants a key (the console's own /ui/config.json says). */
+let configuration = null;
+
+/**
+ * The console's own /ui/config.json, read once a page: `keys_required` (whether this server
+ * wants a key) and `max_upload_bytes` (the most an upload may have). Null when it cannot be
+ * read; a page then asks for a key and leaves the limit to the server.
+ */
+export function consoleConfig() {
+  configuration ??= fetch("/ui/config.json", { headers: { Accept: "application/json" } })
+    .then((response) => (response.ok ? response.json() : null))
+    .catch(() => null);
+  return configuration;
+}
+
 async function keysRequired() {
-  const response = await fetch("/ui/config.json", { headers: { Accept: "application/json" } });
-  return response.ok ? (await response.json()).keys_required : true;
+  return (await consoleConfig())?.keys_required ?? true;
 }
 
 /**
