@@ -99,7 +99,9 @@ class JobChanges:
         if after is None:
             return Position(head, False)
         first = info["first-entry"][0] if info["first-entry"] else None
-        trimmed = int(info["entries-added"]) > int(info["length"])
+        # Redis before 7.0 does not count entries-added: a feed there may always be trimmed.
+        added = info.get("entries-added")
+        trimmed = added is None or int(added) > int(info["length"])
         behind = first is not None and stream_order(after) < stream_order(first)
         ahead = stream_order(after) > stream_order(head)
         missed = ahead or (behind and (trimmed or after != "0-0"))

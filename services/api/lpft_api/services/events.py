@@ -8,12 +8,14 @@ process killed mid-stream leaks none.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import redis
 from lpft_contract.keys import PREFIX
@@ -28,8 +30,14 @@ from lpft_api.schemas import Event, EventList, LiveMetrics
 from lpft_api.settings import ApiSettings
 from lpft_core import METRICS_FILE
 
-#: Redis stream ids, the only cursors the event log accepts.
-EVENT_ID = r"^\d{1,19}-\d{1,19}$"  # below 2**63: Redis refuses larger ids
+#: Redis stream ids, the only cursors the event log accepts: ASCII digits (``\d`` would let
+#: other scripts' digits through, which Redis refuses with an error).
+EVENT_ID = r"^[0-9]{1,19}-[0-9]{1,19}$"
+#: The threads of the streams' blocking reads (each waits up to ``STREAM_WAIT_MS``): open
+#: streams must never queue the default executor's short calls (a /predict model fetch, a
+#: page read) behind them. Streams are capped per tenant; past this many at once across
+#: tenants, they wait for each other only.
+STREAM_READERS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="stream-read")
 #: Events read per call while streaming, and how long a call waits for the first one (ms):
 #: also how often a stream looks for its job's end and its client's departure.
 STREAM_BATCH, STREAM_WAIT_MS = 200, 1000
@@ -51,6 +59,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 _HELD = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
+
+
+Read = TypeVar("Read")
+
+
+async def blocking_read(read: Callable[..., Read], *args: Any) -> Read:
+    """``read(*args)``, a stream read that may block for ``STREAM_WAIT_MS``, on the streams'
+    own threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(STREAM_READERS, functools.partial(read, *args))
 
 
 class StreamSlots:
@@ -237,7 +255,7 @@ async def stream(
     while not await disconnected():
         if not await renew():
             return
-        found = await asyncio.to_thread(stores.events.read, job_id, cursor, STREAM_BATCH, wait_ms)
+        found = await blocking_read(stores.events.read, job_id, cursor, STREAM_BATCH, wait_ms)
         events = found.items
         for event in events:
             cursor = event["id"]

@@ -23,7 +23,13 @@ from lpft_contract.stores import Stores
 from pydantic import BaseModel, Field
 
 from lpft_api.schemas import ListPage
-from lpft_api.services.events import STREAM_BATCH, STREAM_WAIT_MS, EventStream, leased_stream
+from lpft_api.services.events import (
+    STREAM_BATCH,
+    STREAM_WAIT_MS,
+    EventStream,
+    blocking_read,
+    leased_stream,
+)
 from lpft_api.settings import ApiSettings
 
 logger = logging.getLogger("lpft.api")
@@ -120,7 +126,7 @@ async def stream(
     while time.monotonic() - started < STREAM_MAX_S and not await disconnected():
         if not await renew():
             return
-        found = await asyncio.to_thread(changes.read, tenant, cursor, STREAM_BATCH, wait_ms)
+        found = await blocking_read(changes.read, tenant, cursor, STREAM_BATCH, wait_ms)
         for change in found.items:
             cursor = change["id"]
             yield _event(change["type"], cursor, change)
