@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         HEAD_NORM_SCALES,
         MAX_TRIALS,
         SweepSpec,
+        check_grid_trials,
         check_search_space,
     )
     from lpft_core.jobs.sweep_spec import SEARCHABLE as SWEEP_SEARCHABLE
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from lpft_core.jobs.sweep_storage import delete_study as delete_sweep_study
     from lpft_core.model.artifacts import METRICS as METRICS_FILE
     from lpft_core.model.classifier import DEFAULT_MODEL, resolve_model
+    from lpft_core.reporting.style import REPORT_STYLESHEET
     from lpft_core.results import JobMetrics
     from lpft_core.serving.backends import choose_backend
     from lpft_core.serving.cpu_quota import usable_cpus
@@ -101,6 +103,7 @@ if TYPE_CHECKING:
 #: Public name → the module that defines it, as ``module:name`` where the name there differs.
 _EXPORTS = {
     "check_search_space": "lpft_core.jobs.sweep_spec",
+    "check_grid_trials": "lpft_core.jobs.sweep_spec",
     "SweepSpec": "lpft_core.jobs.sweep_spec",
     "SWEEP_SEARCHABLE": "lpft_core.jobs.sweep_spec:SEARCHABLE",
     "HEAD_NORM_SCALES": "lpft_core.jobs.sweep_spec",
@@ -114,6 +117,7 @@ _EXPORTS = {
     "objective_value": "lpft_core.jobs.sweep",
     "finish_sweep": "lpft_core.jobs.sweep",
     "HeadNormFigures": "lpft_core.jobs.head_norm_analysis",
+    "REPORT_STYLESHEET": "lpft_core.reporting.style",
     "head_norm_figures": "lpft_core.jobs.head_norm_analysis",
     "AnalysisSpec": "lpft_core.jobs.specs",
     "Backend": "lpft_core.serving.predictor",
@@ -191,6 +195,7 @@ __all__ = [
     "MAX_SEEDS",
     "MAX_TRIALS",
     "METRICS_FILE",
+    "REPORT_STYLESHEET",
     "SWEEP_SEARCHABLE",
     "AnalysisSpec",
     "Backend",
@@ -234,6 +239,7 @@ __all__ = [
     "ask_trial",
     "build_splits",
     "calibration_errors",
+    "check_grid_trials",
     "check_search_space",
     "check_split_shapes",
     "choose_backend",

@@ -79,7 +79,8 @@ def open_study(
     """The sweep's study in ``storage`` (created at the first call), with its sampler and
     pruner. The sampler is seeded with the base seed plus the trials the study holds: a
     sampler is built anew at each ask (each on whichever worker asks), and one seed alone
-    would draw the same first parameters every time."""
+    would draw the same first parameters every time (the grid sampler, which draws none,
+    keeps the base seed: see ``_sampler``)."""
     study = optuna.create_study(
         storage=storage, study_name=name, direction=spec.direction, load_if_exists=True
     )

@@ -175,6 +175,8 @@ class SweepSpec:
         if not 1 <= self.parallelism <= self.n_trials:
             raise ConfigError("parallelism", f"must be between 1 and n_trials ({self.n_trials})")
         space = check_search_space(self.search_space, self.hyperparameters, self.sampler)
+        if self.sampler is Sampler.GRID:
+            check_grid_trials(space, self.n_trials)
         object.__setattr__(self, "search_space", space)
         self.trial_spec(0, {})  # the base options as a finetune job would check them
 
@@ -228,6 +230,21 @@ def check_search_space(
     if not space:
         raise ConfigError("search_space", f"search one or more of {sorted(SEARCHABLE)}")
     return {name: check_param(name, raw, base, Sampler(sampler)) for name, raw in space.items()}
+
+
+def check_grid_trials(space: dict[str, SearchParam], n_trials: int) -> None:
+    """A grid sweep tries each point of its grid once: beyond them, Optuna's grid sampler
+    would train the same points again.
+
+    Raises:
+        ConfigError: on ``n_trials``, naming the grid's size.
+    """
+    points = math.prod(len(param.grid()) for param in space.values())
+    if n_trials > points:
+        raise ConfigError(
+            "n_trials",
+            f"the grid has {points} points, each tried once; ask for at most {points} trials",
+        )
 
 
 def check_param(

@@ -12,6 +12,7 @@ from pathlib import Path
 from lpft_core.diagnostics.features import FeatureChange, FeatureStatistics
 from lpft_core.diagnostics.ntk_stats import NtkStatistics
 from lpft_core.reporting import plots
+from lpft_core.reporting.style import REPORT_STYLESHEET
 from lpft_core.results import AnalysisResult, Evaluation, JobMetrics, SplitSummary
 
 Table = tuple[list[str], list[list[str]]]
@@ -318,10 +319,6 @@ def _html_table(table: Table) -> str:
 def _page(title: str, body: str) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:right}th{background:#f4f4f4}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+        f"<title>{html.escape(title)}</title><style>{REPORT_STYLESHEET}"
         f"</style></head><body>{body}</body></html>"
     )

@@ -63,6 +63,19 @@ def with_space(**space: dict) -> dict:
         (with_space(), "search_space"),
         ({**SWEEP, "search_space": "head_norms"}, "search_space"),
         ({**SWEEP, "sampler": "grid"}, "search_space.learning_rate.step"),
+        # A grid of 3 x 2 points tries each once: a seventh trial would repeat one.
+        (
+            {
+                **with_space(
+                    epochs={"type": "int", "low": 1, "high": 3},
+                    pooling={"type": "categorical", "choices": ["mean", "cls"]},
+                ),
+                "sampler": "grid",
+                "n_trials": 7,
+            },
+            "n_trials",
+        ),
+        ({**SWEEP, "search_space": "head_norm", "sampler": "grid", "n_trials": 6}, "n_trials"),
         ({**SWEEP, "parallelism": 7, "n_trials": 6}, "parallelism"),
         ({**SWEEP, "parallelism": 8, "n_trials": 10}, "parallelism"),
         (

@@ -2,7 +2,8 @@
 leaves trials out however many of them lie between two other jobs, and pages through the
 rest without losing or repeating one; ``?sweep=`` pages through one sweep's trials; DELETE
 of a sweep is refused, before anything is deleted, while a job reads one of its trials'
-models (a re-calibration of the sweep rewrites its best trial's)."""
+models (a re-calibration of the sweep rewrites its best trial's), and a trial is deleted
+only with its sweep, which serves its best one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from lpft_api.errors import Conflict, Unprocessable
+from lpft_api.services.jobs import delete_job
 from lpft_api.services.sweeps import LIST_CHUNK, delete_trials, jobs_page
+from lpft_api.settings import ApiSettings
 from lpft_contract.records import JobRecord, JobStatus
 from lpft_contract.stores import Stores
 from lpft_contract.sweeps import SweepStore
@@ -95,3 +98,12 @@ def test_a_sweep_is_not_deleted_while_a_job_reads_a_trials_model(stores: Stores)
     delete_trials(sweep, stores)
     assert all(stores.jobs.get_job(t) is None for t in trials)
     assert not SweepStore(stores.redis).trials(sweep.id)
+
+
+def test_a_trial_goes_only_with_its_sweep(stores: Stores) -> None:
+    sweep = stores.jobs.create_job(job("sweep"))
+    (trial,) = add_trials(stores, sweep, 1)
+    with pytest.raises(Conflict) as refused:
+        delete_job(stores.jobs.get_job(trial), stores, ApiSettings())
+    assert sweep.id in str(refused.value)
+    assert stores.jobs.get_job(trial) is not None

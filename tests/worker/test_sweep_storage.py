@@ -1,7 +1,8 @@
 """A sweep's study in the database LPFT_SWEEP_STORAGE_URL names, against the machine's real
 PostgreSQL: the trials one worker asks and tells are every other worker's (each opens the
 study as ``lpft_worker.sweeps.study`` does, from its own settings), nothing of the study is
-written to Redis, and deleting the sweep through the API's service removes the study."""
+written to Redis, and deleting the sweep through the API's service removes the study, or,
+while the database does not answer, nothing at all (a 503 to try again)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from lpft_api.errors import StudyDatabaseUnavailable
 from lpft_api.services.sweeps import delete_trials
+from lpft_contract.records import JobStatus
 from lpft_contract.stores import Stores
-from lpft_contract.sweeps import study_prefix
+from lpft_contract.sweeps import SweepStore, study_prefix
 from lpft_worker.settings import WorkerSettings
 from lpft_worker.sweeps import study
 from optuna.trial import TrialState
@@ -64,3 +67,17 @@ def test_a_sweep_deleted_before_its_study_existed_deletes_cleanly(stores: Stores
     sweep = stores.jobs.create_job(job("sweep"))
     delete_trials(sweep, stores, POSTGRES_URL)
     assert sweep.id not in optuna.get_all_study_names(storage=sweep_database(POSTGRES_URL))
+
+
+def test_a_study_database_that_does_not_answer_deletes_nothing(stores: Stores) -> None:
+    sweep = stores.jobs.create_job(job("sweep"))
+    trial = stores.jobs.create_job(job("finetune").model_copy(update={"sweep": sweep.id}))
+    SweepStore(stores.redis).add_trial(sweep.id, 0, trial.id)
+    assert stores.jobs.claim(trial.id, "w", lease_s=30) is not None
+    stores.jobs.finish(trial.id, JobStatus.SUCCEEDED, worker="w")
+
+    with pytest.raises(StudyDatabaseUnavailable) as refused:
+        delete_trials(sweep, stores, "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    assert refused.value.status == 503 and refused.value.retry_after > 0
+    assert stores.jobs.get_job(trial.id) is not None, "a trial went before its study"
+    assert SweepStore(stores.redis).trials(sweep.id) == {0: trial.id}

@@ -106,6 +106,12 @@ class QueueUnavailable(ApiError):
     status, code, title = 503, "queue_unavailable", "Service unavailable"
 
 
+class StudyDatabaseUnavailable(RetryLater):
+    """The database of the sweeps' studies (LPFT_SWEEP_STORAGE_URL) did not answer."""
+
+    status, code, title = 503, "study_database_unavailable", "Service unavailable"
+
+
 class HubUnavailable(RetryLater):
     """The Hugging Face Hub did not answer a check that must precede the job."""
 

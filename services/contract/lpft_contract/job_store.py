@@ -174,10 +174,15 @@ class JobStore:
     def jobs_using_job(self, tenant: str, job_id: str) -> list[str]:
         """The tenant's unfinished jobs that will read ``job_id``'s model (an analysis of it,
         a re-calibration)."""
+        return self.jobs_using_any(tenant, {job_id})
+
+    def jobs_using_any(self, tenant: str, job_ids: set[str]) -> list[str]:
+        """The tenant's unfinished jobs that will read the model of any of ``job_ids`` (a
+        sweep's trials): one pass over its unfinished jobs, however many ids."""
         return [
             other
             for other in self.redis.smembers(active_key(tenant))
-            if (record := self.get_job(other)) is not None and record.source_job == job_id
+            if (record := self.get_job(other)) is not None and record.source_job in job_ids
         ]
 
     def jobs_using_dataset(self, tenant: str, dataset_id: str) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -33,23 +32,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lpft_core.reporting.report import _page as report_page
+from lpft_core import REPORT_STYLESHEET
 
 STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
 PREFIX = "/ui"
 
 
-def _style_hash(page: str) -> str:
-    """The CSP hash source of the one ``<style>`` element in ``page``."""
-    style = re.search(r"<style>(.*?)</style>", page, re.DOTALL)
-    if style is None:
-        raise ValueError("the report page has no <style> element")
-    digest = hashlib.sha256(style[1].encode()).digest()
-    return f"'sha256-{base64.b64encode(digest).decode()}'"
-
-
-#: The job report's inline stylesheet, the same in every report (see the module's doc).
-REPORT_STYLE = _style_hash(report_page("", ""))
+#: The job report's inline stylesheet, the same in every report (see the module's doc), as
+#: a CSP hash source.
+REPORT_STYLE = (
+    f"'sha256-{base64.b64encode(hashlib.sha256(REPORT_STYLESHEET.encode()).digest()).decode()}'"
+)
 HEADERS = {
     "Content-Security-Policy": (
         f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE}; "

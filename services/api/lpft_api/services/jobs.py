@@ -24,7 +24,7 @@ from lpft_api.errors import (
     TooManyRequests,
     Unprocessable,
 )
-from lpft_api.schemas import JobCreate, JobList, JobLog, JobPublic, LogRecord, RecalibrateRequest
+from lpft_api.schemas import JobCreate, JobLog, LogRecord, RecalibrateRequest
 from lpft_api.services import sweeps
 from lpft_api.services.specs import check_job_model, job_record, recalibration_record
 from lpft_api.services.storage import check_room
@@ -94,14 +94,6 @@ def recalibrate(
     return record
 
 
-def list_jobs(
-    tenant: str, after: str | None, limit: int, status: JobStatus | None, stores: Stores
-) -> JobList:
-    """A page of the tenant's jobs (of ``status``), newest first."""
-    found = stores.jobs.list_jobs(tenant, after, limit, status)
-    return JobList.of(found, [JobPublic.from_record(r) for r in found.items])
-
-
 def cancel_job(job: JobRecord, stores: Stores) -> JobRecord:
     """The job cancelled (a queued one) or asked to stop (a running one).
 
@@ -120,10 +112,18 @@ def delete_job(job: JobRecord, stores: Stores, settings: ApiSettings) -> None:
     """Remove a finished job: its record, events, model and reports.
 
     Raises:
-        Conflict: the job is unfinished, or an unfinished job reads its model.
+        Conflict: the job is unfinished, is a trial of a sweep that still exists (trials go
+            with their sweep, which serves its best one), or an unfinished job reads its
+            model.
+        StudyDatabaseUnavailable: a sweep's study could not be deleted; nothing was.
     """
     if not job.status.is_terminal:
         raise Conflict(f"job {job.id} is {job.status.value}; cancel it before deleting it")
+    if job.sweep is not None and stores.jobs.get_job(job.sweep) is not None:
+        raise Conflict(
+            f"job {job.id} is trial {job.trial} of sweep {job.sweep}; its trials are deleted "
+            f"with it (DELETE /jobs/{job.sweep})"
+        )
     users = stores.jobs.jobs_using_job(job.tenant, job.id)
     if users:
         raise Conflict(

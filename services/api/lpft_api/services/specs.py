@@ -47,6 +47,7 @@ from lpft_core import (
     Resume,
     SplitShape,
     SweepSpec,
+    check_grid_trials,
     check_search_space,
     check_split_shapes,
     job_kind,
@@ -148,15 +149,16 @@ def recalibration_record(
             f"job {source.id} is a {source.status.value} {source.kind} job; recalibrate a "
             "succeeded finetune job"
         )
-    # A sweep's model is its best trial's: the new temperature is written there, and the
-    # worker fetches and publishes back the model of the job the record names.
-    source = serving(source, stores)
     if any(i.status == IntegrationStatus.PENDING for i in source.integrations):
+        # A sweep's tracker reads its best trial's model while it logs: the same wait.
         raise Conflict(
             f"job {source.id}'s MLflow run is still being logged (its integrations are "
             "pending), and a re-calibration logs into it; re-calibrate once they are not "
             f"(GET /jobs/{source.id}), in seconds to a minute"
         )
+    # A sweep's model is its best trial's: the new temperature is written there, and the
+    # worker fetches and publishes back the model of the job the record names.
+    source = serving(source, stores)
     dataset = _dataset(stores, source.tenant, body.dataset, "dataset")
     inputs = JobInputs(data=DataFiles(train=dataset.path), model_dir=Volume.model_key(source.id))
     return JobRecord(
@@ -324,9 +326,8 @@ def check_sweep(body: SweepJobCreate, base: Hyperparameters, settings: ApiSettin
         )
     if body.sampler == "grid" and body.pruner == "hyperband":
         raise Unprocessable("hyperband pruning needs a sampler that is not grid", field="pruner")
-    if isinstance(body.search_space, str):
-        return
-    for name, param in body.search_space.items():
+    ranges = {} if isinstance(body.search_space, str) else body.search_space  # a preset's
+    for name, param in ranges.items():
         if name not in HyperparametersIn.model_fields:
             continue  # lpft_core names it (unknown, or not searchable)
         values = {"low": param.low, "high": param.high} | {
@@ -344,7 +345,9 @@ def check_sweep(body: SweepJobCreate, base: Hyperparameters, settings: ApiSettin
                 raise Unprocessable(
                     f"{message} (as a finetune job's {name})", field=f"search_space.{name}.{where}"
                 ) from None
-    check_search_space(_search_space(body), base, body.sampler)
+    space = check_search_space(_search_space(body), base, body.sampler)
+    if body.sampler == "grid":
+        check_grid_trials(space, body.n_trials)
 
 
 @dataclass(frozen=True)

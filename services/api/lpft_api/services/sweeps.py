@@ -15,7 +15,7 @@ from lpft_contract.stores import Stores
 from lpft_contract.sweeps import SweepStore, served_job
 from lpft_contract.volume import Volume
 
-from lpft_api.errors import Conflict, Unprocessable
+from lpft_api.errors import Conflict, StudyDatabaseUnavailable, Unprocessable
 from lpft_api.schemas import JobList, JobPublic, TrialHeadNorm, TrialList, TrialPublic
 from lpft_core import METRICS_FILE, head_norm_figures
 
@@ -147,32 +147,46 @@ def cancel_trials(sweep: JobRecord, stores: Stores) -> None:
 
 
 def delete_trials(sweep: JobRecord, stores: Stores, study_database: str = "") -> None:
-    """Delete every finished trial (its record, events and files) and the sweep's keys,
-    its Optuna journal among them, or its study in ``study_database`` where the sweeps keep
-    theirs (LPFT_SWEEP_STORAGE_URL).
+    """Delete the sweep's study, every finished trial (its record, events and files) and the
+    sweep's keys, its Optuna journal among them. The study goes first: where it lives in a
+    database that is down, nothing is deleted and the client may try again.
 
     Raises:
         Conflict: an unfinished job reads a trial's model (a re-calibration of the sweep
             rewrites its best trial's), before anything is deleted.
+        StudyDatabaseUnavailable: the study's database (``study_database``) did not answer.
     """
     sweeps = SweepStore(stores.redis)
     trial_ids = list(sweeps.trials(sweep.id).values())
-    users = [u for job_id in trial_ids for u in stores.jobs.jobs_using_job(sweep.tenant, job_id)]
+    users = stores.jobs.jobs_using_any(sweep.tenant, set(trial_ids))
     if users:
         raise Conflict(
             f"unfinished jobs {', '.join(sorted(users))} use this sweep's best model; wait for "
             "them or cancel them first"
         )
+    if study_database:
+        _delete_study(study_database, sweep.id)
     for job_id in trial_ids:
         trial = stores.jobs.get_job(job_id)
         if trial is not None and trial.status.is_terminal:
             stores.jobs.delete_job(trial)
     sweeps.delete(sweep.id)
-    if study_database:
-        # Imported here: Optuna is the postgres extra's in the API, needed by this alone.
-        from lpft_core import delete_sweep_study, sweep_database
 
-        delete_sweep_study(sweep_database(study_database), sweep.id)
+
+def _delete_study(database: str, sweep_id: str) -> None:
+    # Imported here: Optuna is the postgres extra's in the API, needed by this alone.
+    from sqlalchemy.exc import OperationalError
+
+    from lpft_core import delete_sweep_study, sweep_database
+
+    try:
+        delete_sweep_study(sweep_database(database), sweep_id)
+    except OperationalError as exc:
+        raise StudyDatabaseUnavailable(
+            f"the sweeps' study database did not answer ({type(exc.orig).__name__}); "
+            "nothing was deleted, try again",
+            retry_after=30,
+        ) from exc
 
 
 def serving(job: JobRecord, stores: Stores) -> JobRecord:
