@@ -140,6 +140,17 @@ def test_publish_then_fetch_verifies_every_file(store: ObjectStore, tmp_path: Pa
     assert read_tree(destination) == MODEL
 
 
+def test_a_fetch_of_some_files_downloads_those_alone(store: ObjectStore, tmp_path: Path) -> None:
+    """A reader of a job's metrics (a sweep trial's tracker run) need not download its
+    weights."""
+    publish(store, "jobs/j-1/model", write_tree(tmp_path / "model", MODEL))
+    wanted = sorted(MODEL)[:1]
+    fetch(store, "jobs/j-1/model", tmp_path / "some", lambda path: path in wanted)
+    assert read_tree(tmp_path / "some") == {name: MODEL[name] for name in wanted}
+    fetch(store, "jobs/j-1/model", tmp_path / "none", lambda path: False)
+    assert read_tree(tmp_path / "none") == {}
+
+
 def test_republishing_drops_the_files_the_new_set_does_not_name(
     store: ObjectStore, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ and per-epoch lists as curves at their steps, and nothing MLflow would refuse.""
 
 from __future__ import annotations
 
-from lpft_worker.tracking.content import Point, document_points
+from lpft_worker.tracking.content import Point, document_points, is_job_artifact
 
 DOCUMENT = {
     "method": "lp_ft",
@@ -45,3 +45,10 @@ def test_numbers_are_named_by_their_path_and_lists_become_curves() -> None:
         Point("methods.ft.step/loss", 2.0, 1),
         Point("methods.ft.best_epoch", 1.0),
     ]
+
+
+def test_a_trials_run_fetches_its_documents_and_pictures_but_no_weights() -> None:
+    tracked = ["metrics.json", "report.html", "report.md", "plots/reliability.png"]
+    untracked = ["model.safetensors", "config.json", "plots/notes.txt", "plots/a/b.png"]
+    assert all(map(is_job_artifact, tracked))
+    assert not any(map(is_job_artifact, untracked))

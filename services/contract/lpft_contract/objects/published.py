@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import IntegrityError, NotPublished, ObjectNotFound
@@ -73,17 +74,26 @@ def latest_complete(store: ObjectStore, prefix: str) -> str | None:
     return child_key(prefix, complete[-1]) if complete else None
 
 
-def fetch(store: ObjectStore, prefix: str, destination: Path) -> Manifest:
+def fetch(
+    store: ObjectStore,
+    prefix: str,
+    destination: Path,
+    wanted: Callable[[str], bool] | None = None,
+) -> Manifest:
     """Download the set published under ``prefix`` into ``destination``, each file checked
-    against the manifest's size and SHA-256. The files land in a sibling directory renamed onto
-    ``destination`` at the end: on any failure (IntegrityError for a mismatch) ``destination``
-    is as it was, and nothing partial is left."""
+    against the manifest's size and SHA-256 (with ``wanted``, only the files whose paths it
+    accepts: a reader of a job's metrics need not download its weights). The files land in a
+    sibling directory renamed onto ``destination`` at the end: on any failure (IntegrityError
+    for a mismatch) ``destination`` is as it was, and nothing partial is left."""
     manifest = read_manifest(store, prefix)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
+    staging.mkdir()
     try:
         for entry in manifest.files:
+            if wanted is not None and not wanted(entry.path):
+                continue
             target = staging / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             receive(store, join(prefix, entry.path), entry, target)

@@ -121,6 +121,14 @@ def document_points(document: dict[str, Any], prefix: str = "") -> Iterator[Poin
             yield Point(name, float(value))
 
 
+def is_job_artifact(path: str) -> bool:
+    """Whether ``path``, relative to a job's outputs, is one of its ``job_artifacts`` (so a
+    run that logs no model fetches only these from a bucket)."""
+    return path in (METRICS_FILE, *REPORT_FILES) or (
+        path.startswith("plots/") and path.endswith(".png") and path.count("/") == 1
+    )
+
+
 def job_artifacts(model_dir: Path) -> dict[Path, str]:
     """The metrics document, the report and its plots, as far as the job wrote them."""
     files = {model_dir / name: "" for name in (METRICS_FILE, *REPORT_FILES)}

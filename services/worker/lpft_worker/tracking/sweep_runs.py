@@ -44,7 +44,13 @@ from lpft_contract.volume import Volume
 
 from lpft_worker.settings import WorkerSettings
 from lpft_worker.tracking import Written, log_model, mlflow_client, settled
-from lpft_worker.tracking.content import MAX_PARAM_CHARS, Point, RunContent, job_content
+from lpft_worker.tracking.content import (
+    MAX_PARAM_CHARS,
+    Point,
+    RunContent,
+    is_job_artifact,
+    job_content,
+)
 from lpft_worker.tracking.mlflow_run import Budget, MlflowRun
 
 logger = logging.getLogger("lpft.worker")
@@ -252,16 +258,19 @@ def _trials(sweep: JobRecord, stores: Stores, scratch: Path) -> list[Trial]:
     return found
 
 
-def _outputs(volume: Volume, job_id: str, scratch: Path) -> Path:
+def _outputs(volume: Volume, job_id: str, scratch: Path, *, model: bool = False) -> Path:
     """Where this process reads the job's published outputs: the store itself when it
     shares this disk, else a copy fetched into ``scratch`` (an empty directory when the job
-    published none)."""
+    published none): its metrics, report and plots alone, which is all a trial's child run
+    logs, or, with ``model``, everything (a sweep of 50 trials would otherwise download 50
+    models to log one)."""
     if volume.shares_disk:
         return volume.model_dir(job_id)
-    local = scratch / job_id
+    local = scratch / ("model" if model else "artifacts") / job_id
     if not local.exists():
         if is_complete(volume.objects, Volume.model_key(job_id)):
-            fetch(volume.objects, Volume.model_key(job_id), local)
+            wanted = None if model else is_job_artifact
+            fetch(volume.objects, Volume.model_key(job_id), local, wanted)
         else:
             local.mkdir(parents=True)
     return local
@@ -283,6 +292,6 @@ def _log_best_model(
         return None
     register_as = integration.mlflow.register_as
     registered = None if register_as is None else registered_name(sweep.tenant, register_as)
-    served = _outputs(stores.volume, best, scratch)
+    served = _outputs(stores.volume, best, scratch, model=True)
     keys = {"lpft.job_id": sweep.id, "lpft.trial_job_id": best}
     return log_model(run, parent, served, "model", registered, keys)
