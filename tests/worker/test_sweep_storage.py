@@ -13,7 +13,6 @@ import optuna
 import pytest
 from lpft_api.errors import StudyDatabaseUnavailable
 from lpft_api.services.sweeps import delete_trials
-from lpft_contract.records import JobStatus
 from lpft_contract.stores import Stores
 from lpft_contract.sweeps import SweepStore, study_prefix
 from lpft_worker.settings import WorkerSettings
@@ -23,6 +22,7 @@ from optuna.trial import TrialState
 from lpft_core import SweepSpec, ask_trial, sweep_database, tell_trial
 from tests.api.test_metrics import job
 from tests.jobstore import empty_database
+from tests.jobstore.test_sweep_listing import add_trials
 from tests.redis_fixtures import RedisDatabase
 from tests.test_imports import SPEC_SAMPLES
 
@@ -71,13 +71,10 @@ def test_a_sweep_deleted_before_its_study_existed_deletes_cleanly(stores: Stores
 
 def test_a_study_database_that_does_not_answer_deletes_nothing(stores: Stores) -> None:
     sweep = stores.jobs.create_job(job("sweep"))
-    trial = stores.jobs.create_job(job("finetune").model_copy(update={"sweep": sweep.id}))
-    SweepStore(stores.redis).add_trial(sweep.id, 0, trial.id)
-    assert stores.jobs.claim(trial.id, "w", lease_s=30) is not None
-    stores.jobs.finish(trial.id, JobStatus.SUCCEEDED, worker="w")
+    (trial,) = add_trials(stores, sweep, 1)
 
     with pytest.raises(StudyDatabaseUnavailable) as refused:
         delete_trials(sweep, stores, "postgresql+psycopg://postgres@127.0.0.1:1/test")
     assert refused.value.status == 503 and refused.value.retry_after > 0
-    assert stores.jobs.get_job(trial.id) is not None, "a trial went before its study"
-    assert SweepStore(stores.redis).trials(sweep.id) == {0: trial.id}
+    assert stores.jobs.get_job(trial) is not None, "a trial went before its study"
+    assert SweepStore(stores.redis).trials(sweep.id) == {0: trial}
